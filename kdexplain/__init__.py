@@ -1,0 +1,11 @@
+"""kdexplain: explain knowledge distillation by quantifying the knowledge inside networks.
+
+Rooms, in the direction data flows: ``data`` -> ``models`` -> ``train`` -> ``quantify``
+-> ``concepts`` -> ``report``. The public names are re-exported here.
+"""
+
+__version__ = "0.1.0"
+
+from kdexplain.models import build_model, get_layer, resolve_layer_name  # noqa: E402
+
+__all__ = ["__version__", "build_model", "get_layer", "resolve_layer_name"]

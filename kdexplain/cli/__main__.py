@@ -1,0 +1,5 @@
+import sys
+
+from kdexplain.cli import main
+
+sys.exit(main())

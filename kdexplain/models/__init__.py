@@ -1,0 +1,23 @@
+"""Architectures and layer naming."""
+
+from kdexplain.models.layers import (
+    LAYER_ALIASES,
+    LayerNotFoundError,
+    get_layer,
+    layer_names,
+    resolve_layer_name,
+)
+from kdexplain.models.zoo import ARCHS, TORCHVISION_ARCHS, KDNet, build_model, load_state_dict
+
+__all__ = [
+    "ARCHS",
+    "LAYER_ALIASES",
+    "TORCHVISION_ARCHS",
+    "KDNet",
+    "LayerNotFoundError",
+    "build_model",
+    "get_layer",
+    "layer_names",
+    "load_state_dict",
+    "resolve_layer_name",
+]

@@ -1,0 +1,144 @@
+"""Architectures: torchvision's, used as they are, and a small CPU-friendly CNN.
+
+Every model built here carries ``model.kdexplain_arch`` (its architecture name) so that
+the paper's layer aliases resolve without further arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
+                     "resnet101", "resnet152")
+ARCHS = ("kdnet",) + TORCHVISION_ARCHS
+
+
+class KDNet(nn.Module):
+    """A small VGG-style CNN for CPU work (the quickstart architecture).
+
+    Laid out like torchvision's VGG so the paper's aliases carry over: ``features``
+    (4 conv/ReLU/max-pool stages; ``conv`` = ``features.9``, the last convolution),
+    ``avgpool`` (adaptive, 4x4), ``classifier`` = Linear (``fc1``), ReLU, Dropout,
+    Linear (``fc2``), ReLU, Dropout, Linear (``fc3``).
+
+    Parameters
+    ----------
+    num_classes : int
+        Output logits.
+    width : int
+        Channels of the first stage; later stages have 2x, 4x, 4x.
+    hidden : int
+        Width of fc1 and fc2.
+    dropout : float
+        Dropout probability in the classifier.
+    """
+
+    def __init__(self, num_classes: int = 10, width: int = 16, hidden: int = 256,
+                 dropout: float = 0.3) -> None:
+        super().__init__()
+        w = (width, 2 * width, 4 * width, 4 * width)
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in w:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in = c
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(4)
+        self.classifier = nn.Sequential(
+            nn.Linear(c_in * 16, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def _resize_head(model: nn.Module, arch: str, num_classes: int) -> None:
+    if arch.startswith("resnet"):
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    else:  # alexnet, vgg*
+        last = model.classifier[6]
+        model.classifier[6] = nn.Linear(last.in_features, num_classes)
+
+
+def build_model(arch: str, num_classes: int, *, pretrained: str | Path | None = None,
+                **kwargs) -> nn.Module:
+    """Build an architecture with a head of ``num_classes`` logits.
+
+    Parameters
+    ----------
+    arch : str
+        One of :data:`ARCHS`.
+    num_classes : int
+        Size of the classification head.
+    pretrained : str or Path, optional
+        ``None``: random initialisation. A path: a state dict (or a kdexplain checkpoint)
+        loaded before the head is re-sized, so ImageNet weights with a 1000-way head load
+        as they are. ``"torchvision"``: torchvision's default ImageNet weights (needs the
+        internet, or torch's hub cache).
+    **kwargs
+        Passed to :class:`KDNet` (``width``, ``hidden``, ``dropout``).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    if arch == "kdnet":
+        model = KDNet(num_classes=num_classes, **kwargs)
+        if pretrained is not None:
+            model.load_state_dict(load_state_dict(pretrained), strict=False)
+    else:
+        import torchvision
+
+        if kwargs:
+            raise ValueError(f"options {sorted(kwargs)} apply to kdnet only, not {arch}")
+        if pretrained == "torchvision":
+            try:
+                model = torchvision.models.get_model(arch, weights="DEFAULT")
+            except Exception as e:  # URLError, OSError, ...: offline
+                raise RuntimeError(
+                    f"could not load torchvision's pretrained weights for {arch} ({e}). "
+                    "This needs the internet (or the file in torch's hub cache, "
+                    f"{torch.hub.get_dir()}). Offline, download the weights elsewhere and "
+                    "pass the state-dict file as `pretrained: /path/to/weights.pth`."
+                ) from e
+        else:
+            model = torchvision.models.get_model(arch, weights=None)
+            if pretrained is not None:
+                state = load_state_dict(pretrained)
+                missing, unexpected = model.load_state_dict(state, strict=False)
+                if len(unexpected) > 0 or len(missing) > 2:
+                    raise ValueError(
+                        f"{pretrained} does not fit {arch}: missing {missing[:5]}, "
+                        f"unexpected {unexpected[:5]}")
+        _resize_head(model, arch, num_classes)
+    model.kdexplain_arch = arch
+    return model
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a state dict from a ``.pth`` file: a plain state dict, or a checkpoint holding
+    one under ``model``/``state_dict`` (kdexplain and common training scripts)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(obj, dict):
+        for key in ("model", "state_dict", "model_state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
+    # checkpoints saved from DDP or torch.compile carry prefixes
+    return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}

@@ -1,0 +1,53 @@
+"""What to save beside every run so it can be reproduced: versions and git revision."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+_PACKAGES = ("kdexplain", "torch", "torchvision", "captum", "numpy", "scipy", "pandas",
+             "matplotlib", "pydantic", "scikit-image", "scikit-learn")
+
+
+def git_revision(path: str | Path | None = None) -> str | None:
+    """The git commit of the source tree at ``path`` (default: this package), or None."""
+    where = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                             text=True, timeout=5, check=True)
+        rev = out.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment_info() -> dict:
+    """Package versions, Python, platform, device and the git revision, as a JSON-able dict."""
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    info = {
+        "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_revision": git_revision(),
+    }
+    try:
+        import torch
+
+        info["cuda"] = torch.version.cuda if torch.cuda.is_available() else None
+        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        info["torch_threads"] = torch.get_num_threads()
+    except Exception:  # pragma: no cover - torch is a hard dependency
+        pass
+    return info
