@@ -38,10 +38,16 @@ class UserError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    Predictable mistakes (missing files, bad values, unknown layers) print one clear
+    ``error:`` line and exit with status 2 instead of a traceback.
+    """
     _register_all()
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="kdexplain")
+    except SystemExit as e:  # typer's normal exit (help, usage errors, success)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except (UserError, FileNotFoundError, ValueError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
@@ -50,19 +56,6 @@ def main(argv: list[str] | None = None) -> int:
         typer.secho("interrupted: finished units are kept; run the same command again to "
                     "resume", fg=typer.colors.YELLOW, err=True)
         return 130
-    except SystemExit as e:  # typer/click exits (help, usage errors)
-        return int(e.code or 0)
-    except Exception as e:
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Exit):
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 1
-        raise
     return 0
 
 
