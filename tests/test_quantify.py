@@ -1,0 +1,244 @@
+"""The perturbation engine against its closed form, the original algorithm, and its contract."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kdexplain.models import LayerNotFoundError, build_model
+from kdexplain.quantify import image_key, quantify
+from kdexplain.quantify.engine import NOISE_BLOCK
+from kdexplain.utils.seed import derive_seed
+
+C, H, W_, G = 3, 16, 16, 4
+
+
+def _linear_model(dim: int = 32, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
+    """phi(x) = W x with cell-dependent column norms; returns the model and c_i per cell."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(dim, C * H * W_, generator=gen)
+    scale = torch.rand(G, G, generator=gen) * 3 + 0.2
+    up = scale.repeat_interleave(H // G, 0).repeat_interleave(W_ // G, 1)
+    weight = weight * up.flatten().repeat(C)[None]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W_, dim, bias=False))
+    model[1].weight.data = weight
+    cell = (torch.arange(G * G).reshape(G, G).repeat_interleave(H // G, 0)
+            .repeat_interleave(W_ // G, 1).flatten().repeat(C))
+    c = torch.zeros(G * G).index_add_(0, cell, (weight**2).sum(0))
+    return model, c.reshape(G, G)
+
+
+def closed_form_sigma(c: torch.Tensor, lam: float, sigma0: float) -> torch.Tensor:
+    """SPEC 3: sigma_i^2 = lambda * sigma0^2 * sum_j c_j / (2 * n_cells * c_i)."""
+    return (lam * sigma0**2 * c.sum() / (2 * c.numel() * c)).sqrt()
+
+
+def test_closed_form_linear_default_preset():
+    # Default preset (Adam on log sigma, <= 100 steps x 16 samples, plateau stop). Tolerance:
+    # median relative error over cells <= 5 %, every cell <= 15 %.
+    model, c = _linear_model()
+    x = torch.randn(3, C, H, W_, generator=torch.Generator().manual_seed(1))
+    res = quantify(model, x, "1", grid=G, feature_transform="identity", seed=0)
+    expected = closed_form_sigma(c, 7.0, 0.01)
+    rel = (res.sigma / expected - 1).abs()
+    assert res.sigma.shape == (3, G, G)
+    assert rel.flatten(1).median(1).values.max() <= 0.05, rel
+    assert rel.max() <= 0.15, rel
+    assert (res.steps_run <= 100).all()
+    assert torch.allclose(res.entropy, torch.log(res.sigma) + 0.5 * math.log(2 * math.pi * math.e))
+
+
+@pytest.mark.parametrize("lam,sigma0", [(4.0, 0.02), (10.0, 0.005)])
+def test_closed_form_other_lambda_and_sigma0(lam, sigma0):
+    model, c = _linear_model(seed=3)
+    x = torch.randn(1, C, H, W_)
+    res = quantify(model, x, "1", grid=G, feature_transform="identity", entropy_weight=lam,
+                   sigma_init=sigma0, seed=2)
+    rel = (res.sigma[0] / closed_form_sigma(c, lam, sigma0) - 1).abs()
+    assert rel.median() <= 0.05 and rel.max() <= 0.15, rel
+
+
+# --- the original algorithm, written plainly, one image and one checkpoint at a time --------
+
+def sequential_reference(model, image, layer_module, key, *, seed=0, grid=G, lam=7.0,
+                         target=-2.8, steps=80, samples=96, lr=1e-4, sigma0=0.01,
+                         rule_step=59):
+    """The original train_sigma loop (Cheng et al.'s code), with kdexplain's noise stream."""
+    gen = torch.Generator().manual_seed(derive_seed(seed, "noise", key))
+
+    def draw(n):
+        return torch.cat([torch.randn((min(NOISE_BLOCK, n - s), *image.shape), generator=gen)
+                          for s in range(0, n, NOISE_BLOCK)])
+
+    captured = {}
+    handle = layer_module.register_forward_hook(lambda m, a, o: captured.__setitem__("f", o))
+
+    def feature(batch):
+        model(batch)
+        return captured["f"]
+
+    try:
+        x = image[None]
+        with torch.no_grad():
+            origin = torch.relu(feature(x))
+            sig = torch.full((1, 1, grid, grid), sigma0)
+            noisy = x + F.interpolate(sig.expand(samples, 1, grid, grid), size=image.shape[1:],
+                                      mode="nearest") * draw(samples)
+            d0 = F.mse_loss(torch.relu(feature(noisy)), origin.expand(samples, *origin.shape[1:]))
+        sigma = torch.nn.Parameter(torch.full((1, 1, grid, grid), sigma0))
+        opt = torch.optim.SGD([sigma], lr=lr)
+        entropies, sigmas = [], []
+        for step in range(steps):
+            sigma.data.clamp_(0.001, 1)
+            noise = draw(samples)
+            noisy = x + F.interpolate(sigma.expand(samples, 1, grid, grid), size=image.shape[1:],
+                                      mode="nearest") * noise
+            penalty = torch.mean(torch.log(sigma)) + 0.5 * math.log(2 * math.pi) + 0.5
+            sigmas.append(sigma.detach().clone()[0, 0])
+            f = torch.relu(feature(noisy))
+            loss = F.mse_loss(f, origin.expand_as(f)) / d0 - lam * penalty
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            entropies.append(float(penalty.detach()))
+            if step == rule_step:
+                if max(entropies) > target:
+                    break
+                lam = lam * 1.5
+        best = min(range(len(entropies)), key=lambda i: abs(entropies[i] - target))
+        return sigmas[best], torch.tensor(entropies), d0, best, lam
+    finally:
+        handle.remove()
+
+
+def _tiny_cnn(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
+
+
+@pytest.mark.parametrize("target", [-2.8, -3.1, -2.0])
+def test_reference_preset_matches_sequential_original(target):
+    # -2.8: the original's threshold; -3.1: reached before step 59 (the run stops there);
+    # -2.0: never reached (lambda is multiplied by 1.5 and all 80 steps run).
+    model = _tiny_cnn()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(5))
+    res = quantify(model, x, "4", grid=G, preset="reference", target_entropy=target, seed=7,
+                   entropy_weight=7.0)
+    # both branches of the x1.5 rule are exercised
+    assert (res.steps_run == (80 if target == -2.0 else 60)).all()
+    for b in range(2):
+        sig, ent, d0, best, lam = sequential_reference(model, x[b], model[4], image_key(x[b]),
+                                                       seed=7, target=target)
+        n = len(ent)
+        assert int(res.steps_run[b]) == n
+        torch.testing.assert_close(res.entropy_trace[:n, b], ent, rtol=1e-5, atol=1e-5)
+        assert int(res.selected_step[b]) == best
+        torch.testing.assert_close(res.sigma[b], sig, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(res.d0[b], d0, rtol=1e-5, atol=0)
+        assert float(res.entropy_weight[b]) == pytest.approx(lam)
+
+
+def test_batch_and_chunk_invariance():
+    model = _tiny_cnn(1)
+    x = torch.randn(4, C, H, W_, generator=torch.Generator().manual_seed(2))
+    full = quantify(model, x, "4", grid=G, steps=30, samples=8, seed=3)
+    part = quantify(model, x[[2, 0]], "4", grid=G, steps=30, samples=8, seed=3, max_batch=3)
+    torch.testing.assert_close(part.sigma[0], full.sigma[2])
+    torch.testing.assert_close(part.sigma[1], full.sigma[0])
+    torch.testing.assert_close(part.d0, full.d0[[2, 0]])
+
+
+def test_several_checkpoints_in_one_call_equal_separate_calls():
+    models = [_tiny_cnn(s) for s in (0, 1, 2)]
+    x = torch.randn(2, C, H, W_)
+    joint = quantify(models, x, "4", grid=G, steps=20, samples=8)
+    assert joint.sigma.shape == (3, 2, G, G) and joint.loss_trace.shape[1:] == (3, 2)
+    for k, m in enumerate(models):
+        alone = quantify(m, x, "4", grid=G, steps=20, samples=8)
+        torch.testing.assert_close(joint.sigma[k], alone.sigma)
+
+
+def test_weights_get_no_gradient_and_state_is_restored():
+    model = _tiny_cnn().train()
+    x = torch.randn(1, C, H, W_)
+    quantify(model, x, "4", grid=G, steps=3, samples=4)
+    assert model.training
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    assert not model[4]._forward_hooks
+
+
+def test_forward_stops_at_the_layer():
+    model = _tiny_cnn()
+    calls = []
+    model[4].register_forward_hook(lambda *a: calls.append(1))
+    quantify(model, torch.randn(1, C, H, W_), "1", grid=G, steps=2, samples=4)
+    assert not calls  # the layer after the analysed one never ran
+
+
+def test_wrong_layer_name_lists_closest_names():
+    model = build_model("kdnet", 10)
+    with pytest.raises(LayerNotFoundError, match=r"classifier\.0"):
+        quantify(model, torch.randn(1, 3, 32, 32), "clasifier.0", steps=1)
+
+
+def test_alias_resolves_per_architecture():
+    model = build_model("kdnet", 10)
+    res = quantify(model, torch.randn(1, 3, 32, 32), "fc1", steps=2, samples=2)
+    assert res.layer == "classifier.0"
+
+
+def test_d0_zero_is_flagged_not_nan():
+    # A layer whose ReLU'd output is 0 for every input (negative bias): D0 = 0.
+    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W_, 4))
+    model[1].weight.data.zero_()
+    model[1].bias.data.fill_(-1.0)
+    x = torch.randn(2, C, H, W_)
+    res = quantify(model, x, "1", grid=G, steps=5, samples=4)
+    assert res.no_signal.all()
+    assert torch.isfinite(res.sigma).all() and torch.isfinite(res.entropy).all()
+    assert torch.allclose(res.sigma, torch.full_like(res.sigma, 0.01))
+    assert (res.steps_run == 0).all()
+
+
+def test_bad_inputs():
+    model = _tiny_cnn()
+    with pytest.raises(ValueError, match="B, C, H, W"):
+        quantify(model, torch.randn(C, H, W_), "4")
+    bad = torch.randn(2, C, H, W_)
+    bad[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        quantify(model, bad, "4")
+    with pytest.raises(ValueError, match="preset"):
+        quantify(model, torch.randn(1, C, H, W_), "4", preset="fast")
+    with pytest.raises(ValueError, match="grid"):
+        quantify(model, torch.randn(1, C, H, W_), "4", grid=32)
+
+
+def test_deterministic_for_a_seed():
+    model = _tiny_cnn()
+    x = torch.randn(2, C, H, W_)
+    a = quantify(model, x, "4", grid=G, steps=10, samples=4, seed=11)
+    b = quantify(model, x, "4", grid=G, steps=10, samples=4, seed=11)
+    c = quantify(model, x, "4", grid=G, steps=10, samples=4, seed=12)
+    assert torch.equal(a.sigma, b.sigma)
+    assert not torch.equal(a.sigma, c.sigma)
+
+
+def test_sensitive_cells_get_low_entropy():
+    # A feature that reads only the top-left quadrant: those cells must get lower entropy
+    # than the cells it ignores (which grow until the clamp).
+    mask = torch.zeros(C, H, W_)
+    mask[:, : H // 2, : W_ // 2] = 1
+    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W_, 8, bias=False))
+    model[1].weight.data = torch.randn(8, C * H * W_) * mask.flatten()[None]
+    res = quantify(model, torch.randn(1, C, H, W_), "1", grid=G, feature_transform="identity")
+    ent = res.entropy[0]
+    assert ent[:2, :2].max() < ent[2:, 2:].min()
