@@ -7,5 +7,20 @@ Rooms, in the direction data flows: ``data`` -> ``models`` -> ``train`` -> ``qua
 __version__ = "0.1.0"
 
 from kdexplain.models import build_model, get_layer, resolve_layer_name  # noqa: E402
+from kdexplain.quantify import (  # noqa: E402
+    PerturbationEntropy,
+    QuantifyResult,
+    QuantifySettings,
+    quantify,
+)
 
-__all__ = ["__version__", "build_model", "get_layer", "resolve_layer_name"]
+__all__ = [
+    "PerturbationEntropy",
+    "QuantifyResult",
+    "QuantifySettings",
+    "__version__",
+    "build_model",
+    "get_layer",
+    "quantify",
+    "resolve_layer_name",
+]

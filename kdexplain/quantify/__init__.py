@@ -28,3 +28,7 @@ __all__ = [
     "sigma_to_entropy",
     "upsample_grid",
 ]
+
+from kdexplain.quantify.captum_attr import PerturbationEntropy  # noqa: E402
+
+__all__ += ["PerturbationEntropy"]
