@@ -7,7 +7,14 @@ from kdexplain.models.layers import (
     layer_names,
     resolve_layer_name,
 )
-from kdexplain.models.zoo import ARCHS, TORCHVISION_ARCHS, KDNet, build_model, load_state_dict
+from kdexplain.models.zoo import (
+    ARCHS,
+    TORCHVISION_ARCHS,
+    KDNet,
+    build_model,
+    load_model,
+    load_state_dict,
+)
 
 __all__ = [
     "ARCHS",
@@ -18,6 +25,7 @@ __all__ = [
     "build_model",
     "get_layer",
     "layer_names",
+    "load_model",
     "load_state_dict",
     "resolve_layer_name",
 ]

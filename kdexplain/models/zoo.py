@@ -142,3 +142,50 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"{path} holds no state dict (a mapping of parameter names to tensors)")
     # checkpoints saved from DDP or torch.compile carry prefixes
     return {k.removeprefix("module.").removeprefix("_orig_mod."): v for k, v in obj.items()}
+
+
+def load_model(path: str | Path, arch: str | None = None, num_classes: int | None = None,
+               **kwargs) -> nn.Module:
+    """Rebuild a model from a file: a kdexplain checkpoint, or a state dict plus ``arch``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A kdexplain checkpoint (a dict holding ``model``, ``arch``, ``num_classes`` and
+        ``model_kwargs``), or a plain state-dict file (then ``arch`` is required).
+    arch : str, optional
+        Architecture; overrides or completes what the file says.
+    num_classes : int, optional
+        Head size; default: the checkpoint's, or inferred from the state dict's last
+        weight matrix.
+    **kwargs
+        :class:`KDNet` options, when not stored in the checkpoint.
+
+    Returns
+    -------
+    nn.Module in evaluation mode, with ``kdexplain_arch`` set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    obj = torch.load(path, map_location="cpu", weights_only=False)
+    meta = obj if isinstance(obj, dict) and "arch" in obj else {}
+    arch = arch or meta.get("arch")
+    if arch is None:
+        raise ValueError(f"{path} is a plain state dict: say which architecture it is "
+                         f"(--arch), one of {', '.join(ARCHS)}")
+    state = load_state_dict(path)
+    if num_classes is None:
+        num_classes = meta.get("num_classes")
+    if num_classes is None:
+        head = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+        if not head:
+            raise ValueError(f"cannot infer the number of classes from {path}; pass num_classes")
+        num_classes = int(head[-1].shape[0])
+    model_kwargs = {**meta.get("model_kwargs", {}), **kwargs}
+    model = build_model(arch, num_classes, **model_kwargs)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit {arch} with {num_classes} classes: {e}") from e
+    return model.eval()
