@@ -404,15 +404,17 @@ def quantify(
                   for phi in feats]
 
         def distortion_sums(sig_of: dict[int, torch.Tensor], rows: list[tuple[int, int, int]],
-                            noise: dict[int, torch.Tensor], k: int) -> torch.Tensor:
-            """Sum over samples of mean_d (phi(x~) - phi(x))^2, per image of ``rows``."""
-            xs, idx = [], []
-            for b, s0, s1 in rows:
-                up = upsample_grid(sig_of[b], (H, W))  # (H, W)
-                xs.append(x[b] + up * noise[b][s0:s1])
-                idx += [b] * (s1 - s0)
-            xt = torch.cat(xs)
-            idx_t = torch.tensor(idx, device=device)
+                            noise: dict[int, torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            """mean_d (phi(x~) - phi(x))^2 for every (image, sample) row of ``rows``.
+
+            Returns the image index of each row and the per-row distortion.
+            """
+            imgs = [b for b, _, _ in rows]
+            counts = torch.tensor([s1 - s0 for _, s0, s1 in rows], device=device)
+            idx_t = torch.repeat_interleave(torch.tensor(imgs, device=device), counts)
+            up = upsample_grid(torch.stack([sig_of[b] for b in imgs]), (H, W))  # (R, H, W)
+            eps = torch.cat([noise[b][s0:s1] for b, s0, s1 in rows])  # (rows, C, H, W)
+            xt = torch.addcmul(x[idx_t], torch.repeat_interleave(up, counts, 0)[:, None], eps)
             f = transform(feats[k](xt))
             sq = (f - f0[k][idx_t]).pow(2).flatten(1).mean(1)  # (rows,)
             return idx_t, sq
