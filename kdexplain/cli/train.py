@@ -1,0 +1,54 @@
+"""``kdexplain train-triplet``: train teacher, baseline and distilled student of one config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train-triplet`` command to ``app``."""
+
+    @app.command("train-triplet")
+    def train_triplet_cmd(
+        overrides: Annotated[list[str] | None, typer.Argument(
+            help="Config overrides key.sub=value (YAML values), e.g. optim.lr=0.02 "
+                 "student.mode=soft checkpoints=[0,1,2]", show_default=False)] = None,
+        config: Annotated[Path, typer.Option(
+            "--config", "-c", help="Experiment YAML (or the name of one in configs/).")] = Path(
+                "configs/quickstart.yaml"),
+        run_dir: Annotated[Path | None, typer.Option(
+            "--run-dir", help="Run directory (default: out_dir/name from the config).")] = None,
+        resume: Annotated[bool, typer.Option(
+            "--resume", help="Continue an interrupted run from each model's newest state.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch log lines.")] = False,
+    ) -> None:
+        """Train the triplet of SPEC section 2 (teacher, baseline, student) into a run directory.
+
+        Under `torchrun --nproc_per_node N -m kdexplain.cli train-triplet ...` the N processes
+        train with DDP (gloo on CPU, nccl on CUDA); only rank 0 writes and prints.
+        """
+        from kdexplain.config import load_config
+        from kdexplain.train import format_summary, train_all_seeds
+        from kdexplain.utils import read_json
+
+        rank = int(os.environ.get("RANK", "0"))
+        logger = logging.getLogger("kdexplain.train")
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+        logger.setLevel(logging.WARNING if (quiet or rank != 0) else logging.INFO)
+
+        cfg = load_config(config, overrides or [])
+        dirs = train_all_seeds(cfg, run_dir, resume=resume)
+        if rank == 0:
+            for d in dirs:
+                typer.echo(format_summary(read_json(d / "summary.json")))
+                typer.echo(f"run directory: {d}")

@@ -1,0 +1,413 @@
+"""The experiment config: one YAML file describes a whole experiment.
+
+A config names the dataset, the architecture and the distilled layer, how the teacher,
+the student and the baseline are trained (SPEC section 2), which epochs are kept as
+checkpoints, and how the sweep analyses them (SPEC sections 3-4). It is validated on load:
+an unknown key or a value outside the allowed choices is an error that names the key and
+what is allowed.
+
+Load with :func:`load_config`; override single values from the command line with
+``key.sub=value`` (the value is parsed as YAML, so ``optim.lr=0.01``,
+``checkpoints=[0,1,2]``, ``teacher.pretrained=null`` all work)::
+
+    cfg = load_config("configs/quickstart.yaml", ["optim.lr=0.02", "student.mode=soft"])
+
+Every run saves the resolved config (:func:`dump_config`) as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "PAPER_CHECKPOINTS",
+    "AnalysisConfig",
+    "BaselineConfig",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "OptimOverrides",
+    "SourceDataConfig",
+    "StudentConfig",
+    "TeacherConfig",
+    "apply_overrides",
+    "dump_config",
+    "load_config",
+    "parse_config",
+]
+
+#: Checkpoint epochs of the original protocol (SPEC section 2).
+PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150)
+
+Arch = Literal["kdnet", "alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34",
+               "resnet50", "resnet101", "resnet152"]
+
+
+class ConfigError(ValueError):
+    """An invalid experiment config; the message names the bad keys and the allowed values."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SourceDataConfig(_Strict):
+    """The dataset the teacher is pre-trained on when it has no pretrained weights.
+
+    Stands in for ImageNet, the paper's "larger dataset": e.g. a bigger ``scenes`` variant
+    built with another seed. The teacher's head is re-initialised afterwards.
+    """
+
+    name: str = "scenes"
+    root: str | None = None
+    image_size: int | None = Field(None, ge=8, description="None: the target's image size")
+    options: dict[str, Any] = Field(default_factory=dict)
+    split: str = "train"
+    val_split: str | None = Field("val", description="None: no validation during pre-training")
+
+
+class DataConfig(_Strict):
+    """The target dataset, passed to ``kdexplain.data.build_dataset``.
+
+    ``options`` are passed through as keyword arguments (for ``scenes``:
+    ``images_per_class``, ``seed``, ``spurious_background``, ...).
+    """
+
+    name: str = "scenes"
+    root: str | None = None
+    image_size: int = Field(64, ge=8)
+    options: dict[str, Any] = Field(default_factory=dict)
+    train_split: str = "train"
+    val_split: str = "val"
+    source: SourceDataConfig | None = None
+
+
+class ModelConfig(_Strict):
+    """Architecture (the same for teacher, student and baseline) and the distilled layer."""
+
+    arch: Arch = "kdnet"
+    kwargs: dict[str, Any] = Field(default_factory=dict,
+                                   description="kdnet options: width, hidden, dropout")
+    layer: str = Field("fc1", description="distilled and analysed layer L: module path or "
+                                          "the paper's alias conv/fc1/fc2/fc3")
+    track_layers: list[str] = Field(
+        default_factory=list,
+        description="further layers whose weight path length is recorded in trajectory.csv")
+
+
+class OptimOverrides(_Strict):
+    """Per-role overrides of :class:`OptimConfig`; ``None`` keeps the shared value."""
+
+    name: Literal["sgd", "adam"] | None = None
+    lr: float | None = Field(None, gt=0)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    weight_decay: float | None = Field(None, ge=0)
+    schedule: Literal["loglinear", "constant", "cosine"] | None = None
+
+
+class OptimConfig(_Strict):
+    """Optimiser, schedule and the knobs of one training step.
+
+    ``batch_size`` is per process; under DDP the global batch is ``batch_size * world_size``
+    and the learning rate is scaled by ``lr_scaling``: ``linear`` multiplies it by the world
+    size (Goyal et al. 2017), ``sqrt`` by its square root, ``none`` keeps it.
+    ``schedule``: ``loglinear`` decays the rate log-linearly by one decade over the epochs
+    (epoch ``i`` of ``E`` uses ``lr * 10**(-i/(E-1))``, as the paper), ``cosine`` anneals it
+    to 0, ``constant`` keeps it. ``amp`` and ``channels_last`` act on CUDA only.
+    """
+
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1, description="None: 2 x batch_size")
+    schedule: Literal["loglinear", "constant", "cosine"] = "loglinear"
+    lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
+    amp: bool = False
+    channels_last: bool = False
+    num_workers: int = Field(0, ge=0)
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm; None: no clipping")
+
+    def merged(self, overrides: OptimOverrides) -> OptimConfig:
+        """This config with the non-None fields of ``overrides`` applied."""
+        return self.model_copy(update=overrides.model_dump(exclude_none=True))
+
+
+class TeacherConfig(_Strict):
+    """The teacher: pretrained weights, or pre-training on ``data.source``; then fine-tuning.
+
+    ``pretrained``: ``null`` (pre-train on ``data.source`` for ``pretrain_epochs``), a path to
+    a state-dict file, or ``"torchvision"`` (torchvision's ImageNet weights; needs the
+    internet or torch's hub cache). The head is re-initialised for the target classes
+    before ``epochs`` of fine-tuning on the target data.
+    """
+
+    pretrained: str | None = None
+    pretrain_epochs: int = Field(0, ge=0)
+    epochs: int = Field(150, ge=0)
+    optim: OptimOverrides = Field(default_factory=OptimOverrides)
+    pretrain_optim: OptimOverrides = Field(
+        default_factory=OptimOverrides,
+        description="overrides for the pre-training on data.source (on top of teacher.optim)")
+
+
+class StudentConfig(_Strict):
+    """The distilled student (SPEC sections 1-2).
+
+    ``mode``: ``feature`` = phase 1 distils layer L with MSE to the teacher's pre-activation
+    output, phase 2 freezes everything up to and including L and trains the layers above with
+    cross-entropy; ``soft`` = Hinton's loss ``a T^2 KL + (1 - a) CE`` (``soft_weight`` = a,
+    ``temperature`` = T) for ``phase1_epochs``; ``logit_l2`` = L2 on zero-meaned logits for
+    ``phase1_epochs``. ``soft`` and ``logit_l2`` have no phase 2.
+    ``same_init_as_baseline``: start from the baseline's initial weights, so S and B differ
+    only by how they were trained.
+    """
+
+    mode: Literal["feature", "soft", "logit_l2"] = "feature"
+    temperature: float = Field(4.0, gt=0)
+    soft_weight: float = Field(0.9, ge=0, le=1)
+    phase1_epochs: int = Field(150, ge=0)
+    phase2_epochs: int = Field(150, ge=0)
+    same_init_as_baseline: bool = True
+    optim: OptimOverrides = Field(default_factory=OptimOverrides)
+
+
+class BaselineConfig(_Strict):
+    """The baseline: the same architecture trained from scratch with labels only."""
+
+    epochs: int = Field(150, ge=0)
+    optim: OptimOverrides = Field(default_factory=OptimOverrides)
+
+
+class AnalysisConfig(_Strict):
+    """How the quantification sweep analyses the run (read by ``kdexplain quantify``)."""
+
+    images: int = Field(30, ge=1)
+    split: str = "val"
+    models: list[Literal["teacher", "student", "baseline"]] = Field(
+        default_factory=lambda: ["teacher", "student", "baseline"])
+    checkpoints: Literal["all"] | list[int] = "all"
+    preset: Literal["default", "reference"] = "default"
+    steps: int | None = Field(None, ge=1)
+    samples: int | None = Field(None, ge=1)
+    grid: int = Field(16, ge=1)
+    entropy_weight: float | None = Field(None, gt=0)
+    feature_transform: Literal["relu", "identity"] = "relu"
+    concept_threshold: float = 0.2
+    baseline_entropy: Literal["pooled", "per_image"] = "pooled"
+    mask_rule: Literal["fraction", "nearest"] = "fraction"
+    select_effective: bool = False
+    max_batch: int | None = Field(None, ge=1)
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: data, architecture, the three trainings, checkpoints, analysis.
+
+    ``seeds`` (optional) lists several seeds: each is a run of its own in
+    ``out_dir/name/seed_<s>``; without it the run is ``out_dir/name`` with ``seed``.
+    ``device``: ``auto`` = CUDA when available, else CPU. ``checkpoints``: the epochs whose
+    weights are kept (must include 0 = before training; the last epoch of every phase is
+    always kept too); under a phase's length the others are ignored.
+    """
+
+    name: str = "experiment"
+    seed: int = 0
+    seeds: list[int] | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    out_dir: str = "runs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    baseline: BaselineConfig = Field(default_factory=BaselineConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    checkpoints: list[int] = Field(default_factory=lambda: list(PAPER_CHECKPOINTS))
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", v):
+            raise ValueError("must be a folder name: letters, digits and _ . + - "
+                             "(no spaces or slashes), not starting with a dot")
+        return v
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _checkpoints(cls, v: list[int]) -> list[int]:
+        if any(e < 0 for e in v):
+            raise ValueError(f"epochs must be >= 0, got {sorted(e for e in v if e < 0)}")
+        if 0 not in v:
+            raise ValueError("must include 0 (the weights before training), e.g. "
+                             "[0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150]")
+        return sorted(set(v))
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if not v:
+                raise ValueError("give at least one seed, or null for the single `seed`")
+            if len(set(v)) != len(v):
+                raise ValueError(f"seeds repeat: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _teacher_source(self) -> ExperimentConfig:
+        if (self.teacher.pretrained is None and self.teacher.pretrain_epochs > 0
+                and self.data.source is None):
+            raise ValueError(
+                "teacher.pretrain_epochs > 0 needs data.source (the dataset the teacher is "
+                "pre-trained on), e.g. `source: {name: scenes, options: {seed: 1}}`; or set "
+                "teacher.pretrained to a weights file")
+        if self.teacher.pretrained is not None and self.teacher.pretrain_epochs > 0:
+            raise ValueError("teacher.pretrained and teacher.pretrain_epochs > 0 exclude each "
+                             "other: pretrained weights replace the pre-training")
+        return self
+
+    def run_seeds(self) -> list[int]:
+        """The seeds this experiment runs: ``seeds`` or ``[seed]``."""
+        return list(self.seeds) if self.seeds else [self.seed]
+
+    def for_seed(self, seed: int) -> ExperimentConfig:
+        """This config for one seed of a multi-seed experiment (``seeds`` cleared)."""
+        return self.model_copy(update={"seed": int(seed), "seeds": None}, deep=True)
+
+
+# ---------------------------------------------------------------------------------------
+# loading, overrides, errors
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[Any]) -> list[str] | None:
+    """Field names of the sub-model that ``loc`` (without its last element) points into."""
+    cls: Any = model
+    for part in loc[:-1]:
+        if not isinstance(part, str) or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+            return None
+        field = cls.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        subs = [a for a in getattr(ann, "__args__", (ann,))
+                if isinstance(a, type) and issubclass(a, BaseModel)]
+        cls = subs[0] if subs else None
+    if isinstance(cls, type) and issubclass(cls, BaseModel):
+        return list(cls.model_fields)
+    return None
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(ExperimentConfig, loc)
+            msg = "unknown key"
+            if allowed:
+                msg += "; allowed keys here: " + ", ".join(allowed)
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "literal_error":
+                expected = (e.get("ctx") or {}).get("expected")
+                msg = f"got {e.get('input')!r}; allowed values: {expected}"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` overrides to a raw config mapping (in place; returned).
+
+    Values are parsed as YAML (``0.1`` -> float, ``[0,1]`` -> list, ``null`` -> None,
+    ``a b`` -> string). Intermediate mappings are created as needed; whether a key exists
+    is checked by the validation that follows.
+    """
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.sub=value "
+                              "(e.g. optim.lr=0.01)")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: empty key part in {key!r}")
+        node = raw
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            elif not isinstance(nxt, dict):
+                raise ConfigError(f"override {item!r}: {'.'.join(parts[:i + 1])} is a value, "
+                                  "not a section")
+            node = nxt
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def parse_config(raw: dict[str, Any] | None, source: str = "<dict>") -> ExperimentConfig:
+    """Validate a raw mapping into an :class:`ExperimentConfig` (errors as :class:`ConfigError`)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {source} must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment config.
+
+    Parameters
+    ----------
+    path : str or Path
+        A YAML file. A bare name (``quickstart``) is looked up in ``configs/`` as
+        ``configs/<name>.yaml``.
+    overrides : list of str
+        ``key.sub=value`` items applied before validation (see :func:`apply_overrides`).
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist (the message lists the shipped configs).
+    ConfigError
+        Invalid YAML, an unknown key, or a bad value: the message names each bad key and
+        the allowed keys or values.
+    """
+    path = Path(path)
+    if not path.is_file() and path.suffix == "" and (Path("configs") / f"{path}.yaml").is_file():
+        path = Path("configs") / f"{path}.yaml"
+    if not path.is_file():
+        shipped = sorted(p.name for p in Path("configs").glob("*.yaml")) if Path("configs").is_dir() else []
+        hint = f" Shipped configs: {', '.join(shipped)}." if shipped else ""
+        raise FileNotFoundError(f"config file {path} does not exist.{hint}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
+    return parse_config(apply_overrides(raw, overrides), str(path))
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    """The resolved config as YAML text (every field, defaults included)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)

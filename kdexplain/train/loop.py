@@ -1,0 +1,581 @@
+"""Training one model through its phases, with checkpoints, records and exact resume.
+
+A model (``teacher``, ``student`` or ``baseline``) is trained in one or more phases
+(:class:`Phase`): the teacher's ``pretrain`` and ``finetune``, the baseline's ``train``, the
+student's ``phase1`` and ``phase2``. Within a phase, epoch 0 is the state before any step
+of that phase; after every epoch the model is evaluated, the records are appended and the
+full state (weights, optimiser, scheduler, gradient scaler, trajectory, every process's
+random-number-generator states) is written atomically to ``last.pt``, and to
+``checkpoints/[<phase>/]epoch_XXXX.pt`` when the epoch is kept. A resumed run continues
+from ``last.pt`` and, on CPU with a fixed seed, reproduces the uninterrupted run bit for bit:
+the shuffling of epoch ``e`` depends only on (seed, model, phase, e) and the generators are
+restored.
+
+The training step never waits for the device: losses, accuracies and weight-step norms
+stay on the device and are read every :data:`CHECK_EVERY` steps (to catch a non-finite
+loss early) and at the end of the epoch.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+from kdexplain.config import OptimConfig
+from kdexplain.models import build_model
+from kdexplain.train.checkpoints import capture_rng, checkpoint_path, restore_rng
+from kdexplain.train.distributed import DistContext, scaled_lr, state_checksum
+from kdexplain.train.features import TruncatedModel, check_feature_shapes, upstream_parameters
+from kdexplain.train.losses import distillation_loss, feature_distillation_loss, logit_l2_loss
+from kdexplain.train.optim import build_optimizer, build_scheduler
+from kdexplain.train.records import ModelRecords
+from kdexplain.train.trajectory import WeightTrajectory
+from kdexplain.utils import atomic_write_bytes, derive_seed, progress
+
+__all__ = ["CHECK_EVERY", "NonFiniteLossError", "Phase", "ModelTrainer", "collate_image_label"]
+
+log = logging.getLogger("kdexplain.train")
+
+#: Steps between two checks for a non-finite loss (each check reads one flag from the device).
+CHECK_EVERY = 25
+
+OBJECTIVES = ("ce", "feature", "soft", "logit_l2")
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN or infinite; the checkpoints written before stay intact."""
+
+
+def collate_image_label(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack dataset items (dicts with ``image`` (3, H, W) and ``label``) into
+    ``images (B, 3, H, W)`` and ``labels (B,)`` (long)."""
+    images = torch.stack([it["image"] for it in items])
+    labels = torch.as_tensor([int(it["label"]) for it in items], dtype=torch.long)
+    return images, labels
+
+
+def seed_generators(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (without touching determinism flags)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Phase:
+    """One training phase of a model.
+
+    Attributes
+    ----------
+    name : str
+        ``pretrain``, ``finetune``, ``train``, ``phase1`` or ``phase2``.
+    epochs : int
+        Epochs of the phase (0: only the epoch-0 state is recorded).
+    objective : str
+        ``ce`` (cross-entropy on labels), ``feature`` (MSE to the teacher's feature at the
+        layer), ``soft`` (Hinton's loss), ``logit_l2`` (L2 on zero-meaned logits).
+    train_set, val_set : Dataset
+        Items as ``kdexplain.data`` yields them (dicts with ``image`` and ``label``).
+    num_classes : int
+        The head size during this phase.
+    optim : OptimConfig
+        Optimiser settings of the phase (role overrides applied).
+    keep : set of int
+        Epochs whose checkpoints are kept (the last epoch is added).
+    subdir : str or None
+        ``None``: checkpoints go to ``checkpoints/`` (the analysed phase); else to
+        ``checkpoints/<subdir>/``.
+    tracked : bool
+        Record the weight trajectory of the analysed layer during this phase.
+    freeze : {"none", "above", "upstream"}
+        ``above``: train only the parameters the layer's output depends on (phase 1);
+        ``upstream``: freeze those and train the rest (phase 2).
+    prepare : callable, optional
+        ``model -> model`` applied when the phase starts fresh (e.g. a new head).
+    """
+
+    name: str
+    epochs: int
+    objective: str
+    train_set: Dataset
+    val_set: Dataset | None
+    num_classes: int
+    optim: OptimConfig
+    keep: set[int] = field(default_factory=set)
+    subdir: str | None = None
+    tracked: bool = False
+    freeze: str = "none"
+    prepare: Callable[[nn.Module], nn.Module] | None = None
+
+    def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {self.objective!r}; one of {OBJECTIVES}")
+        if self.freeze not in ("none", "above", "upstream"):
+            raise ValueError(f"unknown freeze {self.freeze!r}")
+        self.keep = {e for e in self.keep if 0 <= e <= self.epochs} | {0, self.epochs}
+
+
+@dataclass
+class _Epoch:
+    loss: float
+    acc: float | None
+    images: int
+    seconds: float
+
+
+class ModelTrainer:
+    """Train one model (a role of the triplet) through its phases.
+
+    Parameters
+    ----------
+    role : str
+        ``teacher``, ``student`` or ``baseline``; names the folder and the random streams.
+    model_dir : Path
+        ``RUN_DIR/<role>``.
+    phases : list of Phase
+        In training order.
+    ctx : DistContext
+    seed : int
+        The run's seed.
+    arch, model_kwargs : str, dict
+        To rebuild the model on resume and to store in checkpoints.
+    layer : str
+        Resolved module path of the analysed (and, for the student, distilled) layer.
+    track_layers : list of str
+        Further resolved module paths whose trajectory is recorded.
+    teacher : nn.Module, optional
+        The trained teacher (objectives ``feature``, ``soft``, ``logit_l2``).
+    temperature, soft_weight : float
+        For ``soft``.
+    """
+
+    def __init__(self, role: str, model_dir: Path, phases: list[Phase], ctx: DistContext,
+                 seed: int, arch: str, model_kwargs: dict, layer: str,
+                 track_layers: list[str] | None = None, teacher: nn.Module | None = None,
+                 temperature: float = 4.0, soft_weight: float = 0.9) -> None:
+        if not phases:
+            raise ValueError(f"{role}: no phase to train")
+        self.role = role
+        self.dir = Path(model_dir)
+        self.phases = phases
+        self.ctx = ctx
+        self.seed = int(seed)
+        self.arch = arch
+        self.model_kwargs = dict(model_kwargs)
+        self.layer = layer
+        self.track_layers = [t for t in (track_layers or []) if t != layer]
+        self.teacher = teacher
+        self.temperature = float(temperature)
+        self.soft_weight = float(soft_weight)
+        self.records = ModelRecords(self.dir, [p.name for p in phases])
+        tracked = [p.name for p in phases if p.tracked]
+        self.tracked_phase = tracked[0] if tracked else None
+        self.history: list[dict] = []
+        self.ranks_identical: bool | None = None
+
+    # ---------------------------------------------------------------------------------------
+    @property
+    def last_path(self) -> Path:
+        return self.dir / "last.pt"
+
+    def is_finished(self) -> bool:
+        """Whether ``last.pt`` holds the end of the last phase."""
+        if not self.last_path.is_file():
+            return False
+        ckpt = torch.load(self.last_path, map_location="cpu", weights_only=False)
+        return ckpt["phase"] == self.phases[-1].name and ckpt["epoch"] == self.phases[-1].epochs
+
+    def run(self, init_model: Callable[[], nn.Module], resume: bool = False) -> nn.Module:
+        """Train through every phase; with ``resume``, continue from ``last.pt``.
+
+        Parameters
+        ----------
+        init_model : callable
+            ``() -> nn.Module``, the model at the start of the first phase (called only
+            when the run does not resume from a checkpoint).
+
+        Returns
+        -------
+        nn.Module
+            The trained model (on the context's device).
+        """
+        state = None
+        if resume and self.last_path.is_file():
+            state = torch.load(self.last_path, map_location=self.ctx.device, weights_only=False)
+        if state is None:
+            model, start, fresh = init_model(), 0, True
+        else:
+            names = [p.name for p in self.phases]
+            if state["phase"] not in names:
+                raise ValueError(f"{self.last_path} is from phase {state['phase']!r}, which this "
+                                 f"config's {self.role} does not have ({', '.join(names)})")
+            start = names.index(state["phase"])
+            phase = self.phases[start]
+            model = build_model(self.arch, phase.num_classes, **self.model_kwargs)
+            model.load_state_dict(state["model"])
+            self.history = list(state.get("history", []))
+            self.ranks_identical = state.get("ranks_identical")
+            fresh = state["epoch"] >= phase.epochs
+            if fresh:
+                start += 1
+            if self.ctx.is_main:
+                self.records.truncate(state["phase"], int(state["epoch"]),
+                                      int(state["global_step"]), self.tracked_phase)
+            self.ctx.barrier()
+            if start < len(self.phases) or not fresh:
+                log.info("%s: resuming after %s epoch %d", self.role, state["phase"], state["epoch"])
+        for phase in self.phases[start:]:
+            if fresh and phase.prepare is not None:
+                model = phase.prepare(model)
+            model = self._run_phase(model, phase, None if fresh else state)
+            fresh = True
+        return model.to(self.ctx.device)
+
+    # ---------------------------------------------------------------------------------------
+    def _run_phase(self, model: nn.Module, phase: Phase, state: dict | None) -> nn.Module:
+        ctx = self.ctx
+        dev = ctx.device
+        use_cuda = dev.type == "cuda"
+        model.to(dev)
+        if phase.optim.channels_last and use_cuda:
+            model.to(memory_format=torch.channels_last)
+        sample = phase.train_set[0]["image"]
+        hw = tuple(sample.shape[-2:])
+
+        # which parameters this phase trains
+        flags = {n: p.requires_grad for n, p in model.named_parameters()}
+        frozen_modules: list[nn.Module] = []
+        if phase.freeze != "none":
+            up = set(upstream_parameters(model, self.layer, hw))
+            train_names = up if phase.freeze == "above" else set(flags) - up
+            if not train_names:
+                raise ValueError(f"{self.role} {phase.name}: no parameter to train (layer "
+                                 f"{self.layer!r} is the last layer?)")
+            for n, p in model.named_parameters():
+                p.requires_grad_(n in train_names)
+            if phase.freeze == "upstream":
+                # Frozen batch norms keep their running statistics: the features the head
+                # is trained on are exactly those of phase 1.
+                frozen_modules = [m for m in model.modules()
+                                  if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                  and all(not p.requires_grad for p in m.parameters())]
+        else:
+            for p in model.parameters():
+                p.requires_grad_(True)
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        if phase.objective != "ce" and self.teacher is None:
+            raise ValueError(f"{self.role} {phase.name}: objective {phase.objective} needs the teacher")
+        if phase.objective == "feature":
+            check_feature_shapes(self.teacher, model, self.layer, hw)
+            net: nn.Module = TruncatedModel(model, self.layer)
+            teacher_fn: nn.Module | None = TruncatedModel(self.teacher, self.layer)
+        else:
+            net = model
+            teacher_fn = self.teacher
+        if self.teacher is not None:
+            self.teacher.eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        ddp = ctx.wrap(net)
+
+        opt_cfg = phase.optim
+        lr = scaled_lr(opt_cfg.lr, ctx.world_size, opt_cfg.lr_scaling)
+        optimizer = build_optimizer(params, opt_cfg, lr)
+        scheduler = build_scheduler(optimizer, opt_cfg.schedule, phase.epochs)
+        amp = bool(opt_cfg.amp and use_cuda)
+        amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+        scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+        autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp else nullcontext
+
+        traj = None
+        if phase.tracked:
+            traj = WeightTrajectory(model, [self.layer] + self.track_layers)
+        traj_fields, dist_fields = traj.fieldnames() if traj else ([], [])
+
+        sampler = DistributedSampler(
+            phase.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+            seed=derive_seed(self.seed, self.role, phase.name, "shuffle") % (2**31))
+        loader_kw: dict[str, Any] = {"num_workers": opt_cfg.num_workers,
+                                     "collate_fn": collate_image_label, "pin_memory": use_cuda}
+        if opt_cfg.num_workers > 0:
+            loader_kw["persistent_workers"] = False
+        train_loader = DataLoader(phase.train_set, batch_size=opt_cfg.batch_size,
+                                  sampler=sampler, drop_last=False, **loader_kw)
+        val_loader = None
+        if phase.val_set is not None and len(phase.val_set) > 0:
+            shard = Subset(phase.val_set, list(range(ctx.rank, len(phase.val_set), ctx.world_size)))
+            val_loader = DataLoader(shard, batch_size=opt_cfg.eval_batch_size or 2 * opt_cfg.batch_size,
+                                    shuffle=False, **loader_kw)
+
+        def objective(module: nn.Module, x: torch.Tensor, y: torch.Tensor):
+            if phase.objective == "ce":
+                z = module(x)
+                return F.cross_entropy(z.float(), y), z
+            if phase.objective == "feature":
+                f = module(x)
+                with torch.no_grad():
+                    t = teacher_fn(x)
+                return feature_distillation_loss(f.float(), t.float()), None
+            z = module(x)
+            with torch.no_grad():
+                v = teacher_fn(x)
+            if phase.objective == "soft":
+                return distillation_loss(z.float(), v.float(), y, self.temperature,
+                                         self.soft_weight), z
+            return logit_l2_loss(z.float(), v.float()), z
+
+        def set_train_mode() -> None:
+            model.train()
+            for m in frozen_modules:
+                m.eval()
+
+        @torch.no_grad()
+        def evaluate() -> tuple[float | None, float | None]:
+            if val_loader is None:
+                return None, None
+            model.eval()
+            tot = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
+            for x, y in val_loader:
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                if opt_cfg.channels_last and use_cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast():
+                    loss, z = objective(net, x, y)
+                tot[0] += loss.double() * len(y)
+                if z is not None:
+                    tot[1] += (z.argmax(1) == y).sum()
+                tot[2] += len(y)
+            ctx.all_sum(tot)
+            n = float(tot[2])
+            if n == 0:
+                return None, None
+            acc = float(tot[1]) / n if phase.objective != "feature" else None
+            return float(tot[0]) / n, acc
+
+        # ---- start or continue ----
+        if state is None:
+            seed_generators(derive_seed(self.seed, self.role, phase.name, "rank", ctx.rank))
+            first_epoch, global_step = 1, 0
+            dist_rows: list[dict] = []
+            t0 = time.perf_counter()
+            val_loss, val_acc = evaluate()
+            if traj is not None:
+                traj.start()
+            timing = {"train_images": 0, "train_seconds": 0.0, "seconds": 0.0}
+            row = {"epoch": 0, "phase": phase.name, "train_loss": None, "train_acc": None,
+                   "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - t0}
+            if traj is not None:
+                dist_rows.append(traj.distance_row(0, 0))
+            self._end_epoch(model, phase, 0, 0, row, [traj.initial_row()] if traj else [],
+                            traj, traj_fields, dist_fields, dist_rows, optimizer, scheduler,
+                            scaler, timing)
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            if state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            if traj is not None:
+                traj.load_state_dict(state["trajectory"])
+            rngs = state.get("rng") or []
+            if len(rngs) == ctx.world_size:
+                restore_rng(rngs[ctx.rank])
+            else:
+                log.warning("%s: the checkpoint holds the generator states of %d processes, this "
+                            "run has %d: the continuation is valid but not bit-identical to an "
+                            "uninterrupted run", self.role, len(rngs), ctx.world_size)
+                seed_generators(derive_seed(self.seed, self.role, phase.name, "rank", ctx.rank,
+                                            "resume", state["epoch"]))
+            first_epoch, global_step = int(state["epoch"]) + 1, int(state["global_step"])
+            dist_rows = list(state.get("weight_distance") or [])
+            timing = dict(state.get("timing") or {"train_images": 0, "train_seconds": 0.0,
+                                                  "seconds": 0.0})
+
+        for epoch in range(first_epoch, phase.epochs + 1):
+            t0 = time.perf_counter()
+            lr_now = optimizer.param_groups[0]["lr"]
+            set_train_mode()
+            sampler.set_epoch(epoch)
+            ep = self._train_epoch(ddp, objective, train_loader, optimizer, scaler, traj,
+                                   phase, epoch, global_step, opt_cfg, autocast, params)
+            first_step = global_step + 1
+            global_step += len(train_loader)
+            scheduler.step()
+            val_loss, val_acc = evaluate()
+            timing["train_images"] += ep.images
+            timing["train_seconds"] += ep.seconds
+            traj_rows = traj.end_epoch(epoch, first_step) if traj is not None else []
+            if traj is not None and epoch in phase.keep:
+                dist_rows.append(traj.distance_row(epoch, global_step))
+            row = {"epoch": epoch, "phase": phase.name, "train_loss": ep.loss,
+                   "train_acc": ep.acc, "val_loss": val_loss, "val_acc": val_acc, "lr": lr_now,
+                   "seconds": time.perf_counter() - t0}
+            timing["seconds"] += row["seconds"]
+            self._end_epoch(model, phase, epoch, global_step, row, traj_rows, traj, traj_fields,
+                            dist_fields, dist_rows, optimizer, scheduler, scaler, timing)
+            log.info("%s %s epoch %d/%d: train_loss %.4g%s, val_loss %s, val_acc %s, lr %.3g, %.1fs",
+                     self.role, phase.name, epoch, phase.epochs, ep.loss,
+                     "" if ep.acc is None else f", train_acc {ep.acc:.3f}",
+                     "-" if val_loss is None else f"{val_loss:.4g}",
+                     "-" if val_acc is None else f"{val_acc:.3f}", lr_now, row["seconds"])
+
+        if isinstance(net, TruncatedModel):
+            net.remove()
+        if isinstance(teacher_fn, TruncatedModel):
+            teacher_fn.remove()
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+        return model
+
+    # ---------------------------------------------------------------------------------------
+    def _train_epoch(self, ddp: nn.Module, objective, loader: DataLoader,
+                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                     traj: WeightTrajectory | None, phase: Phase, epoch: int,
+                     global_step: int, opt_cfg: OptimConfig, autocast, params) -> _Epoch:
+        ctx, dev = self.ctx, self.ctx.device
+        use_cuda = dev.type == "cuda"
+        t0 = time.perf_counter()
+        losses: list[torch.Tensor] = []
+        stats = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
+        checked = 0
+        n_global = len(loader.sampler) * ctx.world_size
+        bar = progress(total=n_global, desc=f"{self.role} {phase.name} {epoch}/{phase.epochs}",
+                       unit="img", leave=False, enable=None if ctx.is_main else False)
+        try:
+            for i, (x, y) in enumerate(loader):
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                if opt_cfg.channels_last and use_cuda:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast():
+                    loss, z = objective(ddp, x, y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if opt_cfg.grad_clip is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                if traj is not None:
+                    traj.step()
+                loss = loss.detach()
+                losses.append(loss)
+                stats[0] += loss.double() * len(y)
+                if z is not None:
+                    stats[1] += (z.detach().argmax(1) == y).sum()
+                stats[2] += len(y)
+                bar.update(len(y) * ctx.world_size)
+                if (i + 1) % CHECK_EVERY == 0:
+                    self._check_finite(losses, checked, phase, epoch, global_step)
+                    checked = len(losses)
+                    bar.set_postfix(loss=f"{float(losses[-1]):.4g}", refresh=False)
+            self._check_finite(losses, checked, phase, epoch, global_step)
+        finally:
+            bar.close()
+        ctx.all_sum(stats)
+        n = max(float(stats[2]), 1.0)
+        acc = float(stats[1]) / n if phase.objective != "feature" else None
+        return _Epoch(loss=float(stats[0]) / n, acc=acc, images=int(stats[2]),
+                      seconds=time.perf_counter() - t0)
+
+    def _check_finite(self, losses: list[torch.Tensor], start: int, phase: Phase, epoch: int,
+                      global_step: int) -> None:
+        if start >= len(losses):
+            bad_local = torch.zeros((), device=self.ctx.device)
+            recent = None
+        else:
+            recent = torch.stack(losses[start:])
+            bad_local = (~torch.isfinite(recent)).any().float()
+        if float(self.ctx.all_max(bad_local.clone())) == 0:
+            return
+        step = None
+        if recent is not None and bool(bad_local):
+            idx = int(torch.nonzero(~torch.isfinite(recent))[0, 0])
+            step = start + idx + 1
+        where = (f"step {step} of the epoch (global step {global_step + step})" if step
+                 else "a step on another process")
+        kept = sorted(e for e in phase.keep if e < epoch)
+        raise NonFiniteLossError(
+            f"{self.role}: the {phase.name} loss became non-finite (NaN or inf) in epoch "
+            f"{epoch}, {where}. Training stopped; the checkpoints written before "
+            f"(epochs {kept} of this phase, and {self.last_path}) are intact. Lower the "
+            "learning rate (optim.lr), or set optim.grad_clip, then run again with --resume.")
+
+    # ---------------------------------------------------------------------------------------
+    def _end_epoch(self, model: nn.Module, phase: Phase, epoch: int, global_step: int,
+                   row: dict, traj_rows: list[dict], traj: WeightTrajectory | None,
+                   traj_fields: list[str], dist_fields: list[str], dist_rows: list[dict],
+                   optimizer, scheduler, scaler, timing: dict) -> None:
+        rngs = self.ctx.gather_objects(capture_rng())  # collective: every process calls it
+        if epoch == phase.epochs:
+            # every process must hold the same weights (DDP keeps them in step)
+            sums = self.ctx.gather_objects(state_checksum(model))
+            identical = len(set(sums)) == 1
+            self.ranks_identical = identical and self.ranks_identical is not False
+            if not identical:
+                raise RuntimeError(f"{self.role} {phase.name}: the processes ended with "
+                                   "different weights; DDP lost synchronisation")
+            result = {"phase": phase.name, "epochs": phase.epochs, **timing,
+                      "images_per_second": (timing["train_images"] / timing["train_seconds"]
+                                            if timing["train_seconds"] > 0 else None),
+                      "val_loss": row["val_loss"], "val_acc": row["val_acc"],
+                      "world_size": self.ctx.world_size}
+            self.history = [h for h in self.history if h["phase"] != phase.name] + [result]
+        if not self.ctx.is_main:
+            return
+        if traj is not None:
+            self.records.add_trajectory(traj_fields, traj_rows)
+        self.records.add_metrics(row)
+        if traj is not None and epoch in phase.keep:
+            self.records.write_distances(dist_fields, dist_rows)
+        ckpt = {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "epoch": epoch,
+            "global_step": global_step,
+            "phase": phase.name,
+            "phases": [p.name for p in self.phases],
+            "arch": self.arch,
+            "num_classes": phase.num_classes,
+            "model_kwargs": self.model_kwargs,
+            "layer": self.layer,
+            "role": self.role,
+            "rng": rngs,
+            "trajectory": traj.state_dict() if traj is not None else None,
+            "weight_distance": list(dist_rows),
+            "metrics": row,
+            "timing": dict(timing),
+            "history": list(self.history),
+            "ranks_identical": self.ranks_identical,
+            "seed": self.seed,
+            "world_size": self.ctx.world_size,
+            "sampler_epoch": epoch,
+        }
+        paths = [self.last_path]
+        if epoch in phase.keep:
+            paths.insert(0, checkpoint_path(self.dir, epoch, phase.subdir))
+        self._save_bytes(ckpt, paths)
+
+    @staticmethod
+    def _save_bytes(obj: dict, paths: list[Path]) -> None:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        data = buf.getvalue()
+        for p in paths:  # last.pt goes last: it is the resume point
+            atomic_write_bytes(p, data)
+

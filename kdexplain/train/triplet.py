@@ -1,0 +1,363 @@
+"""The triplet of Cheng et al. (SPEC section 2): teacher, distilled student, baseline.
+
+:func:`train_triplet` trains the three networks of one experiment into a run directory::
+
+    RUN_DIR/
+      config.yaml            the resolved config
+      environment.json       package versions, git revision, machine
+      teacher/ student/ baseline/
+        checkpoints/epoch_XXXX.pt    kept epochs of the analysed phase
+        checkpoints/<phase>/...      other phases (teacher: pretrain, student: phase2)
+        last.pt                      newest state (resume point)
+        metrics.csv                  per epoch and phase
+        trajectory.csv               per optimiser step of the analysed phase
+        weight_distance.csv          per kept checkpoint
+      summary.json           final accuracies, throughput, timings, paths
+
+- Teacher: pretrained weights (``teacher.pretrained``), or pre-training on ``data.source``
+  for ``teacher.pretrain_epochs``; the head is then re-initialised and the whole network
+  fine-tuned on the target for ``teacher.epochs`` (phase ``finetune``, analysed; epoch 0 =
+  the start of fine-tuning).
+- Baseline: from scratch with labels (phase ``train``).
+- Student: from scratch (by default from the baseline's initial weights). ``feature`` mode:
+  phase 1 minimises the MSE between its and the teacher's output of layer L (analysed);
+  phase 2 freezes the parameters that output depends on and trains the rest with
+  cross-entropy (skipped when L is the last layer). ``soft``/``logit_l2``: one phase with
+  Hinton's loss or L2 on zero-meaned logits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from kdexplain.config import ConfigError, ExperimentConfig, dump_config
+from kdexplain.models import build_model, load_state_dict, resolve_layer_name
+from kdexplain.train.distributed import DistContext
+from kdexplain.train.features import upstream_parameters
+from kdexplain.train.loop import ModelTrainer, Phase
+from kdexplain.utils import (
+    atomic_write_text,
+    derive_seed,
+    environment_info,
+    read_json,
+    seed_everything,
+    write_json,
+)
+
+__all__ = ["ROLES", "format_summary", "run_dir_for", "train_all_seeds", "train_triplet"]
+
+log = logging.getLogger("kdexplain.train")
+
+ROLES = ("teacher", "student", "baseline")
+
+#: Config keys that may change between an interrupted run and its resumption.
+_RESUME_FREE = ("name", "out_dir", "device", "seeds", "analysis", "optim.num_workers",
+                "optim.eval_batch_size")
+
+
+def run_dir_for(config: ExperimentConfig, seed: int | None = None) -> Path:
+    """Where a run of ``config`` goes: ``out_dir/name``, or ``out_dir/name/seed_<s>`` for one
+    seed of a multi-seed config (``seeds`` set)."""
+    base = Path(config.out_dir) / config.name
+    if config.seeds:
+        return base / f"seed_{config.seed if seed is None else seed}"
+    return base
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def _config_changes(old: dict, new: dict) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(set(a) | set(b))
+    free = tuple(_RESUME_FREE)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
+            if a.get(k) != b.get(k) and not any(k == f or k.startswith(f + ".") for f in free)]
+
+
+def _build_dataset(name: str, split: str, root: str | None, image_size: int,
+                   options: dict[str, Any]):
+    from kdexplain.data import build_dataset  # the data room (lower): imported when needed
+
+    return build_dataset(name, split=split, root=root, image_size=image_size, **options)
+
+
+def _num_classes(ds, what: str) -> int:
+    n = int(getattr(ds, "num_classes", 0))
+    if n < 2:
+        raise ValueError(f"{what} has {n} class(es); classification needs at least 2. Check the "
+                         "dataset's root and options (e.g. the class list)")
+    if len(ds) == 0:
+        raise ValueError(f"{what} holds no images; check the dataset's root and options")
+    return n
+
+
+def _head_name(model: nn.Module) -> str:
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no linear head to re-initialise")
+    return linears[-1]
+
+
+def _transfer(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """Load ``state`` into ``model`` except its head (which keeps its fresh initialisation)."""
+    head = _head_name(model)
+    own = model.state_dict()
+    body = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in body.items()
+           if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if not k.startswith(head + ".") and k not in body]
+    unexpected = [k for k in body if k not in own]
+    if bad or missing or unexpected:
+        raise ValueError(f"{what} does not fit the architecture: shape mismatches {bad[:5]}, "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    model.load_state_dict(body, strict=False)
+    return model
+
+
+def _keep(config: ExperimentConfig, epochs: int) -> set[int]:
+    return {e for e in config.checkpoints if e <= epochs}
+
+
+def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
+                  resume: bool = False) -> Path:
+    """Train teacher, baseline and student of one experiment (one seed: ``config.seed``).
+
+    Parameters
+    ----------
+    config : ExperimentConfig
+    run_dir : str or Path, optional
+        Default :func:`run_dir_for` ``(config)``.
+    resume : bool
+        Continue from each model's ``last.pt`` (models already finished are loaded, not
+        retrained). The config must equal the interrupted run's, except for
+        ``name``, ``out_dir``, ``device``, ``seeds``, ``analysis``, ``optim.num_workers``.
+        Without ``resume`` the run directory must not hold a run already.
+
+    Returns
+    -------
+    Path
+        The run directory. Under ``torchrun`` every process returns it; only rank 0 writes.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
+    ctx = DistContext.setup(config.device)
+    try:
+        return _train(config, run_dir, resume, ctx)
+    finally:
+        ctx.close()
+
+
+def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext) -> Path:
+    t_start = time.perf_counter()
+    cfg_text = dump_config(config)
+    cfg_path = run_dir / "config.yaml"
+    started = cfg_path.is_file() or any((run_dir / r / "last.pt").is_file() for r in ROLES)
+    if started and not resume:
+        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or "
+                         "choose another name (name=... or --run-dir)")
+    if started and cfg_path.is_file():
+        old = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+        changes = _config_changes(old, config.model_dump(mode="json"))
+        if changes:
+            raise ConfigError(f"cannot resume {run_dir} with a different config; changed: "
+                              + "; ".join(changes))
+    ctx.barrier()  # every process has checked before rank 0 writes anything
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cfg_path, cfg_text)
+        env = environment_info()
+        env["world_size"] = ctx.world_size
+        env["device"] = str(ctx.device)
+        env_path = run_dir / "environment.json"
+        if started and env_path.is_file():
+            first = read_json(env_path)
+            first.setdefault("resumed", []).append(env)
+            env = first
+        write_json(env_path, env)
+    seed_everything(config.seed)
+
+    # ---- data ----
+    d = config.data
+    train_set = _build_dataset(d.name, d.train_split, d.root, d.image_size, d.options)
+    val_set = _build_dataset(d.name, d.val_split, d.root, d.image_size, d.options)
+    num_classes = _num_classes(train_set, f"dataset {d.name!r} ({d.train_split})")
+
+    # ---- the layer (validated before any training) ----
+    m = config.model
+    probe = build_model(m.arch, num_classes, **m.kwargs)
+    layer = resolve_layer_name(probe, m.layer, m.arch)
+    track = [resolve_layer_name(probe, t, m.arch) for t in m.track_layers]
+    upstream = set(upstream_parameters(probe, layer, d.image_size))
+    has_above = any(n not in upstream for n, _ in probe.named_parameters())
+    del probe
+
+    def init(key: str, classes: int = num_classes) -> nn.Module:
+        torch.manual_seed(derive_seed(config.seed, "init", key))
+        return build_model(m.arch, classes, **m.kwargs)
+
+    common = {"ctx": ctx, "seed": config.seed, "arch": m.arch, "model_kwargs": m.kwargs,
+              "layer": layer, "track_layers": track}
+    summary: dict[str, Any] = {"run_dir": str(run_dir), "name": config.name, "seed": config.seed,
+                               "world_size": ctx.world_size, "device": str(ctx.device),
+                               "layer": layer, "arch": m.arch, "num_classes": num_classes,
+                               "models": {}}
+
+    # ---- teacher ----
+    t = config.teacher
+    t_optim = config.optim.merged(t.optim)
+    phases: list[Phase] = []
+    if t.pretrained is None and t.pretrain_epochs > 0:
+        src = d.source
+        size = src.image_size or d.image_size
+        src_train = _build_dataset(src.name, src.split, src.root, size, src.options)
+        src_val = (_build_dataset(src.name, src.val_split, src.root, size, src.options)
+                   if src.val_split else None)
+        src_classes = _num_classes(src_train, f"source dataset {src.name!r} ({src.split})")
+
+        def new_head(model: nn.Module) -> nn.Module:
+            fresh = init("teacher-head")
+            return _transfer(fresh, {k: v.cpu() for k, v in model.state_dict().items()},
+                             "the pre-trained teacher")
+
+        phases.append(Phase("pretrain", t.pretrain_epochs, "ce", src_train, src_val, src_classes,
+                            t_optim.merged(t.pretrain_optim), keep={t.pretrain_epochs},
+                            subdir="pretrain"))
+        phases.append(Phase("finetune", t.epochs, "ce", train_set, val_set, num_classes, t_optim,
+                            keep=_keep(config, t.epochs), tracked=True, prepare=new_head))
+        teacher_init = lambda: init("teacher", src_classes)  # noqa: E731
+    else:
+        if t.pretrained is None:
+            log.warning("teacher: no pretrained weights and no pre-training: the teacher is "
+                        "trained from scratch on the target, like the baseline")
+        phases.append(Phase("finetune", t.epochs, "ce", train_set, val_set, num_classes, t_optim,
+                            keep=_keep(config, t.epochs), tracked=True))
+
+        def teacher_init() -> nn.Module:
+            if t.pretrained is None:
+                return init("teacher")
+            if t.pretrained == "torchvision":
+                torch.manual_seed(derive_seed(config.seed, "init", "teacher-head"))
+                try:
+                    return build_model(m.arch, num_classes, pretrained="torchvision", **m.kwargs)
+                except RuntimeError as e:
+                    raise ValueError(str(e)) from e
+            path = Path(t.pretrained)
+            if not path.is_file():
+                raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
+            return _transfer(init("teacher-head"), load_state_dict(path), str(path))
+
+    teacher_trainer = ModelTrainer("teacher", run_dir / "teacher", phases, **common)
+    teacher = teacher_trainer.run(teacher_init, resume=resume)
+    summary["models"]["teacher"] = _model_summary(teacher_trainer)
+
+    # ---- baseline ----
+    b = config.baseline
+    base_key = "scratch" if config.student.same_init_as_baseline else "baseline"
+    baseline_trainer = ModelTrainer(
+        "baseline", run_dir / "baseline",
+        [Phase("train", b.epochs, "ce", train_set, val_set, num_classes, config.optim.merged(b.optim),
+               keep=_keep(config, b.epochs), tracked=True)], **common)
+    baseline_trainer.run(lambda: init(base_key), resume=resume)
+    summary["models"]["baseline"] = _model_summary(baseline_trainer)
+
+    # ---- student ----
+    s = config.student
+    s_optim = config.optim.merged(s.optim)
+    student_key = "scratch" if s.same_init_as_baseline else "student"
+    if s.mode == "feature":
+        phases = [Phase("phase1", s.phase1_epochs, "feature", train_set, val_set, num_classes,
+                        s_optim, keep=_keep(config, s.phase1_epochs), tracked=True, freeze="above")]
+        if s.phase2_epochs > 0 and has_above:
+            phases.append(Phase("phase2", s.phase2_epochs, "ce", train_set, val_set, num_classes,
+                                s_optim, keep=_keep(config, s.phase2_epochs), subdir="phase2",
+                                freeze="upstream"))
+        elif not has_above:
+            log.info("student: layer %s is the last layer, so there is no phase 2", layer)
+    else:
+        phases = [Phase("phase1", s.phase1_epochs, s.mode, train_set, val_set, num_classes,
+                        s_optim, keep=_keep(config, s.phase1_epochs), tracked=True)]
+    student_trainer = ModelTrainer("student", run_dir / "student", phases, teacher=teacher,
+                                   temperature=s.temperature, soft_weight=s.soft_weight, **common)
+    student_trainer.run(lambda: init(student_key), resume=resume)
+    summary["models"]["student"] = _model_summary(student_trainer)
+
+    summary["ranks_identical"] = all(v.get("ranks_identical") is not False
+                                     for v in summary["models"].values())
+    summary["seconds_this_session"] = time.perf_counter() - t_start
+    if ctx.is_main:
+        write_json(run_dir / "summary.json", summary)
+    ctx.barrier()
+    return run_dir
+
+
+def _model_summary(trainer: ModelTrainer) -> dict[str, Any]:
+    from kdexplain.train.checkpoints import list_checkpoints
+
+    d = trainer.dir
+    final = trainer.history[-1] if trainer.history else {}
+    out: dict[str, Any] = {
+        "final_val_acc": final.get("val_acc"),
+        "final_val_loss": final.get("val_loss"),
+        "phases": trainer.history,
+        "ranks_identical": trainer.ranks_identical,
+        "last": str(d / "last.pt"),
+    }
+    if trainer.ctx.is_main:
+        out["checkpoints"] = [str(p) for _, p in list_checkpoints(d)]
+        for p in trainer.phases:
+            if p.subdir:
+                out[f"checkpoints_{p.subdir}"] = [str(q) for _, q in list_checkpoints(d, p.subdir)]
+    return out
+
+
+def train_all_seeds(config: ExperimentConfig, run_dir: str | Path | None = None,
+                    resume: bool = False) -> list[Path]:
+    """Train the triplet once per seed of ``config.run_seeds()``.
+
+    With ``seeds`` set, seed ``s`` goes to ``<run_dir>/seed_<s>`` (``run_dir`` default
+    ``out_dir/name``); otherwise this is :func:`train_triplet`.
+    """
+    if not config.seeds:
+        return [train_triplet(config, run_dir, resume)]
+    base = Path(run_dir) if run_dir is not None else Path(config.out_dir) / config.name
+    out = []
+    for s in config.run_seeds():
+        out.append(train_triplet(config.for_seed(s), base / f"seed_{s}", resume))
+    return out
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """A readable table of a run's ``summary.json``: one row per model and phase."""
+    from tabulate import tabulate
+
+    rows = []
+    for role in ROLES:
+        info = summary.get("models", {}).get(role)
+        if not info:
+            continue
+        for ph in info.get("phases", []):
+            acc = ph.get("val_acc")
+            loss = ph.get("val_loss")
+            ips = ph.get("images_per_second")
+            rows.append([role, ph["phase"], ph["epochs"],
+                         "-" if acc is None else f"{100 * acc:.1f}%",
+                         "-" if loss is None else f"{loss:.4g}",
+                         "-" if ips is None else f"{ips:,.0f}",
+                         f"{ph.get('seconds', 0.0):.1f}"])
+    head = ["model", "phase", "epochs", "val acc", "val loss", "train img/s", "seconds"]
+    text = tabulate(rows, headers=head, tablefmt="simple")
+    return f"run {summary.get('run_dir')} (layer {summary.get('layer')}, seed {summary.get('seed')}, " \
+           f"{summary.get('world_size')} process(es) on {summary.get('device')})\n{text}"
