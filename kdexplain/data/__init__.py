@@ -1,0 +1,56 @@
+"""The data room: images with exact foreground masks, and masks on the perturbation grid.
+
+``build_dataset(name, split, root, image_size, **options)`` gives a torch Dataset whose
+items are dicts ``image`` (3, S, S) normalised, ``label``, ``mask`` (S, S) bool, ``box``
+(4,), ``index``, ``key``. ``mask_to_grid`` down-samples masks to the ``g x g`` grid of the
+quantify room. See docs/data.md.
+"""
+
+from kdexplain.data.animals import ANIMAL_CLASSES
+from kdexplain.data.base import (
+    CorruptImageError,
+    CorruptImageWarning,
+    MaskedImageDataset,
+    Skipped,
+    collate,
+)
+from kdexplain.data.grid import MASK_RULES, cell_index, center_mask, mask_to_grid
+from kdexplain.data.registry import build_dataset, dataset_names, register_dataset
+from kdexplain.data.scenes import (
+    BACKGROUND_FAMILIES,
+    ScenesDataset,
+    build_scenes,
+    default_data_root,
+)
+from kdexplain.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    JointPipeline,
+    denormalize,
+    normalize,
+)
+
+__all__ = [
+    "ANIMAL_CLASSES",
+    "BACKGROUND_FAMILIES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MASK_RULES",
+    "CorruptImageError",
+    "CorruptImageWarning",
+    "JointPipeline",
+    "MaskedImageDataset",
+    "ScenesDataset",
+    "Skipped",
+    "build_dataset",
+    "build_scenes",
+    "cell_index",
+    "center_mask",
+    "collate",
+    "dataset_names",
+    "default_data_root",
+    "denormalize",
+    "mask_to_grid",
+    "normalize",
+    "register_dataset",
+]

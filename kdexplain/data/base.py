@@ -1,0 +1,236 @@
+"""The dataset base class shared by every dataset of this room, and image file helpers.
+
+An item is a dict::
+
+    {"image": FloatTensor (3, S, S)  normalised (ImageNet mean/std) unless normalize=False,
+     "label": int                    class index (-1 = unlabelled, folder datasets only),
+     "mask":  BoolTensor (S, S)      foreground,
+     "box":   FloatTensor (4,)       object box x0, y0, x1, y1 in pixel-edge coordinates,
+     "index": int                    position in the dataset,
+     "key":   str                    stable unique id of the sample}
+
+``torch.utils.data.default_collate`` stacks such dicts (tensors stacked, ints to a
+LongTensor, strings to a list); :func:`collate` does the same with a clearer error.
+
+Corrupt images: a file that cannot be read is reported with its path (a
+:class:`CorruptImageWarning`), recorded in ``dataset.skipped`` and skipped; nothing else
+is lost. Files are checked when the dataset is built (``verify="header"``, the default,
+reads every header; ``"full"`` decodes every file; ``"none"`` checks nothing); a file that
+only fails when it is decoded later is skipped then, and the next readable sample takes its
+place (its ``index`` and ``key`` say which sample it is).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, default_collate
+
+from kdexplain.data.transforms import JointPipeline
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+VERIFY_MODES = ("header", "full", "none")
+
+
+class CorruptImageWarning(UserWarning):
+    """A corrupt or unreadable image file was skipped."""
+
+
+class CorruptImageError(OSError):
+    """An image file that cannot be read; ``path`` names it."""
+
+    def __init__(self, path: str | Path, reason: str):
+        super().__init__(f"cannot read image {path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+class Skipped(NamedTuple):
+    """A sample left out because one of its files is unreadable."""
+
+    path: str
+    reason: str
+
+
+class RawSample(NamedTuple):
+    """A sample before the joint transforms.
+
+    ``image`` uint8 (3, H, W); ``mask`` bool (H, W); ``box`` (4,) x0, y0, x1, y1 or None
+    (None = the mask's bounding box); ``label`` int; ``key`` str.
+    """
+
+    image: torch.Tensor
+    mask: torch.Tensor
+    box: torch.Tensor | None
+    label: int
+    key: str
+
+
+def load_rgb(path: str | Path) -> torch.Tensor:
+    """Read an image file as uint8 RGB, shape (3, H, W).
+
+    A missing or unreadable file raises :class:`CorruptImageError` naming it.
+    """
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError as e:
+        raise CorruptImageError(path, "file does not exist") from e
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def load_label_png(path: str | Path) -> np.ndarray:
+    """Read a mask / label PNG as an integer array (H, W).
+
+    Palette images (VOC class maps, Pet trimaps) give their indices; RGB images are
+    converted to grey first.
+    """
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("RGB", "RGBA", "LA"):
+                im = im.convert("L")
+            arr = np.asarray(im)
+    except FileNotFoundError as e:
+        raise CorruptImageError(path, "file does not exist") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
+    if arr.ndim != 2:
+        raise CorruptImageError(path, f"expected a single-channel mask, got shape {arr.shape}")
+    return arr
+
+
+def check_image_file(path: str | Path, mode: str = "header") -> str | None:
+    """Check that an image file can be read. Returns None if it can, else the reason."""
+    if mode == "none":
+        return None
+    try:
+        with Image.open(path) as im:
+            if mode == "full":
+                im.load()
+            else:
+                im.verify()
+    except FileNotFoundError:
+        return "file does not exist"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def collate(items: Sequence[dict]) -> dict:
+    """Stack a list of items into a batch (``default_collate`` with a clearer error).
+
+    Returns
+    -------
+    dict
+        ``image`` (B, 3, S, S), ``mask`` (B, S, S), ``box`` (B, 4), ``label`` and ``index``
+        LongTensor (B,), ``key`` list of B strings.
+    """
+    if not items:
+        raise ValueError("cannot collate an empty list of items")
+    keys = set(items[0])
+    for it in items[1:]:
+        if set(it) != keys:
+            raise ValueError(f"items have different fields: {sorted(keys)} vs {sorted(it)}")
+    for name in ("image", "mask"):
+        if name in keys:
+            shapes = {tuple(it[name].shape) for it in items}
+            if len(shapes) > 1:
+                raise ValueError(f"cannot stack {name}s of different shapes {sorted(shapes)}; "
+                                 "build the dataset with one image_size")
+    return default_collate(list(items))
+
+
+class MaskedImageDataset(Dataset):
+    """Base class: images with a foreground mask, an object box and a label.
+
+    Subclasses set ``class_names`` and implement ``__len__`` and :meth:`raw_sample`;
+    this class applies the joint transforms and handles unreadable files.
+
+    Attributes
+    ----------
+    num_classes : int
+    class_names : list of str
+    image_size : int
+        Side of the square output images (pixels).
+    skipped : list of Skipped
+        Samples left out because a file could not be read (path and reason).
+    """
+
+    name: str = "dataset"
+
+    def __init__(self, image_size: int, *, crop_scale: float | None = None,
+                 augment: bool = False, transform: Callable | None = None,
+                 normalize: bool = True, verify: str = "header"):
+        if verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
+        self.image_size = int(image_size)
+        self.pipeline = JointPipeline(self.image_size, crop_scale=crop_scale, augment=augment,
+                                      transform=transform, normalize=normalize)
+        self.verify = verify
+        self.skipped: list[Skipped] = []
+        self.class_names: list[str] = []
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def raw_sample(self, index: int) -> RawSample:  # pragma: no cover - abstract
+        """The untransformed sample ``index``; raises :class:`CorruptImageError`."""
+        raise NotImplementedError
+
+    def labels(self) -> list[int]:
+        """The label of every sample, in order, without reading any image."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def _skip(self, path: str | Path, reason: str) -> None:
+        self.skipped.append(Skipped(str(path), reason))
+        warnings.warn(f"skipping corrupt image {path}: {reason}", CorruptImageWarning,
+                      stacklevel=3)
+
+    def _verified(self, records: list, paths: Callable[[object], Sequence[str | Path]]) -> list:
+        """Keep the records whose files all pass :func:`check_image_file`."""
+        if self.verify == "none":
+            return records
+        kept = []
+        for rec in records:
+            for p in paths(rec):
+                reason = check_image_file(p, self.verify)
+                if reason is not None:
+                    self._skip(p, reason)
+                    break
+            else:
+                kept.append(rec)
+        return kept
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n} images")
+        index %= n
+        for step in range(n):
+            j = (index + step) % n
+            try:
+                raw = self.raw_sample(j)
+            except CorruptImageError as e:
+                self._skip(e.path, e.reason)
+                continue
+            out = self.pipeline(raw.image, raw.mask, raw.box)
+            return {"image": out["image"], "label": int(raw.label), "mask": out["mask"],
+                    "box": out["box"], "index": j, "key": raw.key}
+        raise RuntimeError(f"none of the {n} images of this {self.name} dataset can be read; "
+                           f"see dataset.skipped")
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(n={len(self)}, classes={self.num_classes}, "
+                f"image_size={self.image_size}, skipped={len(self.skipped)})")

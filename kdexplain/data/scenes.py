@@ -1,0 +1,594 @@
+"""``scenes``: the built-in offline dataset of composited scenes with exact foreground masks.
+
+Each image shows one animal silhouette of the ``animal-mnist`` package (the class), filled
+with a real (scikit-image brick, grass, gravel) or procedural texture in random colours,
+placed with a random affine transform (scale, rotation, flip, translation) on a background
+cropped from a real photo (scikit-image and scikit-learn's bundled photos), with one to
+three distractors behind it (textured blobs and fragments of other animals' silhouettes,
+which are *not* foreground). The foreground mask is exactly the pixels painted by the
+animal; the object box is the mask's bounding box.
+
+``spurious_background=p`` ties the background to the class: with probability p the photo
+of an image is family ``c mod F`` for class position ``c`` (F = 10 photo families), otherwise a
+uniformly random family. A network trained with p > 0 can use the background to classify,
+which the concept counts should reveal (more background concepts).
+
+Generation is deterministic: image ``i`` of a split depends only on
+``derive_seed(seed, "scenes", split, i)``, its class is ``classes[i % C]`` and its
+silhouette comes from the split's own pool of silhouettes (per class: train the first 800,
+val the next 100, test the last 100, shuffled by the seed), so a larger build extends a
+smaller one and the splits never share a silhouette. Images are generated at
+``image_size`` directly and stored as uint8 in a cache file (one per split and
+configuration, named by a hash of it), written atomically and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from kdexplain.data.animals import ANIMAL_CLASSES, load_animal_silhouettes
+from kdexplain.data.base import MaskedImageDataset, RawSample
+from kdexplain.utils import atomic_write_bytes, derive_seed, progress
+
+GENERATOR_VERSION = 1
+SPLITS = ("train", "val", "test")
+# Per class, the animal-mnist silhouettes (in file order) each split draws from.
+SPLIT_POOLS = {"train": (0, 800), "val": (800, 900), "test": (900, 1000)}
+BACKGROUND_FAMILIES: tuple[str, ...] = (
+    "astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
+    "retina", "motorcycle", "china", "flower", "camera",
+)
+TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel", "stripes", "checker", "dots",
+                             "clouds", "rings")
+_REAL_TEXTURES = ("brick", "grass", "gravel")
+
+
+def default_data_root() -> Path:
+    """The default data / cache root: ``$KDEXPLAIN_DATA_ROOT``, else ``./data/cache``."""
+    return Path(os.environ.get("KDEXPLAIN_DATA_ROOT") or Path("data") / "cache")
+
+
+@dataclass(frozen=True)
+class ScenesConfig:
+    """Everything that determines the pixels of one split of ``scenes`` (the cache key).
+
+    Attributes
+    ----------
+    split : {"train", "val", "test"}
+    image_size : int
+        Side of the square images (pixels).
+    images_per_class : int
+        Images of each class in this split.
+    seed : int
+    spurious_background : float
+        Probability p that an image's background family is tied to its class.
+    classes : tuple of str
+        The animal classes used, in label order.
+    """
+
+    split: str
+    image_size: int
+    images_per_class: int
+    seed: int
+    spurious_background: float
+    classes: tuple[str, ...]
+    version: int = GENERATOR_VERSION
+
+    def __post_init__(self):
+        if self.split not in SPLITS:
+            raise ValueError(f"scenes has the splits {', '.join(SPLITS)}, not {self.split!r}")
+        if not 16 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be between 16 and 1024 pixels, got "
+                             f"{self.image_size}")
+        if self.images_per_class < 1:
+            raise ValueError(f"images_per_class must be at least 1, got {self.images_per_class}")
+        if not 0.0 <= self.spurious_background <= 1.0:
+            raise ValueError(f"spurious_background is a probability in [0, 1], got "
+                             f"{self.spurious_background}")
+        unknown = [c for c in self.classes if c not in ANIMAL_CLASSES]
+        if unknown or not self.classes or len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes must be distinct names among {', '.join(ANIMAL_CLASSES)}; "
+                             f"got {list(self.classes)}")
+
+    @property
+    def num_images(self) -> int:
+        return self.images_per_class * len(self.classes)
+
+    def digest(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.blake2b(blob, digest_size=6).hexdigest()
+
+    def file_name(self) -> str:
+        return (f"scenes-{self.split}-{self.image_size}px-{self.images_per_class}pc-"
+                f"seed{self.seed}-{self.digest()}.npz")
+
+
+# ----------------------------------------------------------------------------- resources
+
+@lru_cache(maxsize=1)
+def _photos() -> tuple[np.ndarray, ...]:
+    """The background photos, one per family, uint8 (h, w, 3), cut to their usable part."""
+    import skimage.data as skd
+    from sklearn.datasets import load_sample_images
+
+    samples = load_sample_images()
+    by_name = dict(zip([Path(f).stem for f in samples.filenames], samples.images, strict=True))
+    out = []
+    for name in BACKGROUND_FAMILIES:
+        if name == "motorcycle":
+            arr = skd.stereo_motorcycle()[0]
+        elif name in by_name:
+            arr = by_name[name]
+        else:
+            arr = getattr(skd, name)()
+        if name == "retina":  # a fundus photo: keep the inside of the eye, not the black frame
+            h, w = arr.shape[:2]
+            arr = arr[int(0.22 * h):int(0.78 * h), int(0.22 * w):int(0.78 * w)]
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        out.append(np.ascontiguousarray(arr[..., :3], dtype=np.uint8))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _photo_images() -> tuple[Image.Image, ...]:
+    return tuple(Image.fromarray(a) for a in _photos())
+
+
+@lru_cache(maxsize=1)
+def _real_textures() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """scikit-image's grey textures in [0, 1], at full and half resolution."""
+    import skimage.data as skd
+
+    out = {}
+    for name in _REAL_TEXTURES:
+        full = getattr(skd, name)().astype(np.float32) / 255.0
+        half = full.reshape(full.shape[0] // 2, 2, full.shape[1] // 2, 2).mean(axis=(1, 3))
+        out[name] = (full, half)
+    return out
+
+
+class _Silhouettes:
+    """Filled silhouette masks, shading and bounding boxes, computed once per silhouette."""
+
+    def __init__(self):
+        self.images, self.labels = load_animal_silhouettes()
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, tuple[float, float, float]]] = {}
+        self.by_class = [np.flatnonzero(self.labels == c) for c in range(len(ANIMAL_CLASSES))]
+
+    def get(self, idx: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+        """(filled mask float32 (28, 28), shade float32 (28, 28), (center row, col, extent))."""
+        hit = self._cache.get(idx)
+        if hit is None:
+            raw = self.images[idx]
+            filled = ndimage.binary_fill_holes(raw > 0)
+            rows, cols = np.nonzero(filled)
+            if rows.size == 0:  # pragma: no cover - no empty silhouette in the data
+                rows, cols = np.array([13, 14]), np.array([13, 14])
+            r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+            geom = ((r0 + r1 - 1) / 2, (c0 + c1 - 1) / 2, float(max(r1 - r0, c1 - c0)))
+            hit = (filled.astype(np.float32), raw.astype(np.float32) / 255.0, geom)
+            self._cache[idx] = hit
+        return hit
+
+
+@lru_cache(maxsize=1)
+def _silhouettes() -> _Silhouettes:
+    return _Silhouettes()
+
+
+@lru_cache(maxsize=8)
+def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    rr, cc = np.mgrid[0:size, 0:size].astype(np.float32)
+    return rr, cc
+
+
+# ----------------------------------------------------------------------------- painting
+
+def _warp(src: Sequence[np.ndarray], geom: tuple[float, float, float], size: int,
+          center: tuple[float, float], extent: float, angle: float, flip: bool
+          ) -> list[np.ndarray]:
+    """Bilinear affine warp of 28x28 arrays into a (size, size) canvas.
+
+    The source's bounding box centre goes to ``center`` (row, col), its longer side
+    becomes ``extent`` pixels, rotated by ``angle`` radians and mirrored if ``flip``.
+    """
+    rr, cc = _pixel_grid(size)
+    scale = extent / geom[2]
+    dr, dc = rr - center[0], cc - center[1]
+    cos, sin = math.cos(angle), math.sin(angle)
+    # inverse map: output offset -> rotate back -> unscale -> unflip
+    sr = (cos * dr - sin * dc) / scale
+    sc = (sin * dr + cos * dc) / scale
+    if flip:
+        sc = -sc
+    coords = np.stack([sr + geom[0], sc + geom[1]])
+    return [ndimage.map_coordinates(a, coords, order=1, mode="constant", cval=0.0,
+                                    prefilter=False) for a in src]
+
+
+def _texture(rng: np.random.Generator, size: int, kind: str | None = None) -> np.ndarray:
+    """A grey texture in [0, 1], shape (size, size)."""
+    kind = kind or TEXTURES[rng.integers(len(TEXTURES))]
+    rr, cc = _pixel_grid(size)
+    if kind in _REAL_TEXTURES:
+        full, half = _real_textures()[kind]
+        base = full if rng.random() < 0.5 else half
+        h, w = base.shape
+        r0, c0 = rng.integers(h), rng.integers(w)
+        t = base.take(np.arange(r0, r0 + size) % h, axis=0).take(np.arange(c0, c0 + size) % w,
+                                                                  axis=1)
+        t = np.rot90(t, rng.integers(4))
+        lo, hi = np.percentile(t, (2, 98))
+        return np.clip((t - lo) / max(hi - lo, 1e-3), 0.0, 1.0)
+    phi = rng.uniform(0, math.pi)
+    u = (cc * math.cos(phi) + rr * math.sin(phi)) / size
+    v = (-cc * math.sin(phi) + rr * math.cos(phi)) / size
+    if kind == "stripes":
+        t = 0.5 + 0.5 * np.sin(2 * math.pi * rng.uniform(3, 9) * u + rng.uniform(0, 6.3))
+    elif kind == "checker":
+        k = rng.uniform(4, 10)
+        t = ((np.floor(u * k) + np.floor(v * k)) % 2).astype(np.float32)
+    elif kind == "dots":
+        f = rng.uniform(4, 9)
+        t = (np.sin(2 * math.pi * f * u) * np.sin(2 * math.pi * f * v) > 0.3).astype(np.float32)
+    elif kind == "rings":
+        r = np.hypot(rr - rng.uniform(0, size), cc - rng.uniform(0, size)) / size
+        t = 0.5 + 0.5 * np.sin(2 * math.pi * rng.uniform(4, 10) * r)
+    elif kind == "clouds":
+        k = int(rng.integers(3, 7))
+        low = rng.random((k, k)).astype(np.float32)
+        t = ndimage.zoom(low, size / k, order=1, mode="nearest", grid_mode=True)[:size, :size]
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-3)
+    else:  # pragma: no cover - TEXTURES is closed
+        raise ValueError(f"unknown texture {kind!r}")
+    grain = rng.normal(0.0, 0.06, size=(size, size)).astype(np.float32)
+    return np.clip(t.astype(np.float32) + grain, 0.0, 1.0)
+
+
+def _colour_texture(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A texture mapped between two random colours: float32 (size, size, 3) in [0, 1]."""
+    t = _texture(rng, size)
+    c1 = rng.random(3).astype(np.float32)
+    c2 = rng.random(3).astype(np.float32)
+    while np.linalg.norm(c1 - c2) < 0.45:
+        c2 = rng.random(3).astype(np.float32)
+    return c1 + (c2 - c1) * t[..., None]
+
+
+def _background(rng: np.random.Generator, family: int, size: int) -> np.ndarray:
+    """A random crop of a family's photo, resized to (size, size, 3), float32 in [0, 1]."""
+    im = _photo_images()[family]
+    w, h = im.size
+    side = rng.uniform(0.3, 0.75) * min(w, h)
+    x0, y0 = rng.uniform(0, w - side), rng.uniform(0, h - side)
+    crop = im.resize((size, size), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
+    arr = np.asarray(crop, dtype=np.float32) / 255.0
+    if rng.random() < 0.5:
+        arr = arr[:, ::-1]
+    return np.clip(arr * rng.uniform(0.8, 1.2), 0.0, 1.0)
+
+
+def _blob_mask(rng: np.random.Generator, size: int, center: tuple[float, float],
+               radius: float) -> np.ndarray:
+    """An irregular blob (a wobbly ellipse), bool (size, size)."""
+    rr, cc = _pixel_grid(size)
+    dr, dc = rr - center[0], cc - center[1]
+    a = rng.uniform(0, math.pi)
+    u = (dc * math.cos(a) + dr * math.sin(a)) / radius
+    v = (-dc * math.sin(a) + dr * math.cos(a)) / (radius * rng.uniform(0.45, 1.0))
+    theta = np.arctan2(v, u)
+    wobble = 1.0 + 0.25 * np.sin(int(rng.integers(2, 6)) * theta + rng.uniform(0, 6.3))
+    return np.hypot(u, v) <= wobble
+
+
+def render_scene(cfg: ScenesConfig, index: int, silhouette: int, class_pos: int
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Paint image ``index`` of a split.
+
+    Parameters
+    ----------
+    cfg : ScenesConfig
+    index : int
+        Position in the split (its random stream is ``derive_seed(seed, "scenes", split, i)``).
+    silhouette : int
+        Index of the animal-mnist silhouette to paint.
+    class_pos : int
+        The label (position in ``cfg.classes``); decides the tied background family.
+
+    Returns
+    -------
+    image : uint8 ndarray (S, S, 3)
+    mask : bool ndarray (S, S)
+        Exactly the pixels painted by the animal.
+    family : int
+        The background family (index into :data:`BACKGROUND_FAMILIES`).
+    """
+    size = cfg.image_size
+    rng = np.random.default_rng(derive_seed(cfg.seed, "scenes", cfg.split, index))
+    sil = _silhouettes()
+    n_fam = len(BACKGROUND_FAMILIES)
+    tied = rng.random() < cfg.spurious_background
+    family = class_pos % n_fam if tied else int(rng.integers(n_fam))
+    canvas = _background(rng, family, size)
+
+    # distractors behind the object: blobs and fragments of other animals, not foreground
+    lo, hi = SPLIT_POOLS[cfg.split]
+    own = ANIMAL_CLASSES.index(cfg.classes[class_pos])
+    for _ in range(int(rng.integers(1, 4))):
+        centre = (rng.uniform(0.05, 0.95) * size, rng.uniform(0.05, 0.95) * size)
+        if rng.random() < 0.5:
+            shape = _blob_mask(rng, size, centre, rng.uniform(0.06, 0.15) * size)
+            shade = None
+        else:
+            other = int(rng.choice([c for c in range(len(ANIMAL_CLASSES)) if c != own]))
+            idx = int(sil.by_class[other][rng.integers(lo, hi)])
+            filled, shade_src, geom = sil.get(idx)
+            cut, shade = _warp([filled, shade_src], geom, size, centre,
+                               rng.uniform(0.25, 0.45) * size, rng.uniform(-math.pi, math.pi),
+                               bool(rng.random() < 0.5))
+            rr, cc = _pixel_grid(size)
+            a = rng.uniform(0, 2 * math.pi)  # keep one side of a line through the centre
+            side = (cc - centre[1]) * math.cos(a) + (rr - centre[0]) * math.sin(a)
+            shape = (cut > 0.5) & (side > rng.uniform(-0.05, 0.1) * size)
+        paint = _colour_texture(rng, size)
+        if shade is not None:
+            paint = paint * (0.4 + 0.6 * shade[..., None])
+        canvas[shape] = paint[shape]
+
+    # the object
+    filled, shade_src, geom = sil.get(silhouette)
+    extent = rng.uniform(0.55, 0.85) * size
+    slack = max(0.0, (size - extent) / 2) * 0.9
+    centre = (size / 2 + rng.uniform(-slack, slack), size / 2 + rng.uniform(-slack, slack))
+    cover, shade = _warp([filled, shade_src], geom, size, centre, extent,
+                         math.radians(rng.uniform(-20, 20)), bool(rng.random() < 0.5))
+    mask = cover > 0.5
+    paint = _colour_texture(rng, size) * (0.35 + 0.65 * shade[..., None])
+    canvas[mask] = paint[mask]
+    image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
+    return image, mask, family
+
+
+def split_silhouettes(cfg: ScenesConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The label and the silhouette of every image of a split.
+
+    Returns
+    -------
+    labels : int64 ndarray (N,)
+        ``i % C``: classes interleave, so any prefix of a split is balanced.
+    silhouettes : int64 ndarray (N,)
+        Index into the animal-mnist arrays.
+    """
+    sil = _silhouettes()
+    lo, hi = SPLIT_POOLS[cfg.split]
+    n_cls = len(cfg.classes)
+    labels = np.arange(cfg.num_images, dtype=np.int64) % n_cls
+    rank = np.arange(cfg.num_images) // n_cls
+    out = np.empty(cfg.num_images, dtype=np.int64)
+    for pos, name in enumerate(cfg.classes):
+        c = ANIMAL_CLASSES.index(name)
+        pool = sil.by_class[c][lo:hi]
+        perm = np.random.default_rng(derive_seed(cfg.seed, "scenes-pool", cfg.split, c))
+        pool = pool[perm.permutation(len(pool))]
+        sel = labels == pos
+        out[sel] = pool[rank[sel] % len(pool)]
+    return labels, out
+
+
+def generate_split(cfg: ScenesConfig, show_progress: bool | None = None) -> dict[str, np.ndarray]:
+    """Generate every image of one split (no cache).
+
+    Returns
+    -------
+    dict
+        ``images`` uint8 (N, S, S, 3), ``masks`` bool (N, S, S), ``labels`` int64 (N,),
+        ``families`` int64 (N,), ``silhouettes`` int64 (N,).
+    """
+    labels, sils = split_silhouettes(cfg)
+    n, s = cfg.num_images, cfg.image_size
+    images = np.empty((n, s, s, 3), dtype=np.uint8)
+    masks = np.empty((n, s, s), dtype=bool)
+    families = np.empty(n, dtype=np.int64)
+    for i in progress(range(n), desc=f"scenes {cfg.split}", total=n, enable=show_progress,
+                      unit="img"):
+        images[i], masks[i], families[i] = render_scene(cfg, i, int(sils[i]), int(labels[i]))
+    return {"images": images, "masks": masks, "labels": labels, "families": families,
+            "silhouettes": sils}
+
+
+def _load_cache(path: Path, cfg: ScenesConfig) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            stored = json.loads(str(z["config"]))
+            arrays = {k: z[k] for k in ("images", "masks", "labels", "families", "silhouettes")}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None  # unreadable: rebuilt (atomically) by the caller
+    if stored != json.loads(json.dumps(asdict(cfg))) or len(arrays["labels"]) != cfg.num_images:
+        return None
+    return arrays
+
+
+def build_split(cfg: ScenesConfig, cache_dir: str | Path | None = None, *,
+                rebuild: bool = False, show_progress: bool | None = None
+                ) -> tuple[dict[str, np.ndarray], Path, bool]:
+    """Load one split of ``scenes`` from its cache file, generating it first if needed.
+
+    Parameters
+    ----------
+    cfg : ScenesConfig
+    cache_dir : path or None
+        Folder of the cache files; None = ``default_data_root() / "scenes"``.
+    rebuild : bool
+        Generate and overwrite even if the cache file exists.
+
+    Returns
+    -------
+    arrays : dict
+        As :func:`generate_split`.
+    path : Path
+        The cache file.
+    built : bool
+        Whether it was generated now (False: read from the cache).
+    """
+    folder = Path(cache_dir) if cache_dir is not None else default_data_root() / "scenes"
+    path = folder / cfg.file_name()
+    if path.is_file() and not rebuild:
+        arrays = _load_cache(path, cfg)
+        if arrays is not None:
+            return arrays, path, False
+    arrays = generate_split(cfg, show_progress=show_progress)
+    buf = io.BytesIO()
+    np.savez(buf, config=np.array(json.dumps(asdict(cfg), sort_keys=True)), **arrays)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:
+        raise OSError(f"cannot write the scenes cache file {path} ({e}); pass a writable "
+                      f"cache_dir or set KDEXPLAIN_DATA_ROOT") from e
+    return arrays, path, True
+
+
+def build_scenes(image_size: int = 64, images_per_class: int = 100,
+                 val_per_class: int | None = None, test_per_class: int | None = None,
+                 seed: int = 0, spurious_background: float = 0.0,
+                 classes: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                 rebuild: bool = False, show_progress: bool | None = None) -> list[dict]:
+    """Build (or find) the cache files of all three splits.
+
+    Returns
+    -------
+    list of dict
+        Per split: ``split``, ``path``, ``images``, ``built`` (generated now or cached),
+        ``seconds``.
+    """
+    counts = _split_counts(images_per_class, val_per_class, test_per_class)
+    report = []
+    for split in SPLITS:
+        cfg = ScenesConfig(split, int(image_size), counts[split], int(seed),
+                           float(spurious_background), tuple(classes or ANIMAL_CLASSES))
+        t0 = time.perf_counter()
+        _, path, built = build_split(cfg, cache_dir, rebuild=rebuild, show_progress=show_progress)
+        report.append({"split": split, "path": str(path), "images": cfg.num_images,
+                       "built": built, "seconds": round(time.perf_counter() - t0, 3)})
+    return report
+
+
+def _split_counts(images_per_class: int, val_per_class: int | None,
+                  test_per_class: int | None) -> dict[str, int]:
+    default_eval = max(1, int(images_per_class) // 5)
+    return {"train": int(images_per_class),
+            "val": int(val_per_class) if val_per_class is not None else default_eval,
+            "test": int(test_per_class) if test_per_class is not None else default_eval}
+
+
+class ScenesDataset(MaskedImageDataset):
+    """The built-in composited scenes (see the module docstring).
+
+    Parameters
+    ----------
+    split : {"train", "val", "test"}
+    root : path or None
+        Data root; the cache lives in ``root / "scenes"``. None = :func:`default_data_root`.
+    image_size : int
+        Side of the square images; they are generated at this size (default 64).
+    images_per_class : int
+        Training images per class (default 100).
+    val_per_class, test_per_class : int or None
+        Validation / test images per class; None = ``max(1, images_per_class // 5)``.
+    seed : int
+        Generation seed (default 0).
+    spurious_background : float
+        Probability p of tying an image's background family to its class (default 0).
+    classes : sequence of str or None
+        A subset of :data:`ANIMAL_CLASSES`, in label order; None = all ten.
+    cache_dir : path or None
+        Folder of the cache files (overrides ``root``).
+    cache : bool
+        False: generate in memory and write no file.
+    rebuild : bool
+        Regenerate even if a cache file exists.
+    augment, transform, normalize
+        See :class:`kdexplain.data.transforms.JointPipeline`.
+
+    Attributes
+    ----------
+    backgrounds : LongTensor (N,)
+        Background family of every image (index into ``background_names``).
+    background_names : list of str
+    silhouettes : LongTensor (N,)
+        The animal-mnist silhouette of every image.
+    cache_path : Path or None
+    config : ScenesConfig
+    """
+
+    name = "scenes"
+
+    def __init__(self, split: str = "train", root: str | Path | None = None,
+                 image_size: int = 64, *, images_per_class: int = 100,
+                 val_per_class: int | None = None, test_per_class: int | None = None,
+                 seed: int = 0, spurious_background: float = 0.0,
+                 classes: Sequence[str] | None = None, cache_dir: str | Path | None = None,
+                 cache: bool = True, rebuild: bool = False, augment: bool = False,
+                 transform: Callable | None = None, normalize: bool = True,
+                 show_progress: bool | None = None):
+        super().__init__(image_size, augment=augment, transform=transform, normalize=normalize,
+                         verify="none")
+        if split not in SPLITS:
+            raise ValueError(f"scenes has the splits {', '.join(SPLITS)}, not {split!r}")
+        counts = _split_counts(images_per_class, val_per_class, test_per_class)
+        self.config = ScenesConfig(split, int(image_size), counts[split], int(seed),
+                                   float(spurious_background),
+                                   tuple(classes) if classes else ANIMAL_CLASSES)
+        if cache:
+            if cache_dir is None and root is not None:
+                cache_dir = Path(root) / "scenes"
+            arrays, self.cache_path, _ = build_split(self.config, cache_dir, rebuild=rebuild,
+                                                     show_progress=show_progress)
+        else:
+            arrays, self.cache_path = generate_split(self.config, show_progress), None
+        self.split = split
+        self.class_names = list(self.config.classes)
+        self._images = arrays["images"]
+        self._masks = arrays["masks"]
+        self._labels = arrays["labels"]
+        self.backgrounds = torch.from_numpy(np.asarray(arrays["families"], dtype=np.int64))
+        self.silhouettes = torch.from_numpy(np.asarray(arrays["silhouettes"], dtype=np.int64))
+        self.background_names = list(BACKGROUND_FAMILIES)
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def labels(self) -> list[int]:
+        return [int(v) for v in self._labels]
+
+    def raw_sample(self, index: int) -> RawSample:
+        image = torch.from_numpy(np.ascontiguousarray(self._images[index])).permute(2, 0, 1)
+        mask = torch.from_numpy(np.ascontiguousarray(self._masks[index]))
+        return RawSample(image, mask, None, int(self._labels[index]),
+                         f"scenes/{self.split}/{index:06d}")
+
+    def uint8_images(self) -> np.ndarray:
+        """All images as stored: uint8 (N, S, S, 3), read-only view."""
+        view = self._images.view()
+        view.setflags(write=False)
+        return view
+
+    def masks(self) -> np.ndarray:
+        """All foreground masks as stored: bool (N, S, S), read-only view."""
+        view = self._masks.view()
+        view.setflags(write=False)
+        return view

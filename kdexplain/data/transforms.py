@@ -1,0 +1,203 @@
+"""Joint image / mask / box transforms (``torchvision.transforms.v2``) and normalisation.
+
+Every dataset of this room turns a raw sample (an RGB image, a foreground mask and an
+object box at the image's own size) into the tensors of an item with :class:`JointPipeline`:
+an optional crop around the box (padded where it leaves the image, the mask padded with
+background), a resize to ``image_size x image_size``, optional augmentation, conversion to
+float and normalisation. The image, the mask (``tv_tensors.Mask``, nearest resampling) and
+the box (``tv_tensors.BoundingBoxes``) go through the same transforms, so they stay aligned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+# Padding colour of crops that leave the image: the mean colour, i.e. zero after normalising.
+_PAD_RGB = tuple(round(255 * m) for m in IMAGENET_MEAN)
+
+
+def normalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+              std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Map an image in [0, 1] to the network's input space: ``(x - mean) / std`` per channel.
+
+    Parameters
+    ----------
+    image : FloatTensor, shape (3, H, W) or (B, 3, H, W)
+        RGB values in [0, 1].
+    """
+    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).reshape(3, 1, 1)
+    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).reshape(3, 1, 1)
+    return (image - m) / s
+
+
+def denormalize(image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN,
+                std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
+    """Undo :func:`normalize` for display.
+
+    Parameters
+    ----------
+    image : FloatTensor, shape (3, H, W) or (B, 3, H, W)
+        A normalised image (ImageNet mean/std unless told otherwise).
+
+    Returns
+    -------
+    FloatTensor, same shape
+        RGB in [0, 1] (clamped), detached, on the input's device.
+    """
+    if image.dim() not in (3, 4) or image.shape[-3] != 3:
+        raise ValueError(f"expected an image of shape (3, H, W) or (B, 3, H, W), got "
+                         f"{tuple(image.shape)}")
+    image = image.detach().to(torch.float32)
+    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).reshape(3, 1, 1)
+    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).reshape(3, 1, 1)
+    return (image * s + m).clamp(0.0, 1.0)
+
+
+def mask_box(mask: torch.Tensor) -> torch.Tensor:
+    """The bounding box of a mask's foreground.
+
+    Parameters
+    ----------
+    mask : BoolTensor, shape (H, W)
+
+    Returns
+    -------
+    FloatTensor, shape (4,)
+        ``x0, y0, x1, y1`` in pixel-edge coordinates: the box covers columns ``x0..x1-1``
+        and rows ``y0..y1-1``. All zeros for an empty mask.
+    """
+    rows = torch.nonzero(mask.any(dim=1)).flatten()
+    cols = torch.nonzero(mask.any(dim=0)).flatten()
+    if rows.numel() == 0:
+        return torch.zeros(4)
+    return torch.tensor([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=torch.float32)
+
+
+def scale_box(box: Sequence[float], scale: float) -> tuple[int, int, int, int]:
+    """Scale a box ``x0, y0, x1, y1`` about its centre; returns integer pixel edges.
+
+    The result may extend beyond the image (it is padded later): 1.2x an object's box
+    is the paper's VOC and ILSVRC crop.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    hw, hh = max(x1 - x0, 1.0) * scale / 2, max(y1 - y0, 1.0) * scale / 2
+    return (round(cx - hw), round(cy - hh), round(cx + hw), round(cy + hh))
+
+
+def crop_padded(sample: dict, crop: tuple[int, int, int, int]) -> dict:
+    """Crop a sample to ``crop = (x0, y0, x1, y1)``, padding where it leaves the image.
+
+    The image is padded with the ImageNet mean colour (zero after normalisation), the mask
+    with background; the box moves with the crop.
+    """
+    x0, y0, x1, y1 = crop
+    h, w = sample["image"].shape[-2:]
+    pad = [max(0, -x0), max(0, -y0), max(0, x1 - w), max(0, y1 - h)]  # left, top, right, bottom
+    if any(pad):
+        sample = v2.Pad(pad, fill={tv_tensors.Image: _PAD_RGB, tv_tensors.Mask: 0})(sample)
+        x0, y0, x1, y1 = x0 + pad[0], y0 + pad[1], x1 + pad[0], y1 + pad[1]
+    return TF.crop(sample, top=y0, left=x0, height=max(1, y1 - y0), width=max(1, x1 - x0))
+
+
+def default_augmentation(image_size: int) -> v2.Transform:
+    """Training augmentation: a random resized crop (60-100 % of the area) and a flip."""
+    return v2.Compose([
+        v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+    ])
+
+
+class JointPipeline:
+    """Turn a raw sample into an item's tensors, keeping image, mask and box aligned.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square output (pixels).
+    crop_scale : float or None
+        Crop to ``crop_scale`` times the object box around its centre before resizing
+        (1.2 = the paper's VOC / ILSVRC crops); None keeps the whole image.
+    augment : bool
+        Apply :func:`default_augmentation` after the resize.
+    transform : callable or None
+        An extra ``torchvision.transforms.v2`` transform applied to the dict
+        ``{"image": tv_tensors.Image (uint8), "mask": tv_tensors.Mask, "box": BoundingBoxes}``
+        after the resize (and the augmentation); it must keep the output size.
+    normalize : bool
+        Normalise with ImageNet mean/std (True) or return values in [0, 1] (False).
+    """
+
+    def __init__(self, image_size: int, crop_scale: float | None = None, augment: bool = False,
+                 transform: Callable | None = None, normalize: bool = True):
+        if image_size < 1:
+            raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
+        if crop_scale is not None and crop_scale <= 0:
+            raise ValueError(f"crop_scale must be positive (e.g. 1.2) or None, got {crop_scale}")
+        self.image_size = int(image_size)
+        self.crop_scale = crop_scale
+        self.augment = default_augmentation(self.image_size) if augment else None
+        self.transform = transform
+        self.normalize = normalize
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor,
+                 box: Sequence[float] | torch.Tensor | None = None) -> dict:
+        """Transform one sample.
+
+        Parameters
+        ----------
+        image : uint8 Tensor, shape (3, H, W)
+        mask : bool Tensor, shape (H, W)
+            Foreground; must match the image's size.
+        box : (4,) x0, y0, x1, y1 or None
+            The object box in pixel-edge coordinates, transformed with the image. None:
+            the box is the mask's bounding box, recomputed on the output mask.
+
+        Returns
+        -------
+        dict
+            ``image`` FloatTensor (3, S, S), ``mask`` BoolTensor (S, S), ``box`` FloatTensor (4,).
+        """
+        if image.shape[-2:] != mask.shape[-2:]:
+            raise ValueError(f"mask of shape {tuple(mask.shape)} does not match its image of "
+                             f"shape {tuple(image.shape)}")
+        h, w = image.shape[-2:]
+        box_from_mask = box is None
+        if box_from_mask:
+            box = mask_box(mask)
+        sample = {
+            "image": tv_tensors.Image(image),
+            "mask": tv_tensors.Mask(mask.to(torch.uint8)),
+            "box": tv_tensors.BoundingBoxes(torch.as_tensor(box, dtype=torch.float32).reshape(1, 4),
+                                            format="XYXY", canvas_size=(h, w)),
+        }
+        if self.crop_scale is not None:
+            sample = crop_padded(sample, scale_box(sample["box"][0].tolist(), self.crop_scale))
+        size = (self.image_size, self.image_size)
+        if tuple(sample["image"].shape[-2:]) != size:
+            sample = TF.resize(sample, list(size), antialias=True)
+        if self.augment is not None:
+            sample = self.augment(sample)
+        if self.transform is not None:
+            sample = self.transform(sample)
+            if tuple(sample["image"].shape[-2:]) != size:
+                raise ValueError(f"the transform changed the image size to "
+                                 f"{tuple(sample['image'].shape[-2:])}; it must keep {size}")
+        x = sample["image"].as_subclass(torch.Tensor)
+        x = x.to(torch.float32) / 255.0 if x.dtype == torch.uint8 else x.to(torch.float32)
+        if self.normalize:
+            x = normalize(x)
+        mask = sample["mask"].as_subclass(torch.Tensor).bool()
+        if box_from_mask:
+            box = mask_box(mask)
+        else:
+            box = sample["box"].as_subclass(torch.Tensor).reshape(-1, 4)[0].to(torch.float32)
+        return {"image": x.contiguous(), "mask": mask, "box": box}
