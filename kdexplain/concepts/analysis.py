@@ -1,0 +1,600 @@
+"""From the entropy grids of one or several runs to the three hypotheses' numbers and verdicts.
+
+The sweep hands over one :class:`RunEntropies` per trained run (seed);
+:func:`analyze_concepts` selects the images, computes the concepts of every model, summarises
+each metric over images and seeds with bootstrap intervals, and tests S against B.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from kdexplain.concepts.metrics import (
+    DEFAULT_CONCEPT_THRESHOLD,
+    DEFAULT_LATE_FRACTION,
+    ModelConcepts,
+    effective_images,
+    model_concepts,
+    region_means,
+    usable_images,
+)
+from kdexplain.concepts.stats import (
+    bootstrap_ci,
+    holm,
+    hypothesis_verdict,
+    metric_verdict,
+    paired_bootstrap_ci,
+    paired_test,
+    spread_test,
+)
+
+__all__ = [
+    "HYPOTHESES",
+    "METRICS",
+    "ROLES",
+    "ROLE_LABELS",
+    "ConceptAnalysis",
+    "ConceptSettings",
+    "RunEntropies",
+    "analyze_concepts",
+]
+
+#: Model roles, in table order, and their one-letter labels.
+ROLES: tuple[str, ...] = ("teacher", "student", "baseline")
+ROLE_LABELS: dict[str, str] = {"teacher": "T", "student": "S", "baseline": "B"}
+
+#: Model-level metrics: name -> (per-image source, statistic over images).
+METRICS: dict[str, tuple[str, str]] = {
+    "N_fg": ("N_fg", "mean"),
+    "N_bg": ("N_bg", "mean"),
+    "fg_ratio": ("fg_ratio", "mean"),
+    "D_mean": ("peak_distance", "mean"),
+    "D_std": ("peak_distance", "std"),
+    "D_var": ("peak_distance", "var"),
+    "rho": ("rho", "mean"),
+}
+
+
+@dataclass(frozen=True)
+class _Hypothesis:
+    number: int
+    claim: str
+    metrics: tuple[tuple[str, str], ...]  # (metric, "greater" | "less")
+
+
+#: The three hypotheses of Cheng et al. and the direction each metric should take (S vs B).
+HYPOTHESES: tuple[_Hypothesis, ...] = (
+    _Hypothesis(1, "S encodes more valid knowledge than B (more foreground concepts, fewer "
+                   "background concepts, a larger foreground ratio)",
+                (("N_fg", "greater"), ("N_bg", "less"), ("fg_ratio", "greater"))),
+    _Hypothesis(2, "S learns its concepts more simultaneously and faster than B (smaller "
+                   "mean and spread of the weight distance at the foreground-concept peak)",
+                (("D_mean", "less"), ("D_std", "less"))),
+    _Hypothesis(3, "S optimises more stably than B, with fewer detours (a larger share of "
+                   "the foreground concepts ever learned is kept at the end)",
+                (("rho", "greater"),)),
+)
+
+
+def _as_array(x: Any, name: str, dtype: Any = None) -> np.ndarray:
+    try:
+        return np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be an array, got {type(x).__name__}: {err}") from None
+
+
+@dataclass
+class RunEntropies:
+    """The entropy grids of one trained run (one seed), as the sweep delivers them.
+
+    Attributes
+    ----------
+    entropy : dict role -> float array (M_r, N, g, g)
+        Entropy ``H_i`` (nats per dimension) at each analysed checkpoint of model ``role``
+        (``"teacher"``, ``"student"``, ``"baseline"``; any subset), sorted by epoch. A whole
+        grid is NaN where that image had no usable signal at that checkpoint (``D0 == 0``).
+    epochs : dict role -> int array (M_r,)
+        Strictly increasing checkpoint epochs.
+    distance : dict role -> float array (M_r,)
+        Normalised weight distance ``d`` of the analysed layer at each checkpoint, the
+        path length over optimiser steps (SPEC 4).
+    foreground : bool array (N, g, g)
+        The images' masks on the grid.
+    image_keys : list of str (N)
+        Stable image identifiers (same order as the grids).
+    distance_epoch : dict role -> float array (M_r,), optional
+        The paper's per-epoch form of ``d``; used when ``ConceptSettings.distance == "epoch"``.
+    seed : int, optional
+        The run's training seed (position in the list when None).
+    total_epochs : dict role -> int, optional
+        Length of each model's training, for the selection rule's "late" epochs; defaults
+        to the last checkpoint epoch.
+
+    Torch tensors are accepted and converted to numpy.
+    """
+
+    entropy: dict[str, np.ndarray]
+    epochs: dict[str, np.ndarray]
+    distance: dict[str, np.ndarray]
+    foreground: np.ndarray
+    image_keys: list[str]
+    distance_epoch: dict[str, np.ndarray] | None = None
+    seed: int | None = None
+    total_epochs: dict[str, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.foreground = _as_array(self.foreground, "foreground")
+        if self.foreground.ndim != 3 or self.foreground.shape[1] != self.foreground.shape[2]:
+            raise ValueError(f"foreground must be a bool array (images, g, g), got shape "
+                             f"{self.foreground.shape}")
+        if self.foreground.dtype != bool:
+            if not np.isin(self.foreground, (0, 1)).all():
+                raise ValueError("foreground must be boolean (or 0/1) per cell")
+            self.foreground = self.foreground.astype(bool)
+        n = self.foreground.shape[0]
+        self.image_keys = [str(k) for k in self.image_keys]
+        if len(self.image_keys) != n:
+            raise ValueError(f"{len(self.image_keys)} image keys for {n} foreground masks")
+        if len(set(self.image_keys)) != n:
+            dup = sorted({k for k in self.image_keys if self.image_keys.count(k) > 1})
+            raise ValueError(f"image keys repeat: {dup[:5]}")
+        roles = set(self.entropy)
+        unknown = roles - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown model roles {sorted(unknown)}; use {list(ROLES)}")
+        if not roles:
+            raise ValueError("RunEntropies needs the entropy of at least one model")
+        for name, d in (("epochs", self.epochs), ("distance", self.distance)):
+            if set(d) != roles:
+                raise ValueError(f"{name} has roles {sorted(d)} but entropy has {sorted(roles)}")
+        if self.distance_epoch is not None and set(self.distance_epoch) != roles:
+            raise ValueError(f"distance_epoch has roles {sorted(self.distance_epoch)} but "
+                             f"entropy has {sorted(roles)}")
+        for role in list(self.entropy):
+            ent = _as_array(self.entropy[role], f"entropy[{role!r}]", np.float64)
+            if ent.ndim != 4 or ent.shape[1:] != self.foreground.shape:
+                raise ValueError(f"entropy[{role!r}] has shape {ent.shape}; expected "
+                                 f"(checkpoints, images, g, g) with (images, g, g) = "
+                                 f"{self.foreground.shape} as the foreground")
+            if ent.shape[0] == 0:
+                raise ValueError(f"entropy[{role!r}] has no checkpoint")
+            if np.isinf(ent).any():
+                raise ValueError(f"entropy[{role!r}] holds infinite values (sigma 0?)")
+            finite = np.isfinite(ent).reshape(*ent.shape[:2], -1)
+            partial = finite.any(-1) & ~finite.all(-1)
+            if partial.any():
+                j, i = np.argwhere(partial)[0]
+                raise ValueError(f"entropy[{role!r}] of image {self.image_keys[i]!r} at "
+                                 f"checkpoint {j} is partly NaN; a grid is either all finite "
+                                 "or all NaN (no usable signal)")
+            self.entropy[role] = ent
+            m = ent.shape[0]
+            ep = _as_array(self.epochs[role], f"epochs[{role!r}]")
+            if ep.shape != (m,) or not np.issubdtype(ep.dtype, np.number):
+                raise ValueError(f"epochs[{role!r}] must hold {m} epochs, got shape {ep.shape}")
+            if (np.diff(ep) <= 0).any():
+                raise ValueError(f"epochs[{role!r}] must be strictly increasing, got "
+                                 f"{ep.tolist()}; sort the checkpoints by epoch")
+            self.epochs[role] = ep.astype(np.int64)
+            for name, d in (("distance", self.distance), ("distance_epoch", self.distance_epoch)):
+                if d is None:
+                    continue
+                dist = _as_array(d[role], f"{name}[{role!r}]", np.float64)
+                if dist.shape != (m,) or not np.isfinite(dist).all():
+                    raise ValueError(f"{name}[{role!r}] must be {m} finite values, got "
+                                     f"shape {dist.shape}")
+                d[role] = dist
+
+    @property
+    def roles(self) -> list[str]:
+        """The models present, in table order."""
+        return [r for r in ROLES if r in self.entropy]
+
+    @property
+    def n_images(self) -> int:
+        return int(self.foreground.shape[0])
+
+    @property
+    def grid(self) -> int:
+        return int(self.foreground.shape[1])
+
+
+@dataclass(frozen=True)
+class ConceptSettings:
+    """How concepts are found and the hypotheses tested (names as in the experiment config).
+
+    Attributes
+    ----------
+    concept_threshold : float
+        ``b``: a cell is a concept when ``H_bar - H_i > b`` (0.2).
+    baseline_entropy : {"pooled", "per_image"}
+        ``H_bar`` pooled over the analysed images (original) or per image.
+    select_effective : bool
+        Apply the original selection rule (see :func:`~kdexplain.concepts.effective_images`).
+    late_fraction : float
+        Checkpoints at ``epoch >= late_fraction * total_epochs`` are "late" for the selection
+        rule (40/150, the original's 40 of 150 epochs).
+    count_epoch : int, optional
+        Checkpoint epoch of hypothesis 1's counts; None = each model's last checkpoint.
+    distance : {"step", "epoch"}
+        Weight distance for hypothesis 2: path length over optimiser steps (SPEC 4), or the
+        paper's per-epoch form (``RunEntropies.distance_epoch``).
+    peak_without_concepts : {"first", "exclude"}
+        ``m^`` of an image without any foreground concept: the first checkpoint (original)
+        or left out of ``D_mean``/``D_std``.
+    empty_rho : {"zero", "exclude"}
+        ``rho`` of an image whose foreground never holds a concept (0/0): 0 (original) or
+        left out.
+    alpha : float
+        Significance level of the verdicts.
+    ci_level : float
+        Coverage of the bootstrap intervals.
+    n_resamples : int
+        Bootstrap resamples.
+    n_permutations : int
+        Random swaps of the spread test (exhaustive when 2^n is not larger).
+    stats_seed : int
+        Seed of every resampling.
+    """
+
+    concept_threshold: float = DEFAULT_CONCEPT_THRESHOLD
+    baseline_entropy: Literal["pooled", "per_image"] = "pooled"
+    select_effective: bool = False
+    late_fraction: float = DEFAULT_LATE_FRACTION
+    count_epoch: int | None = None
+    distance: Literal["step", "epoch"] = "step"
+    peak_without_concepts: Literal["first", "exclude"] = "first"
+    empty_rho: Literal["zero", "exclude"] = "zero"
+    alpha: float = 0.05
+    ci_level: float = 0.95
+    n_resamples: int = 2000
+    n_permutations: int = 5000
+    stats_seed: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {"baseline_entropy": ("pooled", "per_image"), "distance": ("step", "epoch"),
+                   "peak_without_concepts": ("first", "exclude"),
+                   "empty_rho": ("zero", "exclude")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got "
+                                 f"{getattr(self, name)!r}")
+        if not 0 <= self.late_fraction <= 1:
+            raise ValueError(f"late_fraction must be in [0, 1], got {self.late_fraction}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+        if not 0 < self.ci_level < 1:
+            raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level}")
+        if self.n_resamples < 2 or self.n_permutations < 1:
+            raise ValueError("n_resamples must be >= 2 and n_permutations >= 1")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ConceptSettings:
+        """Build from a mapping (e.g. the config's ``analysis`` section); keys that are not
+        settings of this class are ignored."""
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ConceptAnalysis:
+    """Everything the report needs: per-image numbers, summaries, tests and verdicts.
+
+    Attributes
+    ----------
+    settings : ConceptSettings
+    runs : list of RunEntropies
+        The inputs (kept for figures).
+    seeds : list of int
+        One per run.
+    models : dict seed -> dict role -> ModelConcepts
+        Concepts of each model on its used images.
+    used_keys : dict seed -> dict role -> list of str
+        The images each model's numbers come from (the same list for S and B).
+    images : DataFrame
+        One row per (seed, role, image): ``seed``, ``model``, ``image_key``, ``usable``,
+        ``effective``, ``used``, ``reason`` (why an image is not used).
+    per_image : DataFrame
+        One row per (seed, model, used image): ``N_fg``, ``N_bg``, ``fg_ratio`` (at the
+        count checkpoint), ``count_epoch``, ``peak_epoch`` (m^), ``peak_distance`` (d(m^)),
+        ``rho``.
+    trajectories : DataFrame
+        One row per (seed, model, checkpoint, used image): ``epoch``, ``distance``,
+        ``H_bar``, ``N_fg``, ``N_bg``.
+    summary : DataFrame
+        One row per (model, metric): ``value`` (mean over seeds of the per-seed value),
+        ``sd_images`` (ddof 1 over all units; per-image metrics only), ``sd_seeds`` (ddof 1
+        over per-seed values; NaN with one seed), ``se`` (bootstrap), ``ci_low``,
+        ``ci_high``, ``spread`` and ``spread_kind`` (what a table prints after "±"),
+        ``n_images``, ``n_seeds``.
+    tests : DataFrame
+        One row per tested metric (see :data:`HYPOTHESES`).
+    verdicts : DataFrame
+        One row per hypothesis: ``hypothesis``, ``claim``, ``verdict``, ``support``,
+        ``explanation``.
+    """
+
+    settings: ConceptSettings
+    runs: list[RunEntropies]
+    seeds: list[int]
+    models: dict[int, dict[str, ModelConcepts]]
+    used_keys: dict[int, dict[str, list[str]]]
+    images: pd.DataFrame
+    per_image: pd.DataFrame
+    trajectories: pd.DataFrame
+    summary: pd.DataFrame
+    tests: pd.DataFrame
+    verdicts: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def roles(self) -> list[str]:
+        present = set().union(*(r.roles for r in self.runs))
+        return [r for r in ROLES if r in present]
+
+
+# --------------------------------------------------------------------------- selection
+
+def _select(run: RunEntropies, seed: int, settings: ConceptSettings
+            ) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """Decide, per role, which images are used. Returns role -> bool (N,) and the table."""
+    keys = np.asarray(run.image_keys, dtype=object)
+    usable, effective, reasons = {}, {}, {}
+    for role in run.roles:
+        ent, epochs = run.entropy[role], run.epochs[role]
+        ok, first_bad = usable_images(ent)
+        why = np.array([""] * run.n_images, dtype=object)
+        for i in np.flatnonzero(~ok):
+            why[i] = f"no usable signal (D0 = 0) at epoch {int(epochs[first_bad[i]])}"
+        eff = np.ones(run.n_images, dtype=bool)
+        if settings.select_effective:
+            total = (run.total_epochs or {}).get(role, int(epochs[-1]))
+            late = settings.late_fraction * total
+            eff, first = effective_images(ent, run.foreground, epochs, late)
+            fg_mean, bg_mean = region_means(ent, run.foreground)
+            for i in np.flatnonzero(~eff & ok):
+                j = first[i]
+                f, b = fg_mean[j, i], bg_mean[j, i]
+                if np.isfinite(f) and np.isfinite(b):
+                    detail = f"mean background entropy {b:.3f} < mean foreground {f:.3f}"
+                else:
+                    detail = ("no " + ("foreground" if not np.isfinite(f) else "background")
+                              + " cell to compare")
+                why[i] = f"not effective: {detail} at epoch {int(epochs[j])}"
+        usable[role], effective[role], reasons[role] = ok, eff, why
+    pair = [r for r in ("student", "baseline") if r in run.roles] or run.roles
+    common = np.logical_and.reduce([usable[r] & effective[r] for r in pair])
+    used, rows = {}, []
+    for role in run.roles:
+        own = usable[role] & effective[role]
+        used[role] = common & own
+        why = reasons[role].copy()
+        for i in np.flatnonzero(own & ~common):
+            others = [f"{ROLE_LABELS[r]}: {reasons[r][i]}" for r in pair
+                      if r != role and reasons[r][i]]
+            why[i] = "not used by the compared pair (" + "; ".join(others) + ")"
+        rows.append(pd.DataFrame({
+            "seed": seed, "model": role, "image_key": keys, "usable": usable[role],
+            "effective": effective[role] if settings.select_effective else np.nan,
+            "used": used[role], "reason": why,
+        }))
+    return used, pd.concat(rows, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- summary
+
+def _per_seed_value(df: pd.DataFrame, source: str, statistic: str) -> pd.Series:
+    def f(x: pd.Series) -> float:
+        x = x.to_numpy(dtype=np.float64)
+        x = x[np.isfinite(x)]
+        if x.size == 0:
+            return float("nan")
+        if statistic == "mean":
+            return float(x.mean())
+        return float(x.var()) if statistic == "var" else float(x.std())
+    return df.groupby("seed", sort=True)[source].apply(f)
+
+
+def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSettings
+               ) -> pd.DataFrame:
+    rows = []
+    for role in roles:
+        sub = per_image[per_image["model"] == role]
+        n_seeds = int(sub["seed"].nunique())
+        for metric, (source, statistic) in METRICS.items():
+            values = sub[source].to_numpy(dtype=np.float64)
+            finite = np.isfinite(values)
+            per_seed = _per_seed_value(sub, source, statistic).dropna()
+            ci = bootstrap_ci(values, groups=sub["seed"].to_numpy(), statistic=statistic,
+                              n_resamples=settings.n_resamples, level=settings.ci_level,
+                              seed=settings.stats_seed)
+            per_unit = statistic == "mean"
+            sd_images = (float(np.std(values[finite], ddof=1))
+                         if per_unit and finite.sum() > 1 else float("nan"))
+            sd_seeds = float(per_seed.std(ddof=1)) if per_seed.size > 1 else float("nan")
+            if per_seed.size > 1:
+                spread, kind = sd_seeds, "sd over seeds"
+            elif per_unit:
+                spread, kind = sd_images, "sd over images"
+            else:
+                spread, kind = ci.se, "bootstrap se"
+            rows.append({
+                "model": role, "label": ROLE_LABELS[role], "metric": metric,
+                "value": float(per_seed.mean()) if per_seed.size else float("nan"),
+                "spread": spread, "spread_kind": kind, "sd_images": sd_images,
+                "sd_seeds": sd_seeds, "se": ci.se, "ci_low": ci.low, "ci_high": ci.high,
+                "n_images": int(finite.sum()), "n_seeds": n_seeds,
+            })
+    return pd.DataFrame(rows)
+
+
+def _grouped_value(values: np.ndarray, groups: np.ndarray, statistic: str) -> float:
+    """Mean over groups (seeds) of the statistic over each group's values."""
+    if values.size == 0:
+        return float("nan")
+    fn = {"mean": np.mean, "std": np.std, "var": np.var}[statistic]
+    return float(np.mean([fn(values[groups == g]) for g in np.unique(groups)]))
+
+
+def _test(per_image: pd.DataFrame, settings: ConceptSettings
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    s = per_image[per_image["model"] == "student"].set_index(["seed", "image_key"])
+    b = per_image[per_image["model"] == "baseline"].set_index(["seed", "image_key"])
+    idx = s.index.intersection(b.index)
+    s, b = s.loc[idx], b.loc[idx]
+    groups = np.asarray(idx.get_level_values("seed"))
+    rows = []
+    for hyp in HYPOTHESES:
+        for metric, direction in hyp.metrics:
+            source, statistic = METRICS[metric]
+            sv = s[source].to_numpy(dtype=np.float64)
+            bv = b[source].to_numpy(dtype=np.float64)
+            if statistic == "mean":
+                res = paired_test(sv, bv)
+            else:
+                res = spread_test(sv, bv, groups=groups, n_permutations=settings.n_permutations,
+                                  seed=settings.stats_seed)
+            diff = paired_bootstrap_ci(sv, bv, groups=groups, statistic=statistic,
+                                       n_resamples=settings.n_resamples,
+                                       level=settings.ci_level, seed=settings.stats_seed)
+            keep = np.isfinite(sv) & np.isfinite(bv)
+            s_val = _grouped_value(sv[keep], groups[keep], statistic)
+            b_val = _grouped_value(bv[keep], groups[keep], statistic)
+            rows.append({
+                "hypothesis": hyp.number, "metric": metric,
+                "direction": "S > B" if direction == "greater" else "S < B",
+                "S": s_val, "B": b_val, "diff": diff.estimate,
+                "diff_ci_low": diff.low, "diff_ci_high": diff.high,
+                "median_diff": res.median_diff, "effect_size": res.effect_size,
+                "effect_size_kind": res.effect_size_kind, "test": res.test,
+                "statistic": res.statistic, "n_pairs": res.n, "p_value": res.p_value,
+                "_sign": res.sign, "_direction": direction,
+                "verdict": metric_verdict(res.p_value, res.sign, direction, settings.alpha),
+            })
+    tests = pd.DataFrame(rows)
+    if tests.empty:
+        return tests, pd.DataFrame(columns=["hypothesis", "claim", "verdict", "support",
+                                            "explanation"])
+    tests.insert(tests.columns.get_loc("p_value") + 1, "p_holm", holm(tests["p_value"]))
+    verdicts = []
+    for hyp in HYPOTHESES:
+        t = tests[tests["hypothesis"] == hyp.number]
+        verdict = hypothesis_verdict(t["p_value"].tolist(), t["_sign"].tolist(),
+                                     t["_direction"].tolist(), settings.alpha)
+        n_hold = int((t["verdict"] == "holds").sum())
+        parts = [f"{r.metric} {r.direction}: S {r.S:.4g} vs B {r.B:.4g}, p = {r.p_value:.3g} "
+                 f"({r.verdict})" for r in t.itertuples()]
+        verdicts.append({"hypothesis": hyp.number, "claim": hyp.claim, "verdict": verdict,
+                         "support": f"{n_hold} of {len(t)} metrics hold",
+                         "explanation": "; ".join(parts)})
+    return tests.drop(columns=["_sign", "_direction"]), pd.DataFrame(verdicts)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
+                     settings: ConceptSettings | None = None, **overrides: Any
+                     ) -> ConceptAnalysis:
+    """Concepts, the three hypotheses' metrics, their statistics and verdicts.
+
+    Parameters
+    ----------
+    runs : RunEntropies or list of them
+        One per trained run (seed). Pairs S-B are matched by (seed, image key).
+    settings : ConceptSettings, optional
+    **overrides
+        Single settings, e.g. ``select_effective=True`` (applied over ``settings``).
+
+    Returns
+    -------
+    ConceptAnalysis
+
+    Raises
+    ------
+    ValueError
+        For inconsistent inputs, or when no image is left for a model (the message gives
+        the reasons images were left out).
+    """
+    if isinstance(runs, RunEntropies):
+        runs = [runs]
+    runs = list(runs)
+    if not runs:
+        raise ValueError("analyze_concepts needs at least one RunEntropies")
+    base = settings.to_dict() if settings is not None else {}
+    settings = ConceptSettings(**{**base, **overrides})
+    seeds = [r.seed if r.seed is not None else i for i, r in enumerate(runs)]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"runs share a seed: {seeds}; give each run its own seed")
+    models: dict[int, dict[str, ModelConcepts]] = {}
+    used_keys: dict[int, dict[str, list[str]]] = {}
+    image_tables, per_image, traj = [], [], []
+    notes: list[str] = []
+    for seed, run in zip(seeds, runs, strict=True):
+        used, table = _select(run, seed, settings)
+        image_tables.append(table)
+        models[seed], used_keys[seed] = {}, {}
+        for role in run.roles:
+            idx = np.flatnonzero(used[role])
+            if idx.size == 0:
+                reasons = table[(table["model"] == role) & ~table["used"]]["reason"]
+                counts = reasons.str.replace(r" at epoch \d+", "", regex=True).value_counts()
+                raise ValueError(
+                    f"seed {seed}: no image is left for the {role} (of {run.n_images}); "
+                    + "; ".join(f"{n} x {why}" for why, n in counts.items()))
+            if settings.distance == "epoch":
+                if run.distance_epoch is None:
+                    raise ValueError("distance='epoch' needs RunEntropies.distance_epoch "
+                                     "(the per-epoch weight distance); it was not given")
+                dist = run.distance_epoch[role]
+            else:
+                dist = run.distance[role]
+            if settings.count_epoch is not None and settings.count_epoch not in run.epochs[role]:
+                raise ValueError(f"count_epoch {settings.count_epoch} is not a checkpoint of "
+                                 f"the {role} (epochs {run.epochs[role].tolist()})")
+            mc = model_concepts(
+                run.entropy[role][:, idx], run.foreground[idx], run.epochs[role], dist,
+                concept_threshold=settings.concept_threshold,
+                baseline_entropy=settings.baseline_entropy, count_epoch=settings.count_epoch,
+                peak_without_concepts=settings.peak_without_concepts,
+                empty_rho=settings.empty_rho)
+            models[seed][role] = mc
+            keys = [run.image_keys[i] for i in idx]
+            used_keys[seed][role] = keys
+            metrics = mc.image_metrics()
+            per_image.append(pd.DataFrame({
+                "seed": seed, "model": role, "image_key": keys,
+                "count_epoch": mc.count_epoch, **metrics,
+                "peak_epoch": mc.epochs[mc.peak_index],
+            })[["seed", "model", "image_key", "N_fg", "N_bg", "fg_ratio", "count_epoch",
+                "peak_epoch", "peak_distance", "rho"]])
+            m, n = mc.n_fg.shape
+            traj.append(pd.DataFrame({
+                "seed": seed, "model": role,
+                "checkpoint": np.repeat(np.arange(m), n),
+                "epoch": np.repeat(mc.epochs, n),
+                "distance": np.repeat(mc.distance, n),
+                "image_key": np.tile(np.asarray(keys, dtype=object), m),
+                "H_bar": mc.h_bar.ravel(), "N_fg": mc.n_fg.ravel(), "N_bg": mc.n_bg.ravel(),
+            }))
+    per_image_df = pd.concat(per_image, ignore_index=True)
+    roles = [r for r in ROLES if r in set(per_image_df["model"])]
+    summary = _summarise(per_image_df, roles, settings)
+    if {"student", "baseline"} <= set(roles):
+        tests, verdicts = _test(per_image_df, settings)
+    else:
+        tests, verdicts = pd.DataFrame(), pd.DataFrame()
+        notes.append("the hypotheses compare the student with the baseline; one of them is "
+                     "missing, so nothing was tested")
+    return ConceptAnalysis(
+        settings=settings, runs=runs, seeds=seeds, models=models, used_keys=used_keys,
+        images=pd.concat(image_tables, ignore_index=True), per_image=per_image_df,
+        trajectories=pd.concat(traj, ignore_index=True), summary=summary, tests=tests,
+        verdicts=verdicts, notes=notes)

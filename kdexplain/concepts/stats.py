@@ -1,0 +1,423 @@
+"""Statistics for comparing the student S with the baseline B.
+
+- :func:`bootstrap_ci`: percentile bootstrap confidence interval of a mean or a spread,
+  vectorised; with several seeds a two-stage (cluster) bootstrap that resamples seeds, then
+  images within each seed.
+- :func:`paired_bootstrap_ci`: the same for the difference S - B on paired units.
+- :func:`paired_test`: Wilcoxon signed-rank test of S against B per image, with the median
+  difference and the matched-pairs rank-biserial correlation as effect sizes.
+- :func:`spread_test`: a paired permutation test on the difference of spreads (standard
+  deviations), for ``D_std``.
+- :func:`metric_verdict` and :func:`hypothesis_verdict`: the decision rule (see
+  ``docs/metrics.md``).
+
+Every random draw comes from ``numpy.random.default_rng(seed)``: the same inputs and seed
+give the same numbers.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from scipy import stats as _st
+
+__all__ = [
+    "HOLDS",
+    "INCONCLUSIVE",
+    "NOT_HOLDS",
+    "BootstrapCI",
+    "PairedTest",
+    "bootstrap_ci",
+    "holm",
+    "hypothesis_verdict",
+    "metric_verdict",
+    "paired_bootstrap_ci",
+    "paired_test",
+    "spread_test",
+]
+
+HOLDS = "holds"
+NOT_HOLDS = "does not hold"
+INCONCLUSIVE = "inconclusive"
+
+Statistic = Literal["mean", "std", "var"]
+Direction = Literal["greater", "less"]
+
+
+@dataclass(frozen=True)
+class BootstrapCI:
+    """A point estimate with its percentile bootstrap interval.
+
+    Attributes
+    ----------
+    estimate : float
+        The statistic on the data (with groups: the mean over groups of the per-group
+        statistic).
+    low, high : float
+        Percentile interval at ``level``.
+    se : float
+        Standard deviation of the bootstrap distribution (bootstrap standard error).
+    level : float
+    n : int
+        Number of finite units used.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    se: float
+    level: float
+    n: int
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The result of a paired comparison of S against B.
+
+    Attributes
+    ----------
+    test : str
+        ``"wilcoxon"`` or ``"permutation (sd difference)"``.
+    n : int
+        Number of pairs used (pairs with a NaN are dropped).
+    n_nonzero : int
+        Pairs whose difference is not 0 (what the Wilcoxon test ranks).
+    statistic : float
+        Wilcoxon: the smaller of the signed-rank sums; permutation: the observed difference.
+    p_value : float
+        Two-sided; 1.0 when every difference is 0; NaN when there is no pair.
+    median_diff : float
+        Median of ``s - b`` over pairs (NaN for the spread test).
+    effect_size : float
+        Wilcoxon: matched-pairs rank-biserial ``r = (R+ - R-) / (R+ + R-)`` in [-1, 1],
+        positive when S tends to be larger (0 when all differences are 0). Spread test:
+        ``sd_S / sd_B``.
+    effect_size_kind : str
+    sign : int
+        +1 if S is larger than B by the test's own measure (rank-biserial or sd
+        difference), -1 if smaller, 0 if equal.
+    """
+
+    test: str
+    n: int
+    n_nonzero: int
+    statistic: float
+    p_value: float
+    median_diff: float
+    effect_size: float
+    effect_size_kind: str
+    sign: int
+
+
+# --------------------------------------------------------------------------- bootstrap
+
+def _groups_of(n: int, groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Order units by group; return (order, group sizes)."""
+    if groups is None:
+        return np.arange(n), np.array([n])
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups has shape {groups.shape}, expected one label per value ({n},)")
+    _, inverse = np.unique(groups, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return order, np.bincount(inverse)
+
+
+def _resample(sizes: np.ndarray, n_resamples: int, rng: np.random.Generator
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Two-stage bootstrap indices into group-ordered units.
+
+    Returns idx (R, K, L) and mask (R, K, L): for each resample, K groups drawn with
+    replacement and, for each, its units drawn with replacement (L = largest group; the
+    slots past a group's size are masked out).
+    """
+    k, length = sizes.size, int(sizes.max())
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    chosen = rng.integers(0, k, size=(n_resamples, k)) if k > 1 else \
+        np.zeros((n_resamples, 1), dtype=np.int64)
+    n_chosen = sizes[chosen]  # (R, K)
+    pos = np.floor(rng.random((n_resamples, k, length)) * n_chosen[..., None]).astype(np.int64)
+    mask = np.arange(length)[None, None, :] < n_chosen[..., None]
+    idx = np.where(mask, offsets[chosen][..., None] + pos, 0)
+    return idx, mask
+
+
+def _masked_stat(x: np.ndarray, mask: np.ndarray, statistic: Statistic) -> np.ndarray:
+    """Statistic over the last axis where mask is True (ddof 0 for std/var)."""
+    n = mask.sum(-1)
+    mean = np.where(mask, x, 0.0).sum(-1) / n
+    if statistic == "mean":
+        return mean
+    var = np.where(mask, (x - mean[..., None]) ** 2, 0.0).sum(-1) / n
+    return var if statistic == "var" else np.sqrt(var)
+
+
+def _stat(x: np.ndarray, statistic: Statistic) -> float:
+    if statistic == "mean":
+        return float(np.mean(x))
+    return float(np.var(x)) if statistic == "var" else float(np.std(x))
+
+
+def _grouped_stat(x: np.ndarray, sizes: np.ndarray, statistic: Statistic) -> float:
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    return float(np.mean([_stat(x[a:b], statistic) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]))
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in ("mean", "std", "var"):
+        raise ValueError(f"statistic must be 'mean', 'std' or 'var', got {statistic!r}")
+
+
+def _interval(boot: np.ndarray, level: float) -> tuple[float, float, float]:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    lo, hi = np.percentile(boot, [50 * (1 - level), 50 * (1 + level)])
+    se = float(np.std(boot, ddof=1)) if boot.size > 1 else float("nan")
+    return float(lo), float(hi), se
+
+
+def bootstrap_ci(values: np.ndarray, *, groups: np.ndarray | None = None,
+                 statistic: Statistic = "mean", n_resamples: int = 2000, level: float = 0.95,
+                 seed: int = 0) -> BootstrapCI:
+    """Percentile bootstrap confidence interval of a mean, standard deviation or variance.
+
+    Parameters
+    ----------
+    values : array (n,)
+        One value per unit (image); NaN values are dropped.
+    groups : array (n,), optional
+        Cluster label per unit (the seed). With two or more groups the bootstrap resamples
+        groups with replacement and then units within each chosen group, and the statistic
+        is the mean over groups of the per-group statistic (variation over seeds is kept).
+    statistic : {"mean", "std", "var"}
+        ``std`` and ``var`` use ``ddof = 0``.
+    n_resamples : int
+    level : float
+        Coverage, e.g. 0.95.
+    seed : int
+        Seed of the resampling; the same seed gives the same interval.
+
+    Returns
+    -------
+    BootstrapCI
+        All NaN when no finite value is left.
+    """
+    _check_statistic(statistic)
+    values = np.asarray(values, dtype=np.float64).ravel()
+    keep = np.isfinite(values)
+    if groups is not None:
+        groups = np.asarray(groups).ravel()
+        if groups.shape != values.shape:
+            raise ValueError(f"groups has shape {groups.shape}, values {values.shape}")
+        groups = groups[keep]
+    values = values[keep]
+    nan = float("nan")
+    if values.size == 0:
+        return BootstrapCI(nan, nan, nan, nan, level, 0)
+    order, sizes = _groups_of(values.size, groups)
+    x = values[order]
+    estimate = _grouped_stat(x, sizes, statistic)
+    idx, mask = _resample(sizes, n_resamples, np.random.default_rng(seed))
+    boot = _masked_stat(x[idx], mask, statistic).mean(-1)
+    lo, hi, se = _interval(boot, level)
+    return BootstrapCI(estimate, lo, hi, se, level, int(values.size))
+
+
+def _paired_finite(s: np.ndarray, b: np.ndarray, groups: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    s = np.asarray(s, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if s.shape != b.shape:
+        raise ValueError(f"paired values differ in length: S has {s.size}, B has {b.size}")
+    keep = np.isfinite(s) & np.isfinite(b)
+    if groups is not None:
+        groups = np.asarray(groups).ravel()
+        if groups.shape != s.shape:
+            raise ValueError(f"groups has shape {groups.shape}, values {s.shape}")
+        groups = groups[keep]
+    return s[keep], b[keep], groups
+
+
+def paired_bootstrap_ci(s: np.ndarray, b: np.ndarray, *, groups: np.ndarray | None = None,
+                        statistic: Statistic = "mean", n_resamples: int = 2000,
+                        level: float = 0.95, seed: int = 0) -> BootstrapCI:
+    """Bootstrap interval of ``stat(S) - stat(B)`` on paired units (resampled together).
+
+    Parameters
+    ----------
+    s, b : arrays (n,)
+        Paired values (same image, same seed); pairs with a NaN are dropped.
+    groups, statistic, n_resamples, level, seed
+        As in :func:`bootstrap_ci`.
+    """
+    _check_statistic(statistic)
+    s, b, groups = _paired_finite(s, b, groups)
+    nan = float("nan")
+    if s.size == 0:
+        return BootstrapCI(nan, nan, nan, nan, level, 0)
+    order, sizes = _groups_of(s.size, groups)
+    s, b = s[order], b[order]
+    estimate = _grouped_stat(s, sizes, statistic) - _grouped_stat(b, sizes, statistic)
+    idx, mask = _resample(sizes, n_resamples, np.random.default_rng(seed))
+    boot = (_masked_stat(s[idx], mask, statistic) - _masked_stat(b[idx], mask, statistic)).mean(-1)
+    lo, hi, se = _interval(boot, level)
+    return BootstrapCI(estimate, lo, hi, se, level, int(s.size))
+
+
+# --------------------------------------------------------------------------- tests
+
+def paired_test(s: np.ndarray, b: np.ndarray) -> PairedTest:
+    """Wilcoxon signed-rank test of S against B on paired units (two-sided).
+
+    Zero differences are dropped before ranking (``zero_method="wilcox"``); the p-value is
+    exact for up to 50 distinct non-zero differences and otherwise from scipy's
+    ``method="auto"`` (permutations for n <= 13 with ties, else the normal approximation).
+    When every difference is zero there is no evidence either way: p = 1.
+
+    Parameters
+    ----------
+    s, b : arrays (n,)
+        The metric per image for S and for B (pairs with a NaN are dropped).
+
+    Returns
+    -------
+    PairedTest
+    """
+    s, b, _ = _paired_finite(s, b, None)
+    diff = s - b
+    n = int(diff.size)
+    nan = float("nan")
+    kind = "matched-pairs rank-biserial r"
+    if n == 0:
+        return PairedTest("wilcoxon", 0, 0, nan, nan, nan, nan, kind, 0)
+    nonzero = diff[diff != 0]
+    median = float(np.median(diff))
+    if nonzero.size == 0:
+        return PairedTest("wilcoxon", n, 0, 0.0, 1.0, median, 0.0, kind, 0)
+    ranks = _st.rankdata(np.abs(nonzero))
+    r_plus = float(ranks[nonzero > 0].sum())
+    r_minus = float(ranks[nonzero < 0].sum())
+    r = (r_plus - r_minus) / (r_plus + r_minus)
+    res = _st.wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided", method="auto")
+    return PairedTest("wilcoxon", n, int(nonzero.size), float(res.statistic),
+                      float(res.pvalue), median, float(r), kind, int(np.sign(r)))
+
+
+def spread_test(s: np.ndarray, b: np.ndarray, *, groups: np.ndarray | None = None,
+                n_permutations: int = 5000, seed: int = 0) -> PairedTest:
+    """Paired permutation test on the difference of standard deviations ``sd_S - sd_B``.
+
+    Under the null hypothesis S and B are exchangeable within each pair (same image), so
+    the labels of every pair are swapped at random. The statistic is the mean over groups
+    (seeds) of ``std(S) - std(B)`` (ddof 0). All ``2^n`` swaps are enumerated when that is
+    at most ``n_permutations``; otherwise ``n_permutations`` random swaps are drawn and
+    ``p = (1 + #{|T*| >= |T|}) / (1 + n_permutations)``. Two-sided.
+
+    Parameters
+    ----------
+    s, b : arrays (n,)
+        Paired values (here ``d(m^)`` per image); pairs with a NaN are dropped.
+    groups : array (n,), optional
+        Seed of each pair.
+    n_permutations : int
+    seed : int
+
+    Returns
+    -------
+    PairedTest
+        ``effect_size`` is ``sd_S / sd_B`` (inf when ``sd_B`` is 0 and ``sd_S`` is not).
+    """
+    s, b, groups = _paired_finite(s, b, groups)
+    n = int(s.size)
+    nan = float("nan")
+    name, kind = "permutation (sd difference)", "sd ratio S/B"
+    if n == 0:
+        return PairedTest(name, 0, 0, nan, nan, nan, nan, kind, 0)
+    order, sizes = _groups_of(n, groups)
+    s, b = s[order], b[order]
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+
+    def stat(ss: np.ndarray, bb: np.ndarray) -> np.ndarray:  # (..., n) -> (...)
+        out = 0.0
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            out = out + ss[..., lo:hi].std(-1) - bb[..., lo:hi].std(-1)
+        return out / len(sizes)
+
+    observed = float(stat(s, b))
+    n_nonzero = int(np.count_nonzero(s != b))
+    sd_s = float(np.mean([s[lo:hi].std() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]))
+    sd_b = float(np.mean([b[lo:hi].std() for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = float(np.divide(sd_s, sd_b)) if sd_b > 0 else (float("inf") if sd_s > 0 else nan)
+    tol = 1e-12 * max(1.0, abs(observed))
+    if n_nonzero == 0 or abs(observed) <= tol:
+        return PairedTest(name, n, n_nonzero, observed, 1.0, nan, ratio, kind, 0)
+    if 2 ** n <= n_permutations:
+        flips = np.array(list(itertools.product([False, True], repeat=n)), dtype=bool)
+        null = stat(np.where(flips, b, s), np.where(flips, s, b))
+        p = float(np.mean(np.abs(null) >= abs(observed) - tol))
+    else:
+        flips = np.random.default_rng(seed).random((n_permutations, n)) < 0.5
+        null = stat(np.where(flips, b, s), np.where(flips, s, b))
+        p = float((1 + np.count_nonzero(np.abs(null) >= abs(observed) - tol))
+                  / (1 + n_permutations))
+    return PairedTest(name, n, n_nonzero, observed, p, nan, ratio, kind,
+                      int(np.sign(observed)))
+
+
+# --------------------------------------------------------------------------- verdicts
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    if ok.size == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    m = ok.size
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out[order] = adjusted
+    return out
+
+
+def metric_verdict(p_value: float, sign: int, direction: Direction, alpha: float = 0.05) -> str:
+    """One metric's verdict at level ``alpha``.
+
+    ``"holds"`` when ``p < alpha`` and S differs from B in the hypothesised ``direction``
+    (``"greater"``: S > B, ``"less"``: S < B); ``"does not hold"`` when ``p < alpha`` the
+    other way; ``"inconclusive"`` otherwise (including no data).
+    """
+    if direction not in ("greater", "less"):
+        raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
+    if not np.isfinite(p_value) or p_value >= alpha or sign == 0:
+        return INCONCLUSIVE
+    wanted = 1 if direction == "greater" else -1
+    return HOLDS if sign == wanted else NOT_HOLDS
+
+
+def hypothesis_verdict(p_values: list[float], signs: list[int], directions: list[Direction],
+                       alpha: float = 0.05) -> str:
+    """The overall verdict of a hypothesis from its metrics' tests.
+
+    - ``"holds"``: every metric holds at ``alpha`` (an intersection-union test: requiring
+      all components to be significant keeps the level at ``alpha`` without correction).
+    - ``"does not hold"``: no metric holds, and at least one is significant in the opposite
+      direction after a Holm correction over the hypothesis's metrics.
+    - ``"inconclusive"``: anything else (nothing significant, or mixed evidence).
+    """
+    if not p_values:
+        return INCONCLUSIVE
+    raw = [metric_verdict(p, s, d, alpha) for p, s, d in zip(p_values, signs, directions, strict=True)]
+    if all(v == HOLDS for v in raw):
+        return HOLDS
+    if any(v == HOLDS for v in raw):
+        return INCONCLUSIVE
+    adjusted = holm(np.asarray(p_values, dtype=np.float64))
+    if any(metric_verdict(p, s, d, alpha) == NOT_HOLDS
+           for p, s, d in zip(adjusted, signs, directions, strict=True)):
+        return NOT_HOLDS
+    return INCONCLUSIVE

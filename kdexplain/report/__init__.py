@@ -1,0 +1,43 @@
+"""Report writers: tables (CSV, Markdown, LaTeX), figures (PNG) and ``index.md``.
+
+The entry point is :func:`write_report` on the result of
+:func:`kdexplain.concepts.analyze_concepts`. This room imports ``kdexplain.concepts`` and
+``kdexplain.utils`` only.
+"""
+
+from kdexplain.report.figures import (
+    plot_concepts_vs_distance,
+    plot_entropy_heatmaps,
+    plot_peak_distance,
+    upsample_nearest,
+)
+from kdexplain.report.tables import (
+    TABLE_METRICS,
+    concept_metrics_latex,
+    concept_metrics_markdown,
+    concept_metrics_table,
+    format_pm,
+    hypotheses_latex,
+    hypotheses_markdown,
+    hypotheses_table,
+    write_tables,
+)
+from kdexplain.report.writer import verdict_sentences, write_report
+
+__all__ = [
+    "TABLE_METRICS",
+    "concept_metrics_latex",
+    "concept_metrics_markdown",
+    "concept_metrics_table",
+    "format_pm",
+    "hypotheses_latex",
+    "hypotheses_markdown",
+    "hypotheses_table",
+    "plot_concepts_vs_distance",
+    "plot_entropy_heatmaps",
+    "plot_peak_distance",
+    "upsample_nearest",
+    "verdict_sentences",
+    "write_report",
+    "write_tables",
+]

@@ -1,0 +1,267 @@
+"""Tables of a concept analysis as CSV, Markdown and LaTeX (written atomically).
+
+- ``concept_metrics.{csv,md,tex}``: rows T, S, B; columns ``N_fg``, ``N_bg``, ``fg_ratio``,
+  ``D_mean``, ``D_std``, ``rho``. The CSV has, per metric, ``<metric>_mean`` and every spread
+  (``_sd_images``, ``_sd_seeds``, ``_se``, ``_ci_low``, ``_ci_high``) plus ``D_var``;
+  Markdown and LaTeX print "value ± spread" and say which spread it is.
+- ``hypotheses.{csv,md,tex}``: one row per tested metric (S against B) with the effect size,
+  p-value and verdict, then the verdict per hypothesis.
+
+LaTeX is written by hand (``booktabs`` rules), so no jinja2 is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
+from kdexplain.utils.io import atomic_write_text
+
+__all__ = [
+    "TABLE_METRICS",
+    "concept_metrics_latex",
+    "concept_metrics_markdown",
+    "concept_metrics_table",
+    "format_pm",
+    "hypotheses_latex",
+    "hypotheses_markdown",
+    "hypotheses_table",
+    "write_tables",
+]
+
+#: Columns of the printed concept-metrics table (the CSV also has D_var).
+TABLE_METRICS: tuple[str, ...] = ("N_fg", "N_bg", "fg_ratio", "D_mean", "D_std", "rho")
+_CSV_METRICS: tuple[str, ...] = ("N_fg", "N_bg", "fg_ratio", "D_mean", "D_std", "D_var", "rho")
+_LATEX_HEADERS = {
+    "N_fg": r"$N_{\mathrm{fg}}$", "N_bg": r"$N_{\mathrm{bg}}$",
+    "fg_ratio": r"$\lambda$ (fg\_ratio)", "D_mean": r"$D_{\mathrm{mean}}$",
+    "D_std": r"$D_{\mathrm{std}}$", "D_var": r"$D_{\mathrm{var}}$", "rho": r"$\rho$",
+}
+
+
+def _decimals(spread: float, value: float) -> int:
+    """Decimals so that the spread shows two significant digits (value: three if no spread)."""
+    if np.isfinite(spread) and spread > 0:
+        ref, digits = spread, 2
+    else:
+        ref, digits = value, 3
+    if not np.isfinite(ref) or ref == 0:
+        return 2
+    return max(0, digits - 1 - math.floor(math.log10(abs(ref))))
+
+
+def format_pm(value: float, spread: float, *, pm: str = " ± ") -> str:
+    """``"12.3 ± 2.1"``: the spread to two significant digits, the value to the same place.
+
+    NaN prints as ``"n/a"``; a NaN spread prints the value alone.
+    """
+    if not np.isfinite(value):
+        return "n/a"
+    dec = _decimals(spread, value)
+    if not np.isfinite(spread):
+        return f"{value:.{dec}f}"
+    return f"{value:.{dec}f}{pm}{spread:.{dec}f}"
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    if x is None or not np.isfinite(x):
+        return "n/a" if x is None or np.isnan(x) else ("inf" if x > 0 else "-inf")
+    return f"{x:.{digits}g}"
+
+
+def _fmt_p(p: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def concept_metrics_table(analysis: ConceptAnalysis) -> pd.DataFrame:
+    """The concept-metrics table in wide form (one row per model: T, S, B).
+
+    Columns: ``model``, ``label``, ``n_images`` (used images, all seeds), ``n_seeds``,
+    ``count_epoch`` (checkpoint of hypothesis 1; a list when seeds differ), then for each of
+    ``N_fg, N_bg, fg_ratio, D_mean, D_std, D_var, rho``: ``<m>_mean``, ``<m>_spread``
+    (the "±" of the Markdown table), ``<m>_sd_images``, ``<m>_sd_seeds``, ``<m>_se``,
+    ``<m>_ci_low``, ``<m>_ci_high``.
+    """
+    s = analysis.summary.set_index(["model", "metric"])
+    rows = []
+    for role in analysis.roles:
+        epochs = sorted({int(e) for e in analysis.per_image.loc[
+            analysis.per_image["model"] == role, "count_epoch"]})
+        row = {"model": role, "label": ROLE_LABELS[role],
+               "n_images": int(s.loc[(role, "N_fg"), "n_images"]),
+               "n_seeds": int(s.loc[(role, "N_fg"), "n_seeds"]),
+               "count_epoch": epochs[0] if len(epochs) == 1 else str(epochs)}
+        for m in _CSV_METRICS:
+            r = s.loc[(role, m)]
+            row.update({f"{m}_mean": r["value"], f"{m}_spread": r["spread"],
+                        f"{m}_sd_images": r["sd_images"], f"{m}_sd_seeds": r["sd_seeds"],
+                        f"{m}_se": r["se"], f"{m}_ci_low": r["ci_low"],
+                        f"{m}_ci_high": r["ci_high"]})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _spread_note(analysis: ConceptAnalysis) -> str:
+    n_seeds = len(analysis.seeds)
+    level = int(round(analysis.settings.ci_level * 100))
+    if n_seeds > 1:
+        spread = f"± is the standard deviation over the {n_seeds} seeds of the per-seed value"
+    else:
+        spread = ("± is the standard deviation over images (ddof 1); for D_std, itself a "
+                  "spread over images, it is the bootstrap standard error")
+    return (f"Value: mean over images (D_std: standard deviation over images, ddof 0, of the "
+            f"weight distance d(m^) at each image's N_fg peak; its square D_var, the original "
+            f"code's number, is in the CSV). {spread}. {level}% bootstrap intervals are in the "
+            "CSV and in the interval table.")
+
+
+def concept_metrics_markdown(analysis: ConceptAnalysis) -> str:
+    """Markdown: "value ± spread" per model and metric, then the bootstrap intervals."""
+    wide = concept_metrics_table(analysis)
+    level = int(round(analysis.settings.ci_level * 100))
+    head = "| model | images | " + " | ".join(TABLE_METRICS) + " |"
+    sep = "|---|---:|" + "---:|" * len(TABLE_METRICS)
+    lines = [head, sep]
+    for r in wide.to_dict("records"):
+        cells = [format_pm(r[f"{m}_mean"], r[f"{m}_spread"]) for m in TABLE_METRICS]
+        lines.append(f"| {r['label']} ({r['model']}) | {r['n_images']} | " + " | ".join(cells)
+                     + " |")
+    lines += ["", f"{level}% bootstrap intervals:", "",
+              "| model | " + " | ".join(TABLE_METRICS) + " |",
+              "|---|" + "---:|" * len(TABLE_METRICS)]
+    for r in wide.to_dict("records"):
+        cells = []
+        for m in TABLE_METRICS:
+            dec = _decimals(r[f"{m}_spread"], r[f"{m}_mean"])
+            lo, hi = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
+            cells.append(f"[{lo:.{dec}f}, {hi:.{dec}f}]" if np.isfinite(lo) else "n/a")
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n" + _spread_note(analysis) + "\n"
+
+
+def _tex_escape(text: str) -> str:
+    out = str(text)
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
+                 ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
+                 ("^", r"\^{}")):
+        out = out.replace(a, b)
+    return out
+
+
+def concept_metrics_latex(analysis: ConceptAnalysis) -> str:
+    """A ``table`` environment (booktabs) with "value $\\pm$ spread" cells."""
+    wide = concept_metrics_table(analysis)
+    lines = [
+        "% kdexplain concept metrics; needs \\usepackage{booktabs}",
+        "\\begin{table}[t]", "\\centering",
+        "\\begin{tabular}{l" + "r" * len(TABLE_METRICS) + "}", "\\toprule",
+        "model & " + " & ".join(_LATEX_HEADERS[m] for m in TABLE_METRICS) + " \\\\",
+        "\\midrule",
+    ]
+    for r in wide.to_dict("records"):
+        cells = [format_pm(r[f"{m}_mean"], r[f"{m}_spread"], pm=" $\\pm$ ")
+                 for m in TABLE_METRICS]
+        lines.append(f"{r['label']} ({r['model']}) & " + " & ".join(cells) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}",
+              "\\caption{" + _tex_escape(_spread_note(analysis)) + "}",
+              "\\label{tab:concept-metrics}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def hypotheses_table(analysis: ConceptAnalysis) -> pd.DataFrame:
+    """One row per tested metric: ``hypothesis``, ``metric``, ``direction`` (hypothesised,
+    S vs B), ``S``, ``B``, ``diff`` (S - B) with ``diff_ci_low``/``diff_ci_high``,
+    ``median_diff``, ``effect_size`` with ``effect_size_kind``, ``test``, ``statistic``,
+    ``n_pairs``, ``p_value``, ``p_holm`` (Holm over the table's rows), ``verdict``."""
+    return analysis.tests.copy()
+
+
+def _effect(r: dict) -> str:
+    if r["effect_size_kind"].startswith("matched"):
+        return f"r = {r['effect_size']:+.2f}"
+    return f"sd ratio {_fmt(r['effect_size'], 3)}"
+
+
+def _rule_note(analysis: ConceptAnalysis) -> str:
+    a = analysis.settings.alpha
+    return (f"Paired over images (and seeds): Wilcoxon signed-rank test (two-sided) for means, "
+            f"paired permutation test for D_std. A metric holds when p < {a} in the "
+            f"hypothesised direction, does not hold when p < {a} the other way, else it is "
+            f"inconclusive. A hypothesis holds when all its metrics hold; it does not hold "
+            f"when none holds and at least one is significant the other way after a Holm "
+            f"correction over its metrics; otherwise it is inconclusive. p (Holm) corrects "
+            f"over all rows, for readers who want family-wise control.")
+
+
+def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
+    """Markdown: the metric tests, then one line per hypothesis with its overall verdict."""
+    if analysis.tests.empty:
+        return "No hypothesis was tested: " + "; ".join(analysis.notes) + "\n"
+    level = int(round(analysis.settings.ci_level * 100))
+    lines = [f"| hypothesis | metric | hypothesised | S | B | S − B [{level}% CI] | effect size "
+             "| p | p (Holm) | verdict |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in analysis.tests.to_dict("records"):
+        diff = (f"{_fmt(r['diff'])} [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}]")
+        lines.append(f"| {r['hypothesis']} | {r['metric']} | {r['direction']} | {_fmt(r['S'])} "
+                     f"| {_fmt(r['B'])} | {diff} | {_effect(r)} | {_fmt_p(r['p_value'])} | "
+                     f"{_fmt_p(r['p_holm'])} | **{r['verdict']}** |")
+    lines += ["", "| hypothesis | claim | verdict | support |", "|---:|---|---|---|"]
+    for v in analysis.verdicts.to_dict("records"):
+        lines.append(f"| {v['hypothesis']} | {v['claim']} | **{v['verdict']}** | "
+                     f"{v['support']} |")
+    return "\n".join(lines) + "\n\n" + _rule_note(analysis) + "\n"
+
+
+def hypotheses_latex(analysis: ConceptAnalysis) -> str:
+    """A ``table`` environment (booktabs) of the metric tests and verdicts."""
+    lines = ["% kdexplain hypothesis tests; needs \\usepackage{booktabs}",
+             "\\begin{table}[t]", "\\centering", "\\begin{tabular}{rlllrrrrrl}", "\\toprule",
+             "H & metric & hyp. & test & S & B & effect size & $p$ & $p_{\\mathrm{Holm}}$ & "
+             "verdict \\\\", "\\midrule"]
+    if analysis.tests.empty:
+        lines.append("\\multicolumn{10}{l}{no test: " + _tex_escape("; ".join(analysis.notes))
+                     + "} \\\\")
+    for r in analysis.tests.to_dict("records"):
+        test = "Wilcoxon" if r["test"] == "wilcoxon" else "permutation"
+        lines.append(" & ".join([
+            str(r["hypothesis"]), _LATEX_HEADERS[r["metric"]],
+            r["direction"].replace(">", "$>$").replace("<", "$<$"), test, _fmt(r["S"]),
+            _fmt(r["B"]), _tex_escape(_effect(r)), _fmt_p(r["p_value"]), _fmt_p(r["p_holm"]),
+            r["verdict"]]) + " \\\\")
+    if not analysis.verdicts.empty:
+        lines.append("\\midrule")
+        for v in analysis.verdicts.to_dict("records"):
+            lines.append(f"\\multicolumn{{10}}{{l}}{{Hypothesis {v['hypothesis']}: "
+                         f"{v['verdict']} ({_tex_escape(v['support'])})}} \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}",
+              "\\caption{" + _tex_escape(_rule_note(analysis)) + "}",
+              "\\label{tab:hypotheses}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_tables(analysis: ConceptAnalysis, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``concept_metrics.{csv,md,tex}``, ``hypotheses.{csv,md,tex}``,
+    ``per_image.csv``, ``trajectories.csv`` and ``images.csv`` into ``out_dir``.
+
+    Returns the paths by file name.
+    """
+    out = Path(out_dir)
+    files = {
+        "concept_metrics.csv": concept_metrics_table(analysis).to_csv(index=False),
+        "concept_metrics.md": concept_metrics_markdown(analysis),
+        "concept_metrics.tex": concept_metrics_latex(analysis),
+        "hypotheses.csv": hypotheses_table(analysis).to_csv(index=False),
+        "hypotheses.md": hypotheses_markdown(analysis),
+        "hypotheses.tex": hypotheses_latex(analysis),
+        "per_image.csv": analysis.per_image.to_csv(index=False),
+        "trajectories.csv": analysis.trajectories.to_csv(index=False),
+        "images.csv": analysis.images.to_csv(index=False),
+    }
+    return {name: atomic_write_text(out / name, text) for name, text in files.items()}

@@ -1,0 +1,276 @@
+"""One entry point that writes a whole report folder: :func:`write_report`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
+from kdexplain.report.figures import (
+    plot_concepts_vs_distance,
+    plot_entropy_heatmaps,
+    plot_peak_distance,
+)
+from kdexplain.report.tables import (
+    concept_metrics_markdown,
+    hypotheses_markdown,
+    write_tables,
+)
+from kdexplain.utils.io import atomic_write_text, write_json
+from kdexplain.utils.runinfo import git_revision
+
+__all__ = ["verdict_sentences", "write_report"]
+
+_SETTING_HELP = {
+    "concept_threshold": "b: a cell is a concept when H_bar - H_i > b (nats)",
+    "baseline_entropy": "H_bar: mean background entropy pooled over images, or per image",
+    "select_effective": "the original selection of effective images",
+    "late_fraction": "selection rule: checkpoints at epoch >= this fraction of training",
+    "count_epoch": "checkpoint of hypothesis 1's counts (None: each model's last)",
+    "distance": "weight distance d: over optimiser steps, or the per-epoch form",
+    "peak_without_concepts": "m^ of an image without foreground concepts",
+    "empty_rho": "rho of an image whose foreground never holds a concept (0/0)",
+    "alpha": "significance level of the verdicts",
+    "ci_level": "coverage of the bootstrap intervals",
+    "n_resamples": "bootstrap resamples",
+    "n_permutations": "random swaps of the spread test",
+    "stats_seed": "seed of the resampling",
+}
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if not np.isfinite(x) else f"{x:.3g}"
+
+
+def _p(p: float) -> str:
+    if not np.isfinite(p):
+        return "n/a"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
+    """One Markdown paragraph per hypothesis: the claim, the verdict, the evidence."""
+    if analysis.verdicts.empty:
+        return ["No hypothesis was tested: " + "; ".join(analysis.notes) + "."]
+    level = int(round(analysis.settings.ci_level * 100))
+    out = []
+    for v in analysis.verdicts.to_dict("records"):
+        rows = analysis.tests[analysis.tests["hypothesis"] == v["hypothesis"]]
+        parts = []
+        for r in rows.to_dict("records"):
+            if r["test"] == "wilcoxon":
+                how = (f"Wilcoxon p = {_p(r['p_value'])}, rank-biserial r = "
+                       f"{r['effect_size']:+.2f}, {r['n_pairs']} pairs")
+            else:
+                how = (f"permutation p = {_p(r['p_value'])}, sd ratio S/B = "
+                       f"{_fmt(r['effect_size'])}, {r['n_pairs']} pairs")
+            parts.append(f"{r['metric']} (expected {r['direction']}): S {_fmt(r['S'])} vs B "
+                         f"{_fmt(r['B'])}, S − B = {_fmt(r['diff'])} ({level}% CI "
+                         f"{_fmt(r['diff_ci_low'])} to {_fmt(r['diff_ci_high'])}), {how}: "
+                         f"{r['verdict']}")
+        out.append(f"**Hypothesis {v['hypothesis']}: {v['claim']}. Verdict: {v['verdict']}** "
+                   f"({v['support']}). " + "; ".join(parts) + ".")
+    return out
+
+
+def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -> list[str]:
+    lines = []
+    seeds = ", ".join(str(s) for s in analysis.seeds)
+    lines.append(f"- Runs (seeds): {len(analysis.seeds)} ({seeds}).")
+    for role in analysis.roles:
+        first = next(s for s in analysis.seeds if role in analysis.models[s])
+        mc = analysis.models[first][role]
+        n_used = sum(len(analysis.used_keys[s].get(role, [])) for s in analysis.seeds)
+        n_all = sum(r.n_images for r in analysis.runs if role in r.entropy)
+        lines.append(f"- {ROLE_LABELS[role]} ({role}): {len(mc.epochs)} checkpoints at epochs "
+                     f"{mc.epochs.tolist()}; {n_used} of {n_all} image analyses used; "
+                     f"hypothesis 1 read at epoch {mc.count_epoch}.")
+    grid = analysis.runs[0].grid
+    lines.append(f"- Grid: {grid} x {grid} cells per image.")
+    lines.append("")
+    lines.append("Analysis settings:")
+    lines.append("")
+    lines.append("| setting | value | meaning |")
+    lines.append("|---|---|---|")
+    for k, v in analysis.settings.to_dict().items():
+        val = f"{v:.4g}" if isinstance(v, float) else str(v)
+        lines.append(f"| `{k}` | {val} | {_SETTING_HELP.get(k, '')} |")
+    if config:
+        lines += ["", "Configuration:", "", "```yaml",
+                  yaml.safe_dump(_plain(config), sort_keys=False).rstrip(), "```"]
+    return lines
+
+
+def _plain(obj: Any) -> Any:
+    """Config values as YAML-safe builtins."""
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    return str(obj)
+
+
+def _images_section(analysis: ConceptAnalysis) -> list[str]:
+    lines = []
+    imgs = analysis.images
+    for seed in analysis.seeds:
+        keys = sorted(set().union(*[set(v) for v in analysis.used_keys[seed].values()]),
+                      key=analysis.runs[analysis.seeds.index(seed)].image_keys.index)
+        pair = analysis.used_keys[seed]
+        main = pair.get("student") or pair.get("baseline") or next(iter(pair.values()))
+        lines.append(f"Seed {seed}: {len(main)} images used for the comparison"
+                     + (f" ({len(keys)} by some model)" if len(keys) != len(main) else "")
+                     + ":")
+        lines.append("")
+        lines.append(", ".join(f"`{k}`" for k in main))
+        lines.append("")
+        sub = imgs[imgs["seed"] == seed]
+        left = [k for k in dict.fromkeys(sub["image_key"])
+                if not sub.loc[sub["image_key"] == k, "used"].all()]
+        if left:
+            roles = [r for r in analysis.roles if r in set(sub["model"])]
+            lines += ["Not used (why, per model):", "",
+                      "| image | " + " | ".join(ROLE_LABELS[r] for r in roles) + " |",
+                      "|---|" + "---|" * len(roles)]
+            table = sub.set_index(["image_key", "model"])
+            for k in left:
+                cells = []
+                for r in roles:
+                    row = table.loc[(k, r)]
+                    cells.append("used" if row["used"] else
+                                 (row["reason"] if not row["reason"].startswith("not used by")
+                                  else "left out with the pair"))
+                lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
+            lines.append("")
+    lines.append("Every image's status per model: `images.csv`; per-image numbers: "
+                 "`per_image.csv`; counts at every checkpoint: `trajectories.csv`.")
+    return lines
+
+
+def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
+                 images: np.ndarray | None = None, config: Mapping[str, Any] | None = None,
+                 title: str = "kdexplain report", reproduce: Sequence[str] | None = None,
+                 heatmap_images: int = 4, heatmap_keys: list[str] | None = None
+                 ) -> dict[str, Path]:
+    """Write a complete report folder for a concept analysis.
+
+    Writes, atomically: ``index.md`` (read top to bottom: what was run, the tables, the
+    verdicts in words, the figures, the images used, how to reproduce), ``summary.json``,
+    ``concept_metrics.{csv,md,tex}``, ``hypotheses.{csv,md,tex}``, ``per_image.csv``,
+    ``trajectories.csv``, ``images.csv`` and ``figures/{entropy_heatmaps,
+    concepts_vs_distance,peak_distance}.png``.
+
+    Parameters
+    ----------
+    analysis : ConceptAnalysis
+        From :func:`kdexplain.concepts.analyze_concepts`.
+    out_dir : path
+        Created if missing; existing files of the same names are replaced.
+    images : array (N, 3, H, W), optional
+        The first run's images in [0, 1], in the order of its ``image_keys``; shown next to
+        the heatmaps.
+    config : mapping, optional
+        The experiment config (printed as YAML under "What was run").
+    title : str
+    reproduce : list of str, optional
+        Shell commands that reproduce the report (printed as a code block).
+    heatmap_images : int
+        Number of images in the heatmap figure.
+    heatmap_keys : list of str, optional
+        Which images to show in the heatmap figure.
+
+    Returns
+    -------
+    dict file name -> Path
+    """
+    out = Path(out_dir)
+    paths = write_tables(analysis, out)
+    fig_dir = out / "figures"
+    figures = []
+    heat = plot_entropy_heatmaps(analysis, fig_dir / "entropy_heatmaps.png", images=images,
+                                 n_images=heatmap_images, keys=heatmap_keys)
+    figures.append((heat, "Entropy of every cell for T, S and B at the checkpoint of "
+                          "hypothesis 1 (first seed), one shared colour scale; the foreground "
+                          "is outlined in cyan and concept cells carry a white dot."))
+    if {"student", "baseline"} & set(analysis.roles):
+        figures.append((plot_concepts_vs_distance(analysis, fig_dir / "concepts_vs_distance.png"),
+                        "Foreground and background concepts per image against the weight "
+                        "distance over training (mean, band: ± one standard deviation over "
+                        "images)."))
+        figures.append((plot_peak_distance(analysis, fig_dir / "peak_distance.png"),
+                        "Weight distance at each image's N_fg peak, d(m^), for S and B: "
+                        "smaller and less spread means concepts are learned faster and more "
+                        "simultaneously (hypothesis 2)."))
+    for p, _ in figures:
+        paths[f"figures/{p.name}"] = p
+
+    try:
+        version = metadata.version("kdexplain")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    rev = git_revision()
+    lines = [f"# {title}", "",
+             "This report asks whether the student S, distilled from the teacher T, encodes "
+             "its knowledge differently from the baseline B trained on labels alone "
+             "(Cheng et al., CVPR 2020): visual concepts are grid cells whose entropy is "
+             f"clearly below the background's (H_bar - H_i > "
+             f"{analysis.settings.concept_threshold:g}); definitions in `docs/metrics.md`.",
+             "", f"Written by kdexplain {version}" + (f", git {rev}" if rev else "") + ".", "",
+             "## What was run", ""]
+    lines += _what_was_run(analysis, config)
+    lines += ["", "## Concept metrics", "",
+              "Files: `concept_metrics.csv` (every spread and interval), "
+              "`concept_metrics.md`, `concept_metrics.tex`.", "",
+              concept_metrics_markdown(analysis).rstrip(), "",
+              "## Hypotheses: verdicts", ""]
+    for s in verdict_sentences(analysis):
+        lines += [s, ""]
+    lines += ["Files: `hypotheses.csv`, `hypotheses.md`, `hypotheses.tex`.", "",
+              hypotheses_markdown(analysis).rstrip(), "", "## Figures", ""]
+    for i, (p, caption) in enumerate(figures, 1):
+        lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
+    lines += ["## Images used", ""]
+    lines += _images_section(analysis)
+    lines += ["", "## How to reproduce", ""]
+    if reproduce:
+        lines += ["```bash", *reproduce, "```"]
+    else:
+        lines.append("This report was written from Python with "
+                     "`kdexplain.report.write_report`; the per-image numbers it rests on are "
+                     "in `per_image.csv` and `trajectories.csv`, the settings above.")
+    if analysis.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in analysis.notes]
+    paths["index.md"] = atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
+    summary = {
+        "title": title, "kdexplain_version": version, "git_revision": rev,
+        "settings": analysis.settings.to_dict(), "seeds": analysis.seeds,
+        "used_images": {str(s): v for s, v in analysis.used_keys.items()},
+        "summary": analysis.summary.to_dict("records"),
+        "tests": analysis.tests.to_dict("records"),
+        "verdicts": analysis.verdicts.to_dict("records"),
+        "notes": analysis.notes,
+    }
+    paths["summary.json"] = write_json(out / "summary.json", _jsonable(summary))
+    return paths
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python (strict JSON)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
