@@ -24,12 +24,7 @@ _COMMAND_MODULES = ("pipeline", "data", "train", "quantify", "report")
 
 def _register_all() -> None:
     for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"kdexplain.cli.{name}")
-        except ModuleNotFoundError as e:  # TODO(dev): remove once every command module exists
-            if e.name == f"kdexplain.cli.{name}":
-                continue
-            raise
+        module = importlib.import_module(f"kdexplain.cli.{name}")
         module.register(app)
 
 

@@ -1,0 +1,71 @@
+"""``kdexplain run`` (the whole pipeline) and ``kdexplain sweep`` (quantify a trained run)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+def _log_to_stderr() -> None:
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    for name in ("kdexplain.pipeline", "kdexplain.train"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+        logger.setLevel(logging.INFO)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run_command)
+    app.command("sweep")(sweep_command)
+
+
+def run_command(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/quickstart.yaml.")] = Path("configs/quickstart.yaml"),
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="Config overrides key.sub=value.", show_default=False)] = None,
+    report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<name>).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: the config's).")] = None,
+) -> None:
+    """Build the data, train the triplet, quantify every checkpoint, write the report.
+
+    Each stage resumes where an interrupted run stopped: run the same command again.
+    """
+    from kdexplain.pipeline import run_experiment
+
+    _log_to_stderr()
+    cmd = "kdexplain run " + " ".join(shlex.quote(a) for a in [str(config), *(overrides or [])])
+    out = run_experiment(config, overrides or [], report_dir=report_dir, device=device,
+                         show_progress=None, command=cmd)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"report: {out / 'index.md'}")
+
+
+def sweep_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory written by train-triplet (one seed).")],
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: the config's).")] = None,
+    checkpoints_per_call: Annotated[int, typer.Option(help="Checkpoints batched into one engine call.")] = 4,
+) -> None:
+    """Quantify every (model, checkpoint, image) of a run at its analysed layer.
+
+    Resumable (finished checkpoints are skipped) and shardable:
+    `torchrun --nproc_per_node N -m kdexplain.cli sweep RUN_DIR`.
+    """
+    from kdexplain.pipeline import sweep
+
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir / 'config.yaml'} does not exist: give a run directory "
+                                "written by `kdexplain train-triplet` (with seeds: RUN/seed_<s>)")
+    out = sweep(run_dir, device=device, checkpoints_per_call=checkpoints_per_call,
+                show_progress=None)
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(f"sweep: {out}")

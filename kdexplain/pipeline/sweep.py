@@ -1,0 +1,279 @@
+"""The quantification sweep: every (model, checkpoint, image) of a training run.
+
+Layout, inside the run directory::
+
+    RUN_DIR/sweep/manifest.json           settings, images, the units and their state
+    RUN_DIR/sweep/images.pt               the analysed images, masks, foreground grids
+    RUN_DIR/sweep/<role>/epoch_XXXX.pt    one unit: the grids of all images at one checkpoint
+
+A unit is one checkpoint of one model (teacher, student or baseline) with all analysed
+images. Units are written atomically as they finish; a sweep started again skips the units
+that exist, so an interrupted sweep loses at most the checkpoints being computed. Several
+checkpoints of one model are quantified in one batched engine call
+(``checkpoints_per_call``). Under ``torchrun`` the units are sharded over the ranks
+(round-robin); each rank writes its own units, so a 2-process sweep gives exactly the
+files of a single-process one (the noise of an image depends only on the seed and the
+image's key, never on the batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdexplain.config import AnalysisConfig, ExperimentConfig, load_config
+from kdexplain.data import build_dataset, mask_to_grid
+from kdexplain.models import load_model
+from kdexplain.quantify import quantify
+from kdexplain.train import DistContext, list_checkpoints, weight_distances
+from kdexplain.utils import atomic_torch_save, progress, read_json, write_json
+
+ROLES = ("teacher", "student", "baseline")
+
+
+@dataclass
+class SweepData:
+    """A finished sweep of one run, as arrays (the input of :mod:`kdexplain.concepts`).
+
+    Attributes
+    ----------
+    entropy : dict role -> ndarray (M, N, g, g)
+        Entropy grids (nats) per checkpoint and image; NaN where the image had no signal
+        at that checkpoint (``d0 == 0``).
+    epochs : dict role -> ndarray (M,)
+    distance : dict role -> ndarray (M,)
+        The normalised weight distance ``d`` (per-step path length) at each checkpoint.
+    distance_epoch : dict role -> ndarray (M,)
+        The paper's per-epoch form.
+    foreground : ndarray (N, g, g) bool
+    image_keys : list of str
+    images : ndarray (N, 3, H, W)
+        The analysed images in [0, 1] (for figures).
+    labels : ndarray (N,)
+    total_epochs : dict role -> int
+        Length of each model's analysed training phase.
+    """
+
+    entropy: dict[str, np.ndarray]
+    epochs: dict[str, np.ndarray]
+    distance: dict[str, np.ndarray]
+    distance_epoch: dict[str, np.ndarray]
+    foreground: np.ndarray
+    image_keys: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+    total_epochs: dict[str, int]
+
+    def to_run_entropies(self, seed: int | None = None):
+        """The :class:`kdexplain.concepts.RunEntropies` of this sweep."""
+        from kdexplain.concepts import RunEntropies
+
+        return RunEntropies(entropy=self.entropy, epochs=self.epochs, distance=self.distance,
+                            foreground=self.foreground, image_keys=self.image_keys,
+                            distance_epoch=self.distance_epoch, seed=seed,
+                            total_epochs=self.total_epochs)
+
+
+def _unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
+    return sweep_dir / role / f"epoch_{epoch:04d}.pt"
+
+
+def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
+    blob = json.dumps({"analysis": analysis.model_dump(mode="json"), "layer": layer, "seed": seed},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def select_images(n_available: int, n: int, seed: int) -> list[int]:
+    """``n`` dataset indices drawn without replacement by a fixed seed, sorted."""
+    if n > n_available:
+        raise ValueError(f"analysis.images = {n}, but the split holds only {n_available} images")
+    rng = np.random.default_rng(seed)
+    return sorted(int(i) for i in rng.choice(n_available, size=n, replace=False))
+
+
+def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
+    path = sweep_dir / "images.pt"
+    if path.is_file():
+        return torch.load(path, map_location="cpu", weights_only=False)
+    a = cfg.analysis
+    ds = build_dataset(cfg.data.name, split=a.split, root=cfg.data.root,
+                       image_size=cfg.data.image_size, **cfg.data.options)
+    idx = select_images(len(ds), a.images, cfg.seed)
+    items = [ds[i] for i in idx]
+    masks = torch.stack([it["mask"] for it in items]).bool()
+    data = {
+        "indices": idx,
+        "keys": [str(it["key"]) for it in items],
+        "labels": torch.tensor([int(it["label"]) for it in items]),
+        "images": torch.stack([it["image"] for it in items]).float(),
+        "masks": masks,
+        "foreground": mask_to_grid(masks, a.grid, rule=a.mask_rule),
+    }
+    if rank == 0:
+        atomic_torch_save(data, path)
+    return data
+
+
+def sweep(run_dir: str | Path, *, device: str | None = None, checkpoints_per_call: int = 4,
+          show_progress: bool | None = None) -> Path:
+    """Quantify every analysed (model, checkpoint) of a run; resumable and shardable.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        A run directory written by :func:`kdexplain.train.train_triplet` (one seed).
+    device : {"auto", "cpu", "cuda"}, optional
+        Default: the config's device (``auto`` = CUDA when available). Under torchrun with
+        CUDA each rank uses ``cuda:LOCAL_RANK``.
+    checkpoints_per_call : int
+        Checkpoints of one model batched into one engine call.
+    show_progress : bool, optional
+
+    Returns
+    -------
+    Path of the sweep folder.
+    """
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.yaml")
+    # under torchrun this joins the process group (gloo on CPU, nccl on CUDA)
+    ctx = DistContext.setup(device or cfg.device)
+    try:
+        return _sweep(run_dir, cfg, ctx, checkpoints_per_call, show_progress)
+    finally:
+        ctx.close()
+
+
+def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_per_call: int,
+           show_progress: bool | None) -> Path:
+    a = cfg.analysis
+    rank, world, device = ctx.rank, ctx.world_size, ctx.device
+    sweep_dir = run_dir / "sweep"
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+
+    # which units exist in this run
+    units: list[tuple[str, int, Path]] = []
+    for role in a.models:
+        ckpts = list_checkpoints(run_dir / role)
+        if a.checkpoints != "all":
+            wanted = set(a.checkpoints)
+            missing = wanted - {e for e, _ in ckpts}
+            if missing:
+                raise ValueError(f"analysis.checkpoints asks for epochs {sorted(missing)} that "
+                                 f"{run_dir / role} does not have; it has {[e for e, _ in ckpts]}")
+            ckpts = [(e, p) for e, p in ckpts if e in wanted]
+        units += [(role, e, p) for e, p in ckpts]
+    if not units:
+        raise ValueError(f"no checkpoints to analyse in {run_dir}")
+
+    layer = torch.load(units[0][2], map_location="cpu", weights_only=False).get("layer") or cfg.model.layer
+    fingerprint = _fingerprint(a, layer, cfg.seed)
+    manifest_path = sweep_dir / "manifest.json"
+    if manifest_path.is_file():
+        old = read_json(manifest_path)
+        if old.get("fingerprint") != fingerprint:
+            raise ValueError(
+                f"{sweep_dir} holds a sweep made with other analysis settings "
+                f"(fingerprint {old.get('fingerprint')} != {fingerprint}); delete that folder "
+                "or copy the run to analyse it with new settings")
+    if rank == 0:
+        write_json(manifest_path, {
+            "fingerprint": fingerprint, "layer": layer, "seed": cfg.seed,
+            "analysis": a.model_dump(mode="json"),
+            "units": [{"role": r, "epoch": e, "checkpoint": str(p.relative_to(run_dir))}
+                      for r, e, p in units],
+        })
+    ctx.barrier()
+    data = _prepare_images(cfg, sweep_dir, rank)
+    if world > 1:
+        ctx.barrier()
+        data = torch.load(sweep_dir / "images.pt", map_location="cpu", weights_only=False)
+
+    mine = units[rank::world]
+    todo = [u for u in mine if not _unit_path(sweep_dir, u[0], u[1]).is_file()]
+    groups: list[list[tuple[str, int, Path]]] = []
+    for role in a.models:
+        of_role = [u for u in todo if u[0] == role]
+        groups += [of_role[i:i + checkpoints_per_call]
+                   for i in range(0, len(of_role), checkpoints_per_call)]
+    bar = progress(total=len(todo), desc=f"sweep rank {rank}" if world > 1 else "sweep",
+                   enable=show_progress, unit="ckpt")
+    bar.update(0)
+    for group in groups:
+        models = [load_model(p) for _, _, p in group]
+        res = quantify(models, data["images"], layer, grid=a.grid, preset=a.preset,
+                       steps=a.steps, samples=a.samples, entropy_weight=a.entropy_weight,
+                       feature_transform=a.feature_transform, seed=cfg.seed, device=device,
+                       max_batch=a.max_batch, image_keys=data["keys"])
+        for k, (role, epoch, path) in enumerate(group):
+            atomic_torch_save({
+                "role": role, "epoch": epoch, "checkpoint": str(path.relative_to(run_dir)),
+                "layer": res.layer, "fingerprint": fingerprint, "image_keys": data["keys"],
+                "sigma": res.sigma[k].clone(), "entropy": res.entropy[k].clone(),
+                "d0": res.d0[k].clone(), "no_signal": res.no_signal[k].clone(),
+                "steps_run": res.steps_run[k].clone(),
+                "final_loss": _final(res.loss_trace[:, k], res.steps_run[k]),
+                "settings": res.settings,
+            }, _unit_path(sweep_dir, role, epoch))
+            bar.update(1)
+    bar.close()
+    ctx.barrier()
+    return sweep_dir
+
+
+def _final(trace: torch.Tensor, steps_run: torch.Tensor) -> torch.Tensor:
+    idx = (steps_run - 1).clamp(min=0)
+    return trace.gather(0, idx[None])[0].clone()
+
+
+def load_sweep(run_dir: str | Path) -> SweepData:
+    """Read a finished sweep into arrays (see :class:`SweepData`).
+
+    Raises a clear error naming the missing units when the sweep is incomplete.
+    """
+    run_dir = Path(run_dir)
+    sweep_dir = run_dir / "sweep"
+    manifest = read_json(sweep_dir / "manifest.json")
+    data = torch.load(sweep_dir / "images.pt", map_location="cpu", weights_only=False)
+    missing = [f"{u['role']}@{u['epoch']}" for u in manifest["units"]
+               if not _unit_path(sweep_dir, u["role"], u["epoch"]).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"the sweep in {sweep_dir} is incomplete: {len(missing)} unit(s) missing "
+            f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}); run "
+            f"`kdexplain sweep {run_dir}` (or `kdexplain run` again) to finish it")
+    entropy, epochs, dist, dist_ep = {}, {}, {}, {}
+    roles = [r for r in ROLES if any(u["role"] == r for u in manifest["units"])]
+    for role in roles:
+        eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
+        grids = []
+        for e in eps:
+            unit = torch.load(_unit_path(sweep_dir, role, e), map_location="cpu", weights_only=False)
+            ent = unit["entropy"].double().numpy().copy()
+            ent[unit["no_signal"].numpy()] = np.nan
+            grids.append(ent)
+        entropy[role] = np.stack(grids)
+        epochs[role] = np.asarray(eps)
+        wd = weight_distances(run_dir / role).set_index("epoch")
+        absent = [e for e in eps if e not in wd.index]
+        if absent:
+            raise ValueError(f"{run_dir / role}/weight_distance.csv has no row for epochs {absent}")
+        dist[role] = wd.loc[eps, "d_step"].to_numpy(dtype=float)
+        dist_ep[role] = wd.loc[eps, "d_epoch"].to_numpy(dtype=float)
+    from kdexplain.data import denormalize
+
+    cfg = load_config(run_dir / "config.yaml")
+    phase_length = {"teacher": cfg.teacher.epochs, "student": cfg.student.phase1_epochs,
+                    "baseline": cfg.baseline.epochs}
+    return SweepData(
+        entropy=entropy, epochs=epochs, distance=dist, distance_epoch=dist_ep,
+        foreground=data["foreground"].numpy().astype(bool), image_keys=list(data["keys"]),
+        images=torch.stack([denormalize(im) for im in data["images"]]).numpy(),
+        labels=data["labels"].numpy(),
+        total_epochs={r: int(phase_length[r]) for r in roles},
+    )
