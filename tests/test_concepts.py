@@ -1,0 +1,334 @@
+"""SPEC 4 metrics on hand-made entropy grids, every number computed by hand below."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdexplain.concepts import (
+    ConceptSettings,
+    RunEntropies,
+    analyze_concepts,
+    background_entropy,
+    concept_cells,
+    count_concepts,
+    distance_spread,
+    effective_images,
+    foreground_ratio,
+    model_concepts,
+    peak_checkpoint,
+    peak_distance,
+    stability,
+    usable_images,
+)
+
+G = 4
+EPOCHS = np.array([0, 5, 10])
+DIST = np.array([0.0, 0.5, 1.25])
+
+
+def _foreground() -> np.ndarray:
+    """Image 0: top-left 2x2 block (12 background cells); image 1: columns 0-1 (8 bg)."""
+    fg = np.zeros((2, G, G), dtype=bool)
+    fg[0, :2, :2] = True
+    fg[1, :, :2] = True
+    return fg
+
+
+def _entropy() -> np.ndarray:
+    """(M=3, N=2, 4, 4), base -3.0 with a few low (and one high) cells.
+
+    H_bar (pooled = mean of per-image background means):
+      ck0: img0 bg (11*-3 - 3.3)/12 = -3.025, img1 bg (7*-3 - 2.4)/8 = -2.925 -> -2.975
+      ck1: img0 -3.0, img1 (7*-3 - 3.4)/8 = -3.05 -> -3.025
+      ck2: img0 (11*-3 - 3.6)/12 = -3.05, img1 -3.0 -> -3.025
+    Concepts (H_i < H_bar - 0.2):
+      ck0: img0 fg (0,0), bg (3,3); img1 fg (0,0)              N_fg [1, 1]  N_bg [1, 0]
+      ck1: img0 fg (0,0),(0,1); img1 fg (0,0),(1,0),(2,1), bg (0,3)  N_fg [2, 3]  N_bg [0, 1]
+      ck2: img0 fg (0,0),(1,1), bg (2,2); img1 fg (0,0),(1,0),(2,1),(3,0)  N_fg [2, 4]  N_bg [1, 0]
+    """
+    e = np.full((3, 2, G, G), -3.0)
+    e[0, 0, 0, 0], e[0, 0, 3, 3] = -3.5, -3.3
+    e[0, 1, 2, 2], e[0, 1, 0, 0] = -2.4, -3.2
+    e[1, 0, 0, 0] = e[1, 0, 0, 1] = -3.6
+    e[1, 1, 0, 0] = e[1, 1, 1, 0] = e[1, 1, 2, 1] = -3.5
+    e[1, 1, 0, 3] = -3.4
+    e[2, 0, 0, 0] = e[2, 0, 1, 1] = e[2, 0, 2, 2] = -3.6
+    e[2, 1, 0, 0] = e[2, 1, 1, 0] = e[2, 1, 2, 1] = e[2, 1, 3, 0] = -3.5
+    return e
+
+
+def test_background_entropy_pooled_is_mean_of_image_means():
+    h = background_entropy(_entropy(), _foreground(), "pooled")
+    assert h.shape == (3, 2)
+    np.testing.assert_allclose(h[:, 0], [-2.975, -3.025, -3.025])
+    np.testing.assert_allclose(h[:, 1], h[:, 0])
+    # not the cell-weighted pool, (-36.3 - 23.4) / 20 = -2.985
+    assert not np.isclose(h[0, 0], -2.985)
+
+
+def test_background_entropy_per_image():
+    h = background_entropy(_entropy(), _foreground(), "per_image")
+    np.testing.assert_allclose(h, [[-3.025, -2.925], [-3.0, -3.05], [-3.05, -3.0]])
+
+
+def test_background_entropy_skips_nan_images_and_falls_back_without_background():
+    e = np.concatenate([_entropy(), np.full((3, 2, G, G), -1.0)], axis=1)
+    fg = np.concatenate([_foreground(), np.zeros((2, G, G), bool)])
+    e[1, 2] = np.nan  # image 2: no signal at checkpoint 1
+    fg[3] = True  # image 3: no background cell at all
+    h = background_entropy(e, fg, "pooled")
+    # ck0: images 0, 1, 2 count (-3.025, -2.925, -1.0); image 3 has no background
+    np.testing.assert_allclose(h[0, 0], (-3.025 - 2.925 - 1.0) / 3)
+    np.testing.assert_allclose(h[1, 0], -3.025)  # image 2 skipped at ck1
+    hp = background_entropy(e, fg, "per_image")
+    np.testing.assert_allclose(hp[:, 3], h[:, 0])  # no background -> pooled value
+
+
+def test_concept_cells_counts_and_strict_threshold():
+    e, fg = _entropy(), _foreground()
+    c = concept_cells(e, background_entropy(e, fg), 0.2)
+    n_fg, n_bg = count_concepts(c, fg)
+    np.testing.assert_array_equal(n_fg, [[1, 1], [2, 3], [2, 4]])
+    np.testing.assert_array_equal(n_bg, [[1, 0], [0, 1], [1, 0]])
+    assert c[0, 0, 0, 0] and c[0, 0, 3, 3] and not c[0, 1, 2, 2]
+    # strict: H_bar - H_i == b exactly (binary-exact numbers) is not a concept
+    e2 = np.full((1, 1, G, G), -3.0)
+    e2[0, 0, 0, 0] = -3.25
+    e2[0, 0, 0, 1] = -3.26
+    fg2 = np.zeros((1, G, G), bool)
+    fg2[0, 0, :2] = True
+    c2 = concept_cells(e2, background_entropy(e2, fg2), 0.25)
+    assert not c2[0, 0, 0, 0] and c2[0, 0, 0, 1]
+
+
+def test_concept_cells_nan_is_never_a_concept():
+    e = _entropy()
+    e[1, 1] = np.nan
+    c = concept_cells(e, background_entropy(e, _foreground()))
+    assert not c[1, 1].any()
+
+
+def test_foreground_ratio_zero_when_no_concept():
+    np.testing.assert_allclose(foreground_ratio([2, 4, 0], [1, 0, 0]), [2 / 3, 1.0, 0.0])
+
+
+def test_peak_first_of_ties_and_distance_spread():
+    n_fg = np.array([[1, 1], [2, 3], [2, 4]])
+    np.testing.assert_array_equal(peak_checkpoint(n_fg), [1, 2])  # img0: tie 1/2 -> 1
+    d = peak_distance(n_fg, DIST)
+    np.testing.assert_allclose(d, [0.5, 1.25])
+    s = distance_spread(d)
+    assert s["D_mean"] == pytest.approx(0.875)
+    assert s["D_var"] == pytest.approx(0.140625)  # ((0.375)^2 * 2) / 2, ddof 0
+    assert s["D_std"] == pytest.approx(0.375)
+
+
+def test_peak_of_image_without_concepts():
+    n_fg = np.array([[0, 1], [0, 3], [0, 3]])
+    np.testing.assert_allclose(peak_distance(n_fg, DIST), [0.0, 0.5])  # first checkpoint
+    d = peak_distance(n_fg, DIST, without_concepts="exclude")
+    assert np.isnan(d[0]) and d[1] == 0.5
+    assert distance_spread(d) == {"D_mean": 0.5, "D_std": 0.0, "D_var": 0.0}
+    assert np.isnan(distance_spread(np.array([np.nan]))["D_mean"])
+
+
+def test_stability_hand_computed_and_empty_sets():
+    e, fg = _entropy(), _foreground()
+    c = concept_cells(e, background_entropy(e, fg))
+    # img0: S_2 = {(0,0),(1,1)}, union {(0,0),(0,1),(1,1)} -> 2/3; img1: 4/4
+    np.testing.assert_allclose(stability(c, fg), [2 / 3, 1.0])
+    none = np.zeros_like(c)
+    none[:, 0] = c[:, 0]  # image 1 never has a concept: 0/0
+    np.testing.assert_allclose(stability(none, fg), [2 / 3, 0.0])
+    r = stability(none, fg, empty="exclude")
+    assert r[0] == pytest.approx(2 / 3) and np.isnan(r[1])
+    # background concepts do not enter rho
+    bg_only = np.zeros_like(c)
+    bg_only[:, 0, 3, 3] = True
+    np.testing.assert_allclose(stability(bg_only, fg), [0.0, 0.0])
+
+
+def test_model_concepts_all_numbers():
+    mc = model_concepts(_entropy(), _foreground(), EPOCHS, DIST)
+    assert mc.count_index == 2 and mc.count_epoch == 10
+    m = mc.image_metrics()
+    np.testing.assert_allclose(m["N_fg"], [2, 4])
+    np.testing.assert_allclose(m["N_bg"], [1, 0])
+    np.testing.assert_allclose(m["fg_ratio"], [2 / 3, 1.0])
+    np.testing.assert_allclose(m["peak_distance"], [0.5, 1.25])
+    np.testing.assert_allclose(m["rho"], [2 / 3, 1.0])
+    mc1 = model_concepts(_entropy(), _foreground(), EPOCHS, DIST, count_epoch=5)
+    np.testing.assert_allclose(mc1.image_metrics()["N_fg"], [2, 3])
+    np.testing.assert_allclose(mc1.fg_ratio, [1.0, 0.75])
+    with pytest.raises(ValueError, match="not an analysed checkpoint"):
+        model_concepts(_entropy(), _foreground(), EPOCHS, DIST, count_epoch=7)
+
+
+def test_usable_images():
+    e = _entropy()
+    e[1, 1] = np.nan
+    ok, first = usable_images(e)
+    np.testing.assert_array_equal(ok, [True, False])
+    np.testing.assert_array_equal(first, [-1, 1])
+
+
+def test_effective_images_original_rule():
+    # 5 images, 3 checkpoints at epochs 0, 5, 10, late from epoch 4 (40/150 of 15)
+    fg = np.zeros((5, G, G), bool)
+    fg[:, :2, :2] = True
+    fg[4] = True  # no background cell: undefined -> rejected
+    e = np.full((3, 5, G, G), -3.0)
+    e[:, 0][:, :2, :2] = -3.5  # fg lower than bg everywhere: effective
+    e[0, 1][:2, :2] = -2.0  # bg < fg only at the early checkpoint: still effective
+    e[:, 2][:, :2, :2] = -3.5
+    e[2, 2][:2, :2] = -2.5  # bg < fg at epoch 10: rejected there
+    # image 3: fg == bg everywhere: equal passes
+    eff, first = effective_images(e, fg, EPOCHS, late_epoch=15 * 40 / 150)
+    np.testing.assert_array_equal(eff, [True, True, False, True, False])
+    np.testing.assert_array_equal(first, [-1, -1, 2, -1, 1])
+    # with every checkpoint late, image 1 is rejected at epoch 0
+    eff0, first0 = effective_images(e, fg, EPOCHS, late_epoch=0)
+    assert not eff0[1] and first0[1] == 0
+
+
+# ------------------------------------------------------------------ analyze_concepts
+
+def _run(student: np.ndarray, baseline: np.ndarray, fg: np.ndarray, keys=None, seed=None,
+         teacher: np.ndarray | None = None) -> RunEntropies:
+    ent = {"student": student, "baseline": baseline}
+    if teacher is not None:
+        ent["teacher"] = teacher
+    n = fg.shape[0]
+    return RunEntropies(entropy=ent, epochs={r: EPOCHS for r in ent},
+                        distance={r: DIST for r in ent}, foreground=fg,
+                        image_keys=keys or [f"img{i}" for i in range(n)], seed=seed,
+                        total_epochs={r: 15 for r in ent})
+
+
+def test_analyze_drops_nan_images_and_reproduces_hand_numbers():
+    fg = np.concatenate([_foreground(), _foreground()[:1]])
+    third = np.full((3, 1, G, G), -1.0)
+    third[1] = np.nan  # image 2: no usable signal at epoch 5
+    s = np.concatenate([_entropy(), third], axis=1)
+    b = s.copy()
+    a = analyze_concepts(_run(s, b, fg))
+    assert a.used_keys[0]["student"] == ["img0", "img1"]
+    why = a.images.set_index(["model", "image_key"]).loc[("student", "img2"), "reason"]
+    assert why == "no usable signal (D0 = 0) at epoch 5"
+    summ = a.summary.set_index(["model", "metric"])["value"]
+    assert summ[("student", "N_fg")] == pytest.approx(3.0)
+    assert summ[("student", "N_bg")] == pytest.approx(0.5)
+    assert summ[("student", "fg_ratio")] == pytest.approx(5 / 6)
+    assert summ[("student", "D_mean")] == pytest.approx(0.875)
+    assert summ[("student", "D_std")] == pytest.approx(0.375)
+    assert summ[("student", "D_var")] == pytest.approx(0.140625)
+    assert summ[("student", "rho")] == pytest.approx(5 / 6)
+    # S identical to B: every test has all-zero differences -> p = 1, inconclusive
+    assert (a.tests["p_value"] == 1.0).all()
+    assert (a.tests["verdict"] == "inconclusive").all()
+    assert (a.verdicts["verdict"] == "inconclusive").all()
+
+
+def test_analyze_selection_uses_images_effective_for_both():
+    fg = np.zeros((4, G, G), bool)
+    fg[:, :2, :2] = True
+    s = np.full((3, 4, G, G), -3.0)
+    s[:, :, :2, :2] = -3.5
+    b, t = s.copy(), s.copy()
+    s[2, 1, :2, :2] = -2.0  # S rejects img1 at epoch 10
+    b[1, 2, :2, :2] = -2.0  # B rejects img2 at epoch 5
+    t[2, 3, :2, :2] = -2.0  # T rejects img3: only the teacher loses it
+    a = analyze_concepts(_run(s, b, fg, teacher=t), select_effective=True)
+    assert a.used_keys[0]["student"] == ["img0", "img3"]
+    assert a.used_keys[0]["baseline"] == ["img0", "img3"]
+    assert a.used_keys[0]["teacher"] == ["img0"]
+    table = a.images.set_index(["model", "image_key"])
+    assert table.loc[("student", "img1"), "reason"].startswith("not effective: mean background")
+    assert "epoch 10" in table.loc[("student", "img1"), "reason"]
+    assert table.loc[("student", "img2"), "reason"].startswith("not used by the compared pair")
+    assert not table.loc[("baseline", "img2"), "effective"]
+    # without the rule every image is used
+    a2 = analyze_concepts(_run(s, b, fg, teacher=t))
+    assert a2.used_keys[0]["student"] == ["img0", "img1", "img2", "img3"]
+
+
+def test_analyze_no_image_left_says_why():
+    fg = _foreground()
+    s = np.full((3, 2, G, G), np.nan)
+    with pytest.raises(ValueError, match="2 x no usable signal"):
+        analyze_concepts(_run(s, _entropy(), fg))
+
+
+def _population(n: int, fg_low: float, rng: np.random.Generator, m: int = 3) -> np.ndarray:
+    """Entropy grids where the foreground cells drop by ``fg_low`` (plus noise)."""
+    e = -3.0 + 0.05 * rng.standard_normal((m, n, G, G))
+    e[:, :, :2, :2] -= fg_low * rng.random((m, n, 2, 2))
+    return e
+
+
+def test_analyze_verdict_directions():
+    rng = np.random.default_rng(0)
+    n = 20
+    fg = np.zeros((n, G, G), bool)
+    fg[:, :2, :2] = True
+    strong, weak = _population(n, 1.0, rng), _population(n, 0.25, rng)
+    a = analyze_concepts(_run(strong, weak, fg))
+    t = a.tests.set_index("metric")
+    assert t.loc["N_fg", "verdict"] == "holds" and t.loc["N_fg", "effect_size"] > 0.5
+    flipped = analyze_concepts(_run(weak, strong, fg))
+    t2 = flipped.tests.set_index("metric")
+    assert t2.loc["N_fg", "verdict"] == "does not hold"
+    assert t2.loc["N_fg", "p_value"] == pytest.approx(t.loc["N_fg", "p_value"])
+
+
+def test_analyze_several_seeds_spread_over_seeds():
+    rng = np.random.default_rng(1)
+    n = 6
+    fg = np.zeros((n, G, G), bool)
+    fg[:, :2, :2] = True
+    runs = [_run(_population(n, 1.0, rng), _population(n, 0.3, rng), fg, seed=s)
+            for s in (3, 7)]
+    a = analyze_concepts(runs, ConceptSettings(n_resamples=500))
+    assert a.seeds == [3, 7]
+    row = a.summary.set_index(["model", "metric"]).loc[("student", "N_fg")]
+    per_seed = a.per_image[a.per_image["model"] == "student"].groupby("seed")["N_fg"].mean()
+    assert row["value"] == pytest.approx(per_seed.mean())
+    assert row["sd_seeds"] == pytest.approx(per_seed.std(ddof=1))
+    assert row["spread_kind"] == "sd over seeds" and row["n_images"] == 2 * n
+    assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    assert a.tests["n_pairs"].iloc[0] == 2 * n
+    with pytest.raises(ValueError, match="share a seed"):
+        analyze_concepts([runs[0], runs[0]])
+
+
+def test_analyze_epoch_distance_and_options():
+    fg = _foreground()
+    run = _run(_entropy(), _entropy(), fg)
+    with pytest.raises(ValueError, match="distance_epoch"):
+        analyze_concepts(run, distance="epoch")
+    run.distance_epoch = {r: DIST * 2 for r in run.entropy}
+    a = analyze_concepts(run, distance="epoch")
+    d = a.summary.set_index(["model", "metric"])["value"]
+    assert d[("student", "D_mean")] == pytest.approx(1.75)
+    with pytest.raises(ValueError, match="baseline_entropy"):
+        ConceptSettings(baseline_entropy="cells")
+    s = ConceptSettings.from_mapping({"concept_threshold": 0.3, "images": 30})
+    assert s.concept_threshold == 0.3
+
+
+def test_run_entropies_validates_its_contract():
+    fg = _foreground()
+    with pytest.raises(ValueError, match="partly NaN"):
+        e = _entropy()
+        e[0, 0, 0, 0] = np.nan
+        _run(e, _entropy(), fg)
+    with pytest.raises(ValueError, match="strictly increasing"):
+        RunEntropies(entropy={"student": _entropy()}, epochs={"student": [0, 10, 5]},
+                     distance={"student": DIST}, foreground=fg, image_keys=["a", "b"])
+    with pytest.raises(ValueError, match="foreground"):
+        RunEntropies(entropy={"student": _entropy()}, epochs={"student": EPOCHS},
+                     distance={"student": DIST}, foreground=fg[:1], image_keys=["a"])
+    with pytest.raises(ValueError, match="unknown model roles"):
+        RunEntropies(entropy={"pupil": _entropy()}, epochs={"pupil": EPOCHS},
+                     distance={"pupil": DIST}, foreground=fg, image_keys=["a", "b"])

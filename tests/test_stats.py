@@ -1,0 +1,156 @@
+"""Bootstrap intervals, the paired tests and the verdict rule on constructed data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kdexplain.concepts import (
+    HOLDS,
+    INCONCLUSIVE,
+    NOT_HOLDS,
+    bootstrap_ci,
+    holm,
+    hypothesis_verdict,
+    metric_verdict,
+    paired_bootstrap_ci,
+    paired_test,
+    spread_test,
+)
+
+
+def test_bootstrap_contains_the_mean_and_is_deterministic():
+    x = np.random.default_rng(0).normal(5.0, 2.0, 40)
+    a = bootstrap_ci(x, seed=3)
+    b = bootstrap_ci(x, seed=3)
+    assert a == b
+    assert a.estimate == pytest.approx(x.mean())
+    assert a.low < a.estimate < a.high
+    assert a.n == 40 and a.level == 0.95
+    # the standard error of a mean is about sd / sqrt(n)
+    assert a.se == pytest.approx(x.std() / np.sqrt(40), rel=0.2)
+    assert bootstrap_ci(x, seed=4) != a
+    narrow = bootstrap_ci(x, level=0.5, seed=3)
+    assert a.low < narrow.low < narrow.high < a.high
+
+
+def test_bootstrap_of_constant_values_and_nan_and_spread():
+    c = bootstrap_ci(np.full(10, 2.5))
+    assert (c.estimate, c.low, c.high, c.se) == (2.5, 2.5, 2.5, 0.0)
+    x = np.array([1.0, np.nan, 3.0])
+    assert bootstrap_ci(x).n == 2 and bootstrap_ci(x).estimate == 2.0
+    assert np.isnan(bootstrap_ci(np.array([np.nan])).estimate)
+    s = bootstrap_ci(np.array([0.0, 2.0, 4.0, 6.0]), statistic="std", seed=0)
+    assert s.estimate == pytest.approx(np.std([0, 2, 4, 6]))
+    assert 0 <= s.low <= s.estimate <= s.high
+    with pytest.raises(ValueError, match="statistic"):
+        bootstrap_ci(x, statistic="median")
+
+
+def test_bootstrap_with_groups_resamples_seeds():
+    # two seeds with different levels: the estimate is the mean of the seed means, and the
+    # interval spans the seed-to-seed variation (resampling seeds can give 0 or 10 alone)
+    x = np.concatenate([np.zeros(5), np.full(5, 10.0)])
+    g = np.repeat([0, 1], 5)
+    ci = bootstrap_ci(x, groups=g, seed=0)
+    assert ci.estimate == 5.0
+    assert ci.low == 0.0 and ci.high == 10.0
+    # without groups the units are exchangeable: a much narrower interval
+    flat = bootstrap_ci(x, seed=0)
+    assert flat.high - flat.low < 10.0
+    # unequal group sizes: the estimate weights seeds equally
+    x2 = np.array([0.0, 0.0, 0.0, 6.0])
+    assert bootstrap_ci(x2, groups=np.array([1, 1, 1, 2])).estimate == 3.0
+
+
+def test_paired_bootstrap_difference():
+    rng = np.random.default_rng(1)
+    b = rng.normal(0, 1, 30)
+    s = b + 2.0
+    d = paired_bootstrap_ci(s, b, seed=0)
+    assert d.estimate == pytest.approx(2.0) and d.low == pytest.approx(2.0)
+    assert d.high == pytest.approx(2.0)
+    sd = paired_bootstrap_ci(2 * b, b, statistic="std", seed=0)
+    assert sd.estimate == pytest.approx(np.std(b))
+    assert sd.low > 0
+
+
+def test_wilcoxon_all_positive_exact_p_and_directions():
+    b = np.arange(8, dtype=float)
+    s = b + np.arange(1, 9)  # 8 distinct positive differences
+    t = paired_test(s, b)
+    assert t.n == 8 and t.n_nonzero == 8
+    assert t.p_value == pytest.approx(2 / 2**8)  # exact two-sided
+    assert t.effect_size == 1.0 and t.sign == 1
+    assert t.median_diff == 4.5
+    assert metric_verdict(t.p_value, t.sign, "greater") == HOLDS
+    assert metric_verdict(t.p_value, t.sign, "less") == NOT_HOLDS
+    r = paired_test(b, s)
+    assert r.effect_size == -1.0 and r.sign == -1 and r.p_value == t.p_value
+
+
+def test_wilcoxon_rank_biserial_by_hand_and_zero_differences():
+    # differences 1, -2, 3 (+ two zeros, dropped): R+ = 1 + 3, R- = 2 -> r = 2/6
+    t = paired_test(np.array([1.0, 0.0, 3.0, 5.0, 5.0]), np.array([0.0, 2.0, 0.0, 5.0, 5.0]))
+    assert t.n == 5 and t.n_nonzero == 3
+    assert t.effect_size == pytest.approx(1 / 3)
+    assert t.statistic == 2.0  # the smaller rank sum
+    assert t.median_diff == 0.0
+    zero = paired_test(np.ones(6), np.ones(6))
+    assert zero.p_value == 1.0 and zero.effect_size == 0.0 and zero.sign == 0
+    assert metric_verdict(zero.p_value, zero.sign, "greater") == INCONCLUSIVE
+    none = paired_test(np.array([np.nan]), np.array([1.0]))
+    assert none.n == 0 and np.isnan(none.p_value)
+    assert metric_verdict(none.p_value, none.sign, "greater") == INCONCLUSIVE
+
+
+def test_wilcoxon_symmetric_differences_inconclusive():
+    b = np.zeros(10)
+    s = np.array([1, -1, 2, -2, 3, -3, 4, -4, 5, -5], dtype=float)
+    t = paired_test(s, b)
+    assert t.p_value == pytest.approx(1.0) and t.effect_size == 0.0
+    assert metric_verdict(t.p_value, t.sign, "greater") == INCONCLUSIVE
+
+
+def test_spread_test_exact_by_hand():
+    # sd_S = 1, sd_B = 0: observed 1; of the 4 swaps, 2 reach |T| >= 1 -> p = 0.5
+    t = spread_test(np.array([0.0, 2.0]), np.array([1.0, 1.0]))
+    assert t.statistic == pytest.approx(1.0)
+    assert t.p_value == pytest.approx(0.5)
+    assert t.effect_size == np.inf and t.sign == 1
+    same = spread_test(np.array([1.0, 2.0]), np.array([1.0, 2.0]))
+    assert same.p_value == 1.0 and same.sign == 0
+
+
+def test_spread_test_detects_a_smaller_spread():
+    rng = np.random.default_rng(2)
+    s = 1.0 + 0.05 * rng.standard_normal(40)
+    b = 1.0 + 1.0 * rng.standard_normal(40)
+    t = spread_test(s, b, n_permutations=2000, seed=0)
+    assert t.sign == -1 and t.p_value < 0.01
+    assert t.effect_size < 0.2
+    assert metric_verdict(t.p_value, t.sign, "less") == HOLDS
+    again = spread_test(s, b, n_permutations=2000, seed=0)  # deterministic
+    assert (again.p_value, again.statistic) == (t.p_value, t.statistic)
+
+
+def test_holm():
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
+    out = holm(np.array([0.2, np.nan, 0.9]))
+    assert np.isnan(out[1]) and out[0] == pytest.approx(0.4) and out[2] == pytest.approx(0.9)
+
+
+def test_hypothesis_verdict_rule():
+    g, le = "greater", "less"
+    assert hypothesis_verdict([0.01, 0.02], [1, -1], [g, le]) == HOLDS
+    # one metric holds, the other not significant: inconclusive (intersection-union)
+    assert hypothesis_verdict([0.01, 0.5], [1, 1], [g, le]) == INCONCLUSIVE
+    # none holds, one strongly the other way (survives Holm): does not hold
+    assert hypothesis_verdict([0.001, 0.5], [-1, 1], [g, le]) == NOT_HOLDS
+    # the other way but not after Holm (0.04 * 2 = 0.08): inconclusive
+    assert hypothesis_verdict([0.04, 0.5], [-1, 1], [g, le]) == INCONCLUSIVE
+    # mixed evidence: one holds, one significant the other way
+    assert hypothesis_verdict([0.001, 0.001], [1, 1], [g, le]) == INCONCLUSIVE
+    assert hypothesis_verdict([], [], []) == INCONCLUSIVE
+    with pytest.raises(ValueError):
+        metric_verdict(0.01, 1, "bigger")
