@@ -1,0 +1,164 @@
+"""The sweep (resume, sharding), the report, and `kdexplain run` end to end, on a tiny run."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from kdexplain.cli import main
+from kdexplain.pipeline import load_sweep, sweep
+
+sweep_module = importlib.import_module("kdexplain.pipeline.sweep")
+
+TINY = {
+    "name": "tinypipe",
+    "seed": 0,
+    "device": "cpu",
+    "data": {"name": "scenes", "image_size": 32, "options": {"images_per_class": 6}},
+    "model": {"arch": "kdnet", "kwargs": {"width": 4, "hidden": 16}, "layer": "fc1"},
+    "teacher": {"epochs": 2},
+    "student": {"mode": "feature", "phase1_epochs": 2, "phase2_epochs": 1},
+    "baseline": {"epochs": 2},
+    "optim": {"batch_size": 32, "lr": 0.01},
+    "checkpoints": [0, 1, 2],
+    "analysis": {"images": 4, "steps": 6, "samples": 4, "grid": 8},
+}
+
+
+def _write_config(tmp: Path, **changes) -> Path:
+    cfg = {**TINY, "out_dir": str(tmp / "runs"), **changes}
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("pipe")
+    cfg = _write_config(tmp)
+    assert main(["train-triplet", "--config", str(cfg), "--quiet"]) == 0
+    return tmp / "runs" / "tinypipe"
+
+
+def _copy_without_sweep(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns("sweep"))
+    return dest
+
+
+def _units(run: Path) -> dict[str, torch.Tensor]:
+    return {str(p.relative_to(run)): torch.load(p, weights_only=False)["sigma"]
+            for p in sorted((run / "sweep").glob("*/epoch_*.pt"))}
+
+
+def test_sweep_writes_every_unit_and_loads(trained_run, tmp_path):
+    run = _copy_without_sweep(trained_run, tmp_path / "run")
+    sweep(run)
+    units = _units(run)
+    assert len(units) == 9  # 3 roles x 3 checkpoints
+    data = load_sweep(run)
+    assert set(data.entropy) == {"teacher", "student", "baseline"}
+    assert data.entropy["student"].shape == (3, 4, 8, 8)
+    assert data.foreground.shape == (4, 8, 8)
+    assert list(data.epochs["baseline"]) == [0, 1, 2]
+    assert data.distance["student"][0] == 0 and (data.distance["student"][1:] > 0).all()
+
+
+def test_interrupted_sweep_resumes_without_recomputing(trained_run, tmp_path, monkeypatch):
+    full = _copy_without_sweep(trained_run, tmp_path / "full")
+    sweep(full, checkpoints_per_call=2)
+    run = _copy_without_sweep(trained_run, tmp_path / "run")
+    real = sweep_module.quantify
+    calls = {"n": 0}
+
+    def dies_on_second_call(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "quantify", dies_on_second_call)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(run, checkpoints_per_call=2)
+    done = sorted((run / "sweep").glob("*/epoch_*.pt"))
+    assert len(done) == 2  # the first call's two checkpoints, nothing half-written
+    assert not list((run / "sweep").rglob("*.tmp"))
+    mtimes = {p: p.stat().st_mtime_ns for p in done}
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        load_sweep(run)
+
+    computed = []
+
+    def counting(models, *args, **kwargs):
+        computed.append(len(models))
+        return real(models, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "quantify", counting)
+    sweep(run, checkpoints_per_call=2)
+    assert sum(computed) == 7  # only the 7 missing checkpoints
+    assert all(p.stat().st_mtime_ns == t for p, t in mtimes.items())
+    a, b = _units(run), _units(full)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_sweep_refuses_other_settings(trained_run, tmp_path):
+    run = _copy_without_sweep(trained_run, tmp_path / "run")
+    sweep(run)
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["analysis"]["samples"] = 8
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="other analysis settings"):
+        sweep(run)
+
+
+def test_two_process_sweep_equals_single_process(trained_run, tmp_path):
+    single = _copy_without_sweep(trained_run, tmp_path / "single")
+    sharded = _copy_without_sweep(trained_run, tmp_path / "sharded")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "KDEXPLAIN_PROGRESS": "0"}
+    subprocess.run([sys.executable, "-m", "kdexplain.cli", "sweep", str(single)], env=env,
+                   check=True, capture_output=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "kdexplain.cli", "sweep", str(sharded)],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = _units(single), _units(sharded)
+    assert len(a) == 9 and a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_report_command_writes_the_report(trained_run, tmp_path):
+    run = _copy_without_sweep(trained_run, tmp_path / "run")
+    assert main(["sweep", str(run)]) == 0
+    out = tmp_path / "report"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    for name in ("index.md", "concept_metrics.csv", "concept_metrics.md", "concept_metrics.tex",
+                 "hypotheses.csv", "figures/entropy_heatmaps.png"):
+        assert (out / name).is_file(), name
+    text = (out / "index.md").read_text()
+    assert "kdexplain report" in text
+
+
+def test_report_on_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_run_end_to_end_through_the_cli(tmp_path):
+    cfg = _write_config(tmp_path, name="e2e")
+    out = tmp_path / "report"
+    assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
+    assert (out / "index.md").is_file()
+    assert (tmp_path / "runs" / "e2e" / "sweep" / "manifest.json").is_file()
+    # a second run finds everything done and only rewrites the report
+    assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
