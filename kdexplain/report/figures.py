@@ -51,6 +51,17 @@ def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return grid[rows][:, cols]
 
 
+def _outline(ax, fg_px: np.ndarray, linewidth: float) -> None:
+    """Outline the foreground (H, W) in pixel coordinates, closed along the image border."""
+    if not fg_px.any():
+        return
+    h, w = fg_px.shape
+    ax.contour(np.arange(-1, w + 1), np.arange(-1, h + 1), np.pad(fg_px, 1), levels=[0.5],
+               colors=_FOREGROUND_COLOUR, linewidths=linewidth)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+
+
 def _image_hwc(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image, dtype=np.float64)
     if img.ndim == 3 and img.shape[0] in (1, 3):
@@ -138,8 +149,7 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         if images is not None:
             ax = axes[r, 0]
             ax.imshow(_image_hwc(images[i]), cmap="gray", vmin=0, vmax=1)
-            if fg.any() and not fg.all():
-                ax.contour(fg_px, levels=[0.5], colors=_FOREGROUND_COLOUR, linewidths=1.0)
+            _outline(ax, fg_px, 1.0)
             ax.set_ylabel(key, fontsize=8)
             if r == 0:
                 ax.set_title("image", fontsize=9)
@@ -150,8 +160,7 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
             ax = axes[r, c]
             mappable = ax.imshow(grids[role][keys.index(key)], cmap="magma_r", vmin=vmin,
                                  vmax=vmax, interpolation="nearest", extent=extent)
-            if fg.any() and not fg.all():
-                ax.contour(fg_px, levels=[0.5], colors=_FOREGROUND_COLOUR, linewidths=1.2)
+            _outline(ax, fg_px, 1.2)
             yy, xx = np.nonzero(concepts[role][keys.index(key)])
             if yy.size:
                 ax.scatter(centres[1][xx], centres[0][yy], s=7, c="white", edgecolors="black",

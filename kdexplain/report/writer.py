@@ -80,6 +80,9 @@ def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
 
 def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -> list[str]:
     lines = []
+    summary = _config_line(config)
+    if summary:
+        lines.append(summary)
     seeds = ", ".join(str(s) for s in analysis.seeds)
     lines.append(f"- Runs (seeds): {len(analysis.seeds)} ({seeds}).")
     for role in analysis.roles:
@@ -101,9 +104,35 @@ def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -
         val = f"{v:.4g}" if isinstance(v, float) else str(v)
         lines.append(f"| `{k}` | {val} | {_SETTING_HELP.get(k, '')} |")
     if config:
-        lines += ["", "Configuration:", "", "```yaml",
-                  yaml.safe_dump(_plain(config), sort_keys=False).rstrip(), "```"]
+        lines += ["", "<details><summary>Full configuration</summary>", "", "```yaml",
+                  yaml.safe_dump(_plain(config), sort_keys=False).rstrip(), "```", "",
+                  "</details>"]
     return lines
+
+
+def _get(config: Mapping[str, Any], *keys: str) -> Any:
+    cur: Any = config
+    for k in keys:
+        if not isinstance(cur, Mapping) or k not in cur:
+            return None
+        cur = cur[k]
+    return cur
+
+
+def _config_line(config: Mapping[str, Any] | None) -> str | None:
+    """A one-line summary of the usual experiment-config keys (None if none is there)."""
+    if not config:
+        return None
+    parts = []
+    for label, keys in (("experiment", ("name",)), ("dataset", ("data", "name")),
+                        ("image size", ("data", "image_size")),
+                        ("architecture", ("model", "arch")),
+                        ("analysed layer", ("model", "layer")),
+                        ("student mode", ("student", "mode"))):
+        value = _get(config, *keys)
+        if value is not None:
+            parts.append(f"{label} `{value}`")
+    return ("- " + "; ".join(parts) + ".") if parts else None
 
 
 def _plain(obj: Any) -> Any:
