@@ -317,6 +317,18 @@ def test_analyze_epoch_distance_and_options():
     assert s.concept_threshold == 0.3
 
 
+def test_count_epoch_missing_for_the_teacher_falls_back_to_its_last():
+    fg = _foreground()
+    run = _run(_entropy(), _entropy(), fg, teacher=_entropy())
+    run.epochs["teacher"] = np.array([0, 3, 7])
+    a = analyze_concepts(run, count_epoch=5)
+    got = a.per_image.groupby("model")["count_epoch"].first()
+    assert got.to_dict() == {"baseline": 5, "student": 5, "teacher": 7}
+    assert any("teacher" in n for n in a.notes)
+    with pytest.raises(ValueError, match="not a checkpoint of the student"):
+        analyze_concepts(run, count_epoch=7)
+
+
 def test_run_entropies_validates_its_contract():
     fg = _foreground()
     with pytest.raises(ValueError, match="partly NaN"):

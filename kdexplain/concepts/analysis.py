@@ -128,6 +128,13 @@ class RunEntropies:
     total_epochs: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
+        # own copies: validation converts the values and must not touch the caller's dicts
+        self.entropy, self.epochs, self.distance = (dict(self.entropy), dict(self.epochs),
+                                                    dict(self.distance))
+        if self.distance_epoch is not None:
+            self.distance_epoch = dict(self.distance_epoch)
+        if self.total_epochs is not None:
+            self.total_epochs = {r: int(v) for r, v in self.total_epochs.items()}
         self.foreground = _as_array(self.foreground, "foreground")
         if self.foreground.ndim != 3 or self.foreground.shape[1] != self.foreground.shape[2]:
             raise ValueError(f"foreground must be a bool array (images, g, g), got shape "
@@ -220,7 +227,8 @@ class ConceptSettings:
         Checkpoints at ``epoch >= late_fraction * total_epochs`` are "late" for the selection
         rule (40/150, the original's 40 of 150 epochs).
     count_epoch : int, optional
-        Checkpoint epoch of hypothesis 1's counts; None = each model's last checkpoint.
+        Checkpoint epoch of hypothesis 1's counts; None = each model's last checkpoint. It
+        must be a checkpoint of S and B; a teacher without it uses its last checkpoint.
     distance : {"step", "epoch"}
         Weight distance for hypothesis 2: path length over optimiser steps (SPEC 4), or the
         paper's per-epoch form (``RunEntropies.distance_epoch``).
@@ -556,13 +564,20 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
                 dist = run.distance_epoch[role]
             else:
                 dist = run.distance[role]
-            if settings.count_epoch is not None and settings.count_epoch not in run.epochs[role]:
-                raise ValueError(f"count_epoch {settings.count_epoch} is not a checkpoint of "
-                                 f"the {role} (epochs {run.epochs[role].tolist()})")
+            count_epoch = settings.count_epoch
+            if count_epoch is not None and count_epoch not in run.epochs[role]:
+                if role != "teacher":
+                    raise ValueError(f"count_epoch {count_epoch} is not a checkpoint of the "
+                                     f"{role} (epochs {run.epochs[role].tolist()})")
+                count_epoch = None  # the teacher trains on its own schedule
+                note = (f"count_epoch {settings.count_epoch} is not a teacher checkpoint; the "
+                        "teacher's hypothesis-1 numbers are read at its last checkpoint")
+                if note not in notes:
+                    notes.append(note)
             mc = model_concepts(
                 run.entropy[role][:, idx], run.foreground[idx], run.epochs[role], dist,
                 concept_threshold=settings.concept_threshold,
-                baseline_entropy=settings.baseline_entropy, count_epoch=settings.count_epoch,
+                baseline_entropy=settings.baseline_entropy, count_epoch=count_epoch,
                 peak_without_concepts=settings.peak_without_concepts,
                 empty_rho=settings.empty_rho)
             models[seed][role] = mc
