@@ -242,3 +242,10 @@ def test_sensitive_cells_get_low_entropy():
     res = quantify(model, torch.randn(1, C, H, W_), "1", grid=G, feature_transform="identity")
     ent = res.entropy[0]
     assert ent[:2, :2].max() < ent[2:, 2:].min()
+
+
+def test_the_same_model_object_twice():
+    model = _tiny_cnn()
+    x = torch.randn(1, C, H, W_)
+    res = quantify([model, model], x, "4", grid=G, steps=4, samples=4)
+    torch.testing.assert_close(res.sigma[0], res.sigma[1])

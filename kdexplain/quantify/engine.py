@@ -392,11 +392,13 @@ def quantify(
     streams = _NoiseStreams(image_keys, seed, (C, H, W), device)
 
     with ExitStack() as stack, torch.enable_grad():
-        feats = []
+        feats, by_id = [], {}
         for m in models:
-            m = m.to(device)
-            stack.enter_context(frozen(m))
-            feats.append(stack.enter_context(LayerFeature(m, layer, arch)))
+            if id(m) not in by_id:  # the same module object given twice shares one hook
+                m.to(device)
+                stack.enter_context(frozen(m))
+                by_id[id(m)] = stack.enter_context(LayerFeature(m, layer, arch))
+            feats.append(by_id[id(m)])
         layer_name = feats[0].layer
         # clean features f0[k]: (B, *feature)
         with torch.no_grad():
