@@ -39,9 +39,7 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
         data = load_sweep(d)
         sweeps.append(data)
         runs.append(data.to_run_entropies(seed=cfg_d.seed))
-    settings = ConceptSettings(concept_threshold=a.concept_threshold,
-                               baseline_entropy=a.baseline_entropy,
-                               select_effective=a.select_effective)
+    settings = ConceptSettings.from_mapping(a.model_dump())
     analysis = analyze_concepts(runs, settings)
     out = Path(out)
     reproduce = [command] if command else [
