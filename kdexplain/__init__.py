@@ -6,6 +6,7 @@ Rooms, in the direction data flows: ``data`` -> ``models`` -> ``train`` -> ``qua
 
 __version__ = "0.1.0"
 
+from kdexplain.concepts import ConceptSettings, RunEntropies, analyze_concepts  # noqa: E402
 from kdexplain.models import build_model, get_layer, resolve_layer_name  # noqa: E402
 from kdexplain.quantify import (  # noqa: E402
     PerturbationEntropy,
@@ -15,10 +16,13 @@ from kdexplain.quantify import (  # noqa: E402
 )
 
 __all__ = [
+    "ConceptSettings",
     "PerturbationEntropy",
+    "RunEntropies",
     "QuantifyResult",
     "QuantifySettings",
     "__version__",
+    "analyze_concepts",
     "build_model",
     "get_layer",
     "quantify",
