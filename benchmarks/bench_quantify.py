@@ -179,6 +179,32 @@ def main() -> None:
         passes = (r.steps_run.float() * r.settings["samples"]).mean()
         print(f"| kdnet {layer} vs {long_steps}x{long_samples} run | {passes:.0f} | "
               f"{err.median():.3f} (max {err.max():.3f}) | {int((err <= 0.05).sum())}/{len(err)} |")
+    settings_table(models, x, dev, args.quick)
+
+
+def settings_table(models, x, dev, quick):
+    print("\n## (4) default-preset settings: sample-passes and accuracy (median over units of the"
+          " median over cells of abs(sigma/sigma* - 1))")
+    print("| setting | linear: passes | linear: error | kdnet fc1: passes | kdnet fc1: error |")
+    print("|---|---|---|---|---|")
+    size = x.shape[-1]
+    lin, opt = linear_case(H=size)
+    xl = torch.randn(2 if quick else 4, 3, size, size, device=dev)
+    n_img = 2 if quick else 4
+    long_steps, long_samples = (60, 64) if quick else (400, 128)
+    ref = quantify(models[0], x[:n_img], "fc1", steps=long_steps, samples=long_samples,
+                   patience=40, min_lr_factor=1e-3, d0_samples=512, device=dev, seed=1)
+    variants = [("default (lr 0.1, 16 samples)", {}), ("lr 0.05", {"lr": 0.05}),
+                ("lr 0.2", {"lr": 0.2}), ("8 samples", {"samples": 8}),
+                ("32 samples", {"samples": 32}), ("patience 5", {"patience": 5})]
+    for name, kw in variants:
+        rl = quantify(lin.to(dev), xl, "1", feature_transform="identity", device=dev, **kw)
+        el = (rl.sigma / opt - 1).abs().flatten(1).median(1).values.median()
+        pl = (rl.steps_run.float() * rl.settings["samples"]).mean()
+        rc = quantify(models[0], x[:n_img], "fc1", device=dev, seed=2, **kw)
+        ec = (rc.sigma / ref.sigma - 1).abs().flatten(1).median(1).values.median()
+        pc = (rc.steps_run.float() * rc.settings["samples"]).mean()
+        print(f"| {name} | {pl:.0f} | {el:.3f} | {pc:.0f} | {ec:.3f} |")
 
 
 if __name__ == "__main__":
