@@ -15,6 +15,7 @@ from kdexplain.data.base import (
     collate,
 )
 from kdexplain.data.grid import MASK_RULES, cell_index, center_mask, mask_to_grid
+from kdexplain.data.preview import dataset_summary, draw_preview, format_summary
 from kdexplain.data.registry import build_dataset, dataset_names, register_dataset
 from kdexplain.data.scenes import (
     BACKGROUND_FAMILIES,
@@ -48,8 +49,11 @@ __all__ = [
     "center_mask",
     "collate",
     "dataset_names",
+    "dataset_summary",
     "default_data_root",
     "denormalize",
+    "draw_preview",
+    "format_summary",
     "mask_to_grid",
     "normalize",
     "register_dataset",

@@ -107,6 +107,15 @@ def load_label_png(path: str | Path) -> np.ndarray:
     return arr
 
 
+def check_mask_shape(mask: np.ndarray, image: torch.Tensor, mask_path: str | Path,
+                     image_path: str | Path) -> None:
+    """Raise :class:`CorruptImageError` (the sample is skipped) if a mask does not match its
+    image; the message names both files and both shapes."""
+    if tuple(mask.shape) != tuple(image.shape[-2:]):
+        raise CorruptImageError(mask_path, f"mask of shape {tuple(mask.shape)} does not match "
+                                f"its image {image_path} of shape {tuple(image.shape[-2:])}")
+
+
 def check_image_file(path: str | Path, mode: str = "header") -> str | None:
     """Check that an image file can be read. Returns None if it can, else the reason."""
     if mode == "none":
@@ -199,17 +208,25 @@ class MaskedImageDataset(Dataset):
                       stacklevel=3)
 
     def _verified(self, records: list, paths: Callable[[object], Sequence[str | Path]]) -> list:
-        """Keep the records whose files all pass :func:`check_image_file`."""
+        """Keep the records whose files all pass :func:`check_image_file`.
+
+        A file shared by several records (VOC objects of one image) is checked and
+        reported once; all its records are left out.
+        """
         if self.verify == "none":
             return records
+        checked: dict[str, str | None] = {}
         kept = []
         for rec in records:
+            ok = True
             for p in paths(rec):
-                reason = check_image_file(p, self.verify)
-                if reason is not None:
-                    self._skip(p, reason)
-                    break
-            else:
+                key = str(p)
+                if key not in checked:
+                    checked[key] = check_image_file(p, self.verify)
+                    if checked[key] is not None:
+                        self._skip(p, checked[key])
+                ok = ok and checked[key] is None
+            if ok:
                 kept.append(rec)
         return kept
 

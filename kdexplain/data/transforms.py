@@ -4,8 +4,10 @@ Every dataset of this room turns a raw sample (an RGB image, a foreground mask a
 object box at the image's own size) into the tensors of an item with :class:`JointPipeline`:
 an optional crop around the box (padded where it leaves the image, the mask padded with
 background), a resize to ``image_size x image_size``, optional augmentation, conversion to
-float and normalisation. The image, the mask (``tv_tensors.Mask``, nearest resampling) and
-the box (``tv_tensors.BoundingBoxes``) go through the same transforms, so they stay aligned.
+float and normalisation. The image, the mask (``tv_tensors.Mask``) and the box
+(``tv_tensors.BoundingBoxes``) go through the same geometric transforms, so they stay
+aligned; where pixels are resampled, the mask is resampled like the image and
+thresholded at half (:func:`resize_sample`).
 """
 
 from __future__ import annotations
@@ -105,15 +107,64 @@ def crop_padded(sample: dict, crop: tuple[int, int, int, int]) -> dict:
     if any(pad):
         sample = v2.Pad(pad, fill={tv_tensors.Image: _PAD_RGB, tv_tensors.Mask: 0})(sample)
         x0, y0, x1, y1 = x0 + pad[0], y0 + pad[1], x1 + pad[0], y1 + pad[1]
-    return TF.crop(sample, top=y0, left=x0, height=max(1, y1 - y0), width=max(1, x1 - x0))
+    return {k: TF.crop(v, top=y0, left=x0, height=max(1, y1 - y0), width=max(1, x1 - x0))
+            for k, v in sample.items()}
 
 
-def default_augmentation(image_size: int) -> v2.Transform:
+def resize_sample(sample: dict, size: tuple[int, int]) -> dict:
+    """Resize image, mask and box to ``size = (H, W)``.
+
+    The image is resampled bilinearly with antialiasing. The mask is resampled *the same
+    way* as a 0/255 image and thresholded at half, so an output pixel is foreground when
+    at least half of it shows the object: the mask follows the image's own resampling.
+    (Nearest resampling, torchvision's default for masks, takes the top-left source pixel
+    and shifts the mask by up to one source pixel towards the bottom-right edge.)
+    """
+    out = dict(sample)
+    out["image"] = TF.resize(sample["image"], list(size), antialias=True)
+    cover = tv_tensors.Image(sample["mask"].as_subclass(torch.Tensor)[None].to(torch.uint8) * 255)
+    cover = TF.resize(cover, list(size), antialias=True)
+    out["mask"] = tv_tensors.Mask((cover[0] >= 128).to(torch.uint8))
+    out["box"] = TF.resize(sample["box"], list(size))
+    return out
+
+
+class RandomResizedCropFlip:
+    """Training augmentation: a random resized crop and a horizontal flip, applied jointly.
+
+    Parameters
+    ----------
+    size : int
+        Output side (pixels).
+    scale : (float, float)
+        Range of the crop's area as a share of the image (default 60-100 %).
+    ratio : (float, float)
+        Range of the crop's aspect ratio.
+    flip : float
+        Probability of a horizontal flip.
+
+    Randomness comes from torch's global generator (seed it with ``seed_everything``).
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.6, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3), flip: float = 0.5):
+        self.size, self.scale, self.ratio, self.flip = int(size), scale, ratio, flip
+
+    def __call__(self, sample: dict) -> dict:
+        from torchvision.transforms import RandomResizedCrop
+
+        top, left, h, w = RandomResizedCrop.get_params(sample["image"], list(self.scale),
+                                                       list(self.ratio))
+        sample = {k: TF.crop(v, top=top, left=left, height=h, width=w) for k, v in sample.items()}
+        sample = resize_sample(sample, (self.size, self.size))
+        if torch.rand(()) < self.flip:
+            sample = {k: TF.horizontal_flip(v) for k, v in sample.items()}
+        return sample
+
+
+def default_augmentation(image_size: int) -> RandomResizedCropFlip:
     """Training augmentation: a random resized crop (60-100 % of the area) and a flip."""
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, scale=(0.6, 1.0), antialias=True),
-        v2.RandomHorizontalFlip(),
-    ])
+    return RandomResizedCropFlip(image_size)
 
 
 class JointPipeline:
@@ -127,11 +178,12 @@ class JointPipeline:
         Crop to ``crop_scale`` times the object box around its centre before resizing
         (1.2 = the paper's VOC / ILSVRC crops); None keeps the whole image.
     augment : bool
-        Apply :func:`default_augmentation` after the resize.
+        Apply :func:`default_augmentation` (random resized crop to ``image_size`` and
+        horizontal flip) instead of the plain resize.
     transform : callable or None
         An extra ``torchvision.transforms.v2`` transform applied to the dict
         ``{"image": tv_tensors.Image (uint8), "mask": tv_tensors.Mask, "box": BoundingBoxes}``
-        after the resize (and the augmentation); it must keep the output size.
+        after the resize / augmentation; it must keep the output size.
     normalize : bool
         Normalise with ImageNet mean/std (True) or return values in [0, 1] (False).
     """
@@ -182,10 +234,10 @@ class JointPipeline:
         if self.crop_scale is not None:
             sample = crop_padded(sample, scale_box(sample["box"][0].tolist(), self.crop_scale))
         size = (self.image_size, self.image_size)
-        if tuple(sample["image"].shape[-2:]) != size:
-            sample = TF.resize(sample, list(size), antialias=True)
-        if self.augment is not None:
+        if self.augment is not None:  # crops the full-resolution image, then resizes
             sample = self.augment(sample)
+        elif tuple(sample["image"].shape[-2:]) != size:
+            sample = resize_sample(sample, size)
         if self.transform is not None:
             sample = self.transform(sample)
             if tuple(sample["image"].shape[-2:]) != size:

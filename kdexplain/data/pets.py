@@ -1,0 +1,133 @@
+"""``pets``: Oxford-IIIT Pet with its trimaps as foreground masks.
+
+Trimap values: 1 = pet, 2 = background, 3 = border (the uncertain outline of the pet).
+``border="fg"`` (default) counts the border as foreground, ``"bg"`` as background.
+The object box is the mask's bounding box.
+
+Layout (``torchvision.datasets.OxfordIIITPet``, ``download=False``)::
+
+    root/oxford-iiit-pet/images/<id>.jpg
+    root/oxford-iiit-pet/annotations/{trainval,test}.txt   "<id> <class 1..37> <species> <breed>"
+    root/oxford-iiit-pet/annotations/trimaps/<id>.png
+
+Splits: ``trainval`` and ``test`` are the official lists; ``val`` is a stratified,
+deterministic ``val_fraction`` of ``trainval`` and ``train`` the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kdexplain.data.annotations import expect_file, select_split
+from kdexplain.data.base import (
+    MaskedImageDataset,
+    RawSample,
+    check_mask_shape,
+    load_label_png,
+    load_rgb,
+)
+
+PETS_HOW = ("Download images.tar.gz and annotations.tar.gz from "
+            "https://www.robots.ox.ac.uk/~vgg/data/pets/ and extract both into "
+            "<root>/oxford-iiit-pet (when online, torchvision.datasets.OxfordIIITPet(root, "
+            "download=True) does this).")
+BORDER_RULES = ("fg", "bg")
+
+
+def resolve_pets_root(root: str | Path) -> tuple[Path, Path]:
+    """(torchvision root, ``.../oxford-iiit-pet``), accepting either level."""
+    root = Path(root)
+    if root.name == "oxford-iiit-pet":
+        return root.parent, root
+    return root, root / "oxford-iiit-pet"
+
+
+def _breed(image_id: str) -> str:
+    return " ".join(part.title() for part in image_id.rsplit("_", 1)[0].split("_"))
+
+
+class PetsDataset(MaskedImageDataset):
+    """Oxford-IIIT Pet images with trimap foreground masks.
+
+    Parameters
+    ----------
+    split : {"train", "val", "trainval", "test"}
+    root : path
+        The folder holding ``oxford-iiit-pet`` (or that folder itself).
+    image_size : int
+    border : {"fg", "bg"}
+        What the trimap's border (value 3) counts as.
+    val_fraction : float
+        Share of each class of ``trainval`` held out as ``val`` (default 0.1).
+    split_seed : int
+        Seed of the validation hold-out.
+    crop_scale : float or None
+        Crop to this multiple of the pet's box first; None (default) = whole image.
+    verify, augment, transform, normalize
+        See :class:`kdexplain.data.base.MaskedImageDataset`.
+    """
+
+    name = "pets"
+
+    def __init__(self, split: str = "train", root: str | Path | None = None,
+                 image_size: int = 224, *, border: str = "fg", val_fraction: float = 0.1,
+                 split_seed: int = 0, crop_scale: float | None = None, verify: str = "header",
+                 augment: bool = False, transform: Callable | None = None,
+                 normalize: bool = True):
+        super().__init__(image_size, crop_scale=crop_scale, augment=augment,
+                         transform=transform, normalize=normalize, verify=verify)
+        if root is None:
+            raise ValueError("pets needs root=<folder holding oxford-iiit-pet>. " + PETS_HOW)
+        if border not in BORDER_RULES:
+            raise ValueError(f"border must be one of {', '.join(BORDER_RULES)}, got {border!r}")
+        if split not in ("train", "val", "trainval", "test"):
+            raise ValueError(f"pets has the splits train, val, trainval and test, not {split!r}")
+        self.border = border
+        tv_root, base = resolve_pets_root(root)
+        for rel in ("images", "annotations/trimaps", "annotations/trainval.txt",
+                    "annotations/test.txt"):
+            expect_file(base / rel, "the Oxford-IIIT Pet file", PETS_HOW)
+        from torchvision.datasets import OxfordIIITPet
+
+        lists = {}
+        for official in ("trainval", "test"):
+            try:
+                tv = OxfordIIITPet(str(tv_root), split=official,
+                                   target_types=("category", "segmentation"), download=False)
+            except ValueError as e:
+                raise ValueError(f"malformed {base / 'annotations' / (official + '.txt')}: "
+                                 f"{e}. {PETS_HOW}") from e
+            lists[official] = [(Path(img), Path(seg), int(lab)) for img, seg, lab in
+                               zip(tv._images, tv._segs, tv._labels, strict=True)]
+        names: dict[int, str] = {}
+        for rows in lists.values():
+            for img, _, lab in rows:
+                names.setdefault(lab, _breed(img.stem))
+        n_cls = max(names) + 1 if names else 0
+        self.class_names = [names.get(k, f"class_{k}") for k in range(n_cls)]
+        rows = lists["trainval"] + lists["test"]
+        keep = select_split(split, [r[0].stem for r in rows], [r[2] for r in rows],
+                            [i < len(lists["trainval"]) for i in range(len(rows))],
+                            val_fraction, split_seed, "pets")
+        rows = [r for r, k in zip(rows, keep, strict=True) if k]
+        self._rows = self._verified(rows, lambda r: (r[0], r[1]))
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def labels(self) -> list[int]:
+        return [r[2] for r in self._rows]
+
+    def raw_sample(self, index: int) -> RawSample:
+        img_path, seg_path, label = self._rows[index]
+        image = load_rgb(img_path)
+        trimap = load_label_png(seg_path)
+        mask = (trimap == 1) | (trimap == 3) if self.border == "fg" else trimap == 1
+        check_mask_shape(mask, image, seg_path, img_path)
+        return RawSample(image, torch.from_numpy(np.ascontiguousarray(mask)), None, label,
+                         f"pets/{img_path.stem}")
