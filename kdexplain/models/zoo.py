@@ -183,6 +183,11 @@ def load_model(path: str | Path, arch: str | None = None, num_classes: int | Non
             raise ValueError(f"cannot infer the number of classes from {path}; pass num_classes")
         num_classes = int(head[-1].shape[0])
     model_kwargs = {**meta.get("model_kwargs", {}), **kwargs}
+    if arch == "kdnet" and not meta:
+        # a plain kdnet state dict: its widths are in the weights' shapes
+        if "features.0.weight" in state and "classifier.0.weight" in state:
+            model_kwargs.setdefault("width", int(state["features.0.weight"].shape[0]))
+            model_kwargs.setdefault("hidden", int(state["classifier.0.weight"].shape[0]))
     model = build_model(arch, num_classes, **model_kwargs)
     try:
         model.load_state_dict(state)

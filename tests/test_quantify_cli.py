@@ -1,0 +1,63 @@
+"""`kdexplain quantify` on kdexplain checkpoints, torchvision state dicts and image folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from kdexplain.cli import main
+from kdexplain.models import build_model
+from kdexplain.quantify.io import load_result
+
+
+def test_quantify_state_dict_on_builtin_images(tmp_path):
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+               "--out", str(out), "--n", "2", "--image-size", "32", "--grid", "8",
+               "--steps", "3", "--samples", "4", "--heatmaps"])
+    assert rc == 0
+    res = load_result(out / "quantify.pt")
+    assert res.entropy.shape == (2, 8, 8) and res.layer == "classifier.0"
+    cells = pd.read_csv(out / "cells.csv")
+    assert len(cells) == 2 * 64 and {"sigma", "entropy", "foreground", "row", "col"} <= set(cells)
+    images = pd.read_csv(out / "images.csv")
+    assert list(images["steps_run"]) == [3, 3]
+    assert len(list((out / "heatmaps").glob("*.png"))) == 2
+
+
+def test_quantify_torchvision_arch_on_a_folder(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    weights = tmp_path / "r18.pth"
+    torch.save(build_model("resnet18", 3).state_dict(), weights)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "resnet18", "--layer", "conv",
+               "--images", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
+               "--steps", "2", "--samples", "2"])
+    assert rc == 0
+    res = load_result(out / "quantify.pt")
+    assert res.layer == "layer4.1.bn2" and res.sigma.shape == (2, 4, 4)
+
+
+def test_quantify_errors_are_one_line(tmp_path, capsys):
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc9",
+               "--out", str(tmp_path / "q"), "--n", "1", "--image-size", "32"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "fc1" in err
+    rc = main(["quantify", "--checkpoint", str(tmp_path / "missing.pt"), "--layer", "fc1",
+               "--out", str(tmp_path / "q")])
+    assert rc == 2
+    assert "does not exist" in capsys.readouterr().err
+    rc = main(["quantify", "--checkpoint", str(weights), "--layer", "fc1", "--out", str(tmp_path / "q")])
+    assert rc == 2
+    assert "--arch" in capsys.readouterr().err
