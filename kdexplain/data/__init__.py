@@ -14,7 +14,11 @@ from kdexplain.data.base import (
     Skipped,
     collate,
 )
+from kdexplain.data.cub import CUBDataset
+from kdexplain.data.folder import FolderDataset
 from kdexplain.data.grid import MASK_RULES, cell_index, center_mask, mask_to_grid
+from kdexplain.data.ilsvrc import ILSVRCDataset
+from kdexplain.data.pets import PetsDataset
 from kdexplain.data.preview import dataset_summary, draw_preview, format_summary
 from kdexplain.data.registry import build_dataset, dataset_names, register_dataset
 from kdexplain.data.scenes import (
@@ -30,6 +34,7 @@ from kdexplain.data.transforms import (
     denormalize,
     normalize,
 )
+from kdexplain.data.voc import VOC_CLASSES, VOCObjectsDataset
 
 __all__ = [
     "ANIMAL_CLASSES",
@@ -37,12 +42,18 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MASK_RULES",
+    "VOC_CLASSES",
+    "CUBDataset",
     "CorruptImageError",
     "CorruptImageWarning",
+    "FolderDataset",
+    "ILSVRCDataset",
     "JointPipeline",
     "MaskedImageDataset",
+    "PetsDataset",
     "ScenesDataset",
     "Skipped",
+    "VOCObjectsDataset",
     "build_dataset",
     "build_scenes",
     "cell_index",

@@ -134,11 +134,11 @@ def draw_preview(ds, out: str | Path, n: int = 16, grid: int = 16, cols: int | N
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.35 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    normalised = getattr(getattr(ds, "pipeline", None), "normalize", True)
     for k in range(count):
         item = ds[start + k]
         ax = axes.flat[k]
-        img = denormalize(item["image"]) if item["image"].min() < 0 or item["image"].max() > 1 \
-            else item["image"].clamp(0, 1)
+        img = denormalize(item["image"]) if normalised else item["image"].clamp(0, 1)
         h, w = img.shape[-2:]
         ax.imshow(img.permute(1, 2, 0).numpy(), interpolation="nearest",
                   extent=(0, w, h, 0))
