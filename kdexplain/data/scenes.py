@@ -513,7 +513,7 @@ class ScenesDataset(MaskedImageDataset):
         Generation seed (default 0).
     spurious_background : float
         Probability p of tying an image's background family to its class (default 0).
-    classes : sequence of str or None
+    classes : sequence of str, comma-separated str, or None
         A subset of :data:`ANIMAL_CLASSES`, in label order; None = all ten.
     cache_dir : path or None
         Folder of the cache files (overrides ``root``).
@@ -550,6 +550,8 @@ class ScenesDataset(MaskedImageDataset):
         if split not in SPLITS:
             raise ValueError(f"scenes has the splits {', '.join(SPLITS)}, not {split!r}")
         counts = _split_counts(images_per_class, val_per_class, test_per_class)
+        if isinstance(classes, str):  # "bear,cow" from a command line or config
+            classes = [c.strip() for c in classes.split(",") if c.strip()]
         self.config = ScenesConfig(split, int(image_size), counts[split], int(seed),
                                    float(spurious_background),
                                    tuple(classes) if classes else ANIMAL_CLASSES)
