@@ -240,6 +240,10 @@ def test_pets_trimaps_splits_and_alignment(tmp_path):
     assert torch.equal(flipped[0]["mask"], test[0]["mask"].flip(-1))
     bg = build_dataset("pets", split="test", root=root, image_size=40, border="bg")
     assert bg[0]["mask"].sum() < test[0]["mask"].sum()
+    ignored = build_dataset("pets", split="test", root=root, image_size=40, border="ignore")
+    assert torch.equal(ignored[0]["mask"], bg[0]["mask"])
+    with pytest.raises(ValueError, match="border must be one of fg, bg, ignore"):
+        build_dataset("pets", root=root, border="maybe")
 
 
 def test_pets_val_is_a_stable_stratified_holdout(tmp_path):

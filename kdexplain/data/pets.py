@@ -1,7 +1,9 @@
 """``pets``: Oxford-IIIT Pet with its trimaps as foreground masks.
 
 Trimap values: 1 = pet, 2 = background, 3 = border (the uncertain outline of the pet).
-``border="fg"`` (default) counts the border as foreground, ``"bg"`` as background.
+``border="fg"`` (default) counts the border as foreground, ``"bg"`` as background;
+``"ignore"`` is accepted as a synonym of ``"bg"`` (a boolean mask has no "ignore" value,
+and an ignored pixel is not foreground).
 The object box is the mask's bounding box.
 
 Layout (``torchvision.datasets.OxfordIIITPet``, ``download=False``)::
@@ -35,7 +37,7 @@ PETS_HOW = ("Download images.tar.gz and annotations.tar.gz from "
             "https://www.robots.ox.ac.uk/~vgg/data/pets/ and extract both into "
             "<root>/oxford-iiit-pet (when online, torchvision.datasets.OxfordIIITPet(root, "
             "download=True) does this).")
-BORDER_RULES = ("fg", "bg")
+BORDER_RULES = ("fg", "bg", "ignore")
 
 
 def resolve_pets_root(root: str | Path) -> tuple[Path, Path]:
@@ -59,8 +61,8 @@ class PetsDataset(MaskedImageDataset):
     root : path
         The folder holding ``oxford-iiit-pet`` (or that folder itself).
     image_size : int
-    border : {"fg", "bg"}
-        What the trimap's border (value 3) counts as.
+    border : {"fg", "bg", "ignore"}
+        What the trimap's border (value 3) counts as ("ignore" = background).
     val_fraction : float
         Share of each class of ``trainval`` held out as ``val`` (default 0.1).
     split_seed : int
