@@ -7,6 +7,7 @@ Rooms, in the direction data flows: ``data`` -> ``models`` -> ``train`` -> ``qua
 __version__ = "0.1.0"
 
 from kdexplain.concepts import ConceptSettings, RunEntropies, analyze_concepts  # noqa: E402
+from kdexplain.data import build_dataset, denormalize, mask_to_grid  # noqa: E402
 from kdexplain.models import build_model, get_layer, resolve_layer_name  # noqa: E402
 from kdexplain.quantify import (  # noqa: E402
     PerturbationEntropy,
@@ -23,8 +24,11 @@ __all__ = [
     "QuantifySettings",
     "__version__",
     "analyze_concepts",
+    "build_dataset",
     "build_model",
+    "denormalize",
     "get_layer",
+    "mask_to_grid",
     "quantify",
     "resolve_layer_name",
 ]

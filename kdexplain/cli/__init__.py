@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="kdexplain")
     except SystemExit as e:  # typer's normal exit (help, usage errors, success)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except (UserError, FileNotFoundError, ValueError, KeyError) as e:
+    except (UserError, OSError, ValueError, KeyError) as e:  # OSError: missing files, permissions, disk full
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
         return 2
