@@ -1,0 +1,99 @@
+"""``python -m analyses.hinton <analysis|all> [--quick] ...``: see ``analyses/hinton/README.md``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+
+from analyses.hinton import ANALYSES, make_config, render_only, run_analyses
+from analyses.hinton.workspace import DEFAULT_CACHE_DIR, log
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+#: Large data sets are subsampled by default so a full run stays within minutes.
+LARGE_TRAIN_SIZE = {"full": 10000, "quick": 4000}
+
+
+@app.command()
+def main(
+    analysis: str = typer.Argument(..., help=f"one of: {', '.join(ANALYSES)}, all"),
+    quick: bool = typer.Option(False, "--quick", help="two seeds, few epochs (~1-2 min each)"),
+    dataset: str = typer.Option("mnist5k", help="mnist5k (offline), fashion (Debian's "
+                                "dataset-fashion-mnist), mnist (torchvision), sklearn-digits"),
+    root: Optional[Path] = typer.Option(None, help="data root for fashion / mnist"),
+    download: bool = typer.Option(False, help="download torchvision MNIST into --root"),
+    seeds: Optional[str] = typer.Option(None, help="comma-separated seeds, e.g. 0,1,2 "
+                                        "(default: 0,1,2 full, 0,1 quick)"),
+    train_size: Optional[int] = typer.Option(None, help="stratified training subset (default: "
+                                             "all of mnist5k / sklearn-digits, 10000 of the "
+                                             "large sets, 4000 with --quick)"),
+    test_size: Optional[int] = typer.Option(None, help="stratified test subset (default all)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default reports/hinton, "
+                                       "runs/hinton/quick with --quick; a sub-folder per "
+                                       "data set other than mnist5k)"),
+    cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, help="cache of trained runs"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="train everything again, keep "
+                                  "runs in memory only"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's "
+                                          "choice, e.g. OMP_NUM_THREADS)"),
+    render: bool = typer.Option(False, "--render-only", help="rebuild pages and plots from "
+                                "the JSON results in --out, train nothing"),
+) -> None:
+    """Reproduce Hinton et al.'s distillation findings; write Markdown pages and plots."""
+    names = list(ANALYSES) if analysis == "all" else [analysis]
+    mode = "quick" if quick else "full"
+    key = dataset.lower()
+    if out is None:
+        out = Path("reports/hinton") if not quick else Path("runs/hinton/quick")
+        if key not in ("mnist5k", "mnist-5k"):
+            out = out / key
+    if render:
+        for p in render_only(names, out):
+            log(f"wrote {p}")
+        return
+    if threads is not None:
+        torch.set_num_threads(threads)
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+        except ValueError as e:
+            raise ValueError(f"--seeds must be comma-separated integers, got {seeds!r}") from e
+    if train_size is None and key not in ("mnist5k", "mnist-5k", "sklearn-digits", "digits"):
+        train_size = LARGE_TRAIN_SIZE[mode]
+    cfg = make_config(quick=quick, dataset=key, seeds=seed_list, train_size=train_size,
+                      test_size=test_size)
+    t0 = time.perf_counter()
+    run_analyses(names, cfg, out, root=root, download=download,
+                 cache_dir=None if no_cache else cache_dir)
+    log(f"all done in {time.perf_counter() - t0:.0f} s; pages in {out}/ (index.md)")
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Run the command; predictable mistakes print one ``error:`` line and return 2."""
+    try:
+        app(args=argv, prog_name="python -m analyses.hinton", standalone_mode=False)
+    except (FileNotFoundError, ValueError) as e:
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        return 2
+    except KeyboardInterrupt:
+        typer.secho("interrupted: finished runs are cached; run the same command again to "
+                    "resume", fg=typer.colors.YELLOW, err=True)
+        return 130
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            return e.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

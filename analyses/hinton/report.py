@@ -1,0 +1,183 @@
+"""Tables, figures and pages of the Hinton reports (generated, never hand-edited).
+
+A page is built from an analysis' result dict alone, so ``<name>.json`` beside each page
+holds every number the page shows.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kdexplain.utils import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
+
+PAPER = "Hinton, Vinyals & Dean (2015), *Distilling the Knowledge in a Neural Network*"
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``; 0 for a single value)."""
+    arr = np.asarray(list(values), dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def fmt_ms(values: Iterable[float], digits: int = 2, scale: float = 1.0,
+           suffix: str = "") -> str:
+    """``"mean ± std"`` of ``values * scale``, e.g. ``fmt_ms([0.031, 0.035], 2, 100, "%")``."""
+    m, s = mean_std(float(v) * scale for v in values)
+    return f"{m:.{digits}f} ± {s:.{digits}f}{suffix}"
+
+
+def paired_test(a: Sequence[float], b: Sequence[float], scale: float = 1.0,
+                unit: str = "") -> str:
+    """``a - b`` paired by seed: "mean ± std, paired t-test p = ... (n = ...)".
+
+    With fewer than two pairs, or identical differences, no p-value can be given and the
+    text says so.
+    """
+    from scipy import stats
+
+    d = (np.asarray(a, dtype=float) - np.asarray(b, dtype=float)) * scale
+    m, s = mean_std(d)
+    text = f"{m:+.2f} ± {s:.2f}{unit}"
+    if d.size < 2:
+        return text + f" (n = {d.size}, no test possible)"
+    if np.allclose(d, d[0]):
+        return text + f" (n = {d.size}, identical in every seed)"
+    p = float(stats.ttest_rel(np.asarray(a, float), np.asarray(b, float)).pvalue)
+    return text + f" (paired t-test p = {p:.2g}, n = {d.size})"
+
+
+def fmt_num(x: float, digits: int = 3) -> str:
+    """Fixed notation, or scientific for tiny non-zero magnitudes (probabilities)."""
+    if x != 0 and abs(x) < 10 ** (-digits):
+        return f"{x:.1e}"
+    return f"{x:.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table."""
+    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_figure(fig: plt.Figure, path: str | Path) -> Path:
+    """Save ``fig`` as PNG (atomically) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def errorbar_line(ax: plt.Axes, x: Sequence[float], per_seed: np.ndarray, label: str,
+                  **kwargs) -> None:
+    """Plot the mean over seeds (rows of ``per_seed``, shape ``(n_seeds, len(x))``) with a
+    +- std band."""
+    per_seed = np.asarray(per_seed, dtype=float)
+    m = per_seed.mean(axis=0)
+    s = per_seed.std(axis=0, ddof=1) if per_seed.shape[0] > 1 else np.zeros_like(m)
+    line = ax.plot(x, m, marker="o", ms=4, label=label, **kwargs)[0]
+    ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.2, lw=0)
+
+
+def setup_section(result: dict) -> str:
+    """The "how this was made" section: command, data split, seeds, config, environment."""
+    meta = result["meta"]
+    env = meta.get("environment", {})
+    pk = env.get("packages", {})
+    load = meta.get("load_average")
+    load_txt = (f"; machine load average {load[0]} at the start, {load[1]} at the end, on "
+                f"{meta.get('cpu_count')} cores" if load and load[0] is not None else "")
+    lines = [
+        "## How this page was made",
+        "",
+        f"- Command: `{meta['command']}` (mode `{meta['config']['mode']}`, "
+        f"{meta['wall_s']:.0f} s wall-clock for this analysis{load_txt}; "
+        f"{meta.get('runs_trained', 0)} nets trained, the rest read from the run cache).",
+        f"- Data: {meta['split_note']}",
+        f"- Seeds: {list(meta['config']['seeds'])}; every ± is the sample standard deviation "
+        f"over these n = {len(meta['config']['seeds'])} seeds (teacher and students re-trained "
+        "per seed).",
+        f"- Environment: torch {pk.get('torch')}, {env.get('torch_threads')} CPU thread(s), "
+        f"git {env.get('git_revision')}, {env.get('time_utc')}.",
+        "",
+        "<details><summary>Full configuration</summary>",
+        "",
+        "```json",
+        json.dumps(meta["config"], indent=2),
+        "```",
+        "",
+        "</details>",
+    ]
+    return "\n".join(lines)
+
+
+def write_page(out_dir: str | Path, result: dict, body: str) -> Path:
+    """Write ``<name>.md`` (title, body, setup section) and ``<name>.json`` (all numbers)."""
+    out_dir = Path(out_dir)
+    name = result["name"]
+    text = "\n\n".join([f"# {result['title']}", f"Reproducing {PAPER}. "
+                        "Generated by `analyses/hinton`; do not edit by hand.",
+                        body.strip(), setup_section(result)]) + "\n"
+    atomic_write_text(out_dir / f"{name}.json",
+                      json.dumps(result, indent=1, sort_keys=True, default=_json_default) + "\n")
+    return atomic_write_text(out_dir / f"{name}.md", text)
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def write_index(out_dir: str | Path, order: Sequence[str]) -> Path:
+    """``index.md``: one entry per analysis page present in ``out_dir``, with its headline."""
+    out_dir = Path(out_dir)
+    parts = ["# Reproducing Hinton et al. (2015): index", "",
+             f"Generated by `analyses/hinton` from the `*.json` results in this folder "
+             f"({PAPER}). Run `python -m analyses.hinton all` to regenerate everything; see "
+             "`analyses/hinton/README.md`.", ""]
+    found, total_s, trained = 0, 0.0, 0
+    for name in order:
+        path = out_dir / f"{name}.json"
+        if not path.is_file():
+            continue
+        res = read_json(path)
+        found += 1
+        meta = res["meta"]
+        total_s += meta["wall_s"]
+        trained += meta.get("runs_trained", 0)
+        parts.append(f"## [{res['title']}]({name}.md)")
+        parts.append("")
+        parts.append(f"`{meta['command']}` ({meta['config']['mode']} mode, "
+                     f"{len(meta['config']['seeds'])} seeds, {meta['wall_s']:.0f} s)")
+        parts.append("")
+        parts += [f"- {line}" for line in res.get("headline", [])]
+        parts.append("")
+    if not found:
+        parts.append("No analysis has been run into this folder yet.")
+    else:
+        parts.append(f"Total wall-clock of the {found} analyses: {total_s:.0f} s "
+                     f"({trained} nets trained).")
+    return atomic_write_text(out_dir / "index.md", "\n".join(parts).rstrip() + "\n")
+
+
+def scaled_10k(rate: float) -> str:
+    """An error rate as the error count it would be on MNIST's 10 000 test images."""
+    return f"{rate * 10000:.0f}" if math.isfinite(rate) else "nan"

@@ -1,0 +1,165 @@
+"""The shared state of one invocation: config, data, and cached training runs.
+
+Every trained net is reduced to its logits on the whole training split and on the test
+split; those are all the analyses need. Each run is saved (atomically) under the cache
+folder keyed by everything that determines it, so ``all`` trains each teacher once, an
+interrupted run resumes where it stopped, and re-running an analysis only rebuilds the
+report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from analyses.hinton.config import CODE_VERSION, HintonConfig
+from analyses.hinton.nets import NetConfig, predict_logits, train_mlp
+from kdexplain.data.digits import DigitData, load_digits
+from kdexplain.utils import atomic_torch_save, derive_seed
+
+DEFAULT_CACHE_DIR = Path("runs") / "hinton" / "cache"
+
+
+def log(msg: str) -> None:
+    """One line of progress on stderr."""
+    print(f"[hinton] {msg}", file=sys.stderr, flush=True)
+
+
+def load_data(cfg: HintonConfig, root: str | Path | None = None,
+              download: bool = False) -> DigitData:
+    """The config's data set, subsampled to ``train_size`` / ``test_size`` when set."""
+    data = load_digits(cfg.dataset, root=root, download=download)
+    if cfg.train_size is not None or cfg.test_size is not None:
+        data = data.subsample(cfg.train_size, cfg.test_size, seed=0)
+    return data
+
+
+class Workspace:
+    """Config + data + a cache of trained nets' logits.
+
+    Parameters
+    ----------
+    cfg : HintonConfig
+    data : DigitData
+    cache_dir : str or Path or None
+        Folder of cached runs (one sub-folder per data set); ``None`` keeps runs in memory
+        only.
+    """
+
+    def __init__(self, cfg: HintonConfig, data: DigitData,
+                 cache_dir: str | Path | None = DEFAULT_CACHE_DIR) -> None:
+        self.cfg = cfg
+        self.data = data
+        self.cache_dir = Path(cache_dir) / data.name if cache_dir is not None else None
+        self._memo: dict[str, dict[str, torch.Tensor]] = {}
+        self.trained = 0  # runs trained by this workspace (not loaded from the cache)
+
+    # ------------------------------------------------------------------ caching
+    def _key(self, spec: dict) -> str:
+        spec = {"code_version": CODE_VERSION, "data": self.data.split_note, **spec}
+        return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+    def _cached(self, label: str, spec: dict, train_fn,
+                desc: str) -> dict[str, torch.Tensor]:
+        key = self._key(spec)
+        if key in self._memo:
+            return self._memo[key]
+        path = self.cache_dir / f"{label}-{key[:16]}.pt" if self.cache_dir is not None else None
+        if path is not None and path.is_file():
+            try:
+                out = torch.load(path, map_location="cpu", weights_only=True)
+                self._memo[key] = out
+                return out
+            except Exception as e:  # a damaged cache file is retrained, not fatal
+                log(f"ignoring unreadable cache file {path} ({e}); training again")
+        log(f"training {desc}")
+        model = train_fn()
+        out = {"train": predict_logits(model, self.data.x_train),
+               "test": predict_logits(model, self.data.x_test)}
+        self.trained += 1
+        if path is not None:
+            atomic_torch_save(out, path)
+        self._memo[key] = out
+        return out
+
+    # ------------------------------------------------------------------ runs
+    def teacher(self, seed: int) -> dict[str, torch.Tensor]:
+        """The teacher of ``seed``, trained on the whole training split with labels.
+
+        Returns
+        -------
+        dict
+            ``"train"``: logits ``(N_train, C)``, ``"test"``: logits ``(N_test, C)`` (eval
+            mode: no dropout, no jitter).
+        """
+        net = self.cfg.teacher
+        spec = {"role": "teacher", "net": net.as_dict(), "seed": seed}
+        return self._cached(f"teacher-s{seed}", spec, lambda: train_mlp(
+            self.data.x_train, self.data.y_train, net, derive_seed(seed, "teacher"),
+            image_shape=self.data.image_shape, num_classes=self.data.num_classes,
+            desc=f"teacher seed {seed}"), desc=f"teacher 2x{net.hidden}, seed {seed}")
+
+    def student(self, seed: int, net: NetConfig, *, temperature: float | None = None,
+                soft_weight: float = 1.0, rows: torch.Tensor | None = None,
+                use_labels: bool = True, match_steps_to: int | None = None,
+                ) -> dict[str, torch.Tensor]:
+        """A small net trained on labels (``temperature=None``) or distilled from the teacher.
+
+        Parameters
+        ----------
+        seed : int
+            Seed of the run; the teacher of the same seed provides the soft targets. Nets of
+            one width and seed share their initialisation whatever the loss, so comparisons
+            between losses are paired.
+        net : NetConfig
+        temperature : float or None
+            T of the soft term; ``None`` trains on hard labels only.
+        soft_weight : float
+            ``a``; the hard-label cross-entropy gets ``1 - a``.
+        rows : LongTensor (M,), optional
+            Rows of the training split forming the transfer set (default: all).
+        use_labels : bool
+            ``False`` distils from soft targets alone.
+        match_steps_to : int, optional
+            Scale the epochs so a transfer set of ``len(rows)`` images gets as many optimiser
+            steps as ``match_steps_to`` images would in ``net.epochs`` epochs (for the small
+            transfer sets of the missing-class analysis).
+
+        Returns
+        -------
+        dict
+            ``"train"`` ``(N_train, C)`` and ``"test"`` ``(N_test, C)`` logits.
+        """
+        x, y = self.data.x_train, self.data.y_train
+        if rows is not None:
+            x, y = x[rows], y[rows]
+        if match_steps_to is not None and len(x) < match_steps_to:
+            net = replace(net, epochs=max(1, round(net.epochs * match_steps_to / len(x))))
+        distil = temperature is not None
+        if not distil and not use_labels:
+            raise ValueError("a student needs labels, a temperature, or both")
+        spec = {"role": "student", "net": net.as_dict(), "seed": seed,
+                "temperature": temperature, "soft_weight": soft_weight if distil else None,
+                "labels": use_labels,
+                "teacher": self.cfg.teacher.as_dict() if distil else None,
+                "rows": None if rows is None else hashlib.sha256(
+                    rows.to(torch.int64).numpy().tobytes()).hexdigest()}
+        teacher_logits = None
+        if distil:
+            teacher_logits = self.teacher(seed)["train"]
+            if rows is not None:
+                teacher_logits = teacher_logits[rows]
+        what = f"T={temperature:g} a={soft_weight:g}" if distil else "labels"
+        label = f"student-h{net.hidden}-s{seed}"
+        return self._cached(label, spec, lambda: train_mlp(
+            x, y if use_labels else None, net, derive_seed(seed, "student", net.hidden),
+            image_shape=self.data.image_shape, num_classes=self.data.num_classes,
+            teacher_logits=teacher_logits, temperature=temperature or 1.0,
+            soft_weight=soft_weight, desc=f"2x{net.hidden} {what} seed {seed}"),
+            desc=f"student 2x{net.hidden} ({what}, {len(x)} images, {net.epochs} epochs), "
+                 f"seed {seed}")
