@@ -69,3 +69,26 @@ __all__ = [
     "normalize",
     "register_dataset",
 ]
+
+# Digit data sets for the distillation analyses (MNIST-5k, Fashion-MNIST, sklearn digits).
+from kdexplain.data.digits import (  # noqa: E402
+    DIGIT_DATASETS,
+    FASHION_MNIST_CLASSES,
+    DigitData,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist5k,
+    load_sklearn_digits,
+    load_torchvision_mnist,
+)
+
+__all__ += [
+    "DIGIT_DATASETS",
+    "FASHION_MNIST_CLASSES",
+    "DigitData",
+    "load_digits",
+    "load_fashion_mnist",
+    "load_mnist5k",
+    "load_sklearn_digits",
+    "load_torchvision_mnist",
+]
