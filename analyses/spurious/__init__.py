@@ -1,0 +1,49 @@
+"""The spurious-background validation of the concept measure (issue 5).
+
+``scenes`` can tie the background photo family to the class (``spurious_background = p``).
+A network trained with the tie relies on the background, which gives the concept measure
+(SPEC section 4) a ground truth: per seed, the same architecture is trained with p = 0
+(``neutral``) and with p high (``spurious``), both are quantified on the same images, and
+the concept counts ``N_fg``, ``N_bg``, ``fg_ratio`` (and the mean object / background
+entropies) are compared image by image.
+
+Run ``python -m analyses.spurious [--quick]``; see ``analyses/spurious/README.md``.
+"""
+
+from analyses.spurious.config import CONDITIONS, SpuriousConfig, experiment_config, make_config
+from analyses.spurious.images import ImageSet, analysed_sets, background_relation, select_balanced
+from analyses.spurious.metrics import EXPECTED, METRICS, compare_conditions, image_metrics, verdict
+from analyses.spurious.pipeline import (
+    ValidationResults,
+    accuracy_table,
+    per_image_table,
+    quantify_runs,
+    run_validation,
+    train_networks,
+    weights_digest,
+)
+from analyses.spurious.report import write_report
+
+__all__ = [
+    "CONDITIONS",
+    "EXPECTED",
+    "METRICS",
+    "ImageSet",
+    "SpuriousConfig",
+    "ValidationResults",
+    "accuracy_table",
+    "analysed_sets",
+    "background_relation",
+    "compare_conditions",
+    "experiment_config",
+    "image_metrics",
+    "make_config",
+    "per_image_table",
+    "quantify_runs",
+    "run_validation",
+    "select_balanced",
+    "train_networks",
+    "verdict",
+    "weights_digest",
+    "write_report",
+]

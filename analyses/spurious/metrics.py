@@ -1,0 +1,243 @@
+"""Per-image concept metrics of one network and the paired comparison of the two networks.
+
+Built on :mod:`kdexplain.concepts` (SPEC section 4): ``H_bar`` pooled over the analysed
+images of one network at one checkpoint, concept cells ``H_bar - H_i > b``, ``N_fg``,
+``N_bg`` and ``fg_ratio``. Beside these *relative* counts, two *absolute* numbers per image:
+the mean entropy of its foreground cells ``H_fg`` and of its background cells ``H_bg``, and
+their difference ``bg_minus_fg = H_bg - H_fg`` (positive: the foreground is used more).
+
+Three diagnostics say where the background concepts are and what the relative threshold
+does: ``N_bg_near`` / ``N_bg_far`` split ``N_bg`` into background cells that touch the object
+(8-neighbourhood on the grid, :func:`border_cells`) and the rest, and ``N_bg_shared`` /
+``N_fg_shared`` count concepts against one threshold shared by both networks (the mean of
+their two ``H_bar``), so that a shift of the whole background cannot hide in ``H_bar``.
+
+The comparison pairs the two networks of one seed on the same image (same pixels, same
+noise): ``spurious - neutral`` per (seed, image), a Wilcoxon signed-rank test over all
+pairs (:func:`kdexplain.concepts.paired_test`) and a bootstrap interval of the mean
+difference that resamples seeds, then images (:func:`kdexplain.concepts.paired_bootstrap_ci`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from kdexplain.concepts import (
+    background_entropy,
+    concept_cells,
+    count_concepts,
+    foreground_ratio,
+    holm,
+    paired_bootstrap_ci,
+    paired_test,
+    region_means,
+)
+
+__all__ = ["EXPECTED", "GROUPS", "METRICS", "border_cells", "compare_conditions", "image_metrics",
+           "shared_counts", "verdict"]
+
+#: The per-image metrics, in table order.
+METRICS = ("N_fg", "N_bg", "fg_ratio", "H_fg", "H_bg", "bg_minus_fg", "N_bg_near", "N_bg_far",
+           "N_fg_shared", "N_bg_shared")
+
+#: What kind of number each metric is.
+GROUPS = {"N_fg": "SPEC 4", "N_bg": "SPEC 4", "fg_ratio": "SPEC 4",
+          "H_fg": "entropy", "H_bg": "entropy", "bg_minus_fg": "entropy",
+          "N_bg_near": "diagnostic", "N_bg_far": "diagnostic",
+          "N_fg_shared": "diagnostic", "N_bg_shared": "diagnostic"}
+
+#: The sign of ``spurious - neutral`` expected if the spurious network relies on the
+#: background and the measure sees it: more background concepts (wherever they are counted),
+#: fewer foreground ones, a lower foreground share, a lower background entropy, a higher
+#: foreground entropy, a smaller gap.
+EXPECTED = {"N_fg": -1, "N_bg": +1, "fg_ratio": -1, "H_fg": +1, "H_bg": -1, "bg_minus_fg": -1,
+            "N_bg_near": +1, "N_bg_far": +1, "N_fg_shared": -1, "N_bg_shared": +1}
+
+
+def border_cells(foreground: np.ndarray) -> np.ndarray:
+    """Background cells that touch the object: 8-neighbours of a foreground cell.
+
+    Parameters
+    ----------
+    foreground : bool array (N, g, g)
+
+    Returns
+    -------
+    bool array (N, g, g)
+        True on background cells with at least one foreground cell among their 8
+        neighbours (these cells hold the object's outline but less than half of it).
+    """
+    foreground = np.asarray(foreground, dtype=bool)
+    if foreground.ndim != 3:
+        raise ValueError(f"foreground must be (N, g, g), got shape {foreground.shape}")
+    square = np.ones((1, 3, 3), dtype=bool)  # no growth across images
+    return ndimage.binary_dilation(foreground, structure=square) & ~foreground
+
+
+def shared_counts(entropy: np.ndarray, foreground: np.ndarray, h_bar: np.ndarray,
+                  concept_threshold: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """``N_fg`` and ``N_bg`` against a given baseline entropy (e.g. one shared by two networks).
+
+    Parameters
+    ----------
+    entropy : float array (N, g, g)
+    foreground : bool array (N, g, g)
+    h_bar : float array (N,)
+        The baseline entropy to compare each image's cells against.
+    concept_threshold : float
+
+    Returns
+    -------
+    n_fg, n_bg : float arrays (N,)
+        NaN where the grid or ``h_bar`` is NaN.
+    """
+    entropy = np.asarray(entropy, dtype=np.float64)
+    h_bar = np.asarray(h_bar, dtype=np.float64)
+    concepts = concept_cells(entropy[None], h_bar[None], concept_threshold)
+    n_fg, n_bg = (a[0].astype(np.float64) for a in count_concepts(concepts, foreground))
+    ok = np.isfinite(entropy).all(axis=(1, 2)) & np.isfinite(h_bar)
+    return np.where(ok, n_fg, np.nan), np.where(ok, n_bg, np.nan)
+
+SHOWS, OPPOSITE, UNCLEAR = "shows the effect", "opposite", "no clear difference"
+
+
+def image_metrics(entropy: np.ndarray, foreground: np.ndarray, *,
+                  concept_threshold: float = 0.2, baseline_entropy: str = "pooled",
+                  shared_h_bar: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The concept metrics of one network at one checkpoint, per image.
+
+    Parameters
+    ----------
+    entropy : float array (N, g, g)
+        Cell entropies ``H_i`` (nats); a NaN grid marks an image without usable signal
+        (``D0 = 0``), which gets NaN metrics and is left out of ``H_bar``.
+    foreground : bool array (N, g, g)
+    concept_threshold : float
+        ``b``.
+    baseline_entropy : {"pooled", "per_image"}
+        ``H_bar`` pooled over the N images (SPEC 4) or per image.
+    shared_h_bar : float array (N,), optional
+        A baseline entropy shared with another network; gives ``N_fg_shared`` and
+        ``N_bg_shared`` (NaN without it).
+
+    Returns
+    -------
+    dict of float arrays (N,)
+        Every name of :data:`METRICS`, and ``H_bar`` (this network's own).
+    """
+    entropy = np.asarray(entropy, dtype=np.float64)
+    foreground = np.asarray(foreground, dtype=bool)
+    if entropy.ndim != 3 or foreground.shape != entropy.shape:
+        raise ValueError(f"entropy (N, g, g) and foreground (N, g, g) must match; got "
+                         f"{entropy.shape} and {foreground.shape}")
+    usable = np.isfinite(entropy).all(axis=(1, 2))
+    grids = entropy[None]  # (1, N, g, g): one checkpoint
+    h_bar = background_entropy(grids, foreground, baseline_entropy)  # (1, N)
+    concepts = concept_cells(grids, h_bar, concept_threshold)
+    n_fg, n_bg = count_concepts(concepts, foreground)
+    n_fg, n_bg = n_fg[0].astype(np.float64), n_bg[0].astype(np.float64)
+    near = border_cells(foreground)
+    n_near = (concepts[0] & near).sum(axis=(1, 2)).astype(np.float64)
+    h_fg, h_bg = (a[0] for a in region_means(grids, foreground))
+    if shared_h_bar is not None:
+        fg_shared, bg_shared = shared_counts(entropy, foreground, shared_h_bar,
+                                             concept_threshold)
+    else:
+        fg_shared = bg_shared = np.full(len(entropy), np.nan)
+    out = {
+        "N_fg": n_fg,
+        "N_bg": n_bg,
+        "fg_ratio": foreground_ratio(n_fg, n_bg),
+        "H_fg": h_fg,
+        "H_bg": h_bg,
+        "bg_minus_fg": h_bg - h_fg,
+        "N_bg_near": n_near,
+        "N_bg_far": n_bg - n_near,
+        "N_fg_shared": fg_shared,
+        "N_bg_shared": bg_shared,
+        "H_bar": h_bar[0],
+    }
+    return {k: np.where(usable, v, np.nan) for k, v in out.items()}
+
+
+def verdict(p_adjusted: float, sign: int, expected: int, seed_signs: list[int],
+            alpha: float = 0.05) -> str:
+    """Whether one metric shows the expected effect.
+
+    ``shows the effect``: significant (``p_adjusted < alpha``), in the expected direction,
+    and no seed's mean difference points the other way. ``opposite``: significant the other
+    way. Otherwise ``no clear difference``.
+    """
+    if not np.isfinite(p_adjusted) or p_adjusted >= alpha or sign == 0:
+        return UNCLEAR
+    if sign == expected:
+        return SHOWS if all(s != -expected for s in seed_signs) else UNCLEAR
+    return OPPOSITE
+
+
+def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
+                       alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """The paired comparison ``spurious - neutral`` per (layer, image set, epoch, metric).
+
+    Parameters
+    ----------
+    per_image : DataFrame
+        One row per (seed, condition, layer, image_set, epoch, image) with the columns of
+        :data:`METRICS` (as written by the pipeline).
+    n_resamples : int
+        Bootstrap resamples.
+    alpha : float
+        Level of the tests and of the verdicts (after Holm's correction over all rows of
+        the same epoch).
+    seed : int
+        Seed of the bootstrap.
+
+    Returns
+    -------
+    DataFrame
+        One row per (layer, image_set, epoch, metric): ``neutral`` and ``spurious`` (means
+        over seeds and images), ``diff`` (mean of the paired differences, seeds weighted
+        equally), ``ci_low``/``ci_high`` (95% bootstrap), ``per_seed_diff`` (text),
+        ``n_pairs``, ``wilcoxon_p``, ``p_holm``, ``rank_biserial``, ``expected``
+        (``+``/``-``), ``verdict``.
+    """
+    keys = ["layer", "image_set", "epoch"]
+    rows = []
+    for (layer, image_set, epoch), df in per_image.groupby(keys, sort=False):
+        wide = df.pivot_table(index=["seed", "image"], columns="condition",
+                              values=list(METRICS), dropna=False)
+        for metric in METRICS:
+            if (metric, "neutral") not in wide or (metric, "spurious") not in wide:
+                raise ValueError(f"per-image table lacks one condition for {layer}/{image_set}/"
+                                 f"epoch {epoch}: both 'neutral' and 'spurious' are needed")
+            b = wide[(metric, "neutral")].to_numpy(dtype=float)
+            s = wide[(metric, "spurious")].to_numpy(dtype=float)
+            groups = wide.index.get_level_values("seed").to_numpy()
+            test = paired_test(s, b)
+            ci = paired_bootstrap_ci(s, b, groups=groups, n_resamples=n_resamples, seed=seed)
+            seed_diffs = []
+            for sd in np.unique(groups):
+                m = groups == sd
+                seed_diffs.append(float(np.nanmean(s[m] - b[m])))
+            rows.append({
+                "layer": layer, "image_set": image_set, "epoch": int(epoch), "metric": metric,
+                "neutral": float(np.nanmean(b)), "spurious": float(np.nanmean(s)),
+                "diff": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
+                "per_seed_diff": " / ".join(f"{d:+.3g}" for d in seed_diffs),
+                "seed_signs": [int(np.sign(d)) if np.isfinite(d) else 0 for d in seed_diffs],
+                "n_pairs": test.n, "wilcoxon_p": test.p_value,
+                "rank_biserial": test.effect_size, "sign": test.sign, "group": GROUPS[metric],
+                "expected": "+" if EXPECTED[metric] > 0 else "-",
+            })
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p_holm"] = np.nan
+    for _, idx in out.groupby("epoch").groups.items():
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "wilcoxon_p"].to_numpy(dtype=float))
+    out["verdict"] = [
+        verdict(r.p_holm, int(r.sign), EXPECTED[r.metric], r.seed_signs, alpha)
+        for r in out.itertuples()]
+    return out.drop(columns=["seed_signs", "sign"])

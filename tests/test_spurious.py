@@ -1,0 +1,275 @@
+"""The spurious-background validation (analyses/spurious): helpers checked by hand, and the
+whole pipeline on a tiny setting (trained networks, quantification, tables, report)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from analyses.spurious import (
+    EXPECTED,
+    METRICS,
+    background_relation,
+    compare_conditions,
+    experiment_config,
+    image_metrics,
+    make_config,
+    run_validation,
+    select_balanced,
+    verdict,
+    weights_digest,
+    write_report,
+)
+from analyses.spurious.config import SpuriousConfig
+from analyses.spurious.metrics import border_cells, shared_counts
+from kdexplain.models import build_model
+
+# --------------------------------------------------------------------------- helpers
+
+
+def test_background_relation_by_hand():
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    families = np.array([0, 0, 7, 3, 1, 2])
+    # 0->0 tied; 1 on family 0 (class 0's) conflicting; 7 unrelated; family 3 with 3 classes
+    # is tied to no class: unrelated; 1->1 tied; 2->2 tied
+    assert background_relation(labels, families, 3).tolist() == [
+        "tied", "conflicting", "unrelated", "unrelated", "tied", "tied"]
+    with pytest.raises(ValueError, match="shape"):
+        background_relation(labels, families[:3], 3)
+
+
+def test_select_balanced_by_hand():
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2])
+    eligible = np.array([True, False, True, True, True, False, True, True, True])
+    # turn 1: class 0 -> 0, class 1 -> 4, class 2 -> 2; turn 2: class 0 -> 3, ...
+    assert select_balanced(labels, eligible, 4).tolist() == [0, 2, 3, 4]
+    assert select_balanced(labels, eligible, 7).tolist() == [0, 2, 3, 4, 6, 7, 8]
+    with pytest.raises(ValueError, match="only 7 eligible"):
+        select_balanced(labels, eligible, 8)
+
+
+def test_image_metrics_by_hand():
+    # two images on a 2x2 grid; image 0: left column foreground, image 1: top-left only
+    fg = np.array([[[True, False], [True, False]],
+                   [[True, False], [False, False]]])
+    ent = np.array([[[-3.0, -2.0], [-2.45, -2.6]],
+                    [[-2.0, -3.0], [-2.2, -2.4]]])
+    # background means: image 0 (-2.0 - 2.6)/2 = -2.3; image 1 (-3.0 - 2.2 - 2.4)/3 = -2.5333
+    h_bar = (-2.3 + (-7.6 / 3)) / 2  # pooled: each image counts once = -2.41667
+    m = image_metrics(ent, fg, concept_threshold=0.2)
+    assert np.allclose(m["H_bar"], h_bar)
+    # concepts: H_i < h_bar - 0.2 = -2.61667 -> image 0: -3.0 (fg); image 1: -3.0 (bg)
+    assert m["N_fg"].tolist() == [1.0, 0.0]
+    assert m["N_bg"].tolist() == [0.0, 1.0]
+    assert m["fg_ratio"].tolist() == [1.0, 0.0]
+    assert np.allclose(m["H_fg"], [-2.725, -2.0])
+    assert np.allclose(m["H_bg"], [-2.3, -7.6 / 3])
+    assert np.allclose(m["bg_minus_fg"], [0.425, -7.6 / 3 + 2.0])
+    # on a 2x2 grid every background cell touches the object: all background concepts are near
+    assert m["N_bg_near"].tolist() == [0.0, 1.0] and m["N_bg_far"].tolist() == [0.0, 0.0]
+    # no shared baseline given: the shared counts are undefined
+    assert np.isnan(m["N_bg_shared"]).all() and np.isnan(m["N_fg_shared"]).all()
+    # a shared baseline of -2.05 (concepts below -2.25): image 0 -3.0, -2.45 (fg), -2.6 (bg);
+    # image 1 -3.0, -2.4 (bg)
+    m3 = image_metrics(ent, fg, shared_h_bar=np.array([-2.05, -2.05]))
+    assert m3["N_fg_shared"].tolist() == [2.0, 0.0]
+    assert m3["N_bg_shared"].tolist() == [1.0, 2.0]
+    assert m3["N_bg"].tolist() == m["N_bg"].tolist()  # the own counts do not change
+    # per-image baseline: image 0 below -2.5 -> -3.0 (fg) and -2.6 (bg); image 1 -3.0 (bg)
+    m2 = image_metrics(ent, fg, concept_threshold=0.2, baseline_entropy="per_image")
+    assert m2["N_fg"].tolist() == [1.0, 0.0] and m2["N_bg"].tolist() == [1.0, 1.0]
+
+
+def test_border_cells_by_hand():
+    fg = np.zeros((2, 4, 4), dtype=bool)
+    fg[0, 0, 0] = True  # corner: its 3 neighbours
+    fg[1, 1:3, 1:3] = True  # centre block: the 12 cells around it
+    near = border_cells(fg)
+    assert near[0].sum() == 3 and near[0, 0, 1] and near[0, 1, 0] and near[0, 1, 1]
+    assert near[1].sum() == 12 and not (near[1] & fg[1]).any()
+    # no growth from one image into the next: an image without object has no border
+    only_first = fg.copy()
+    only_first[1] = False
+    assert not border_cells(only_first)[1].any()
+    with pytest.raises(ValueError, match="shape"):
+        border_cells(fg[0])
+
+
+def test_shared_counts_by_hand():
+    fg = np.array([[[True, False], [False, False]]])
+    ent = np.array([[[-3.0, -2.5], [-2.1, -1.0]]])
+    n_fg, n_bg = shared_counts(ent, fg, np.array([-2.2]), concept_threshold=0.2)
+    assert n_fg.tolist() == [1.0] and n_bg.tolist() == [1.0]  # -3.0 (fg) and -2.5 (bg)
+    n_fg, n_bg = shared_counts(ent, fg, np.array([np.nan]))
+    assert np.isnan(n_fg[0]) and np.isnan(n_bg[0])
+
+
+def test_image_metrics_no_signal_image_is_left_out():
+    fg = np.zeros((2, 2, 2), dtype=bool)
+    fg[:, 0, 0] = True
+    ent = np.full((2, 2, 2), -2.0)
+    ent[0, 1, 1] = -3.0
+    ent[1] = np.nan  # D0 = 0: no usable signal
+    m = image_metrics(ent, fg)
+    assert np.isnan(m["N_bg"][1]) and np.isnan(m["fg_ratio"][1])
+    # H_bar comes from image 0 alone: (-2 - 2 - 3) / 3
+    assert m["H_bar"][0] == pytest.approx(-7.0 / 3)
+    assert m["N_bg"][0] == 1.0
+
+
+def test_verdict_rule():
+    assert verdict(0.01, +1, +1, [1, 1]) == "shows the effect"
+    assert verdict(0.01, +1, +1, [1, -1]) == "no clear difference"  # a seed disagrees
+    assert verdict(0.01, +1, +1, [1, 0]) == "shows the effect"
+    assert verdict(0.01, -1, +1, [-1, -1]) == "opposite"
+    assert verdict(0.2, +1, +1, [1, 1]) == "no clear difference"
+    assert verdict(float("nan"), +1, +1, [1]) == "no clear difference"
+
+
+def _per_image(diffs: dict[str, float], n: int = 12, seeds=(0, 1), epoch: int = 5):
+    """A per-image table where spurious - neutral = diffs[metric] * (1 + 0.1 image)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        for i in range(n):
+            base = {m: float(rng.normal(10, 2)) for m in METRICS}
+            for condition in ("neutral", "spurious"):
+                # spurious = neutral + diff * (1 + 0.1 i): positive, distinct differences
+                vals = {m: base[m] + (diffs.get(m, 0.0) * (1 + 0.1 * i)
+                                      if condition == "spurious" else 0.0) for m in METRICS}
+                rows.append({"seed": seed, "condition": condition, "layer": "fc1",
+                             "epoch": epoch, "image_set": "tied", "image": i, **vals})
+    return pd.DataFrame(rows)
+
+
+def test_compare_conditions_differences_and_verdicts():
+    df = pd.concat([_per_image({"N_bg": 2.0, "fg_ratio": 0.5}, epoch=5),
+                    _per_image({}, epoch=0)])
+    comp = compare_conditions(df, n_resamples=200)
+    assert set(comp.columns) >= {"layer", "image_set", "epoch", "metric", "neutral", "spurious",
+                                 "diff", "ci_low", "ci_high", "per_seed_diff", "n_pairs",
+                                 "wilcoxon_p", "p_holm", "rank_biserial", "expected", "verdict"}
+    assert len(comp) == 2 * len(METRICS)
+    assert set(comp.group) == {"SPEC 4", "entropy", "diagnostic"}
+    row = comp[(comp.epoch == 5) & (comp.metric == "N_bg")].iloc[0]
+    # spurious - neutral = 2 * (1 + 0.1 i), i = 0..11, the same in both seeds
+    assert row["diff"] == pytest.approx(2 * (1 + 0.1 * 5.5))
+    assert row["spurious"] - row["neutral"] == pytest.approx(row["diff"])
+    assert row.ci_low <= row["diff"] <= row.ci_high
+    assert row.n_pairs == 24 and row.rank_biserial == 1.0
+    assert row.verdict == "shows the effect" and row.expected == "+"
+    # fg_ratio rose although it should fall: significant the other way
+    assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == "opposite"
+    assert EXPECTED["fg_ratio"] == -1
+    # unchanged metrics and the identical epoch-0 pairs: no effect, p = 1
+    zero = comp[comp.epoch == 0]
+    assert (zero["diff"] == 0).all() and (zero.wilcoxon_p == 1.0).all()
+    assert (zero.verdict == "no clear difference").all()
+    # Holm: adjusted p-values are never below the raw ones
+    assert (comp.p_holm >= comp.wilcoxon_p - 1e-12).all()
+
+
+def test_compare_conditions_needs_both_conditions():
+    df = _per_image({})
+    with pytest.raises(ValueError, match="both 'neutral' and 'spurious'"):
+        compare_conditions(df[df.condition == "neutral"])
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_experiment_config_trains_only_the_baseline():
+    cfg = make_config()
+    exp = experiment_config(cfg, "spurious", 1, "/tmp/out")
+    assert exp.name == "spurious-seed1" and exp.seed == 1
+    assert exp.data.options["spurious_background"] == cfg.spurious_background
+    assert experiment_config(cfg, "neutral", 1, "x").data.options["spurious_background"] == 0.0
+    assert exp.teacher.epochs == 0 and exp.student.phase1_epochs == 0
+    assert exp.student.phase2_epochs == 0 and exp.baseline.epochs == cfg.epochs
+    assert exp.analysis.models == ["baseline"]
+    assert exp.checkpoints == list(cfg.kept_epochs())
+    assert cfg.quantified_epochs() == (0, cfg.epochs)
+    quick = make_config(quick=True)
+    assert quick.mode == "quick" and quick.epochs < cfg.epochs
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"spurious_background": 0.0}, "spurious_background"),
+    ({"classes": ("bird",)}, "at least 2"),
+    ({"seeds": (0, 0)}, "repeat"),
+    ({"analysed_epochs": (0, 3)}, "not kept checkpoints"),
+])
+def test_config_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SpuriousConfig(**kwargs)
+
+
+def test_weights_digest():
+    torch.manual_seed(0)
+    a = build_model("kdnet", 3, width=4, hidden=8)
+    torch.manual_seed(0)
+    b = build_model("kdnet", 3, width=4, hidden=8)
+    assert weights_digest(a) == weights_digest(b)
+    with torch.no_grad():
+        b.classifier[0].weight[0, 0] += 1e-3
+    assert weights_digest(a) != weights_digest(b)
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_pipeline_tiny_end_to_end(tmp_path):
+    cfg = make_config(
+        classes=("bird", "elephant"), image_size=32, train_per_class=4, val_per_class=2,
+        test_per_class=6, epochs=1, checkpoints=(0, 1), images_per_set=2, grid=4, steps=2,
+        samples=2, device="cpu", data_root=str(tmp_path / "data"),
+        model_kwargs={"width": 4, "hidden": 16, "dropout": 0.0})
+    res = run_validation(cfg, tmp_path / "work", show_progress=False)
+
+    # accuracy: 2 seeds x 2 networks x 4 test sets
+    assert len(res.accuracy) == 16
+    assert set(res.accuracy.test_set) == {"tied", "neutral", "neutral/unrelated",
+                                          "neutral/conflicting"}
+    assert res.accuracy.accuracy.dropna().between(0, 1).all()
+    # the analysed neutral images have backgrounds tied to no class
+    assert (res.sets["neutral"].relation == "unrelated").all()
+    assert (res.sets["tied"].relation == "tied").all()
+    # per image: seeds x conditions x epochs x sets x images
+    assert len(res.per_image) == 2 * 2 * 2 * 2 * 2
+    assert set(METRICS) <= set(res.per_image.columns)
+    # epoch 0: both conditions are the same network, computed once, identical numbers
+    for seed in cfg.seeds:
+        assert res.digests[(seed, "neutral", 0)] == res.digests[(seed, "spurious", 0)]
+        assert res.digests[(seed, "neutral", 1)] != res.digests[(seed, "spurious", 1)]
+    zero = res.comparison[res.comparison.epoch == 0]
+    assert np.allclose(zero["diff"].to_numpy(dtype=float), 0.0)
+    assert len(res.comparison) == 2 * 2 * len(METRICS)
+
+    index = write_report(res, tmp_path / "report", command="python -m analyses.spurious --test")
+    text = index.read_text()
+    for part in ("## What was run", "python -m analyses.spurious --test", "## Answer",
+                 "## Accuracy", "## Control: epoch 0", "heatmaps.png", "per_image_fc1.png"):
+        assert part in text
+    for name in ("accuracy.csv", "comparison.csv", "per_image.csv", "config.yaml",
+                 "environment.json", "heatmaps.png", "per_image_fc1.png",
+                 "experiment_spurious-seed0.yaml"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    comp = pd.read_csv(tmp_path / "report" / "comparison.csv")
+    assert {"metric", "group", "diff", "wilcoxon_p", "p_holm", "verdict"} <= set(comp.columns)
+    # the shared-threshold counts use the mean of both networks' H_bar
+    pi = res.per_image
+    for (_, _, _, _), d in pi.groupby(["seed", "layer", "epoch", "image_set"]):
+        own = d.groupby("condition")["H_bar"].mean()
+        assert np.allclose(d["H_bar_shared"], own.mean())
+    assert (pi.N_bg_near + pi.N_bg_far == pi.N_bg).all()
+
+    # a second run reuses every trained network and every quantification
+    again = run_validation(cfg, tmp_path / "work", show_progress=False)
+    assert sorted(again.reused) == sorted(p.name for p in res.runs.values())
+    assert again.cached_units == 6  # 2 seeds x (shared init + 2 final networks)
+    pd.testing.assert_frame_equal(again.per_image, res.per_image)
+    assert not math.isnan(float(again.comparison["neutral"].iloc[0]))
