@@ -12,7 +12,16 @@ Run ``python -m analyses.spurious [--quick]``; see ``analyses/spurious/README.md
 
 from analyses.spurious.config import CONDITIONS, SpuriousConfig, experiment_config, make_config
 from analyses.spurious.images import ImageSet, analysed_sets, background_relation, select_balanced
-from analyses.spurious.metrics import EXPECTED, METRICS, compare_conditions, image_metrics, verdict
+from analyses.spurious.metrics import (
+    EXPECTED,
+    GROUPS,
+    METRICS,
+    border_cells,
+    compare_conditions,
+    image_metrics,
+    shared_counts,
+    verdict,
+)
 from analyses.spurious.pipeline import (
     ValidationResults,
     accuracy_table,
@@ -27,6 +36,7 @@ from analyses.spurious.report import write_report
 __all__ = [
     "CONDITIONS",
     "EXPECTED",
+    "GROUPS",
     "METRICS",
     "ImageSet",
     "SpuriousConfig",
@@ -34,6 +44,7 @@ __all__ = [
     "accuracy_table",
     "analysed_sets",
     "background_relation",
+    "border_cells",
     "compare_conditions",
     "experiment_config",
     "image_metrics",
@@ -42,6 +53,7 @@ __all__ = [
     "quantify_runs",
     "run_validation",
     "select_balanced",
+    "shared_counts",
     "train_networks",
     "verdict",
     "weights_digest",

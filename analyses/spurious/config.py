@@ -70,6 +70,9 @@ class SpuriousConfig:
     samples, steps : int or None
         Noise samples per step and maximum steps of the quantification (None: the engine's
         ``default`` preset values, 16 and 100).
+    quantify_seed : int
+        Seed of the quantification's noise streams (each image's stream is keyed by its
+        name, so every network sees the same noise on the same image).
     concept_threshold : float
         ``b`` of SPEC 4 (nats).
     baseline_entropy : {"pooled", "per_image"}
@@ -105,6 +108,7 @@ class SpuriousConfig:
     grid: int = 16
     samples: int | None = 8
     steps: int | None = None
+    quantify_seed: int = 0
     concept_threshold: float = 0.2
     baseline_entropy: str = "pooled"
     mask_rule: str = "fraction"

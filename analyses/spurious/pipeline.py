@@ -183,6 +183,7 @@ def weights_digest(model: torch.nn.Module) -> str:
 
 def _settings_digest(cfg: SpuriousConfig, layer: str, images: ImageSet) -> str:
     blob = {"layer": layer, "grid": cfg.grid, "samples": cfg.samples, "steps": cfg.steps,
+            "seed": cfg.quantify_seed,
             "keys": images.keys,
             "pixels": hashlib.sha256(images.images.numpy().tobytes()).hexdigest()}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
@@ -266,7 +267,7 @@ def quantify_runs(cfg: SpuriousConfig, runs: dict[tuple[str, int], Path],
                     f"network(s) x {len(joined)} images")
                 res = quantify([models[d] for d in todo], joined.images, resolved,
                                grid=cfg.grid, samples=cfg.samples, steps=cfg.steps,
-                               seed=cfg.data_seed, image_keys=joined.keys, arch=cfg.arch,
+                               seed=cfg.quantify_seed, image_keys=joined.keys, arch=cfg.arch,
                                show_progress=show_progress)
                 for k, d in enumerate(todo):
                     atomic_torch_save({"entropy": res.entropy[k].clone(),
@@ -391,7 +392,7 @@ def run_validation(cfg: SpuriousConfig, work_dir: str | Path,
 
     t = time.perf_counter()
     per_image = per_image_table(cfg, grids, sets, spans)
-    comparison = compare_conditions(per_image, seed=cfg.data_seed)
+    comparison = compare_conditions(per_image)
     timings["metrics and tests"] = time.perf_counter() - t
     return ValidationResults(cfg, accuracy, per_image, comparison, grids, spans, sets, runs,
                              digests, timings, reused, qstats.get("cached", 0))

@@ -33,7 +33,6 @@ from kdexplain.utils import atomic_write_bytes, atomic_write_text, environment_i
 
 __all__ = ["write_report"]
 
-COLOURS = {"neutral": "#1f77b4", "spurious": "#d62728"}
 _FG_COLOUR = "#00e5ff"
 METRIC_TEXT = {
     "N_fg": "foreground concepts N_fg",
@@ -528,7 +527,8 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         f"- quantification: `kdexplain.quantify`, layer(s) {', '.join(cfg.layers)}, grid "
         f"{cfg.grid}x{cfg.grid}, `default` preset with samples = "
         f"{cfg.samples if cfg.samples is not None else 'preset'}, steps = "
-        f"{cfg.steps if cfg.steps is not None else 'preset'}; checkpoints "
+        f"{cfg.steps if cfg.steps is not None else 'preset'}, noise seed {cfg.quantify_seed}; "
+        "checkpoints "
         f"{', '.join(map(str, cfg.quantified_epochs()))}",
         f"- concepts: `kdexplain.concepts`, b = {cfg.concept_threshold}, `H_bar` "
         f"{cfg.baseline_entropy} over each set's images per network and checkpoint, masks to "
