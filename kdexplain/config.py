@@ -72,13 +72,18 @@ class SourceDataConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     split: str = "train"
     val_split: str | None = Field("val", description="None: no validation during pre-training")
+    preload: bool = Field(False, description="hold the images in memory as one tensor "
+                                              "(datasets without random augmentation)")
 
 
 class DataConfig(_Strict):
     """The target dataset, passed to ``kdexplain.data.build_dataset``.
 
     ``options`` are passed through as keyword arguments (for ``scenes``:
-    ``images_per_class``, ``seed``, ``spurious_background``, ...).
+    ``images_per_class``, ``seed``, ``spurious_background``, ``augment``, ...).
+    ``preload`` reads every image once into one in-memory tensor, which makes an epoch of a
+    small dataset much faster on a CPU; it requires a dataset whose items do not change
+    between reads (no ``augment``).
     """
 
     name: str = "scenes"
@@ -87,7 +92,18 @@ class DataConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     val_split: str = "val"
+    preload: bool = Field(False, description="hold the images in memory as one tensor, read "
+                                             "once (datasets without random augmentation)")
     source: SourceDataConfig | None = None
+
+    @model_validator(mode="after")
+    def _preload_needs_fixed_items(self) -> DataConfig:
+        for where, spec in (("data", self), ("data.source", self.source)):
+            if spec is not None and spec.preload and spec.options.get("augment"):
+                raise ValueError(f"{where}.preload holds every image fixed in memory, which "
+                                 f"contradicts {where}.options.augment (random per read); "
+                                 "turn one of them off")
+        return self
 
 
 class ModelConfig(_Strict):

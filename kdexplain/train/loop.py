@@ -45,7 +45,8 @@ from kdexplain.train.records import ModelRecords
 from kdexplain.train.trajectory import WeightTrajectory
 from kdexplain.utils import atomic_write_bytes, derive_seed, progress
 
-__all__ = ["CHECK_EVERY", "NonFiniteLossError", "Phase", "ModelTrainer", "collate_image_label"]
+__all__ = ["CHECK_EVERY", "ModelTrainer", "NonFiniteLossError", "Phase", "PreloadedDataset",
+           "collate_image_label"]
 
 log = logging.getLogger("kdexplain.train")
 
@@ -59,12 +60,55 @@ class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite; the checkpoints written before stay intact."""
 
 
-def collate_image_label(items: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_image_label(items: list[dict] | tuple[torch.Tensor, torch.Tensor]
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack dataset items (dicts with ``image`` (3, H, W) and ``label``) into
-    ``images (B, 3, H, W)`` and ``labels (B,)`` (long)."""
+    ``images (B, 3, H, W)`` and ``labels (B,)`` (long). A batch that is already stacked
+    (from :meth:`PreloadedDataset.__getitems__`) passes through."""
+    if isinstance(items, tuple):
+        return items
     images = torch.stack([it["image"] for it in items])
     labels = torch.as_tensor([int(it["label"]) for it in items], dtype=torch.long)
     return images, labels
+
+
+class PreloadedDataset(Dataset):
+    """A dataset's images and labels, read once and held as two tensors.
+
+    ``images`` (N, 3, H, W) float, ``labels`` (N,) long. ``DataLoader`` fetches whole
+    batches through :meth:`__getitems__` (one indexing operation instead of N item reads
+    and a stack), which on a CPU makes an epoch of a small dataset several times faster.
+    Only valid for datasets whose items are the same at every read (no random augmentation).
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Items are dicts with ``image`` and ``label``.
+    desc : str
+        Progress-bar label.
+    """
+
+    def __init__(self, dataset: Dataset, desc: str = "preload") -> None:
+        n = len(dataset)
+        first = dataset[0]
+        self.images = torch.empty((n, *first["image"].shape), dtype=first["image"].dtype)
+        self.labels = torch.empty(n, dtype=torch.long)
+        for i in progress(range(n), desc=desc, unit="img", leave=False):
+            item = first if i == 0 else dataset[i]
+            self.images[i] = item["image"]
+            self.labels[i] = int(item["label"])
+        self.num_classes = getattr(dataset, "num_classes", int(self.labels.max()) + 1)
+        self.class_names = list(getattr(dataset, "class_names", []))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": int(self.labels[i])}
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return self.images[idx], self.labels[idx]
 
 
 def seed_generators(seed: int) -> None:

@@ -41,7 +41,7 @@ from kdexplain.config import ConfigError, ExperimentConfig, dump_config
 from kdexplain.models import build_model, load_state_dict, resolve_layer_name
 from kdexplain.train.distributed import DistContext
 from kdexplain.train.features import upstream_parameters
-from kdexplain.train.loop import ModelTrainer, Phase
+from kdexplain.train.loop import ModelTrainer, Phase, PreloadedDataset
 from kdexplain.utils import (
     atomic_write_text,
     derive_seed,
@@ -89,10 +89,13 @@ def _config_changes(old: dict, new: dict) -> list[str]:
 
 
 def _build_dataset(name: str, split: str, root: str | None, image_size: int,
-                   options: dict[str, Any]):
+                   options: dict[str, Any], preload: bool = False):
     from kdexplain.data import build_dataset  # the data room (lower): imported when needed
 
-    return build_dataset(name, split=split, root=root, image_size=image_size, **options)
+    ds = build_dataset(name, split=split, root=root, image_size=image_size, **options)
+    if preload and len(ds) > 0:
+        ds = PreloadedDataset(ds, desc=f"reading {name} {split}")
+    return ds
 
 
 def _num_classes(ds, what: str) -> int:
@@ -191,8 +194,8 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
 
     # ---- data ----
     d = config.data
-    train_set = _build_dataset(d.name, d.train_split, d.root, d.image_size, d.options)
-    val_set = _build_dataset(d.name, d.val_split, d.root, d.image_size, d.options)
+    train_set = _build_dataset(d.name, d.train_split, d.root, d.image_size, d.options, d.preload)
+    val_set = _build_dataset(d.name, d.val_split, d.root, d.image_size, d.options, d.preload)
     num_classes = _num_classes(train_set, f"dataset {d.name!r} ({d.train_split})")
 
     # ---- the layer (validated before any training) ----
@@ -222,8 +225,9 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
     if t.pretrained is None and t.pretrain_epochs > 0:
         src = d.source
         size = src.image_size or d.image_size
-        src_train = _build_dataset(src.name, src.split, src.root, size, src.options)
-        src_val = (_build_dataset(src.name, src.val_split, src.root, size, src.options)
+        src_train = _build_dataset(src.name, src.split, src.root, size, src.options, src.preload)
+        src_val = (_build_dataset(src.name, src.val_split, src.root, size, src.options,
+                                  src.preload)
                    if src.val_split else None)
         src_classes = _num_classes(src_train, f"source dataset {src.name!r} ({src.split})")
 

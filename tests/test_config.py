@@ -1,0 +1,134 @@
+"""The experiment config: shipped files validate, overrides, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdexplain.config import (
+    PAPER_CHECKPOINTS,
+    ConfigError,
+    ExperimentConfig,
+    apply_overrides,
+    dump_config,
+    load_config,
+    parse_config,
+)
+from kdexplain.models import ARCHS, LAYER_ALIASES, build_model, resolve_layer_name
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_configs_are_shipped():
+    names = {p.stem for p in CONFIGS}
+    assert {"quickstart", "tiny", "vgg16_cub", "resnet50_voc", "alexnet_ilsvrc"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    assert 0 in cfg.checkpoints
+    # the layer resolves in the architecture (aliases included), without building weights
+    aliases = LAYER_ALIASES.get(cfg.model.arch, {})
+    if cfg.model.layer not in aliases:
+        model = build_model(cfg.model.arch, 2, **cfg.model.kwargs)
+        resolve_layer_name(model, cfg.model.layer)
+    # a dumped config reads back to the same config
+    assert parse_config(__import__("yaml").safe_load(dump_config(cfg))) == cfg
+
+
+def test_paper_configs_follow_the_original_settings():
+    for stem in ("vgg16_cub", "resnet50_voc", "alexnet_ilsvrc"):
+        cfg = load_config(next(p for p in CONFIGS if p.stem == stem))
+        assert cfg.data.image_size == 224
+        assert cfg.checkpoints == list(PAPER_CHECKPOINTS)
+        assert cfg.optim.name == "sgd" and cfg.optim.momentum == 0.9
+        assert cfg.optim.weight_decay == 1e-4 and cfg.optim.batch_size == 64
+        assert cfg.optim.schedule == "loglinear"
+        assert cfg.baseline.epochs == cfg.student.phase1_epochs == 150
+
+
+def test_arch_choices_match_the_model_zoo():
+    allowed = ExperimentConfig.model_fields["model"].annotation.model_fields["arch"].annotation
+    assert set(allowed.__args__) == set(ARCHS)
+
+
+def test_defaults_and_analysis_section():
+    cfg = parse_config({})
+    a = cfg.analysis
+    assert (a.images, a.split, a.models, a.checkpoints, a.preset) == (
+        30, "val", ["teacher", "student", "baseline"], "all", "default")
+    assert (a.steps, a.samples, a.grid, a.entropy_weight) == (None, None, 16, None)
+    assert (a.feature_transform, a.concept_threshold, a.baseline_entropy, a.mask_rule) == (
+        "relu", 0.2, "pooled", "fraction")
+    assert (a.select_effective, a.max_batch) == (False, None)
+    assert cfg.optim.momentum == 0.9 and cfg.optim.weight_decay == 1e-4
+    assert cfg.checkpoints == list(PAPER_CHECKPOINTS)
+
+
+def test_overrides_are_yaml_values(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\noptim: {lr: 0.1}\n")
+    cfg = load_config(p, ["optim.lr=0.02", "checkpoints=[3,0,1,1]", "data.options.seed=7",
+                          "teacher.pretrained=null", "student.mode=soft", "analysis.checkpoints=[0,2]",
+                          "name=other"])
+    assert cfg.optim.lr == 0.02
+    assert cfg.checkpoints == [0, 1, 3]  # sorted, unique
+    assert cfg.data.options == {"seed": 7}
+    assert cfg.student.mode == "soft"
+    assert cfg.analysis.checkpoints == [0, 2]
+    assert cfg.name == "other"
+    raw = apply_overrides({"a": {"b": 1}}, ["a.c.d=hello world"])
+    assert raw == {"a": {"b": 1, "c": {"d": "hello world"}}}
+
+
+@pytest.mark.parametrize("override, expected", [
+    (["optim.lrr=0.1"], r"optim\.lrr: unknown key; allowed keys here: name, lr, momentum"),
+    (["optim.name=rmsprop"], r"optim\.name: got 'rmsprop'; allowed values: 'sgd' or 'adam'"),
+    (["student.mode=hard"], r"student\.mode: got 'hard'; allowed values: 'feature', 'soft' or 'logit_l2'"),
+    (["optim.schedule=step"], r"allowed values: 'loglinear', 'constant' or 'cosine'"),
+    (["checkpoints=[1,2]"], r"checkpoints: must include 0"),
+    (["analysis.models=[teacher,other]"], r"analysis\.models\.1: got 'other'"),
+    (["model.arch=vgg13"], r"model\.arch: got 'vgg13'; allowed values: 'kdnet', 'alexnet'"),
+    (["foo=1"], r"foo: unknown key; allowed keys here: name, seed, seeds"),
+    (["optim.lr=-1"], r"optim\.lr: Input should be greater than 0"),
+    (["teacher.pretrain_epochs=3"], r"needs data\.source"),
+    (["name=a/b"], r"name: must be a folder name"),
+    (["data.preload=true", "data.options.augment=true"], r"data\.preload holds .*options\.augment"),
+])
+def test_bad_values_name_key_and_choices(tmp_path, override, expected):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: bad\n")
+    with pytest.raises(ConfigError, match=expected):
+        load_config(p, override)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping of sections"):
+        load_config(lst)
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: ok\n")
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        load_config(ok, ["optim.lr"])
+    with pytest.raises(ConfigError, match="is a value, not a section"):
+        load_config(ok, ["name.sub=1"])
+
+
+def test_seeds_make_one_run_each():
+    cfg = parse_config({"name": "m", "seeds": [3, 5]})
+    assert cfg.run_seeds() == [3, 5]
+    one = cfg.for_seed(5)
+    assert one.seed == 5 and one.seeds is None
+    assert parse_config({}).run_seeds() == [0]
+    with pytest.raises(ConfigError, match="seeds repeat"):
+        parse_config({"seeds": [1, 1]})
