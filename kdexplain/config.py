@@ -230,7 +230,9 @@ class ExperimentConfig(_Strict):
 
     ``seeds`` (optional) lists several seeds: each is a run of its own in
     ``out_dir/name/seed_<s>``; without it the run is ``out_dir/name`` with ``seed``.
-    ``device``: ``auto`` = CUDA when available, else CPU. ``checkpoints``: the epochs whose
+    ``device``: ``auto`` = CUDA when available, else CPU. ``deterministic``: ask torch for
+    deterministic kernels (bit-reproducible runs on one machine; on CUDA set false for
+    cuDNN's autotuned, faster kernels). ``checkpoints``: the epochs whose
     weights are kept (must include 0 = before training; the last epoch of every phase is
     always kept too); under a phase's length the others are ignored.
     """
@@ -239,6 +241,8 @@ class ExperimentConfig(_Strict):
     seed: int = 0
     seeds: list[int] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    deterministic: bool = Field(True, description="deterministic kernels where torch has them; "
+                                                  "false lets cuDNN pick the fastest ones")
     out_dir: str = "runs"
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

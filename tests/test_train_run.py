@@ -301,3 +301,38 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, capsy
     model, ck = load_checkpoint(list_checkpoints(base)[0][1])
     assert ck["epoch"] == 0 and all(torch.isfinite(p).all() for p in model.parameters())
     assert [e for e, _ in list_checkpoints(tmp_path / "nan" / "teacher")] == [0, 1]
+
+
+@pytest.mark.parametrize("mode", ["soft", "logit_l2"])
+def test_logit_modes_have_one_phase(tmp_path, mode):
+    cfg = load_config(TINY, [f"student.mode={mode}", "teacher.pretrain_epochs=0",
+                             "teacher.epochs=1", "baseline.epochs=0", "student.phase1_epochs=1",
+                             "model.track_layers=[fc2]"])
+    run = train_triplet(cfg, tmp_path / mode)
+    student = run / "student"
+    assert not (student / "checkpoints" / "phase2").exists()
+    rows = _rows(student / "metrics.csv")
+    assert [(r["phase"], r["epoch"]) for r in rows] == [("phase1", "0"), ("phase1", "1")]
+    assert rows[1]["train_acc"] != "" and rows[1]["val_acc"] != ""
+    traj = _rows(student / "trajectory.csv")
+    assert list(traj[0]) == ["step", "epoch", "weight_step_norm", "path_length",
+                             "weight_step_norm@classifier.3", "path_length@classifier.3"]
+    # every layer of the network trains in these modes
+    (_, a), (_, b) = list_checkpoints(student)
+    wa, wb = (torch.load(p, weights_only=False)["model"] for p in (a, b))
+    assert all(not torch.equal(wa[k], wb[k]) for k in wa if k.endswith("weight"))
+
+
+def test_seeds_run_into_their_own_folders(tmp_path):
+    from kdexplain.train import train_all_seeds
+
+    cfg = load_config(TINY, ["seeds=[3,4]", "teacher.pretrain_epochs=0", "teacher.epochs=0",
+                             "baseline.epochs=0", "student.phase1_epochs=0",
+                             "student.phase2_epochs=0", f"out_dir={tmp_path}"])
+    runs = train_all_seeds(cfg)
+    assert runs == [tmp_path / "tiny" / "seed_3", tmp_path / "tiny" / "seed_4"]
+    a = torch.load(list_checkpoints(runs[0] / "baseline")[0][1], weights_only=False)
+    b = torch.load(list_checkpoints(runs[1] / "baseline")[0][1], weights_only=False)
+    assert a["seed"] == 3 and b["seed"] == 4
+    assert not torch.equal(a["model"]["features.0.weight"], b["model"]["features.0.weight"])
+    assert load_config(runs[1] / "config.yaml").seed == 4

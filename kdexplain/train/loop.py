@@ -235,13 +235,6 @@ class ModelTrainer:
     def last_path(self) -> Path:
         return self.dir / "last.pt"
 
-    def is_finished(self) -> bool:
-        """Whether ``last.pt`` holds the end of the last phase."""
-        if not self.last_path.is_file():
-            return False
-        ckpt = torch.load(self.last_path, map_location="cpu", weights_only=False)
-        return ckpt["phase"] == self.phases[-1].name and ckpt["epoch"] == self.phases[-1].epochs
-
     def run(self, init_model: Callable[[], nn.Module], resume: bool = False) -> nn.Module:
         """Train through every phase; with ``resume``, continue from ``last.pt``.
 

@@ -190,7 +190,12 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
             first.setdefault("resumed", []).append(env)
             env = first
         write_json(env_path, env)
-    seed_everything(config.seed)
+    seed_everything(config.seed, deterministic=config.deterministic)
+    if not config.deterministic:  # undo an earlier run's setting in this process
+        torch.use_deterministic_algorithms(False)
+        if torch.backends.cudnn.is_available():
+            torch.backends.cudnn.deterministic = False
+            torch.backends.cudnn.benchmark = True
 
     # ---- data ----
     d = config.data
