@@ -4,6 +4,7 @@ whole pipeline on a tiny setting (trained networks, quantification, tables, repo
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from analyses.spurious import (
 )
 from analyses.spurious.config import SpuriousConfig
 from analyses.spurious.metrics import border_cells, shared_counts
+from analyses.spurious.pipeline import config_differences
 from kdexplain.models import build_model
 
 # --------------------------------------------------------------------------- helpers
@@ -193,6 +195,9 @@ def test_experiment_config_trains_only_the_baseline():
     assert exp.analysis.models == ["baseline"]
     assert exp.checkpoints == list(cfg.kept_epochs())
     assert cfg.quantified_epochs() == (0, cfg.epochs)
+    # the analysed layers do not enter the training config: other layers reuse the runs
+    conv = experiment_config(make_config(layers=("conv",)), "spurious", 1, "/tmp/out")
+    assert conv.model_dump() == exp.model_dump()
     quick = make_config(quick=True)
     assert quick.mode == "quick" and quick.epochs < cfg.epochs
 
@@ -206,6 +211,16 @@ def test_experiment_config_trains_only_the_baseline():
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SpuriousConfig(**kwargs)
+
+
+def test_config_differences_by_hand():
+    stored = {"name": "a", "seed": 0, "optim": {"lr": 0.1, "name": "sgd"}, "old_key": 1,
+              "analysis": {"images": 3}}
+    current = {"name": "b", "seed": 0, "optim": {"lr": 0.2, "name": "sgd"}, "new_key": True,
+               "analysis": {"images": 5}}
+    changed, unknown = config_differences(stored, current)
+    assert changed == ["optim.lr: 0.1 -> 0.2"]  # name and analysis may differ
+    assert unknown == ["new_key", "old_key"]
 
 
 def test_weights_digest():
@@ -272,4 +287,7 @@ def test_pipeline_tiny_end_to_end(tmp_path):
     assert sorted(again.reused) == sorted(p.name for p in res.runs.values())
     assert again.cached_units == 6  # 2 seeds x (shared init + 2 final networks)
     pd.testing.assert_frame_equal(again.per_image, res.per_image)
+    # a finished run trained with other settings is refused, naming the setting
+    with pytest.raises(ValueError, match="lr: 0.002 -> 0.001"):
+        run_validation(replace(cfg, lr=1e-3), tmp_path / "work", show_progress=False)
     assert not math.isnan(float(again.comparison["neutral"].iloc[0]))

@@ -18,6 +18,9 @@ from kdexplain.config import ExperimentConfig, parse_config
 
 __all__ = ["CONDITIONS", "SpuriousConfig", "condition_name", "experiment_config", "make_config"]
 
+#: The layer named in the training config (whose weight path the triplet records).
+TRAINING_LAYER = "fc1"
+
 #: The two trainings compared: background untied (``neutral``) and tied (``spurious``).
 CONDITIONS = ("neutral", "spurious")
 
@@ -216,7 +219,9 @@ def experiment_config(cfg: SpuriousConfig, condition: str, seed: int,
                         "classes": list(cfg.classes)},
             "preload": True,
         },
-        "model": {"arch": cfg.arch, "kwargs": dict(cfg.model_kwargs), "layer": cfg.layers[0]},
+        # The layer only names the weight trajectory the triplet records; it does not change
+        # the baseline's training, so it is fixed (quantifying other layers reuses the runs).
+        "model": {"arch": cfg.arch, "kwargs": dict(cfg.model_kwargs), "layer": TRAINING_LAYER},
         "teacher": {"pretrained": None, "pretrain_epochs": 0, "epochs": 0},
         "student": {"mode": "feature", "phase1_epochs": 0, "phase2_epochs": 0},
         "baseline": {"epochs": cfg.epochs},

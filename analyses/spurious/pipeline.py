@@ -25,10 +25,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from analyses.spurious.config import (
     CONDITIONS,
@@ -44,8 +46,8 @@ from kdexplain.quantify import quantify
 from kdexplain.train import list_checkpoints, train_triplet
 from kdexplain.utils import atomic_torch_save, read_json
 
-__all__ = ["ValidationResults", "accuracy_table", "log", "per_image_table", "quantify_runs",
-           "run_validation", "train_networks", "weights_digest"]
+__all__ = ["ValidationResults", "accuracy_table", "config_differences", "log", "per_image_table",
+           "quantify_runs", "run_validation", "train_networks", "weights_digest"]
 
 SET_ORDER = ("tied", "neutral")
 
@@ -75,9 +77,54 @@ def _quiet_teacher() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- training
 
+#: Config keys that may differ between a finished run and the current settings.
+_FREE_KEYS = ("name", "out_dir", "device", "analysis")
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def config_differences(stored: dict, current: dict) -> tuple[list[str], list[str]]:
+    """How a finished run's config differs from the config it would get now.
+
+    Parameters
+    ----------
+    stored, current : dict
+        Nested config mappings (the run's ``config.yaml``; ``ExperimentConfig.model_dump``).
+
+    Returns
+    -------
+    changed : list of str
+        ``"key: old -> new"`` for keys present in both that differ (ignoring ``name``,
+        ``out_dir``, ``device`` and ``analysis``): the run does not fit these settings.
+    unknown : list of str
+        Keys present in only one of them (a field added to or removed from kdexplain's
+        config since the run was trained): reported, not fatal.
+    """
+    a, b = _flatten(stored), _flatten(current)
+
+    def free(k: str) -> bool:
+        return any(k == f or k.startswith(f + ".") for f in _FREE_KEYS)
+
+    changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(set(a) & set(b))
+               if a[k] != b[k] and not free(k)]
+    unknown = sorted(k for k in set(a) ^ set(b) if not free(k))
+    return changed, unknown
+
+
 def train_networks(cfg: SpuriousConfig, work_dir: str | Path,
                    reused: list[str] | None = None) -> dict[tuple[str, int], Path]:
     """Train (or find) one network per condition and seed.
+
+    A finished run (``summary.json`` present) is reused without loading the trainer, if
+    its ``config.yaml`` agrees with the current settings (see :func:`config_differences`);
+    an unfinished one is resumed by :func:`kdexplain.train.train_triplet`.
 
     Parameters
     ----------
@@ -98,11 +145,24 @@ def train_networks(cfg: SpuriousConfig, work_dir: str | Path,
         for condition in CONDITIONS:
             exp = experiment_config(cfg, condition, seed, work_dir)
             run_dir = work_dir / condition_name(condition, seed)
-            done = (run_dir / "summary.json").is_file()
-            if done and reused is not None:
-                reused.append(run_dir.name)
+            done = (run_dir / "summary.json").is_file() and (run_dir / "config.yaml").is_file()
             log(f"{'found' if done else 'training'} {run_dir.name} "
                 f"(spurious_background={cfg.p_of(condition)}, {cfg.epochs} epochs)")
+            if done:
+                # a finished run is reused as it is, if its settings are the current ones
+                stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+                changed, unknown = config_differences(stored, exp.model_dump(mode="json"))
+                if changed:
+                    raise ConfigError(f"{run_dir} was trained with other settings ("
+                                      + "; ".join(changed) + "): delete it or pass another "
+                                      "--work-dir")
+                if unknown:
+                    log(f"  (config keys not in both the run and the current kdexplain: "
+                        f"{', '.join(unknown)})")
+                if reused is not None:
+                    reused.append(run_dir.name)
+                runs[(condition, seed)] = run_dir
+                continue
             try:
                 with _quiet_teacher():
                     train_triplet(exp, run_dir, resume=True)

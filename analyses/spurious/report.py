@@ -355,25 +355,36 @@ def answer_lines(res: ValidationResults) -> list[str]:
                 "significantly more background concepts"
                 + (f"; on {_on(nbg_opp)} it has significantly *fewer*" if nbg_opp else "")
                 + ". Counted the SPEC 4 way, the expected ground truth is not recovered.")
-        lines.append(
-            f"- **`fg_ratio` {'shows' if ratio else 'does not show'} the effect** "
-            + (f"on {_on(ratio)}" if ratio else "on either image set")
-            + ("; so does `N_fg` (fewer foreground concepts) on " + _on(nfg) if nfg else "")
-            + (", and the entropy gap `H_bg - H_fg` shrinks on " + _on(gap) if gap else "")
-            + ". The measure does see the network turn from the object towards the background "
-              "in the balance between the two." if (ratio or nfg or gap) else
-            ". Nor do `N_fg` or the entropy gap.")
+        if ratio:
+            lines.append(f"- **`fg_ratio` shows the effect** on {_on(ratio)}: a lower "
+                         "foreground share for the spurious network.")
+        else:
+            lines.append("- **`fg_ratio` does not show the effect** on either image set.")
+        if nfg or gap:
+            parts = []
+            if nfg:
+                parts.append(f"`N_fg` falls (fewer foreground concepts) on {_on(nfg)}")
+            if gap:
+                parts.append(f"the entropy gap `H_bg - H_fg` shrinks on {_on(gap)}")
+            lines.append("- " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:]
+                         + ": the measure does see the network turn from the object towards "
+                         "the background, in the balance between the two.")
+        else:
+            lines.append("- Nor do `N_fg` or the entropy gap `H_bg - H_fg` differ significantly.")
         if not nbg:
             for name in SET_ORDER:
                 hb_n = _mean_h_bar(res, layer, name, final, "neutral")
                 hb_s = _mean_h_bar(res, layer, name, final, "spurious")
                 r = _row(comp, layer, name, final, "N_bg_shared")
+                moved = name in _sets_where(comp, layer, final, "H_bg", "shows the effect")
                 lines.append(
-                    f"- Why `N_bg` misses it, {name} images: the threshold moves. `H_bar`, the "
-                    f"spurious network's own mean background entropy, is {_fmt(hb_s)} nats "
-                    f"against {_fmt(hb_n)} for the neutral network; counted against one "
-                    f"threshold shared by both (the mean of the two `H_bar`), background "
-                    f"concepts are {_brief(r)}.")
+                    f"- The threshold, {name} images: `H_bar`, the spurious network's own mean "
+                    f"background entropy, is {_fmt(hb_s)} nats against {_fmt(hb_n)} for the "
+                    "neutral network"
+                    + (" (significantly lower: the threshold moved with the background)"
+                       if moved else " (not significantly lower)")
+                    + "; counted against one threshold shared by both (the mean of the two "
+                    f"`H_bar`), background concepts are {_brief(r)}.")
             near = [_row(comp, layer, n, final, "N_bg_near") for n in SET_ORDER]
             far = [_row(comp, layer, n, final, "N_bg_far") for n in SET_ORDER]
             lines.append(
@@ -398,12 +409,14 @@ def answer_lines(res: ValidationResults) -> list[str]:
                 "by `D0` per image and network, so entropies say where a network is "
                 "sensitive relative to itself). A network that reads the whole background "
                 "lowers the background cells and `H_bar` together, so `N_bg` need not grow. "
-                + (f"Here the shift shows in {', '.join(f'`{m}`' for m in moved)}. "
+                + (f"Here the shift shows in {', '.join(f'`{m}`' for m in moved)} (on at "
+                   "least one image set). "
                    if moved else "Here nothing else shows the shift either. ")
                 + "`N_bg` as defined counts background cells that stand out from the rest of "
                 "the background; it does not measure how much the background is used.")
+        discussed = ("N_bg", "N_bg_near") if not nbg else ("N_bg",)
         opposite = [(m, n) for m in METRICS for n in SET_ORDER
-                    if m != "N_bg" and (r := _row(comp, layer, n, final, m)) is not None
+                    if m not in discussed and (r := _row(comp, layer, n, final, m)) is not None
                     and r["verdict"] == "opposite"]
         if opposite:
             lines.append("- Other metrics significant in the unexpected direction: "
