@@ -171,7 +171,7 @@ def main() -> None:
           f"(max {err.max():.3f}) | {int((err <= 0.05).sum())}/{len(err)} |")
     n_img = 2 if args.quick else 4
     for layer in ("conv", "fc1"):
-        long_steps, long_samples = (60, 64) if args.quick else (400, 128)
+        long_steps, long_samples = (60, 64) if args.quick else (200, 96)
         ref = quantify(models[0], x[:n_img], layer, steps=long_steps, samples=long_samples,
                        patience=40, min_lr_factor=1e-3, d0_samples=512, device=dev, seed=1)
         r = quantify(models[0], x[:n_img], layer, device=dev, seed=2)
@@ -191,7 +191,7 @@ def settings_table(models, x, dev, quick):
     lin, opt = linear_case(H=size)
     xl = torch.randn(2 if quick else 4, 3, size, size, device=dev)
     n_img = 2 if quick else 4
-    long_steps, long_samples = (60, 64) if quick else (400, 128)
+    long_steps, long_samples = (60, 64) if quick else (200, 96)
     ref = quantify(models[0], x[:n_img], "fc1", steps=long_steps, samples=long_samples,
                    patience=40, min_lr_factor=1e-3, d0_samples=512, device=dev, seed=1)
     variants = [("default (lr 0.1, 16 samples)", {}), ("lr 0.05", {"lr": 0.05}),
