@@ -442,40 +442,48 @@ class ModelTrainer:
             timing = dict(state.get("timing") or {"train_images": 0, "train_seconds": 0.0,
                                                   "seconds": 0.0})
 
-        for epoch in range(first_epoch, phase.epochs + 1):
-            t0 = time.perf_counter()
-            lr_now = optimizer.param_groups[0]["lr"]
-            set_train_mode()
-            sampler.set_epoch(epoch)
-            ep = self._train_epoch(ddp, objective, train_loader, optimizer, scaler, traj,
-                                   phase, epoch, global_step, opt_cfg, autocast, params)
-            first_step = global_step + 1
-            global_step += len(train_loader)
-            scheduler.step()
-            val_loss, val_acc = evaluate()
-            timing["train_images"] += ep.images
-            timing["train_seconds"] += ep.seconds
-            traj_rows = traj.end_epoch(epoch, first_step) if traj is not None else []
-            if traj is not None and epoch in phase.keep:
-                dist_rows.append(traj.distance_row(epoch, global_step))
-            row = {"epoch": epoch, "phase": phase.name, "train_loss": ep.loss,
-                   "train_acc": ep.acc, "val_loss": val_loss, "val_acc": val_acc, "lr": lr_now,
-                   "seconds": time.perf_counter() - t0}
-            timing["seconds"] += row["seconds"]
-            self._end_epoch(model, phase, epoch, global_step, row, traj_rows, traj, traj_fields,
-                            dist_fields, dist_rows, optimizer, scheduler, scaler, timing)
-            log.info("%s %s epoch %d/%d: train_loss %.4g%s, val_loss %s, val_acc %s, lr %.3g, %.1fs",
-                     self.role, phase.name, epoch, phase.epochs, ep.loss,
-                     "" if ep.acc is None else f", train_acc {ep.acc:.3f}",
-                     "-" if val_loss is None else f"{val_loss:.4g}",
-                     "-" if val_acc is None else f"{val_acc:.3f}", lr_now, row["seconds"])
-
-        if isinstance(net, TruncatedModel):
-            net.remove()
-        if isinstance(teacher_fn, TruncatedModel):
-            teacher_fn.remove()
-        for n, p in model.named_parameters():
-            p.requires_grad_(flags[n])
+        phase_bar = progress(total=phase.epochs, initial=first_epoch - 1, unit="epoch",
+                             desc=f"{self.role} {phase.name}",
+                             enable=None if ctx.is_main else False)
+        try:
+            for epoch in range(first_epoch, phase.epochs + 1):
+                t0 = time.perf_counter()
+                lr_now = optimizer.param_groups[0]["lr"]
+                set_train_mode()
+                sampler.set_epoch(epoch)
+                ep = self._train_epoch(ddp, objective, train_loader, optimizer, scaler, traj,
+                                       phase, epoch, global_step, opt_cfg, autocast, params)
+                first_step = global_step + 1
+                global_step += len(train_loader)
+                scheduler.step()
+                val_loss, val_acc = evaluate()
+                timing["train_images"] += ep.images
+                timing["train_seconds"] += ep.seconds
+                traj_rows = traj.end_epoch(epoch, first_step) if traj is not None else []
+                if traj is not None and epoch in phase.keep:
+                    dist_rows.append(traj.distance_row(epoch, global_step))
+                row = {"epoch": epoch, "phase": phase.name, "train_loss": ep.loss,
+                       "train_acc": ep.acc, "val_loss": val_loss, "val_acc": val_acc, "lr": lr_now,
+                       "seconds": time.perf_counter() - t0}
+                timing["seconds"] += row["seconds"]
+                self._end_epoch(model, phase, epoch, global_step, row, traj_rows, traj, traj_fields,
+                                dist_fields, dist_rows, optimizer, scheduler, scaler, timing)
+                log.info("%s %s epoch %d/%d: train_loss %.4g%s, val_loss %s, val_acc %s, lr %.3g, %.1fs",
+                         self.role, phase.name, epoch, phase.epochs, ep.loss,
+                         "" if ep.acc is None else f", train_acc {ep.acc:.3f}",
+                         "-" if val_loss is None else f"{val_loss:.4g}",
+                         "-" if val_acc is None else f"{val_acc:.3f}", lr_now, row["seconds"])
+                phase_bar.update(1)
+                if val_acc is not None:
+                    phase_bar.set_postfix(val_acc=f"{val_acc:.3f}", refresh=False)
+        finally:
+            phase_bar.close()
+            if isinstance(net, TruncatedModel):
+                net.remove()
+            if isinstance(teacher_fn, TruncatedModel):
+                teacher_fn.remove()
+            for n, p in model.named_parameters():
+                p.requires_grad_(flags[n])
         return model
 
     # ---------------------------------------------------------------------------------------
