@@ -130,18 +130,17 @@ def test_truncated_model_stops_at_the_layer_and_matches_hook():
 
 
 def test_feature_hook_clones_before_inplace_relu():
-    # torchvision's VGG uses ReLU(inplace=True) right after every conv
-    model = build_model("vgg11", 3).eval()
-    layer = "features.0"
-    assert model.features[1].inplace
+    # torchvision's ResNet (like VGG and AlexNet) applies ReLU(inplace=True) right after bn1
+    model = build_model("resnet18", 3).eval()
+    assert model.relu.inplace
     x = torch.randn(1, 3, 32, 32)
-    with FeatureHook(model, layer) as hook, torch.no_grad():
+    with FeatureHook(model, "bn1") as hook, torch.no_grad():
         model(x)
         f = hook.feature
     with torch.no_grad():
-        direct = model.features[0](x)
+        direct = model.bn1(model.conv1(x))
     assert torch.equal(f, direct)
-    assert (f < 0).any()
+    assert (f < 0).any()  # not overwritten by the ReLU that follows
 
 
 def test_feature_shape_mismatch_names_both_shapes():
