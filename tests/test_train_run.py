@@ -1,5 +1,8 @@
 """Training runs end to end on the tiny config: the CLI, the run directory contract,
-phase 2, resume equivalence, DDP with two gloo processes, and bad inputs."""
+phase 2, resume equivalence, DDP with two gloo processes, and bad inputs.
+
+The scenes cache lives in the session's temporary data root (tests/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -29,23 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def data_root(tmp_path_factory):
-    """One scenes cache for the module (also inherited by torchrun's processes)."""
-    root = tmp_path_factory.mktemp("data")
-    old = {k: os.environ.get(k) for k in ("KDEXPLAIN_DATA_ROOT", "KDEXPLAIN_PROGRESS")}
-    os.environ["KDEXPLAIN_DATA_ROOT"] = str(root)
-    os.environ["KDEXPLAIN_PROGRESS"] = "0"
-    yield root
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-
-
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, data_root):
+def tiny_run(tmp_path_factory):
     """The tiny config trained once through the CLI (every epoch kept)."""
     out = tmp_path_factory.mktemp("runs")
     rc = main(["train-triplet", "--config", str(TINY), f"out_dir={out}", "name=e2e", "-q"])
