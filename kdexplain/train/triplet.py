@@ -37,7 +37,7 @@ import torch
 import yaml
 from torch import nn
 
-from kdexplain.config import ConfigError, ExperimentConfig, dump_config
+from kdexplain.config import ConfigError, ExperimentConfig, dump_config, parse_config
 from kdexplain.models import build_model, load_state_dict, resolve_layer_name
 from kdexplain.train.distributed import DistContext
 from kdexplain.train.features import upstream_parameters
@@ -172,8 +172,9 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or "
                          "choose another name (name=... or --run-dir)")
     if started and cfg_path.is_file():
-        old = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
-        changes = _config_changes(old, config.model_dump(mode="json"))
+        # through the current schema, so keys added since then compare as their defaults
+        old = parse_config(yaml.safe_load(cfg_path.read_text(encoding="utf-8")), str(cfg_path))
+        changes = _config_changes(old.model_dump(mode="json"), config.model_dump(mode="json"))
         if changes:
             raise ConfigError(f"cannot resume {run_dir} with a different config; changed: "
                               + "; ".join(changes))
