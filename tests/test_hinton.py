@@ -18,6 +18,7 @@ if str(ROOT) not in sys.path:
 
 from analyses.hinton import ANALYSES, Workspace, make_config, render_only, run_analyses  # noqa: E402
 from analyses.hinton.__main__ import cli  # noqa: E402
+from analyses.hinton.config import default_teacher, teacher_preset  # noqa: E402
 from analyses.hinton.gradient import (  # noqa: E402
     logit_regression_grad,
     relative_difference,
@@ -206,3 +207,8 @@ def test_config_validation():
     with pytest.raises(ValueError, match="weighting_hard_weights"):
         make_config(weighting_hard_weights=(1.5,))
     assert replace(make_config(quick=True), seeds=(3,)).seeds == (3,)
+    assert teacher_preset("paper").hidden_dropout == 0.5 and teacher_preset("paper").jitter == 2
+    assert make_config().teacher == teacher_preset(default_teacher(quick=False))
+    assert make_config(quick=True).teacher == teacher_preset(default_teacher(quick=True), True)
+    with pytest.raises(ValueError, match="unknown teacher preset"):
+        teacher_preset("huge")

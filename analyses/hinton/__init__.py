@@ -89,10 +89,12 @@ def run_analyses(names: Sequence[str], cfg: HintonConfig, out_dir: str | Path, *
         module = ANALYSES[key]
         log(f"{key}: running ({cfg.mode} mode, {len(cfg.seeds)} seeds, data {ws.data.name})")
         t0, trained0, load0 = time.perf_counter(), ws.trained, _load_average()
+        cpu0 = time.process_time()
         result = module.run(ws)
         result["meta"] = {"command": command, "config": cfg.as_dict(),
                           "split_note": ws.data.split_note, "dataset": ws.data.name,
                           "wall_s": time.perf_counter() - t0,
+                          "cpu_s": time.process_time() - cpu0,
                           "runs_trained": ws.trained - trained0,
                           "load_average": [load0, _load_average()],
                           "cpu_count": os.cpu_count(),
@@ -114,7 +116,12 @@ def render_only(names: Sequence[str], out_dir: str | Path) -> list[Path]:
     written = []
     for n in names:
         module = ANALYSES[n.replace("_", "-")]
-        written += module.render(read_json(out_dir / f"{module.NAME}.json"), out_dir)
+        path = out_dir / f"{module.NAME}.json"
+        if not path.is_file():
+            continue
+        result = read_json(path)
+        result["headline"] = module.headline(result)
+        written += module.render(result, out_dir)
     written.append(write_index(out_dir, PAGE_ORDER))
     return written
 

@@ -11,6 +11,7 @@ import torch
 import typer
 
 from analyses.hinton import ANALYSES, make_config, render_only, run_analyses
+from analyses.hinton.config import default_teacher, teacher_preset
 from analyses.hinton.workspace import DEFAULT_CACHE_DIR, log
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -21,21 +22,26 @@ LARGE_TRAIN_SIZE = {"full": 10000, "quick": 4000}
 
 @app.command()
 def main(
-    analysis: str = typer.Argument(..., help=f"one of: {', '.join(ANALYSES)}, all"),
+    analysis: str = typer.Argument(..., help=f"one of: {', '.join(ANALYSES)}, all; or a "
+                                   "comma-separated list"),
     quick: bool = typer.Option(False, "--quick", help="two seeds, few epochs (~1-2 min each)"),
     dataset: str = typer.Option("mnist5k", help="mnist5k (offline), fashion (Debian's "
                                 "dataset-fashion-mnist), mnist (torchvision), sklearn-digits"),
     root: Optional[Path] = typer.Option(None, help="data root for fashion / mnist"),
     download: bool = typer.Option(False, help="download torchvision MNIST into --root"),
+    teacher: Optional[str] = typer.Option(None, help="teacher preset: paper (dropout 0.2 / "
+                                          "0.5, 2-pixel jitter; full mode's default) or light "
+                                          "(0.1 / 0.3, 1 pixel; quick mode's default)"),
     seeds: Optional[str] = typer.Option(None, help="comma-separated seeds, e.g. 0,1,2 "
-                                        "(default: 0,1,2 full, 0,1 quick)"),
+                                        "(default: 0,1,2,3,4 full, 0,1 quick)"),
     train_size: Optional[int] = typer.Option(None, help="stratified training subset (default: "
                                              "all of mnist5k / sklearn-digits, 10000 of the "
                                              "large sets, 4000 with --quick)"),
     test_size: Optional[int] = typer.Option(None, help="stratified test subset (default all)"),
     out: Optional[Path] = typer.Option(None, help="output folder (default reports/hinton, "
-                                       "runs/hinton/quick with --quick; a sub-folder per "
-                                       "data set other than mnist5k)"),
+                                       "runs/hinton/quick with --quick; sub-folders per "
+                                       "data set other than mnist5k and per non-default "
+                                       "teacher)"),
     cache_dir: Path = typer.Option(DEFAULT_CACHE_DIR, help="cache of trained runs"),
     no_cache: bool = typer.Option(False, "--no-cache", help="train everything again, keep "
                                   "runs in memory only"),
@@ -45,13 +51,16 @@ def main(
                                 "the JSON results in --out, train nothing"),
 ) -> None:
     """Reproduce Hinton et al.'s distillation findings; write Markdown pages and plots."""
-    names = list(ANALYSES) if analysis == "all" else [analysis]
+    names = list(ANALYSES) if analysis == "all" else [a.strip() for a in analysis.split(",")]
     mode = "quick" if quick else "full"
     key = dataset.lower()
+    teacher = teacher or default_teacher(quick)
     if out is None:
         out = Path("reports/hinton") if not quick else Path("runs/hinton/quick")
         if key not in ("mnist5k", "mnist-5k"):
             out = out / key
+        if teacher != default_teacher(quick):
+            out = out / f"teacher-{teacher}"
     if render:
         for p in render_only(names, out):
             log(f"wrote {p}")
@@ -67,7 +76,7 @@ def main(
     if train_size is None and key not in ("mnist5k", "mnist-5k", "sklearn-digits", "digits"):
         train_size = LARGE_TRAIN_SIZE[mode]
     cfg = make_config(quick=quick, dataset=key, seeds=seed_list, train_size=train_size,
-                      test_size=test_size)
+                      test_size=test_size, teacher=teacher_preset(teacher, quick))
     t0 = time.perf_counter()
     run_analyses(names, cfg, out, root=root, download=download,
                  cache_dir=None if no_cache else cache_dir)

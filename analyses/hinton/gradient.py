@@ -122,7 +122,7 @@ def run(ws: Workspace) -> dict:
         per_seed[str(seed)] = rows
     result = {"name": NAME, "title": TITLE, "temperatures": temps, "per_seed": per_seed,
               "num_examples": int(len(ws.data.y_test)), "student_hidden": cfg.student.hidden}
-    result["headline"] = _headline(result)
+    result["headline"] = headline(result)
     return result
 
 
@@ -130,7 +130,8 @@ def _arr(result: dict, key: str) -> np.ndarray:
     return np.array([result["per_seed"][s][key] for s in result["per_seed"]])
 
 
-def _headline(result: dict) -> list[str]:
+def headline(result: dict) -> list[str]:
+    """The one-line findings for the index (recomputed whenever the page is rendered)."""
     temps = result["temperatures"]
     zm, raw = _arr(result, "rel_diff_zero_mean"), _arr(result, "rel_diff_raw")
     g2, g1 = _arr(result, "grad_norm_t2"), _arr(result, "grad_norm_plain")
@@ -172,7 +173,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     rows = []
     for j, t in enumerate(temps):
         rows.append([f"{t:g}", rp.fmt_ms(zm[:, j], 4), rp.fmt_ms(raw[:, j], 4),
-                     f"{g2[:, j].mean():.4g}", f"{g1[:, j].mean():.3g}"])
+                     f"{g2[:, j].mean():.3g}", f"{g1[:, j].mean():.3g}"])
     slope = np.polyfit(np.log(temps[-4:]), np.log(zm.mean(0)[-4:]), 1)[0]
     body = f"""
 **Paper (section 2.1).** "In the high temperature limit, distillation is equivalent to

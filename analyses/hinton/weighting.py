@@ -45,7 +45,7 @@ def run(ws: Workspace) -> dict:
               "temperatures": list(cfg.weighting_temperatures), "student_hidden": net.hidden,
               "teacher_errors": {str(s): count_errors(ws.teacher(s)["test"], y)
                                  for s in cfg.seeds}}
-    result["headline"] = _headline(result)
+    result["headline"] = headline(result)
     return result
 
 
@@ -62,7 +62,8 @@ def best_cell(result: dict) -> tuple[int, int]:
     return int(i), int(j)
 
 
-def _headline(result: dict) -> list[str]:
+def headline(result: dict) -> list[str]:
+    """The one-line findings for the index (recomputed whenever the page is rendered)."""
     cube = _cube(result)
     i, j = best_cell(result)
     ws, ts = result["hard_weights"], result["temperatures"]
@@ -143,20 +144,21 @@ Test error (mean ± std over seeds):
 
 **Reading.** The lowest mean error is at hard weight {ws[i]:g}, T = {ts[j]:g}
 ({mean[i, j]:.2f}%). Cells within one typical seed std ({std:.2f} points) of it:
-{', '.join(f'(1 - a = {w:g}, T = {t:g})' for w, t in close)}. Best over T with a low hard
-weight (<= 0.3): {low_best:.2f}%; with a high one (>= 0.5): {high_best:.2f}%
-({_verdict(low_best, high_best, std)}).
+{', '.join(f'(1 - a = {w:g}, T = {t:g})' for w, t in close)}. {_verdict(low_best, high_best, std)}.
 """
     paths.insert(0, rp.write_page(out_dir, result, body))
     return paths
 
 
 def _verdict(low: float, high: float, std: float) -> str:
+    """Compare the best low-hard-weight (<= 0.3) and high-hard-weight (0.5-0.9) cells."""
     if not (np.isfinite(low) and np.isfinite(high)):
-        return "the grid lacks low or high weights to compare"
+        return "The grid lacks low (<= 0.3) or high (>= 0.5) hard weights to compare"
+    text = (f"Best over T with a low hard weight (<= 0.3): {low:.2f}%; with a high one "
+            f"(>= 0.5, below 1): {high:.2f}%: ")
     if abs(low - high) <= std:
-        return ("a difference within one seed std: low and high weights are not "
-                "distinguishable at this precision")
+        return text + ("a difference within one seed std, so low and high weights are not "
+                       "distinguishable at this precision")
     if low < high:
-        return "lower hard weights do better, as in the paper"
-    return "higher hard weights do better here, unlike the paper"
+        return text + "lower hard weights do better, as in the paper"
+    return text + "higher hard weights do better here, unlike the paper"
