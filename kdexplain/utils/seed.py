@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 
 import numpy as np
@@ -24,7 +23,6 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         if torch.backends.cudnn.is_available():
