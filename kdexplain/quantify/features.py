@@ -1,9 +1,9 @@
 """Reading a layer's feature, stopping the forward pass there.
 
-The feature of a layer is its module's output (before any activation that follows). A
-forward hook captures it and raises :class:`_StopForward`, so the rest of the network is
-never computed: this works for any architecture whose forward runs the layer's module once,
-torchvision's included, without rewriting the model.
+The feature of a layer is its module's output (before any activation that follows).
+:class:`kdexplain.train.TruncatedModel` captures it with a forward hook and stops the
+forward pass there, so the rest of the network is never computed; :class:`LayerFeature`
+is that mechanism as a context manager that always removes its hook.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ import torch
 from torch import nn
 
 from kdexplain.models.layers import resolve_layer_name
-
-
-class _StopForward(Exception):
-    """Raised by the hook once the layer's output is captured."""
+from kdexplain.train.features import TruncatedModel
 
 
 class LayerFeature:
@@ -36,51 +33,26 @@ class LayerFeature:
         Module path or the paper's alias (``conv``, ``fc1``, ...).
     arch : str, optional
         Architecture name for alias resolution (default: ``model.kdexplain_arch``).
-    stop : bool
-        Stop the forward pass at the layer (default). Turn off for modules whose output
-        is needed by code that runs after an exception-free forward (rare).
     """
 
-    def __init__(self, model: nn.Module, layer: str, arch: str | None = None,
-                 stop: bool = True) -> None:
+    def __init__(self, model: nn.Module, layer: str, arch: str | None = None) -> None:
         self.model = model
         self.layer = resolve_layer_name(model, layer, arch)
-        self.module = model.get_submodule(self.layer)
-        self.stop = stop
-        self._captured: torch.Tensor | None = None
-        self._handle = None
-
-    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        self._captured = output
-        if self.stop:
-            raise _StopForward
+        self._truncated: TruncatedModel | None = None
 
     def __enter__(self) -> LayerFeature:
-        self._handle = self.module.register_forward_hook(self._hook)
+        self._truncated = TruncatedModel(self.model, self.layer)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        self._captured = None
+        if self._truncated is not None:
+            self._truncated.remove()
+            self._truncated = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self._handle is None:
+        if self._truncated is None:
             raise RuntimeError("use LayerFeature as a context manager: `with LayerFeature(...) as phi:`")
-        self._captured = None
-        try:
-            self.model(x)
-        except _StopForward:
-            pass
-        out, self._captured = self._captured, None
-        if out is None:
-            raise RuntimeError(
-                f"layer {self.layer!r} was not reached by the forward pass of "
-                f"{type(self.model).__name__}; choose a module that the forward calls")
-        return out
+        return self._truncated(x)
 
 
 @contextmanager
