@@ -155,6 +155,20 @@ def test_batch_and_chunk_invariance():
     torch.testing.assert_close(part.d0, full.d0[[2, 0]])
 
 
+def test_memory_formats_agree():
+    # "auto" picks channels-last for a CNN on a CPU; the layout changes rounding only
+    model = _tiny_cnn(2)
+    x = torch.randn(3, C, H, W_, generator=torch.Generator().manual_seed(4))
+    runs = {mf: quantify(model, x, "4", grid=G, steps=15, samples=8, seed=1, memory_format=mf)
+            for mf in ("auto", "channels_last", "contiguous")}
+    torch.testing.assert_close(runs["auto"].sigma, runs["channels_last"].sigma)
+    torch.testing.assert_close(runs["contiguous"].sigma, runs["channels_last"].sigma,
+                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(runs["contiguous"].d0, runs["channels_last"].d0, rtol=1e-5, atol=0)
+    with pytest.raises(ValueError, match="memory_format"):
+        quantify(model, x, "4", grid=G, steps=1, memory_format="nhwc")
+
+
 def test_several_checkpoints_in_one_call_equal_separate_calls():
     models = [_tiny_cnn(s) for s in (0, 1, 2)]
     x = torch.randn(2, C, H, W_)

@@ -232,6 +232,26 @@ def upsample_grid(sigma: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return up.reshape(*lead, *size)
 
 
+def default_max_batch(device: str | torch.device) -> int:
+    """Rows per forward pass when ``max_batch`` is not given: 128 on a CPU, 512 elsewhere."""
+    return 128 if torch.device(device).type == "cpu" else 512
+
+
+def resolve_memory_format(memory_format: str, model: nn.Module,
+                          device: str | torch.device) -> torch.memory_format:
+    """The layout of the perturbed images (see :func:`quantify`'s ``memory_format``)."""
+    if memory_format == "channels_last":
+        return torch.channels_last
+    if memory_format == "contiguous":
+        return torch.contiguous_format
+    if memory_format != "auto":
+        raise ValueError(f"memory_format must be 'auto', 'channels_last' or 'contiguous', "
+                         f"got {memory_format!r}")
+    has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    on_cpu = torch.device(device).type == "cpu"
+    return torch.channels_last if (has_conv and on_cpu) else torch.contiguous_format
+
+
 def _as_models(model: nn.Module | Sequence[nn.Module]) -> tuple[list[nn.Module], bool]:
     if isinstance(model, nn.Module):
         return [model], True
@@ -303,6 +323,7 @@ def quantify(
     seed: int = 0,
     device: str | torch.device | None = None,
     max_batch: int | None = None,
+    memory_format: str = "auto",
     image_keys: Sequence[str] | None = None,
     arch: str | None = None,
     show_progress: bool | None = False,
@@ -342,7 +363,13 @@ def quantify(
     device : str or torch.device, optional
         Default: the device of the model's first parameter.
     max_batch : int, optional
-        Most perturbed images in one forward pass (bounds memory). Default 512.
+        Most perturbed images in one forward pass (bounds memory). Default: 128 on a CPU,
+        where small chunks stay in cache and run fastest per image, 512 elsewhere.
+    memory_format : "auto", "channels_last" or "contiguous"
+        Layout of the perturbed images. ``"auto"``: channels-last on a CPU when the
+        model has 2-d convolutions (oneDNN convolutions run about twice as fast in it),
+        contiguous otherwise. The weights are never touched. Results agree to float
+        rounding.
     image_keys : sequence of str, optional
         Names of the images' noise streams (default: a hash of each image's pixels).
     arch : str, optional
@@ -376,9 +403,10 @@ def quantify(
         first = next(iter(models[0].parameters()), None)
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
-    max_rows = int(max_batch) if max_batch else 512
-    if max_rows < 1:
+    if max_batch is not None and int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    max_rows = int(max_batch) if max_batch else default_max_batch(device)
+    layout = resolve_memory_format(memory_format, models[0], device)
     if image_keys is None:
         image_keys = [image_key(im) for im in images]
     image_keys = [str(k) for k in image_keys]
@@ -402,8 +430,8 @@ def quantify(
         layer_name = feats[0].layer
         # clean features f0[k]: (B, *feature)
         with torch.no_grad():
-            f0 = [torch.cat([transform(phi(x[i:i + max_rows])) for i in range(0, B, max_rows)])
-                  for phi in feats]
+            f0 = [torch.cat([transform(phi(x[i:i + max_rows].contiguous(memory_format=layout)))
+                             for i in range(0, B, max_rows)]) for phi in feats]
 
         def distortion_sums(sig_of: dict[int, torch.Tensor], rows: list[tuple[int, int, int]],
                             noise: dict[int, torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -417,7 +445,7 @@ def quantify(
             up = upsample_grid(torch.stack([sig_of[b] for b in imgs]), (H, W))  # (R, H, W)
             eps = torch.cat([noise[b][s0:s1] for b, s0, s1 in rows])  # (rows, C, H, W)
             xt = torch.addcmul(x[idx_t], torch.repeat_interleave(up, counts, 0)[:, None], eps)
-            f = transform(feats[k](xt))
+            f = transform(feats[k](xt.contiguous(memory_format=layout)))
             sq = (f - f0[k][idx_t]).pow(2).flatten(1).mean(1)  # (rows,)
             return idx_t, sq
 
