@@ -31,7 +31,12 @@ from torch import nn
 
 from kdexplain.models import build_model
 from kdexplain.quantify import LayerFeature, frozen, quantify
-from kdexplain.quantify.engine import ENTROPY_OFFSET, default_max_batch, resolve_memory_format
+from kdexplain.quantify.engine import (
+    ENTROPY_OFFSET,
+    activation_bytes_per_row,
+    default_max_batch,
+    resolve_memory_format,
+)
 
 
 def sequential_quantify(model, images, layer, grid, steps, samples, lr=0.1, lam=7.0,
@@ -73,7 +78,7 @@ def ceiling_step_time(model, layer, x, samples, repeats):
     """
     rows = x.repeat_interleave(samples, 0)
     layout = resolve_memory_format("auto", model, x.device)
-    chunk = default_max_batch(x.device)
+    chunk = engine_rows(model, layer, x)
     parts = [rows[i:i + chunk].contiguous(memory_format=layout) for i in range(0, len(rows), chunk)]
 
     def one_step():
@@ -90,6 +95,14 @@ def ceiling_step_time(model, layer, x, samples, repeats):
             one_step()
         _sync(x.device)
     return (time.perf_counter() - t) / repeats
+
+
+def engine_rows(model, layer, x):
+    """The engine's default chunk (rows per forward pass) for this model, layer and input."""
+    layout = resolve_memory_format("auto", model, x.device)
+    with frozen(model), LayerFeature(model, layer) as phi:
+        per_row = activation_bytes_per_row(phi, model, x[:1].contiguous(memory_format=layout))
+    return default_max_batch(x.device, per_row)
 
 
 def _sync(device):
@@ -137,7 +150,8 @@ def main() -> None:
 
     layout = resolve_memory_format("auto", models[0], dev)
     print("## (1) engine vs sequential, equal work")
-    print(f"The engine runs chunks of {default_max_batch(dev)} rows in the "
+    print(f"The engine runs chunks of {engine_rows(models[0], 'conv', x)} (conv) and "
+          f"{engine_rows(models[0], 'fc1', x)} (fc1) rows in the "
           f"{'channels-last' if layout == torch.channels_last else 'contiguous'} layout. "
           "The sequential implementation runs one image and one checkpoint at a time in the "
           "original's contiguous layout; the last column gives it the engine's layout too.\n")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdexplain.models import LayerNotFoundError, build_model
-from kdexplain.quantify import image_key, quantify
+from kdexplain.quantify import LayerFeature, image_key, quantify
 from kdexplain.quantify.engine import NOISE_BLOCK
 from kdexplain.utils.seed import derive_seed
 
@@ -167,6 +167,25 @@ def test_memory_formats_agree():
     torch.testing.assert_close(runs["contiguous"].d0, runs["channels_last"].d0, rtol=1e-5, atol=0)
     with pytest.raises(ValueError, match="memory_format"):
         quantify(model, x, "4", grid=G, steps=1, memory_format="nhwc")
+
+
+def test_default_chunk_from_activation_footprint():
+    from kdexplain.quantify.engine import (
+        CPU_CHUNK_BYTES,
+        MAX_DEFAULT_ROWS,
+        activation_bytes_per_row,
+        default_max_batch,
+    )
+    model = _tiny_cnn()
+    x = torch.randn(2, C, H, W_)
+    with LayerFeature(model, "4") as phi:
+        per_row = activation_bytes_per_row(phi, model, x)
+    # conv (4 x 16 x 16) + ReLU (same) + pool (4 x 8 x 8) + flatten (256) floats, stopped at "4"
+    assert per_row == 4 * (1024 + 1024 + 256 + 256)
+    assert default_max_batch("cpu", CPU_CHUNK_BYTES // 10) == 10
+    assert default_max_batch("cpu", 10 * CPU_CHUNK_BYTES) == 1
+    assert default_max_batch("cpu", 1) == MAX_DEFAULT_ROWS
+    assert default_max_batch("cuda", per_row) == MAX_DEFAULT_ROWS
 
 
 def test_several_checkpoints_in_one_call_equal_separate_calls():

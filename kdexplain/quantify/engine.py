@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
@@ -232,9 +232,47 @@ def upsample_grid(sigma: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return up.reshape(*lead, *size)
 
 
-def default_max_batch(device: str | torch.device) -> int:
-    """Rows per forward pass when ``max_batch`` is not given: 128 on a CPU, 512 elsewhere."""
-    return 128 if torch.device(device).type == "cpu" else 512
+#: Activation bytes per forward chunk when ``max_batch`` is not given. On a CPU the
+#: convolutions and their backward are memory-bound: a chunk whose activations fit the last
+#: level cache runs about twice as fast per image as one that spills (kdnet at 64 px:
+#: 32 rows, reports/performance.md). On a GPU the bound only caps memory.
+CPU_CHUNK_BYTES = 32 * 2**20
+GPU_CHUNK_BYTES = 2 * 2**30
+MAX_DEFAULT_ROWS = 512
+
+
+def activation_bytes_per_row(phi: Callable[[torch.Tensor], torch.Tensor], model: nn.Module,
+                             x: torch.Tensor) -> int:
+    """Bytes of every module output on the way to the layer, for one input row."""
+    total = 0
+
+    def count(module: nn.Module, args: tuple, output: object) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor) and not list(module.children()):
+            total += output.numel() * output.element_size()
+
+    handles = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            phi(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return max(total, x[:1].numel() * x.element_size())
+
+
+def default_max_batch(device: str | torch.device, bytes_per_row: int | None = None) -> int:
+    """Rows per forward pass when ``max_batch`` is not given.
+
+    The rows whose activations (``bytes_per_row`` each) fill :data:`CPU_CHUNK_BYTES` on a
+    CPU or :data:`GPU_CHUNK_BYTES` elsewhere, between 1 and :data:`MAX_DEFAULT_ROWS`
+    (without ``bytes_per_row``: 32 on a CPU, 512 elsewhere).
+    """
+    cpu = torch.device(device).type == "cpu"
+    if bytes_per_row is None:
+        return 32 if cpu else MAX_DEFAULT_ROWS
+    budget = CPU_CHUNK_BYTES if cpu else GPU_CHUNK_BYTES
+    return int(min(MAX_DEFAULT_ROWS, max(1, budget // max(1, bytes_per_row))))
 
 
 def resolve_memory_format(memory_format: str, model: nn.Module,
@@ -363,8 +401,10 @@ def quantify(
     device : str or torch.device, optional
         Default: the device of the model's first parameter.
     max_batch : int, optional
-        Most perturbed images in one forward pass (bounds memory). Default: 128 on a CPU,
-        where small chunks stay in cache and run fastest per image, 512 elsewhere.
+        Most perturbed images in one forward pass (bounds memory). Default: as many as
+        keep the activations up to the layer within 32 MiB on a CPU (where chunks that
+        stay in cache run fastest per image; kdnet at 64 px: 32) or 2 GiB on a GPU, at
+        most 512 (see :func:`default_max_batch`).
     memory_format : "auto", "channels_last" or "contiguous"
         Layout of the perturbed images. ``"auto"``: channels-last on a CPU when the
         model has 2-d convolutions (oneDNN convolutions run about twice as fast in it),
@@ -405,7 +445,6 @@ def quantify(
     device = torch.device(device)
     if max_batch is not None and int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    max_rows = int(max_batch) if max_batch else default_max_batch(device)
     layout = resolve_memory_format(memory_format, models[0], device)
     if image_keys is None:
         image_keys = [image_key(im) for im in images]
@@ -428,6 +467,11 @@ def quantify(
                 by_id[id(m)] = stack.enter_context(LayerFeature(m, layer, arch))
             feats.append(by_id[id(m)])
         layer_name = feats[0].layer
+        if max_batch:
+            max_rows = int(max_batch)
+        else:
+            probe = x[:1].contiguous(memory_format=layout)
+            max_rows = default_max_batch(device, activation_bytes_per_row(feats[0], models[0], probe))
         # clean features f0[k]: (B, *feature)
         with torch.no_grad():
             f0 = [torch.cat([transform(phi(x[i:i + max_rows].contiguous(memory_format=layout)))
