@@ -253,6 +253,8 @@ def test_bad_inputs():
         quantify(model, torch.randn(1, C, H, W_), "4", preset="fast")
     with pytest.raises(ValueError, match="grid"):
         quantify(model, torch.randn(1, C, H, W_), "4", grid=32)
+    with pytest.raises(ValueError, match="empty"):
+        quantify(model, torch.randn(0, C, H, W_), "4")
 
 
 def test_deterministic_for_a_seed():

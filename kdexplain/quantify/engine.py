@@ -431,6 +431,8 @@ def quantify(
         bad = (~torch.isfinite(images)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ValueError(f"images contain NaN or infinite values (images {bad[:10]})")
     B, C, H, W = images.shape
+    if B == 0:
+        raise ValueError("images is empty: pass at least one (C, H, W) image")
     if grid < 1 or grid > min(H, W):
         raise ValueError(f"grid must lie in [1, min(H, W)] = [1, {min(H, W)}], got {grid}")
     arch = arch or getattr(models[0], "kdexplain_arch", None)
