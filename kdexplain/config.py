@@ -38,6 +38,8 @@ __all__ = [
     "SourceDataConfig",
     "StudentConfig",
     "TeacherConfig",
+    "flatten_config",
+    "key_under",
     "apply_overrides",
     "dump_config",
     "load_config",
@@ -431,3 +433,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
 def dump_config(config: ExperimentConfig) -> str:
     """The resolved config as YAML text (every field, defaults included)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+
+
+def flatten_config(d: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config mapping as ``{"section.key": value}`` (leaves only)."""
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(flatten_config(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def key_under(key: str, prefixes: Sequence[str]) -> bool:
+    """Whether a flattened key is one of ``prefixes`` or lies inside one of them."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)

@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,7 +39,7 @@ from analyses.spurious.config import (
 )
 from analyses.spurious.images import ImageSet, analysed_sets, load_test_split
 from analyses.spurious.metrics import compare_conditions, image_metrics
-from kdexplain.config import ConfigError
+from kdexplain.config import ConfigError, flatten_config, key_under
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.quantify import quantify
 from kdexplain.train import list_checkpoints, train_triplet
@@ -81,15 +80,6 @@ def _quiet_teacher() -> Iterator[None]:
 _FREE_KEYS = ("name", "out_dir", "device", "analysis")
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def config_differences(stored: dict, current: dict) -> tuple[list[str], list[str]]:
     """How a finished run's config differs from the config it would get now.
 
@@ -107,14 +97,10 @@ def config_differences(stored: dict, current: dict) -> tuple[list[str], list[str
         Keys present in only one of them (a field added to or removed from kdexplain's
         config since the run was trained): reported, not fatal.
     """
-    a, b = _flatten(stored), _flatten(current)
-
-    def free(k: str) -> bool:
-        return any(k == f or k.startswith(f + ".") for f in _FREE_KEYS)
-
+    a, b = flatten_config(stored), flatten_config(current)
     changed = [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(set(a) & set(b))
-               if a[k] != b[k] and not free(k)]
-    unknown = sorted(k for k in set(a) ^ set(b) if not free(k))
+               if a[k] != b[k] and not key_under(k, _FREE_KEYS)]
+    unknown = sorted(k for k in set(a) ^ set(b) if not key_under(k, _FREE_KEYS))
     return changed, unknown
 
 

@@ -37,7 +37,14 @@ import torch
 import yaml
 from torch import nn
 
-from kdexplain.config import ConfigError, ExperimentConfig, dump_config, parse_config
+from kdexplain.config import (
+    ConfigError,
+    ExperimentConfig,
+    dump_config,
+    flatten_config,
+    key_under,
+    parse_config,
+)
 from kdexplain.models import build_model, load_state_dict, resolve_layer_name
 from kdexplain.train.distributed import DistContext
 from kdexplain.train.features import upstream_parameters
@@ -71,21 +78,10 @@ def run_dir_for(config: ExperimentConfig, seed: int | None = None) -> Path:
     return base
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
 def _config_changes(old: dict, new: dict) -> list[str]:
-    a, b = _flatten(old), _flatten(new)
-    keys = sorted(set(a) | set(b))
-    free = tuple(_RESUME_FREE)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys
-            if a.get(k) != b.get(k) and not any(k == f or k.startswith(f + ".") for f in free)]
+    a, b = flatten_config(old), flatten_config(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not key_under(k, _RESUME_FREE)]
 
 
 def _build_dataset(name: str, split: str, root: str | None, image_size: int,
