@@ -13,6 +13,7 @@ import typer
 from analyses.hinton import ANALYSES, make_config, render_only, run_analyses
 from analyses.hinton.config import default_teacher, teacher_preset
 from analyses.hinton.workspace import DEFAULT_CACHE_DIR, log
+from kdexplain.cli import run_app
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
@@ -85,23 +86,9 @@ def main(
 
 def cli(argv: list[str] | None = None) -> int:
     """Run the command; predictable mistakes print one ``error:`` line and return 2."""
-    try:
-        app(args=argv, prog_name="python -m analyses.hinton", standalone_mode=False)
-    except (FileNotFoundError, ValueError) as e:
-        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
-        return 2
-    except KeyboardInterrupt:
-        typer.secho("interrupted: finished runs are cached; run the same command again to "
-                    "resume", fg=typer.colors.YELLOW, err=True)
-        return 130
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            return e.exit_code
-        raise
-    return 0
+    return run_app(app, argv, prog_name="python -m analyses.hinton",
+                   interrupted="interrupted: finished runs are cached; run the same command "
+                               "again to resume")
 
 
 if __name__ == "__main__":

@@ -32,26 +32,34 @@ class UserError(Exception):
     """A predictable mistake of the user's: printed as one clear message, exit code 2."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script.
+def run_app(app: typer.Typer, argv: list[str] | None, *, prog_name: str,
+            interrupted: str) -> int:
+    """Run a typer app as a command and return its exit status.
 
-    Predictable mistakes (missing files, bad values, unknown layers) print one clear
-    ``error:`` line and exit with status 2 instead of a traceback.
+    Usage errors and ``--help`` are typer's (status 2 and 0). Predictable mistakes
+    (:class:`UserError`, missing files, bad values, unknown keys) print one ``error:`` line
+    and return 2 instead of a traceback. Ctrl-C prints ``interrupted`` and returns 130.
     """
-    _register_all()
     try:
-        app(args=argv, prog_name="kdexplain")
+        app(args=argv, prog_name=prog_name)
     except SystemExit as e:  # typer's normal exit (help, usage errors, success)
-        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 130:  # typer turns KeyboardInterrupt into a silent exit with status 130
+            typer.secho(interrupted, fg=typer.colors.YELLOW, err=True)
+        return code
     except (UserError, OSError, ValueError, KeyError) as e:  # OSError: missing files, permissions, disk full
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
         return 2
-    except KeyboardInterrupt:
-        typer.secho("interrupted: finished units are kept; run the same command again to "
-                    "resume", fg=typer.colors.YELLOW, err=True)
-        return 130
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script (see :func:`run_app` for the exit statuses)."""
+    _register_all()
+    return run_app(app, argv, prog_name="kdexplain",
+                   interrupted="interrupted: finished units are kept; run the same command "
+                               "again to resume")
 
 
 if __name__ == "__main__":  # pragma: no cover

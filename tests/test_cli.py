@@ -1,0 +1,46 @@
+"""The shared command runner: exit statuses and one-line messages."""
+
+from __future__ import annotations
+
+import typer
+
+from kdexplain.cli import UserError, run_app
+
+
+def _app(exc: BaseException | None) -> typer.Typer:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+
+    @app.command()
+    def go(n: int = 1) -> None:
+        if exc is not None:
+            raise exc
+
+    return app
+
+
+def test_success_usage_error_and_help(capsys):
+    assert run_app(_app(None), [], prog_name="t", interrupted="-") == 0
+    assert run_app(_app(None), ["--bogus"], prog_name="t", interrupted="-") == 2
+    assert "No such option" in capsys.readouterr().err
+    assert run_app(_app(None), ["--help"], prog_name="t", interrupted="-") == 0
+
+
+def test_predictable_mistakes_are_one_error_line(capsys):
+    for exc, text in [(UserError("bad layer"), "bad layer"), (FileNotFoundError("no file x"), "no file x"),
+                      (ValueError("bad value"), "bad value"), (KeyError("missing key"), "missing key")]:
+        assert run_app(_app(exc), [], prog_name="t", interrupted="-") == 2
+        err = capsys.readouterr().err
+        assert err.strip() == f"error: {text}"
+
+
+def test_interrupt_says_what_is_kept(capsys):
+    # typer turns KeyboardInterrupt into a silent status 130; the runner says what was kept
+    assert run_app(_app(KeyboardInterrupt()), [], prog_name="t", interrupted="kept: rerun") == 130
+    assert "kept: rerun" in capsys.readouterr().err
+
+
+def test_hinton_cli_usage_error_is_a_status_not_a_crash(capsys):
+    from analyses.hinton.__main__ import cli
+
+    assert cli(["--bogus"]) == 2
+    assert "No such option" in capsys.readouterr().err
