@@ -261,17 +261,13 @@ def activation_bytes_per_row(phi: Callable[[torch.Tensor], torch.Tensor], model:
     return max(total, x[:1].numel() * x.element_size())
 
 
-def default_max_batch(device: str | torch.device, bytes_per_row: int | None = None) -> int:
+def default_max_batch(device: str | torch.device, bytes_per_row: int) -> int:
     """Rows per forward pass when ``max_batch`` is not given.
 
     The rows whose activations (``bytes_per_row`` each) fill :data:`CPU_CHUNK_BYTES` on a
-    CPU or :data:`GPU_CHUNK_BYTES` elsewhere, between 1 and :data:`MAX_DEFAULT_ROWS`
-    (without ``bytes_per_row``: 32 on a CPU, 512 elsewhere).
+    CPU or :data:`GPU_CHUNK_BYTES` elsewhere, between 1 and :data:`MAX_DEFAULT_ROWS`.
     """
-    cpu = torch.device(device).type == "cpu"
-    if bytes_per_row is None:
-        return 32 if cpu else MAX_DEFAULT_ROWS
-    budget = CPU_CHUNK_BYTES if cpu else GPU_CHUNK_BYTES
+    budget = CPU_CHUNK_BYTES if torch.device(device).type == "cpu" else GPU_CHUNK_BYTES
     return int(min(MAX_DEFAULT_ROWS, max(1, budget // max(1, bytes_per_row))))
 
 
