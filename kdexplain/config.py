@@ -346,10 +346,52 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+#: The largest config file read (bytes): a config is a page of settings, not data.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without aliases (``*name``): a few lines of nested aliases (a
+    "billion laughs" document) expand into gigabytes, and a config never needs them."""
+
+    def compose_node(self, parent, index):  # noqa: D401 - PyYAML's hook
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(
+                f"{mark.name}, line {mark.line + 1}: YAML aliases (*name) are not allowed in "
+                "kdexplain configs (nested aliases can expand a small file into gigabytes); "
+                "write the value out in full")
+        return super().compose_node(parent, index)
+
+
+def read_yaml(text: str, source: str = "<string>") -> Any:
+    """Parse YAML text safely: plain data only, no aliases, at most :data:`MAX_CONFIG_BYTES`.
+
+    Raises
+    ------
+    ConfigError
+        Invalid YAML, an alias, or a document over the size limit; the message names
+        ``source``.
+    """
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a "
+                          "page of settings, not data")
+    loader = _NoAliasLoader(text)
+    loader.name = source
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config {source} is not valid YAML: {e}") from None
+    finally:
+        loader.dispose()
+
+
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return read_yaml(text, "override")
+    except ConfigError:
+        if "*" in text and "&" in text:
+            raise
         return text
 
 
@@ -419,12 +461,13 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         shipped = sorted(p.name for p in Path("configs").glob("*.yaml")) if Path("configs").is_dir() else []
         hint = f" Shipped configs: {', '.join(shipped)}." if shipped else ""
         raise FileNotFoundError(f"config file {path} does not exist.{hint}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {path} is not valid YAML: {e}") from None
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
+                          "is a page of settings, not data")
+    raw = read_yaml(path.read_text(encoding="utf-8"), str(path))
     if raw is None:
-        raw = {}
+        raise ConfigError(f"config {path} is empty; an experiment needs its settings (start from "
+                          "configs/quickstart.yaml or configs/tiny.yaml)")
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
     return parse_config(apply_overrides(raw, overrides), str(path))

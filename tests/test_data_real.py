@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision.transforms import v2
 
-from kdexplain.data import CorruptImageWarning, build_dataset, center_mask
+from kdexplain.data import (
+    CorruptImageError,
+    CorruptImageWarning,
+    build_dataset,
+    center_mask,
+    readable_items,
+)
 from kdexplain.data.transforms import mask_box
 
 RED, GREEN, BLUE = (255, 0, 0), (0, 255, 0), (0, 0, 255)
@@ -419,11 +425,16 @@ def test_corrupt_images_are_reported_counted_and_skipped(tmp_path):
         warnings.simplefilter("ignore", CorruptImageWarning)
         ds = build_dataset("folder", root=root, image_size=16)
     assert len(ds) == 3 and len(ds.skipped) == 1
+    # it is never replaced by another sample (that counted dogs/c.png twice)
+    with pytest.raises(CorruptImageError, match=r"b\.jpg"):
+        ds[0]
+    assert ds[1]["key"] == "dogs/c.png" and ds[1]["index"] == 1
     with pytest.warns(CorruptImageWarning, match=r"b\.jpg"):
-        item = ds[0]
-    assert item["key"] == "dogs/c.png" and item["index"] == 1
+        items = readable_items(ds, range(len(ds)))
+    assert [it["key"] for it in items] == ["dogs/c.png", "loose.png"]  # each once, b.jpg left out
     assert [Path(s.path).name for s in ds.skipped] == ["a.png", "b.jpg"]
-    assert ds[2]["key"] == "loose.png"  # nothing else is lost
+    with pytest.warns(CorruptImageWarning):
+        assert [it["key"] for it in readable_items(ds, range(3), limit=1)] == ["dogs/c.png"]
 
 
 def test_corrupt_image_in_a_real_layout(tmp_path):

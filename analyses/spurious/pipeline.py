@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from analyses.spurious.config import (
     CONDITIONS,
@@ -39,11 +38,11 @@ from analyses.spurious.config import (
 )
 from analyses.spurious.images import ImageSet, analysed_sets, load_test_split
 from analyses.spurious.metrics import compare_conditions, image_metrics
-from kdexplain.config import ConfigError, flatten_config, key_under
+from kdexplain.config import ConfigError, flatten_config, key_under, read_yaml
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.quantify import quantify
 from kdexplain.train import list_checkpoints, train_triplet
-from kdexplain.utils import atomic_torch_save, read_json
+from kdexplain.utils import atomic_torch_save, load_torch_file, read_json
 
 __all__ = ["ValidationResults", "accuracy_table", "config_differences", "log", "per_image_table",
            "quantify_runs", "run_validation", "train_networks", "weights_digest"]
@@ -136,7 +135,8 @@ def train_networks(cfg: SpuriousConfig, work_dir: str | Path,
                 f"(spurious_background={cfg.p_of(condition)}, {cfg.epochs} epochs)")
             if done:
                 # a finished run is reused as it is, if its settings are the current ones
-                stored = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+                stored = read_yaml((run_dir / "config.yaml").read_text(encoding="utf-8"),
+                                   str(run_dir / "config.yaml"))
                 changed, unknown = config_differences(stored, exp.model_dump(mode="json"))
                 if changed:
                     raise ConfigError(f"{run_dir} was trained with other settings ("
@@ -323,7 +323,7 @@ def quantify_runs(cfg: SpuriousConfig, runs: dict[tuple[str, int], Path],
                                        "keys": joined.keys, "layer": resolved,
                                        "settings": res.settings}, files[d])
             for (condition, epoch), (digest, _) in units.items():
-                unit = torch.load(files[digest], map_location="cpu", weights_only=False)
+                unit = load_torch_file(files[digest], what="spurious cache unit")
                 ent = unit["entropy"].double().numpy().copy()
                 ent[unit["no_signal"].numpy()] = np.nan
                 grids[(seed, condition, layer, epoch)] = ent

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 
 def _parse_options(pairs: list[str] | None) -> dict:
     """``key=value`` pairs (YAML values: 12, 0.5, true, [a, b]) to keyword arguments."""
-    import yaml
+    from kdexplain.config import ConfigError, read_yaml
 
     out = {}
     for pair in pairs or []:
@@ -27,9 +27,9 @@ def _parse_options(pairs: list[str] | None) -> dict:
         if not sep or not key.strip():
             raise ValueError(f"--option expects key=value (e.g. -o border=bg), got {pair!r}")
         try:
-            out[key.strip().replace("-", "_")] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ValueError(f"cannot read the value of --option {pair!r}: {e}") from e
+            out[key.strip().replace("-", "_")] = read_yaml(value, f"--option {pair!r}")
+        except ConfigError as e:
+            raise ValueError(f"cannot read the value of --option {pair!r}: {e}") from None
     return out
 
 

@@ -40,16 +40,19 @@ def quantify_command(
     cell), OUT/images.csv (one row per image), OUT/run.json (settings, versions) and, with
     --heatmaps, OUT/heatmaps/*.png.
     """
+    _check_quantify_options(n=n, grid=grid, steps=steps, samples=samples,
+                            entropy_weight=entropy_weight, max_batch=max_batch, out=out)
     import torch
 
-    from kdexplain.data import build_dataset, denormalize, mask_to_grid
+    from kdexplain.data import build_dataset, denormalize, mask_to_grid, readable_items
     from kdexplain.models import load_model
     from kdexplain.quantify import quantify
     from kdexplain.quantify.io import result_tables, save_result, write_csv
     from kdexplain.quantify.plot import plot_entropy_overlay, shared_scale
     from kdexplain.utils import environment_info, write_json
+    from kdexplain.utils.device import resolve_device
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    dev = str(resolve_device(device))
     model = load_model(checkpoint, arch=arch, num_classes=num_classes)
     folder = Path(images)
     if folder.is_dir():
@@ -59,10 +62,14 @@ def quantify_command(
     size = image_size or (64 if name == "scenes" else 224)
     kwargs = {"split": split} if name != "folder" else {}
     ds = build_dataset(name, root=root, image_size=size, **kwargs)
-    count = min(n, len(ds))
+    items = readable_items(ds, range(len(ds)), limit=n)  # corrupt files left out, never replaced
+    count = len(items)
     if count == 0:
-        raise ValueError(f"no images found in {images}")
-    items = [ds[i] for i in range(count)]
+        raise ValueError(f"no readable images found in {images}")
+    skipped = getattr(ds, "skipped", [])
+    if skipped:
+        typer.echo(f"skipped {len(skipped)} unreadable image(s): "
+                   + "; ".join(f"{s.path} ({s.reason})" for s in skipped[:5]), err=True)
     x = torch.stack([it["image"] for it in items])
     masks = torch.stack([it["mask"] for it in items]) if "mask" in items[0] else None
     keys = [str(it.get("key", i)) for i, it in enumerate(items)]
@@ -92,3 +99,18 @@ def quantify_command(
     flagged = int(res.no_signal.sum())
     typer.echo(f"mean entropy {float(res.entropy[~res.no_signal].mean()):.3f} nats; "
                f"{flagged} image(s) without signal; wrote {out}")
+
+
+def _check_quantify_options(*, n: int, grid: int, steps: int | None, samples: int | None,
+                            entropy_weight: float | None, max_batch: int | None,
+                            out: Path) -> None:
+    """Refuse impossible values before any model is loaded or any image is read."""
+    from kdexplain.utils import check_writable_folder
+
+    for flag, value in (("--n", n), ("--grid", grid), ("--steps", steps),
+                        ("--samples", samples), ("--max-batch", max_batch)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if entropy_weight is not None and not entropy_weight > 0:
+        raise ValueError(f"--entropy-weight (lambda_H) must be positive, got {entropy_weight}")
+    check_writable_folder(out, "output folder (--out)")

@@ -13,6 +13,7 @@ from kdexplain.data.base import (
     MaskedImageDataset,
     Skipped,
     collate,
+    readable_items,
 )
 from kdexplain.data.cub import CUBDataset
 from kdexplain.data.folder import FolderDataset
@@ -67,6 +68,7 @@ __all__ = [
     "format_summary",
     "mask_to_grid",
     "normalize",
+    "readable_items",
     "register_dataset",
 ]
 

@@ -15,9 +15,10 @@ LongTensor, strings to a list); :func:`collate` does the same with a clearer err
 Corrupt images: a file that cannot be read is reported with its path (a
 :class:`CorruptImageWarning`), recorded in ``dataset.skipped`` and skipped; nothing else
 is lost. Files are checked when the dataset is built (``verify="header"``, the default,
-reads every header; ``"full"`` decodes every file; ``"none"`` checks nothing); a file that
-only fails when it is decoded later is skipped then, and the next readable sample takes its
-place (its ``index`` and ``key`` say which sample it is).
+reads every header; ``"full"`` decodes every file; ``"none"`` checks nothing). A file
+that only fails when it is decoded later raises :class:`CorruptImageError` from
+``ds[i]``; it is never replaced by another sample. :func:`readable_items` reads a selection
+of samples, leaving such files out with a warning that names them.
 """
 
 from __future__ import annotations
@@ -231,23 +232,57 @@ class MaskedImageDataset(Dataset):
         return kept
 
     def __getitem__(self, index: int) -> dict:
+        """Sample ``index``; a file that fails to decode raises :class:`CorruptImageError`
+        naming it (and is recorded in ``skipped``). It is never replaced by another sample:
+        use :func:`readable_items` to read a selection and leave corrupt files out."""
         n = len(self)
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a dataset of {n} images")
         index %= n
-        for step in range(n):
-            j = (index + step) % n
-            try:
-                raw = self.raw_sample(j)
-            except CorruptImageError as e:
-                self._skip(e.path, e.reason)
-                continue
-            out = self.pipeline(raw.image, raw.mask, raw.box)
-            return {"image": out["image"], "label": int(raw.label), "mask": out["mask"],
-                    "box": out["box"], "index": j, "key": raw.key}
-        raise RuntimeError(f"none of the {n} images of this {self.name} dataset can be read; "
-                           f"see dataset.skipped")
+        try:
+            raw = self.raw_sample(index)
+        except CorruptImageError as e:
+            if all(sk.path != str(e.path) for sk in self.skipped):  # reported once
+                self.skipped.append(Skipped(str(e.path), e.reason))
+            raise CorruptImageError(
+                e.path, f"{e.reason} (sample {index} of the {self.name} dataset; build the "
+                "dataset with verify='full' to leave such files out up front)") from None
+        out = self.pipeline(raw.image, raw.mask, raw.box)
+        return {"image": out["image"], "label": int(raw.label), "mask": out["mask"],
+                "box": out["box"], "index": index, "key": raw.key}
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n={len(self)}, classes={self.num_classes}, "
                 f"image_size={self.image_size}, skipped={len(self.skipped)})")
+
+
+def readable_items(dataset: Dataset, indices: Sequence[int], limit: int | None = None
+                   ) -> list[dict]:
+    """Read the samples ``indices`` of ``dataset`` in order, leaving corrupt files out.
+
+    A file that fails to decode is reported (:class:`CorruptImageWarning`, and
+    ``dataset.skipped`` where the dataset has it) and skipped; no sample is read twice or
+    put in another's place.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    indices : sequence of int
+    limit : int, optional
+        Stop after this many readable samples (e.g. "the first n images").
+
+    Returns
+    -------
+    list of dict
+        The items (``ds[i]``) of the readable samples, at most ``limit``.
+    """
+    items: list[dict] = []
+    for i in indices:
+        if limit is not None and len(items) >= limit:
+            break
+        try:
+            items.append(dataset[i])
+        except CorruptImageError as e:
+            warnings.warn(f"skipping corrupt image {e.path}: {e.reason}", CorruptImageWarning,
+                          stacklevel=2)
+    return items

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from kdexplain.utils.options import check_options
+
 # name -> "module:Class" (imported on first use, so that e.g. scenes does not pay for VOC)
 _BUILTIN: dict[str, str] = {
     "scenes": "kdexplain.data.scenes:ScenesDataset",
@@ -63,6 +65,8 @@ def build_dataset(name: str = "scenes", split: str = "train", root: str | Path |
         ``key`` str; attributes ``num_classes``, ``class_names``, ``image_size``, ``skipped``.
     """
     if name in _EXTRA:
+        check_options(_EXTRA[name], options, f"dataset {name!r}", "data.options",
+                      reserved=("split", "root", "image_size"))
         return _EXTRA[name](split=split, root=root, image_size=image_size, **options)
     if name not in _BUILTIN:
         if Path(name).is_dir():
@@ -76,4 +80,6 @@ def build_dataset(name: str = "scenes", split: str = "train", root: str | Path |
     if name != "scenes" and root is None:
         raise ValueError(f"the {name!r} dataset needs root=<folder of the data on your disk> "
                          f"(see docs/data.md for the expected layout)")
+    check_options(factory, options, f"dataset {name!r}", "data.options",
+                  reserved=("split", "root", "image_size"))
     return factory(split=split, root=root, image_size=image_size, **options)

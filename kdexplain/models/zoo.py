@@ -11,6 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from kdexplain.utils.io import load_torch_file
+from kdexplain.utils.options import check_options
+
 TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
                      "resnet101", "resnet152")
 ARCHS = ("kdnet",) + TORCHVISION_ARCHS
@@ -94,6 +97,7 @@ def build_model(arch: str, num_classes: int, *, pretrained: str | Path | None = 
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     if arch == "kdnet":
+        check_options(KDNet, kwargs, "kdnet", "model.kwargs", reserved=("num_classes",))
         model = KDNet(num_classes=num_classes, **kwargs)
         if pretrained is not None:
             model.load_state_dict(load_state_dict(pretrained), strict=False)
@@ -130,9 +134,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from a ``.pth`` file: a plain state dict, or a checkpoint holding
     one under ``model``/``state_dict`` (kdexplain and common training scripts)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_torch_file(path, what="weights file")
     if isinstance(obj, dict):
         for key in ("model", "state_dict", "model_state_dict"):
             if key in obj and isinstance(obj[key], dict):
@@ -166,9 +168,7 @@ def load_model(path: str | Path, arch: str | None = None, num_classes: int | Non
     nn.Module in evaluation mode, with ``kdexplain_arch`` set.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_torch_file(path, what="model file")
     meta = obj if isinstance(obj, dict) and "arch" in obj else {}
     arch = arch or meta.get("arch")
     if arch is None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.sweep import load_sweep, sweep
+from kdexplain.utils import check_writable_folder, folder_lock
 
 log = logging.getLogger("kdexplain.pipeline")
 
@@ -62,12 +65,18 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
     from kdexplain.train import train_all_seeds
 
     cfg = load_config(config, overrides)
-    t0 = time.perf_counter()
-    dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
-    log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)
-    t1 = time.perf_counter()
-    for d in dirs:
-        sweep(d, device=device, show_progress=show_progress)
-    log.info("swept in %.0f s", time.perf_counter() - t1)
     out = Path(report_dir) if report_dir is not None else Path("reports") / cfg.name
-    return make_report(dirs, out, config=cfg, command=command)
+    check_writable_folder(out, "report folder")
+    base = Path(run_base) if run_base is not None else Path(cfg.out_dir) / cfg.name
+    check_writable_folder(base.parent, "run folder's parent (out_dir)")
+    # one pipeline per experiment folder at a time (under torchrun: rank 0 holds it)
+    main = int(os.environ.get("RANK", "0")) == 0
+    with folder_lock(base) if main else nullcontext():
+        t0 = time.perf_counter()
+        dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
+        log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)
+        t1 = time.perf_counter()
+        for d in dirs:
+            sweep(d, device=device, show_progress=show_progress)
+        log.info("swept in %.0f s", time.perf_counter() - t1)
+        return make_report(dirs, out, config=cfg, command=command)

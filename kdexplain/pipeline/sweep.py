@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,13 +29,27 @@ import numpy as np
 import torch
 
 from kdexplain.config import AnalysisConfig, ExperimentConfig, load_config
-from kdexplain.data import build_dataset, mask_to_grid
+from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model
 from kdexplain.quantify import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
-from kdexplain.utils import atomic_torch_save, progress, read_json, write_json
+from kdexplain.utils import (
+    UnreadableFileError,
+    atomic_torch_save,
+    folder_lock,
+    load_torch_file,
+    progress,
+    read_json,
+    remove_stale_temporaries,
+    write_json,
+)
+
+log = logging.getLogger("kdexplain.pipeline")
 
 ROLES = ("teacher", "student", "baseline")
+
+#: What every sweep unit holds.
+_UNIT_KEYS = ("entropy", "no_signal", "sigma", "d0", "fingerprint")
 
 
 @dataclass
@@ -100,12 +116,20 @@ def select_images(n_available: int, n: int, seed: int) -> list[int]:
 def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
     path = sweep_dir / "images.pt"
     if path.is_file():
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return load_torch_file(path, what="sweep images file")
+        except UnreadableFileError as e:
+            log.warning("%s; recomputing it", e)
     a = cfg.analysis
     ds = build_dataset(cfg.data.name, split=a.split, root=cfg.data.root,
                        image_size=cfg.data.image_size, **cfg.data.options)
     idx = select_images(len(ds), a.images, cfg.seed)
-    items = [ds[i] for i in idx]
+    items = readable_items(ds, idx)  # a corrupt file is left out (warned), never replaced
+    if len(items) < len(idx):
+        log.warning("%d of the %d selected analysis images could not be read and are left "
+                    "out: %s", len(idx) - len(items), len(idx),
+                    "; ".join(s.path for s in getattr(ds, "skipped", [])[:5]))
+    idx = [int(it["index"]) for it in items]
     masks = torch.stack([it["mask"] for it in items]).bool()
     data = {
         "indices": idx,
@@ -144,7 +168,8 @@ def sweep(run_dir: str | Path, *, device: str | None = None, checkpoints_per_cal
     # under torchrun this joins the process group (gloo on CPU, nccl on CUDA)
     ctx = DistContext.setup(device or cfg.device)
     try:
-        return _sweep(run_dir, cfg, ctx, checkpoints_per_call, show_progress)
+        with folder_lock(run_dir) if ctx.is_main else nullcontext():
+            return _sweep(run_dir, cfg, ctx, checkpoints_per_call, show_progress)
     finally:
         ctx.close()
 
@@ -153,8 +178,13 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
            show_progress: bool | None) -> Path:
     a = cfg.analysis
     rank, world, device = ctx.rank, ctx.world_size, ctx.device
+    if checkpoints_per_call < 1:
+        raise ValueError(f"checkpoints_per_call must be at least 1, got {checkpoints_per_call}")
     sweep_dir = run_dir / "sweep"
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        for p in remove_stale_temporaries(sweep_dir):
+            log.info("removed %s, left by an interrupted save", p)
 
     # which units exist in this run
     units: list[tuple[str, int, Path]] = []
@@ -171,11 +201,15 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     if not units:
         raise ValueError(f"no checkpoints to analyse in {run_dir}")
 
-    layer = torch.load(units[0][2], map_location="cpu", weights_only=False).get("layer") or cfg.model.layer
+    layer = load_torch_file(units[0][2], what="checkpoint").get("layer") or cfg.model.layer
     fingerprint = _fingerprint(a, layer, cfg.seed)
     manifest_path = sweep_dir / "manifest.json"
+    old = {"fingerprint": fingerprint}
     if manifest_path.is_file():
-        old = read_json(manifest_path)
+        try:
+            old = read_json(manifest_path)
+        except UnreadableFileError as e:  # rewritten below; the units carry their fingerprints
+            log.warning("%s -- rewriting it", e)
         if old.get("fingerprint") != fingerprint:
             raise ValueError(
                 f"{sweep_dir} holds a sweep made with other analysis settings "
@@ -192,10 +226,10 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     data = _prepare_images(cfg, sweep_dir, rank)
     if world > 1:
         ctx.barrier()
-        data = torch.load(sweep_dir / "images.pt", map_location="cpu", weights_only=False)
+        data = load_torch_file(sweep_dir / "images.pt", what="sweep images file")
 
     mine = units[rank::world]
-    todo = [u for u in mine if not _unit_path(sweep_dir, u[0], u[1]).is_file()]
+    todo = [u for u in mine if not _unit_is_valid(sweep_dir, u[0], u[1], fingerprint)]
     groups: list[list[tuple[str, int, Path]]] = []
     for role in a.models:
         of_role = [u for u in todo if u[0] == role]
@@ -226,6 +260,37 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     return sweep_dir
 
 
+def _read_unit(sweep_dir: Path, role: str, epoch: int) -> dict:
+    """One sweep unit, checked (a one-line error naming the file if it is unusable)."""
+    path = _unit_path(sweep_dir, role, epoch)
+    unit = load_torch_file(path, what="sweep unit")
+    missing = [k for k in _UNIT_KEYS if not isinstance(unit, dict) or k not in unit]
+    if missing:
+        raise UnreadableFileError(f"sweep unit {path} lacks {', '.join(missing)}; delete it and "
+                                  "run the sweep again to recompute it", path)
+    return unit
+
+
+def _unit_is_valid(sweep_dir: Path, role: str, epoch: int, fingerprint: str) -> bool:
+    """Whether a finished, readable unit of these settings exists (else: compute it).
+
+    A unit that is corrupt (a truncated copy, a disk error) or made with other settings is
+    recomputed, with a warning naming it.
+    """
+    path = _unit_path(sweep_dir, role, epoch)
+    if not path.is_file():
+        return False
+    try:
+        unit = _read_unit(sweep_dir, role, epoch)
+    except UnreadableFileError as e:
+        log.warning("%s -- recomputing it", e)
+        return False
+    if unit.get("fingerprint") != fingerprint:
+        log.warning("sweep unit %s was made with other analysis settings; recomputing it", path)
+        return False
+    return True
+
+
 def _final(trace: torch.Tensor, steps_run: torch.Tensor) -> torch.Tensor:
     idx = (steps_run - 1).clamp(min=0)
     return trace.gather(0, idx[None])[0].clone()
@@ -239,7 +304,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
     run_dir = Path(run_dir)
     sweep_dir = run_dir / "sweep"
     manifest = read_json(sweep_dir / "manifest.json")
-    data = torch.load(sweep_dir / "images.pt", map_location="cpu", weights_only=False)
+    data = load_torch_file(sweep_dir / "images.pt", what="sweep images file")
     missing = [f"{u['role']}@{u['epoch']}" for u in manifest["units"]
                if not _unit_path(sweep_dir, u["role"], u["epoch"]).is_file()]
     if missing:
@@ -253,7 +318,11 @@ def load_sweep(run_dir: str | Path) -> SweepData:
         eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
         grids = []
         for e in eps:
-            unit = torch.load(_unit_path(sweep_dir, role, e), map_location="cpu", weights_only=False)
+            try:
+                unit = _read_unit(sweep_dir, role, e)
+            except UnreadableFileError as err:
+                raise UnreadableFileError(f"{err}: run `kdexplain sweep {run_dir}` (or "
+                                          "`kdexplain run` again) to recompute it", err.path) from None
             ent = unit["entropy"].double().numpy().copy()
             ent[unit["no_signal"].numpy()] = np.nan
             grids.append(ent)

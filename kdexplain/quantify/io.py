@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from kdexplain.quantify.engine import QuantifyResult
-from kdexplain.utils.io import atomic_torch_save, atomic_write_text
+from kdexplain.utils.io import atomic_torch_save, atomic_write_text, load_torch_file
 
 
 def result_tables(result: QuantifyResult, labels: list[int] | None = None,
@@ -65,10 +65,10 @@ def save_result(result: QuantifyResult, path: str | Path, **extra) -> Path:
 
 def load_result(path: str | Path) -> QuantifyResult:
     """Load a result saved by :func:`save_result` (extra fields are dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"quantification result {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_torch_file(path, what="quantification result")
+    if not isinstance(obj, dict) or "sigma" not in obj:
+        raise ValueError(f"{path} is not a quantification result saved by kdexplain "
+                         "(no 'sigma'); expected the quantify.pt of `kdexplain quantify`")
     fields = QuantifyResult.__dataclass_fields__
     return QuantifyResult(**{k: v for k, v in obj.items() if k in fields})
 

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from kdexplain.models import build_model
+from kdexplain.utils.io import load_torch_file
 
 __all__ = [
     "capture_rng",
@@ -92,9 +93,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
         The whole checkpoint (``epoch``, ``phase``, ``layer``, ``role``, ...).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    ckpt = load_torch_file(path, what="checkpoint", map_location=map_location)
     missing = [k for k in ("model", "arch", "num_classes") if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ValueError(f"{path} is not a kdexplain checkpoint (missing {', '.join(missing)}); "
@@ -106,10 +105,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
 
 
 def capture_rng() -> dict[str, Any]:
-    """The states of Python's, NumPy's and torch's (CPU and CUDA) generators."""
+    """The states of Python's, NumPy's and torch's (CPU and CUDA) generators, as tensors and
+    plain Python data only, so that a checkpoint loads with ``weights_only=True``."""
+    name, key, pos, has_gauss, gauss = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {"name": str(name), "key": torch.from_numpy(key.astype(np.int64)),
+                  "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -119,8 +121,14 @@ def capture_rng() -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any]) -> None:
     """Restore generator states taken by :func:`capture_rng`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    if isinstance(n, dict):
+        np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"],
+                             n["has_gauss"], n["gauss"]))
+    else:  # a checkpoint written before the generator states were stored as plain data
+        np.random.set_state(n)
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

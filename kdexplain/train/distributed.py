@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from kdexplain.utils.device import resolve_device
+
 __all__ = ["DistContext", "scaled_lr", "state_checksum"]
 
 
@@ -72,10 +74,7 @@ class DistContext:
             ``auto``: CUDA when available. Under torchrun with CUDA each process takes
             ``cuda:LOCAL_RANK``.
         """
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: cuda was asked for, but torch sees no CUDA GPU here; "
-                             "use device=auto or device=cpu")
-        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        use_cuda = resolve_device(device, "device").type == "cuda"  # clear errors for bad names
         world = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", "0"))

@@ -43,7 +43,7 @@ from kdexplain.train.losses import distillation_loss, feature_distillation_loss,
 from kdexplain.train.optim import build_optimizer, build_scheduler
 from kdexplain.train.records import ModelRecords
 from kdexplain.train.trajectory import WeightTrajectory
-from kdexplain.utils import atomic_write_bytes, derive_seed, progress
+from kdexplain.utils import atomic_write_bytes, derive_seed, load_torch_file, progress
 
 __all__ = ["CHECK_EVERY", "ModelTrainer", "NonFiniteLossError", "Phase", "PreloadedDataset",
            "collate_image_label"]
@@ -89,14 +89,15 @@ class PreloadedDataset(Dataset):
     """
 
     def __init__(self, dataset: Dataset, desc: str = "preload") -> None:
-        n = len(dataset)
-        first = dataset[0]
-        self.images = torch.empty((n, *first["image"].shape), dtype=first["image"].dtype)
-        self.labels = torch.empty(n, dtype=torch.long)
-        for i in progress(range(n), desc=desc, unit="img", leave=False):
-            item = first if i == 0 else dataset[i]
-            self.images[i] = item["image"]
-            self.labels[i] = int(item["label"])
+        from kdexplain.data.base import readable_items  # the data room, only when preloading
+
+        # corrupt files are left out (with a warning naming them), never replaced
+        items = readable_items(dataset, progress(range(len(dataset)), desc=desc, unit="img",
+                                                 leave=False))
+        if not items:
+            raise ValueError(f"none of the {len(dataset)} images of {desc!r} can be read")
+        self.images = torch.stack([it["image"] for it in items])
+        self.labels = torch.as_tensor([int(it["label"]) for it in items], dtype=torch.long)
         self.num_classes = getattr(dataset, "num_classes", int(self.labels.max()) + 1)
         self.class_names = list(getattr(dataset, "class_names", []))
 
@@ -251,8 +252,13 @@ class ModelTrainer:
         """
         state = None
         if resume and self.last_path.is_file():
-            state = torch.load(self.last_path, map_location=self.ctx.device, weights_only=False)
+            state = self._load_last()
         if state is None:
+            # Rows that an interrupted run wrote before this model's first last.pt (the
+            # epoch-0 window) belong to no resumable state: start the records afresh.
+            if self.ctx.is_main:
+                self.records.reset()
+            self.ctx.barrier()
             model, start, fresh = init_model(), 0, True
         else:
             names = [p.name for p in self.phases]
@@ -280,6 +286,19 @@ class ModelTrainer:
             model = self._run_phase(model, phase, None if fresh else state)
             fresh = True
         return model.to(self.ctx.device)
+
+    _STATE_KEYS = ("model", "optimizer", "scheduler", "epoch", "global_step", "phase")
+
+    def _load_last(self) -> dict:
+        """``last.pt``, checked to be a resume point of this trainer (clear errors otherwise)."""
+        state = load_torch_file(self.last_path, what="resume point",
+                                map_location=self.ctx.device)
+        missing = [k for k in self._STATE_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(f"{self.last_path} is not a kdexplain resume point (missing "
+                             f"{', '.join(missing)}); delete it to retrain {self.role} from "
+                             "its last kept checkpoint's start, or restore the original file")
+        return state
 
     # ---------------------------------------------------------------------------------------
     def _run_phase(self, model: nn.Module, phase: Phase, state: dict | None) -> nn.Module:

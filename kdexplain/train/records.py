@@ -92,6 +92,11 @@ class ModelRecords:
         """Rewrite ``weight_distance.csv`` (one row per kept checkpoint so far), atomically."""
         atomic_write_text(self.distance_path, _csv_text(fields, rows, header=True))
 
+    def reset(self) -> None:
+        """Remove the model's CSV files: it starts from scratch (no resume point exists)."""
+        for p in (self.metrics_path, self.trajectory_path, self.distance_path):
+            p.unlink(missing_ok=True)
+
     def truncate(self, phase: str, epoch: int, global_step: int, tracked_phase: str | None) -> None:
         """Drop rows written after the state (``phase``, ``epoch``, ``global_step``).
 

@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
 
 from kdexplain.config import (
@@ -44,6 +44,7 @@ from kdexplain.config import (
     flatten_config,
     key_under,
     parse_config,
+    read_yaml,
 )
 from kdexplain.models import build_model, load_state_dict, resolve_layer_name
 from kdexplain.train.distributed import DistContext
@@ -53,7 +54,9 @@ from kdexplain.utils import (
     atomic_write_text,
     derive_seed,
     environment_info,
+    folder_lock,
     read_json,
+    remove_stale_temporaries,
     seed_everything,
     write_json,
 )
@@ -154,39 +157,38 @@ def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
     run_dir = Path(run_dir) if run_dir is not None else run_dir_for(config)
     ctx = DistContext.setup(config.device)
     try:
-        return _train(config, run_dir, resume, ctx)
+        # one process at a time in a run folder (under torchrun: rank 0 holds it)
+        with folder_lock(run_dir) if ctx.is_main else nullcontext():
+            return _train(config, run_dir, resume, ctx)
     finally:
         ctx.close()
 
 
-def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext) -> Path:
-    t_start = time.perf_counter()
-    cfg_text = dump_config(config)
+def _check_resumable(config: ExperimentConfig, run_dir: Path, resume: bool) -> bool:
+    """Whether ``run_dir`` holds finished work (a model's ``last.pt``) to continue.
+
+    A folder with finished work needs ``resume`` and the same config; a folder without (only
+    the ``config.yaml`` of a command that failed before its first epoch) is simply reused.
+    """
     cfg_path = run_dir / "config.yaml"
-    started = cfg_path.is_file() or any((run_dir / r / "last.pt").is_file() for r in ROLES)
+    started = any((run_dir / r / "last.pt").is_file() for r in ROLES)
     if started and not resume:
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or "
                          "choose another name (name=... or --run-dir)")
     if started and cfg_path.is_file():
         # through the current schema, so keys added since then compare as their defaults
-        old = parse_config(yaml.safe_load(cfg_path.read_text(encoding="utf-8")), str(cfg_path))
+        old = parse_config(read_yaml(cfg_path.read_text(encoding="utf-8"), str(cfg_path)),
+                           str(cfg_path))
         changes = _config_changes(old.model_dump(mode="json"), config.model_dump(mode="json"))
         if changes:
             raise ConfigError(f"cannot resume {run_dir} with a different config; changed: "
                               + "; ".join(changes))
-    ctx.barrier()  # every process has checked before rank 0 writes anything
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(cfg_path, cfg_text)
-        env = environment_info()
-        env["world_size"] = ctx.world_size
-        env["device"] = str(ctx.device)
-        env_path = run_dir / "environment.json"
-        if started and env_path.is_file():
-            first = read_json(env_path)
-            first.setdefault("resumed", []).append(env)
-            env = first
-        write_json(env_path, env)
+    return started
+
+
+def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext) -> Path:
+    t_start = time.perf_counter()
+    started = _check_resumable(config, run_dir, resume)
     seed_everything(config.seed, deterministic=config.deterministic)
     if not config.deterministic:  # undo an earlier run's setting in this process
         torch.use_deterministic_algorithms(False)
@@ -208,6 +210,12 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
     upstream = set(upstream_parameters(probe, layer, d.image_size))
     has_above = any(n not in upstream for n, _ in probe.named_parameters())
     del probe
+    _check_pretrained(config, num_classes)
+
+    # ---- only now, with everything validated, is the run folder written ----
+    ctx.barrier()  # every process has checked before rank 0 writes anything
+    if ctx.is_main:
+        _write_run_info(config, run_dir, started, ctx)
 
     def init(key: str, classes: int = num_classes) -> nn.Module:
         torch.manual_seed(derive_seed(config.seed, "init", key))
@@ -307,6 +315,37 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
         write_json(run_dir / "summary.json", summary)
     ctx.barrier()
     return run_dir
+
+
+def _check_pretrained(config: ExperimentConfig, num_classes: int) -> None:
+    """A ``teacher.pretrained`` weights file exists and fits the architecture (checked before
+    the run folder is written, so a wrong file leaves nothing behind)."""
+    t, m = config.teacher, config.model
+    if t.pretrained is None or t.pretrained == "torchvision":
+        return
+    path = Path(t.pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
+    with torch.random.fork_rng():  # building the probe must not move the run's generators
+        _transfer(build_model(m.arch, num_classes, **m.kwargs), load_state_dict(path), str(path))
+
+
+def _write_run_info(config: ExperimentConfig, run_dir: Path, started: bool,
+                    ctx: DistContext) -> None:
+    """``config.yaml`` and ``environment.json`` (appended to when the run resumes)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(run_dir):
+        log.info("removed %s, left by an interrupted save", p)
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    env = environment_info()
+    env["world_size"] = ctx.world_size
+    env["device"] = str(ctx.device)
+    env_path = run_dir / "environment.json"
+    if started and env_path.is_file():
+        first = read_json(env_path)
+        first.setdefault("resumed", []).append(env)
+        env = first
+    write_json(env_path, env)
 
 
 def _model_summary(trainer: ModelTrainer) -> dict[str, Any]:
