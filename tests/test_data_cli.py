@@ -57,6 +57,6 @@ def test_info_on_a_folder_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: expected the VOC folder") and "JPEGImages" in err
     assert main(["data", "info", "scenes", "--root", str(tmp_path), "-o", "bogus=1"]) == 2
-    assert "unexpected keyword argument 'bogus'" in capsys.readouterr().err
+    assert "unknown option(s) 'bogus' for dataset 'scenes'" in capsys.readouterr().err
     assert main(["data", "info", "scenes", "-o", "nonsense"]) == 2
     assert "expects key=value" in capsys.readouterr().err

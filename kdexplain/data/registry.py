@@ -20,6 +20,7 @@ _BUILTIN: dict[str, str] = {
     "folder": "kdexplain.data.folder:FolderDataset",
 }
 _EXTRA: dict[str, Callable[..., Dataset]] = {}
+_OPTIONS_KEY = "dataset options (data.options in a config, -o on the command line)"
 
 
 def register_dataset(name: str, factory: Callable[..., Dataset]) -> None:
@@ -65,7 +66,7 @@ def build_dataset(name: str = "scenes", split: str = "train", root: str | Path |
         ``key`` str; attributes ``num_classes``, ``class_names``, ``image_size``, ``skipped``.
     """
     if name in _EXTRA:
-        check_options(_EXTRA[name], options, f"dataset {name!r}", "data.options",
+        check_options(_EXTRA[name], options, f"dataset {name!r}", _OPTIONS_KEY,
                       reserved=("split", "root", "image_size"))
         return _EXTRA[name](split=split, root=root, image_size=image_size, **options)
     if name not in _BUILTIN:
@@ -80,6 +81,6 @@ def build_dataset(name: str = "scenes", split: str = "train", root: str | Path |
     if name != "scenes" and root is None:
         raise ValueError(f"the {name!r} dataset needs root=<folder of the data on your disk> "
                          f"(see docs/data.md for the expected layout)")
-    check_options(factory, options, f"dataset {name!r}", "data.options",
+    check_options(factory, options, f"dataset {name!r}", _OPTIONS_KEY,
                   reserved=("split", "root", "image_size"))
     return factory(split=split, root=root, image_size=image_size, **options)
