@@ -25,6 +25,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kdexplain.vocabulary import ARCHS, ROLES
+
 __all__ = [
     "PAPER_CHECKPOINTS",
     "AnalysisConfig",
@@ -49,8 +51,8 @@ __all__ = [
 #: Checkpoint epochs of the original protocol (SPEC section 2).
 PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150)
 
-Arch = Literal["kdnet", "alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34",
-               "resnet50", "resnet101", "resnet152"]
+Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
+Role = Literal[ROLES]
 
 
 class ConfigError(ValueError):
@@ -211,8 +213,7 @@ class AnalysisConfig(_Strict):
 
     images: int = Field(30, ge=1)
     split: str = "val"
-    models: list[Literal["teacher", "student", "baseline"]] = Field(
-        default_factory=lambda: ["teacher", "student", "baseline"])
+    models: list[Role] = Field(default_factory=lambda: list(ROLES))
     checkpoints: Literal["all"] | list[int] = "all"
     preset: Literal["default", "reference"] = "default"
     steps: int | None = Field(None, ge=1)

@@ -32,6 +32,7 @@ from kdexplain.concepts.stats import (
     paired_test,
     spread_test,
 )
+from kdexplain.vocabulary import ROLES
 
 __all__ = [
     "HYPOTHESES",
@@ -44,8 +45,7 @@ __all__ = [
     "analyze_concepts",
 ]
 
-#: Model roles, in table order, and their one-letter labels.
-ROLES: tuple[str, ...] = ("teacher", "student", "baseline")
+#: One-letter labels of the model roles (ROLES, from kdexplain.vocabulary, is the table order).
 ROLE_LABELS: dict[str, str] = {"teacher": "T", "student": "S", "baseline": "B"}
 
 #: Model-level metrics: name -> (per-image source, statistic over images).

@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
-                     "resnet101", "resnet152")
-ARCHS = ("kdnet",) + TORCHVISION_ARCHS
+from kdexplain.vocabulary import ARCHS, TORCHVISION_ARCHS
+
+__all__ = ["ARCHS", "TORCHVISION_ARCHS", "KDNet", "build_model", "load_model", "load_state_dict"]
 
 
 class KDNet(nn.Module):

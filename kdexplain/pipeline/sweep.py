@@ -32,8 +32,7 @@ from kdexplain.models import load_model
 from kdexplain.quantify import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
 from kdexplain.utils import atomic_torch_save, progress, read_json, write_json
-
-ROLES = ("teacher", "student", "baseline")
+from kdexplain.vocabulary import ROLES
 
 
 @dataclass

@@ -1,0 +1,17 @@
+"""The names the whole house shares, defined once (imported by config, models, train, ...).
+
+No imports: the config and the command line read these without loading torch.
+"""
+
+__all__ = ["ARCHS", "ROLES", "TORCHVISION_ARCHS"]
+
+#: The three networks of the triplet (SPEC section 2), in table order.
+ROLES: tuple[str, ...] = ("teacher", "student", "baseline")
+
+#: torchvision architectures with the paper's layer aliases (conv, fc1, fc2, fc3); the ones
+#: a config may train. ``kdexplain quantify`` takes any torchvision classification model.
+TORCHVISION_ARCHS: tuple[str, ...] = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18",
+                                      "resnet34", "resnet50", "resnet101", "resnet152")
+
+#: Every architecture a config may name: the small CPU network and the torchvision ones.
+ARCHS: tuple[str, ...] = ("kdnet", *TORCHVISION_ARCHS)
