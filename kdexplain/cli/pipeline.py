@@ -40,6 +40,9 @@ def run_command(
 
     Each stage resumes where an interrupted run stopped: run the same command again.
     """
+    from kdexplain.config import load_config
+
+    load_config(config, overrides or [])  # a bad config is reported before the heavy imports
     from kdexplain.pipeline import run_experiment
 
     _log_to_stderr()
@@ -60,11 +63,11 @@ def sweep_command(
     Resumable (finished checkpoints are skipped) and shardable:
     `torchrun --nproc_per_node N -m kdexplain.cli sweep RUN_DIR`.
     """
-    from kdexplain.pipeline import sweep
-
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir / 'config.yaml'} does not exist: give a run directory "
                                 "written by `kdexplain train-triplet` (with seeds: RUN/seed_<s>)")
+    from kdexplain.pipeline import sweep
+
     out = sweep(run_dir, device=device, checkpoints_per_call=checkpoints_per_call,
                 show_progress=None)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -37,10 +37,11 @@ def report_command(
     """Write reports/<name>/: concept_metrics and hypotheses tables (csv, md, tex), figures
     and an index.md to read top to bottom."""
     from kdexplain.config import load_config
+
+    dirs = expand_run_dirs(run_dirs)  # mistakes are reported before the heavy imports
+    cfg = load_config(dirs[0] / "config.yaml")
     from kdexplain.pipeline import make_report
 
-    dirs = expand_run_dirs(run_dirs)
-    cfg = load_config(dirs[0] / "config.yaml")
     out = out or Path("reports") / cfg.name
     cmd = "kdexplain report " + " ".join(shlex.quote(str(d)) for d in run_dirs) + f" --out {out}"
     path = make_report(dirs, out, title=title, command=cmd)

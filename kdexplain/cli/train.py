@@ -33,9 +33,11 @@ def register(app: typer.Typer) -> None:
         Under `torchrun --nproc_per_node N -m kdexplain.cli train-triplet ...` the N processes
         train with DDP (gloo on CPU, nccl on CUDA); only rank 0 writes and prints.
         """
+        from kdexplain.config import load_config
+
+        cfg = load_config(config, overrides or [])  # mistakes before the heavy imports
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        from kdexplain.config import load_config
         from kdexplain.train import format_summary, train_all_seeds
         from kdexplain.utils import read_json
 
@@ -48,7 +50,6 @@ def register(app: typer.Typer) -> None:
             logger.propagate = False
         logger.setLevel(logging.WARNING if (quiet or rank != 0) else logging.INFO)
 
-        cfg = load_config(config, overrides or [])
         with logging_redirect_tqdm(loggers=[logger]):  # log lines above the progress bars
             dirs = train_all_seeds(cfg, run_dir, resume=resume)
         if rank == 0:
