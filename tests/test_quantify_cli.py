@@ -61,3 +61,32 @@ def test_quantify_errors_are_one_line(tmp_path, capsys):
     rc = main(["quantify", "--checkpoint", str(weights), "--layer", "fc1", "--out", str(tmp_path / "q")])
     assert rc == 2
     assert "--arch" in capsys.readouterr().err
+
+
+def test_quantify_any_torchvision_classifier_from_a_state_dict(tmp_path):
+    weights = tmp_path / "mnv3.pth"
+    torch.manual_seed(0)
+    torch.save(build_model("mobilenet_v3_small", 4).state_dict(), weights)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "mobilenet_v3_small",
+               "--layer", "classifier.0", "--out", str(out), "--n", "1", "--image-size", "32",
+               "--grid", "4", "--steps", "2", "--samples", "2"])
+    assert rc == 0
+    res = load_result(out / "quantify.pt")
+    assert res.layer == "classifier.0" and res.sigma.shape == (1, 4, 4)
+
+
+def test_other_torchvision_heads_are_resized_and_bad_names_list_close_ones(tmp_path, capsys):
+    import pytest
+
+    model = build_model("mobilenet_v3_small", 7)
+    assert model.classifier[3].out_features == 7 and model.kdexplain_arch == "mobilenet_v3_small"
+    weights = tmp_path / "sq.pth"  # a 1000-way state dict is loaded, then the head re-sized
+    torch.save(build_model("mobilenet_v3_small", 1000).state_dict(), weights)
+    model = build_model("mobilenet_v3_small", 3, pretrained=weights)
+    assert model.classifier[3].out_features == 3
+    with pytest.raises(ValueError, match="closest: mobilenet_v3_small"):
+        build_model("mobilenet_v3_smal", 3)
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "resnet19", "--layer", "fc",
+               "--out", str(tmp_path / "q")])
+    assert rc == 2 and "closest: resnet18" in capsys.readouterr().err

@@ -17,7 +17,7 @@ def quantify_command(
     layer: Annotated[str, typer.Option(help="Module path (classifier.0, layer4.1.conv2) or alias (conv, fc1, fc2, fc3).")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
     images: Annotated[str, typer.Option(help="A built-in dataset name (scenes, cub, voc, pets, ilsvrc) or a folder of images.")] = "scenes",
-    arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file (e.g. resnet18, vgg16).")] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file: kdnet or any torchvision classification model (resnet18, vgg16, mobilenet_v3_small, ...).")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Head size of a plain state-dict file (default: inferred).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Root of a real dataset on disk.")] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
