@@ -28,7 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from kdexplain.vocabulary import ARCHS, ROLES
 
 __all__ = [
+    "CONCEPT_KEYS",
     "PAPER_CHECKPOINTS",
+    "REPORT_ONLY_KEYS",
     "AnalysisConfig",
     "BaselineConfig",
     "ConfigError",
@@ -208,8 +210,30 @@ class BaselineConfig(_Strict):
     optim: OptimOverrides = Field(default_factory=OptimOverrides)
 
 
+#: AnalysisConfig keys read only by the report (the statistics of
+#: :class:`kdexplain.concepts.ConceptSettings`): changing them needs no new sweep. (The older
+#: report settings ``concept_threshold``, ``baseline_entropy`` and ``select_effective`` stay in
+#: the sweep's fingerprint, so that sweeps made before them stay valid.)
+REPORT_ONLY_KEYS: tuple[str, ...] = (
+    "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
+    "ci_level", "n_resamples", "n_permutations", "stats_seed")
+#: AnalysisConfig keys that are the settings of :class:`kdexplain.concepts.ConceptSettings`
+#: (what ``kdexplain report --set`` may change; tests/test_config.py checks the two agree).
+CONCEPT_KEYS: tuple[str, ...] = ("concept_threshold", "baseline_entropy", "select_effective",
+                                 *REPORT_ONLY_KEYS)
+
+
 class AnalysisConfig(_Strict):
-    """How the quantification sweep analyses the run (read by ``kdexplain quantify``)."""
+    """How the sweep quantifies the run and how the report counts and tests concepts.
+
+    The quantification: ``images`` drawn from ``split``, the ``models`` and ``checkpoints``,
+    ``preset`` ... ``max_batch`` (SPEC section 3), ``mask_rule`` (how masks become
+    foreground cells). The concepts and statistics (SPEC section 4),
+    the fields of :class:`kdexplain.concepts.ConceptSettings`, documented there:
+    ``concept_threshold`` (b), ``baseline_entropy``, ``select_effective``, ``late_fraction``, ``count_epoch``, ``distance``, ``peak_without_concepts``, ``empty_rho``,
+    ``alpha``, ``ci_level``, ``n_resamples``, ``n_permutations``, ``stats_seed``
+    (:data:`REPORT_ONLY_KEYS` are read by the report alone).
+    """
 
     images: int = Field(30, ge=1)
     split: str = "val"
@@ -226,6 +250,21 @@ class AnalysisConfig(_Strict):
     mask_rule: Literal["fraction", "nearest"] = "fraction"
     select_effective: bool = False
     max_batch: int | None = Field(None, ge=1)
+    # report only (ConceptSettings; the same defaults, checked by tests/test_config.py)
+    late_fraction: float = Field(40 / 150, ge=0, le=1)
+    count_epoch: int | None = Field(None, ge=0)
+    distance: Literal["step", "epoch"] = "step"
+    peak_without_concepts: Literal["first", "exclude"] = "first"
+    empty_rho: Literal["zero", "exclude"] = "zero"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    n_resamples: int = Field(2000, ge=2)
+    n_permutations: int = Field(5000, ge=1)
+    stats_seed: int = 0
+
+    def concept_settings(self) -> dict[str, Any]:
+        """The :data:`CONCEPT_KEYS` of this section (``ConceptSettings.from_mapping`` reads it)."""
+        return {k: getattr(self, k) for k in CONCEPT_KEYS}
 
 
 class ExperimentConfig(_Strict):

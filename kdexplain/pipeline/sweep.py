@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdexplain.config import AnalysisConfig, ExperimentConfig, load_config
+from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig, load_config
 from kdexplain.data import build_dataset, mask_to_grid
 from kdexplain.models import load_model
 from kdexplain.quantify import quantify
@@ -83,8 +83,8 @@ def _unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
 
 
 def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
-    blob = json.dumps({"analysis": analysis.model_dump(mode="json"), "layer": layer, "seed": seed},
-                      sort_keys=True)
+    settings = analysis.model_dump(mode="json", exclude=set(REPORT_ONLY_KEYS))
+    blob = json.dumps({"analysis": settings, "layer": layer, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
