@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdexplain.vocabulary import ARCHS, ROLES
+from kdexplain.vocabulary import ARCHS, ROLES, renamed_keys
 
 __all__ = [
     "CONCEPT_KEYS",
@@ -226,7 +226,7 @@ CONCEPT_KEYS: tuple[str, ...] = ("concept_threshold", "baseline_entropy", "selec
 class AnalysisConfig(_Strict):
     """How the sweep quantifies the run and how the report counts and tests concepts.
 
-    The quantification: ``images`` drawn from ``split``, the ``models`` and ``checkpoints``,
+    The quantification: ``n_images`` drawn from ``split``, the ``models`` and ``checkpoints``,
     ``preset`` ... ``max_batch`` (SPEC section 3), ``mask_rule`` (how masks become
     foreground cells). The concepts and statistics (SPEC section 4),
     the fields of :class:`kdexplain.concepts.ConceptSettings`, documented there:
@@ -235,7 +235,7 @@ class AnalysisConfig(_Strict):
     (:data:`REPORT_ONLY_KEYS` are read by the report alone).
     """
 
-    images: int = Field(30, ge=1)
+    n_images: int = Field(30, ge=1, description="images analysed (drawn from split by the seed)")
     split: str = "val"
     models: list[Role] = Field(default_factory=lambda: list(ROLES))
     checkpoints: Literal["all"] | list[int] = "all"
@@ -261,6 +261,13 @@ class AnalysisConfig(_Strict):
     n_resamples: int = Field(2000, ge=2)
     n_permutations: int = Field(5000, ge=1)
     stats_seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return renamed_keys(values, {"images": "n_images"}, "analysis.")
+        return values
 
     def concept_settings(self) -> dict[str, Any]:
         """The :data:`CONCEPT_KEYS` of this section (``ConceptSettings.from_mapping`` reads it)."""

@@ -59,7 +59,7 @@ def test_help_and_config_errors_do_not_import_torch(tmp_path):
         "import sys\n"
         "from kdexplain.cli import main\n"
         "codes = [main(['--help']), main(['quantify', '--help']), main(['report', 'nope']),\n"
-        "         main(['run', 'nope.yaml']), main(['train-triplet', '--config', 'nope.yaml']),\n"
+        "         main(['run', 'nope.yaml']), main(['train-triplet', 'nope.yaml']),\n"
         "         main(['sweep', 'nope'])]\n"
         f"heavy = [m for m in {_HEAVY!r} if m in sys.modules]\n"
         "print(codes, heavy)\n"
@@ -67,6 +67,14 @@ def test_help_and_config_errors_do_not_import_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2] []"
+
+
+def test_config_and_overrides_share_one_form():
+    from kdexplain.cli import config_and_overrides
+
+    assert config_and_overrides(["configs/tiny.yaml", "a=1"]) == ("configs/tiny.yaml", ["a=1"])
+    assert config_and_overrides(["a=1"]) == ("configs/quickstart.yaml", ["a=1"])
+    assert config_and_overrides([]) == ("configs/quickstart.yaml", [])
 
 
 def test_package_names_load_on_first_use():

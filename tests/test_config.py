@@ -58,7 +58,7 @@ def test_arch_choices_match_the_model_zoo():
 def test_defaults_and_analysis_section():
     cfg = parse_config({})
     a = cfg.analysis
-    assert (a.images, a.split, a.models, a.checkpoints, a.preset) == (
+    assert (a.n_images, a.split, a.models, a.checkpoints, a.preset) == (
         30, "val", ["teacher", "student", "baseline"], "all", "default")
     assert (a.steps, a.samples, a.grid, a.entropy_weight) == (None, None, 16, None)
     assert (a.feature_transform, a.concept_threshold, a.baseline_entropy, a.mask_rule) == (
@@ -160,3 +160,11 @@ def test_report_settings_are_checked(tmp_path):
         report_overrides(["alpha"])
     with pytest.raises(ConfigError, match="analysis.alpha"):
         parse_config({"analysis": {"alpha": 2}})
+
+
+def test_old_analysis_images_key_still_loads_with_a_deprecation_warning():
+    with pytest.warns(FutureWarning, match="analysis.images is deprecated.*use analysis.n_images"):
+        cfg = parse_config({"analysis": {"images": 7}})
+    assert cfg.analysis.n_images == 7
+    with pytest.raises(ConfigError, match="give only analysis.n_images"):
+        parse_config({"analysis": {"images": 7, "n_images": 8}})

@@ -29,7 +29,7 @@ TINY = {
     "baseline": {"epochs": 2},
     "optim": {"batch_size": 32, "lr": 0.01},
     "checkpoints": [0, 1, 2],
-    "analysis": {"images": 4, "steps": 6, "samples": 4, "grid": 8},
+    "analysis": {"n_images": 4, "steps": 6, "samples": 4, "grid": 8},
 }
 
 
@@ -44,7 +44,7 @@ def _write_config(tmp: Path, **changes) -> Path:
 def trained_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("pipe")
     cfg = _write_config(tmp)
-    assert main(["train-triplet", "--config", str(cfg), "--quiet"]) == 0
+    assert main(["train-triplet", str(cfg), "--quiet"]) == 0
     return tmp / "runs" / "tinypipe"
 
 

@@ -17,7 +17,7 @@ def test_quantify_state_dict_on_builtin_images(tmp_path):
     torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
     out = tmp_path / "q"
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
-               "--out", str(out), "--n", "2", "--image-size", "32", "--grid", "8",
+               "--out", str(out), "--n-images", "2", "--image-size", "32", "--grid", "8",
                "--steps", "3", "--samples", "4", "--heatmaps"])
     assert rc == 0
     res = load_result(out / "quantify.pt")
@@ -39,7 +39,7 @@ def test_quantify_torchvision_arch_on_a_folder(tmp_path):
     torch.save(build_model("resnet18", 3).state_dict(), weights)
     out = tmp_path / "q"
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "resnet18", "--layer", "conv",
-               "--images", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
+               "--dataset", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
                "--steps", "2", "--samples", "2"])
     assert rc == 0
     res = load_result(out / "quantify.pt")
@@ -50,7 +50,7 @@ def test_quantify_errors_are_one_line(tmp_path, capsys):
     weights = tmp_path / "w.pth"
     torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc9",
-               "--out", str(tmp_path / "q"), "--n", "1", "--image-size", "32"])
+               "--out", str(tmp_path / "q"), "--n-images", "1", "--image-size", "32"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "fc1" in err
@@ -61,6 +61,22 @@ def test_quantify_errors_are_one_line(tmp_path, capsys):
     rc = main(["quantify", "--checkpoint", str(weights), "--layer", "fc1", "--out", str(tmp_path / "q")])
     assert rc == 2
     assert "--arch" in capsys.readouterr().err
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+               "--out", str(tmp_path / "q"), "--n", "1", "--n-images", "2"])
+    assert rc == 2 and "--n is the old name of --n-images" in capsys.readouterr().err
+
+
+def test_old_quantify_flags_work_with_a_deprecation_message(tmp_path, capsys):
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+               "--out", str(out), "--images", "scenes", "--n", "1", "--image-size", "32",
+               "--grid", "4", "--steps", "1", "--samples", "2"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "--images is deprecated" in err and "use --dataset" in err and "use --n-images" in err
+    assert load_result(out / "quantify.pt").sigma.shape == (1, 4, 4)
 
 
 def test_quantify_any_torchvision_classifier_from_a_state_dict(tmp_path):
@@ -69,7 +85,7 @@ def test_quantify_any_torchvision_classifier_from_a_state_dict(tmp_path):
     torch.save(build_model("mobilenet_v3_small", 4).state_dict(), weights)
     out = tmp_path / "q"
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "mobilenet_v3_small",
-               "--layer", "classifier.0", "--out", str(out), "--n", "1", "--image-size", "32",
+               "--layer", "classifier.0", "--out", str(out), "--n-images", "1", "--image-size", "32",
                "--grid", "4", "--steps", "2", "--samples", "2"])
     assert rc == 0
     res = load_result(out / "quantify.pt")

@@ -16,12 +16,12 @@ def quantify_command(
     checkpoint: Annotated[Path, typer.Option(help="A kdexplain checkpoint (.pt), or a state-dict file together with --arch.")],
     layer: Annotated[str, typer.Option(help="Module path (classifier.0, layer4.1.conv2) or alias (conv, fc1, fc2, fc3).")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
-    images: Annotated[str, typer.Option(help="A built-in dataset name (scenes, cub, voc, pets, ilsvrc) or a folder of images.")] = "scenes",
+    dataset: Annotated[str, typer.Option(help="A built-in dataset name (scenes, cub, voc, pets, ilsvrc) or a folder of images.")] = "scenes",
     arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file: kdnet or any torchvision classification model (resnet18, vgg16, mobilenet_v3_small, ...).")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Head size of a plain state-dict file (default: inferred).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Root of a real dataset on disk.")] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
-    n: Annotated[int, typer.Option("--n", help="Number of images (the first n of the split).")] = 16,
+    n_images: Annotated[int, typer.Option(help="Number of images (the first ones of the split).")] = 16,
     image_size: Annotated[Optional[int], typer.Option(help="Input size (default 64 for scenes, 224 otherwise).")] = None,
     grid: Annotated[int, typer.Option(help="Cells per side of the sigma grid.")] = 16,
     preset: Annotated[str, typer.Option(help="default (Adam on log sigma) or reference (the original algorithm).")] = "default",
@@ -33,6 +33,8 @@ def quantify_command(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, or auto.")] = "auto",
     max_batch: Annotated[Optional[int], typer.Option(help="Most perturbed images per forward pass (memory bound).")] = None,
     heatmaps: Annotated[bool, typer.Option(help="Draw a heatmap PNG per image.")] = False,
+    old_images: Annotated[Optional[str], typer.Option("--images", hidden=True)] = None,
+    old_n: Annotated[Optional[int], typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Quantify the knowledge a layer uses: entropy grids per image (SPEC section 3).
 
@@ -40,6 +42,10 @@ def quantify_command(
     cell), OUT/images.csv (one row per image), OUT/run.json (settings, versions) and, with
     --heatmaps, OUT/heatmaps/*.png.
     """
+    from kdexplain.cli import renamed_option
+
+    dataset = renamed_option("--images", "--dataset", old_images, dataset, "scenes")
+    n_images = renamed_option("--n", "--n-images", old_n, n_images, 16)
     import torch
 
     from kdexplain.data import build_dataset, denormalize, mask_to_grid
@@ -51,17 +57,17 @@ def quantify_command(
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = load_model(checkpoint, arch=arch, num_classes=num_classes)
-    folder = Path(images)
+    folder = Path(dataset)
     if folder.is_dir():
         name, root = "folder", folder
     else:
-        name, root = images, data_root
+        name, root = dataset, data_root
     size = image_size or (64 if name == "scenes" else 224)
     kwargs = {"split": split} if name != "folder" else {}
     ds = build_dataset(name, root=root, image_size=size, **kwargs)
-    count = min(n, len(ds))
+    count = min(n_images, len(ds))
     if count == 0:
-        raise ValueError(f"no images found in {images}")
+        raise ValueError(f"no images found in {dataset}")
     items = [ds[i] for i in range(count)]
     x = torch.stack([it["image"] for it in items])
     masks = torch.stack([it["mask"] for it in items]) if "mask" in items[0] else None
@@ -80,7 +86,7 @@ def quantify_command(
     write_csv(per_image, out / "images.csv")
     write_json(out / "run.json", {
         "checkpoint": str(checkpoint), "arch": getattr(model, "kdexplain_arch", arch),
-        "layer": res.layer, "images": images, "split": split, "n": count,
+        "layer": res.layer, "dataset": dataset, "split": split, "n_images": count,
         "image_size": size, "settings": res.settings, "environment": environment_info(),
     })
     if heatmaps:

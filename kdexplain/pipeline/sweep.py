@@ -84,6 +84,7 @@ def _unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
 
 def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
     settings = analysis.model_dump(mode="json", exclude=set(REPORT_ONLY_KEYS))
+    settings["images"] = settings.pop("n_images")  # its name before 0.2: old sweeps stay valid
     blob = json.dumps({"analysis": settings, "layer": layer, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -91,7 +92,7 @@ def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
 def select_images(n_available: int, n: int, seed: int) -> list[int]:
     """``n`` dataset indices drawn without replacement by a fixed seed, sorted."""
     if n > n_available:
-        raise ValueError(f"analysis.images = {n}, but the split holds only {n_available} images")
+        raise ValueError(f"analysis.n_images = {n}, but the split holds only {n_available} images")
     rng = np.random.default_rng(seed)
     return sorted(int(i) for i in rng.choice(n_available, size=n, replace=False))
 
@@ -103,7 +104,7 @@ def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
     a = cfg.analysis
     ds = build_dataset(cfg.data.name, split=a.split, root=cfg.data.root,
                        image_size=cfg.data.image_size, **cfg.data.options)
-    idx = select_images(len(ds), a.images, cfg.seed)
+    idx = select_images(len(ds), a.n_images, cfg.seed)
     items = [ds[i] for i in idx]
     masks = torch.stack([it["mask"] for it in items]).bool()
     data = {
