@@ -46,6 +46,7 @@ __all__ = [
     "key_under",
     "apply_overrides",
     "dump_config",
+    "find_run_config",
     "load_config",
     "parse_config",
 ]
@@ -475,6 +476,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
     return parse_config(apply_overrides(raw, overrides), str(path))
+
+
+def find_run_config(checkpoint: str | Path) -> Path | None:
+    """The ``config.yaml`` of the run a checkpoint file belongs to, or None.
+
+    kdexplain writes ``RUN/<role>/checkpoints[/<phase>]/epoch_XXXX.pt`` and ``RUN/<role>/last.pt``,
+    with the run's resolved config at ``RUN/config.yaml``.
+    """
+    for parent in list(Path(checkpoint).resolve().parents)[:4]:
+        if (parent / "config.yaml").is_file():
+            return parent / "config.yaml"
+    return None
 
 
 def dump_config(config: ExperimentConfig) -> str:

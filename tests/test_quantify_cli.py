@@ -106,3 +106,54 @@ def test_other_torchvision_heads_are_resized_and_bad_names_list_close_ones(tmp_p
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "resnet19", "--layer", "fc",
                "--out", str(tmp_path / "q")])
     assert rc == 2 and "closest: resnet18" in capsys.readouterr().err
+
+
+def test_a_run_checkpoint_is_quantified_on_the_data_it_was_trained_with(tmp_path, capsys):
+    from kdexplain.config import dump_config, load_config
+
+    run = tmp_path / "run"
+    (run / "student" / "checkpoints").mkdir(parents=True)
+    cfg = load_config("configs/tiny.yaml")  # scenes, 32 px, classes bird, elephant, zebra
+    (run / "config.yaml").write_text(dump_config(cfg))
+    model = build_model("kdnet", 3, width=4, hidden=16)
+    ckpt = run / "student" / "checkpoints" / "epoch_0000.pt"
+    torch.save({"model": model.state_dict(), "arch": "kdnet", "num_classes": 3,
+                "model_kwargs": {"width": 4, "hidden": 16}}, ckpt)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(ckpt), "--layer", "fc1", "--out", str(out),
+               "--n-images", "6", "--grid", "4", "--steps", "1", "--samples", "2"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "dataset options of the run" in captured.out and "bird" in captured.out
+    assert "warning" not in captured.err
+    images = pd.read_csv(out / "images.csv")
+    assert sorted(set(images["label"])) == [0, 1, 2]
+    assert load_result(out / "quantify.pt").sigma.shape == (6, 4, 4)
+
+
+def test_folder_masks_from_mask_dir(tmp_path, capsys):
+    folder, masks = tmp_path / "imgs", tmp_path / "masks"
+    folder.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        m = np.zeros((24, 40), np.uint8)
+        m[:, 20:] = 255  # the right half of the (centre-cropped) image
+        Image.fromarray(m).save(masks / f"{i}.png")
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
+    out = tmp_path / "q"
+    args = ["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+            "--dataset", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
+            "--steps", "1", "--samples", "2"]
+    assert main([*args, "--mask-dir", str(masks)]) == 0
+    res = load_result(out / "quantify.pt")
+    cells = pd.read_csv(out / "cells.csv")
+    fg = cells[cells["image"] == cells["image"].iloc[0]].pivot(index="row", columns="col",
+                                                              values="foreground")
+    assert fg.to_numpy().astype(bool).tolist() == [[False, False, True, True]] * 4
+    assert res.sigma.shape == (2, 4, 4)
+    assert main([*args[:-8], "--dataset", "scenes", "--mask-dir", str(masks),
+                 "--out", str(out)]) == 2
+    assert "--mask-dir gives the masks of a folder" in capsys.readouterr().err

@@ -12,6 +12,38 @@ def register(app: typer.Typer) -> None:
     app.command("quantify")(quantify_command)
 
 
+def _dataset_options(checkpoint: Path, dataset: str, data_root: Optional[Path],
+                     image_size: Optional[int], mask_dir: Optional[Path], split: str):
+    """(name, root, image_size, build_dataset keyword arguments) of ``--dataset``: a folder,
+    or a dataset name, completed by the run's data options when the checkpoint is a run's."""
+    from kdexplain.config import find_run_config, load_config
+
+    if Path(dataset).is_dir():
+        options = {"mask_dir": mask_dir} if mask_dir is not None else {}
+        return "folder", Path(dataset), image_size or 224, options
+    if mask_dir is not None:
+        raise ValueError(f"--mask-dir gives the masks of a folder of images; --dataset "
+                         f"{dataset} is not a folder (built-in datasets bring their own masks)")
+    run_config = find_run_config(checkpoint)
+    data = load_config(run_config).data if run_config is not None else None
+    options: dict = {"split": split}
+    if data is not None and data.name == dataset:
+        extra = {k: v for k, v in data.options.items() if k != "augment"}
+        typer.echo(f"dataset options of the run ({run_config}): "
+                   + (", ".join(f"{k}={v}" for k, v in extra.items()) or "none"))
+        options.update(extra)
+        data_root = data_root or (Path(data.root) if data.root else None)
+        image_size = image_size or data.image_size
+    return dataset, data_root, image_size or (64 if dataset == "scenes" else 224), options
+
+
+def _head_size(model) -> Optional[int]:
+    from torch import nn
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return int(linears[-1].out_features) if linears else None
+
+
 def quantify_command(
     checkpoint: Annotated[Path, typer.Option(help="A kdexplain checkpoint (.pt), or a state-dict file together with --arch.")],
     layer: Annotated[str, typer.Option(help="Module path (classifier.0, layer4.1.conv2) or alias (conv, fc1, fc2, fc3).")],
@@ -20,6 +52,7 @@ def quantify_command(
     arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file: kdnet or any torchvision classification model (resnet18, vgg16, mobilenet_v3_small, ...).")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Head size of a plain state-dict file (default: inferred).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Root of a real dataset on disk.")] = None,
+    mask_dir: Annotated[Optional[Path], typer.Option(help="Foreground masks of a folder of images: a PNG at each image's relative path (see docs/data.md).")] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     n_images: Annotated[int, typer.Option(help="Number of images (the first ones of the split).")] = 16,
     image_size: Annotated[Optional[int], typer.Option(help="Input size (default 64 for scenes, 224 otherwise).")] = None,
@@ -40,7 +73,9 @@ def quantify_command(
 
     Writes OUT/quantify.pt (all grids and traces), OUT/cells.csv (one row per image and
     cell), OUT/images.csv (one row per image), OUT/run.json (settings, versions) and, with
-    --heatmaps, OUT/heatmaps/*.png.
+    --heatmaps, OUT/heatmaps/*.png. A checkpoint of a kdexplain run is read with the dataset
+    options it was trained with (classes, ...; from the run's config.yaml) when --dataset
+    names the run's dataset.
     """
     from kdexplain.cli import renamed_option
 
@@ -57,14 +92,14 @@ def quantify_command(
 
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     model = load_model(checkpoint, arch=arch, num_classes=num_classes)
-    folder = Path(dataset)
-    if folder.is_dir():
-        name, root = "folder", folder
-    else:
-        name, root = dataset, data_root
-    size = image_size or (64 if name == "scenes" else 224)
-    kwargs = {"split": split} if name != "folder" else {}
+    name, root, size, kwargs = _dataset_options(checkpoint, dataset, data_root, image_size,
+                                                mask_dir, split)
     ds = build_dataset(name, root=root, image_size=size, **kwargs)
+    head = _head_size(model)
+    if getattr(ds, "num_classes", 0) and head and ds.num_classes != head:
+        typer.secho(f"warning: the model has {head} classes, the dataset {name} "
+                    f"{ds.num_classes} ({', '.join(ds.class_names[:12])})",
+                    fg=typer.colors.YELLOW, err=True)
     count = min(n_images, len(ds))
     if count == 0:
         raise ValueError(f"no images found in {dataset}")
