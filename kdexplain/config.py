@@ -25,8 +25,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from kdexplain.vocabulary import ARCHS, ROLES, renamed_keys
+
 __all__ = [
+    "CONCEPT_KEYS",
     "PAPER_CHECKPOINTS",
+    "REPORT_ONLY_KEYS",
     "AnalysisConfig",
     "BaselineConfig",
     "ConfigError",
@@ -42,6 +46,7 @@ __all__ = [
     "key_under",
     "apply_overrides",
     "dump_config",
+    "find_run_config",
     "load_config",
     "parse_config",
 ]
@@ -49,8 +54,8 @@ __all__ = [
 #: Checkpoint epochs of the original protocol (SPEC section 2).
 PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150)
 
-Arch = Literal["kdnet", "alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34",
-               "resnet50", "resnet101", "resnet152"]
+Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
+Role = Literal[ROLES]
 
 
 class ConfigError(ValueError):
@@ -206,13 +211,34 @@ class BaselineConfig(_Strict):
     optim: OptimOverrides = Field(default_factory=OptimOverrides)
 
 
-class AnalysisConfig(_Strict):
-    """How the quantification sweep analyses the run (read by ``kdexplain quantify``)."""
+#: AnalysisConfig keys read only by the report (the statistics of
+#: :class:`kdexplain.concepts.ConceptSettings`): changing them needs no new sweep. (The older
+#: report settings ``concept_threshold``, ``baseline_entropy`` and ``select_effective`` stay in
+#: the sweep's fingerprint, so that sweeps made before them stay valid.)
+REPORT_ONLY_KEYS: tuple[str, ...] = (
+    "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
+    "ci_level", "n_resamples", "n_permutations", "stats_seed")
+#: AnalysisConfig keys that are the settings of :class:`kdexplain.concepts.ConceptSettings`
+#: (what ``kdexplain report --set`` may change; tests/test_config.py checks the two agree).
+CONCEPT_KEYS: tuple[str, ...] = ("concept_threshold", "baseline_entropy", "select_effective",
+                                 *REPORT_ONLY_KEYS)
 
-    images: int = Field(30, ge=1)
+
+class AnalysisConfig(_Strict):
+    """How the sweep quantifies the run and how the report counts and tests concepts.
+
+    The quantification: ``n_images`` drawn from ``split``, the ``models`` and ``checkpoints``,
+    ``preset`` ... ``max_batch`` (SPEC section 3), ``mask_rule`` (how masks become
+    foreground cells). The concepts and statistics (SPEC section 4),
+    the fields of :class:`kdexplain.concepts.ConceptSettings`, documented there:
+    ``concept_threshold`` (b), ``baseline_entropy``, ``select_effective``, ``late_fraction``, ``count_epoch``, ``distance``, ``peak_without_concepts``, ``empty_rho``,
+    ``alpha``, ``ci_level``, ``n_resamples``, ``n_permutations``, ``stats_seed``
+    (:data:`REPORT_ONLY_KEYS` are read by the report alone).
+    """
+
+    n_images: int = Field(30, ge=1, description="images analysed (drawn from split by the seed)")
     split: str = "val"
-    models: list[Literal["teacher", "student", "baseline"]] = Field(
-        default_factory=lambda: ["teacher", "student", "baseline"])
+    models: list[Role] = Field(default_factory=lambda: list(ROLES))
     checkpoints: Literal["all"] | list[int] = "all"
     preset: Literal["default", "reference"] = "default"
     steps: int | None = Field(None, ge=1)
@@ -225,6 +251,28 @@ class AnalysisConfig(_Strict):
     mask_rule: Literal["fraction", "nearest"] = "fraction"
     select_effective: bool = False
     max_batch: int | None = Field(None, ge=1)
+    # report only (ConceptSettings; the same defaults, checked by tests/test_config.py)
+    late_fraction: float = Field(40 / 150, ge=0, le=1)
+    count_epoch: int | None = Field(None, ge=0)
+    distance: Literal["step", "epoch"] = "step"
+    peak_without_concepts: Literal["first", "exclude"] = "first"
+    empty_rho: Literal["zero", "exclude"] = "zero"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    n_resamples: int = Field(2000, ge=2)
+    n_permutations: int = Field(5000, ge=1)
+    stats_seed: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            return renamed_keys(values, {"images": "n_images"}, "analysis.")
+        return values
+
+    def concept_settings(self) -> dict[str, Any]:
+        """The :data:`CONCEPT_KEYS` of this section (``ConceptSettings.from_mapping`` reads it)."""
+        return {k: getattr(self, k) for k in CONCEPT_KEYS}
 
 
 class ExperimentConfig(_Strict):
@@ -471,6 +519,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
     return parse_config(apply_overrides(raw, overrides), str(path))
+
+
+def find_run_config(checkpoint: str | Path) -> Path | None:
+    """The ``config.yaml`` of the run a checkpoint file belongs to, or None.
+
+    kdexplain writes ``RUN/<role>/checkpoints[/<phase>]/epoch_XXXX.pt`` and ``RUN/<role>/last.pt``,
+    with the run's resolved config at ``RUN/config.yaml``.
+    """
+    for parent in list(Path(checkpoint).resolve().parents)[:4]:
+        if (parent / "config.yaml").is_file():
+            return parent / "config.yaml"
+    return None
 
 
 def dump_config(config: ExperimentConfig) -> str:

@@ -44,3 +44,48 @@ def test_hinton_cli_usage_error_is_a_status_not_a_crash(capsys):
 
     assert cli(["--bogus"]) == 2
     assert "No such option" in capsys.readouterr().err
+
+
+_HEAVY = ("torch", "torchvision", "numpy", "pandas", "matplotlib", "scipy", "captum")
+
+
+def test_help_and_config_errors_do_not_import_torch(tmp_path):
+    """`kdexplain --help` and a mistake in the arguments answer without the heavy imports
+    (the reason they take well under 2 s instead of ~11 s)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from kdexplain.cli import main\n"
+        "codes = [main(['--help']), main(['quantify', '--help']), main(['report', 'nope']),\n"
+        "         main(['run', 'nope.yaml']), main(['train-triplet', 'nope.yaml']),\n"
+        "         main(['sweep', 'nope'])]\n"
+        f"heavy = [m for m in {_HEAVY!r} if m in sys.modules]\n"
+        "print(codes, heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[0, 0, 2, 2, 2, 2] []"
+
+
+def test_config_and_overrides_share_one_form():
+    from kdexplain.cli import config_and_overrides
+
+    assert config_and_overrides(["configs/tiny.yaml", "a=1"]) == ("configs/tiny.yaml", ["a=1"])
+    assert config_and_overrides(["a=1"]) == ("configs/quickstart.yaml", ["a=1"])
+    assert config_and_overrides([]) == ("configs/quickstart.yaml", [])
+
+
+def test_package_names_load_on_first_use():
+    import kdexplain
+
+    assert callable(kdexplain.quantify) and kdexplain.build_model.__name__ == "build_model"
+    import kdexplain.quantify.engine  # noqa: F401  (importing the subpackage keeps the function)
+
+    assert callable(kdexplain.quantify)
+    assert set(kdexplain.__all__) <= set(dir(kdexplain))
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        kdexplain.nope  # noqa: B018

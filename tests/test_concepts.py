@@ -313,8 +313,11 @@ def test_analyze_epoch_distance_and_options():
     assert d[("student", "D_mean")] == pytest.approx(1.75)
     with pytest.raises(ValueError, match="baseline_entropy"):
         ConceptSettings(baseline_entropy="cells")
-    s = ConceptSettings.from_mapping({"concept_threshold": 0.3, "images": 30})
-    assert s.concept_threshold == 0.3
+    s = ConceptSettings.from_mapping({"concept_threshold": 0.3, "alpha": 0.01})
+    assert s.concept_threshold == 0.3 and s.alpha == 0.01
+    with pytest.raises(ValueError, match="unknown concept setting.* images, n_resample; the "
+                                         "settings are concept_threshold"):
+        ConceptSettings.from_mapping({"concept_threshold": 0.3, "images": 30, "n_resample": 9})
 
 
 def test_count_epoch_missing_for_the_teacher_falls_back_to_its_last():

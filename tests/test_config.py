@@ -58,7 +58,7 @@ def test_arch_choices_match_the_model_zoo():
 def test_defaults_and_analysis_section():
     cfg = parse_config({})
     a = cfg.analysis
-    assert (a.images, a.split, a.models, a.checkpoints, a.preset) == (
+    assert (a.n_images, a.split, a.models, a.checkpoints, a.preset) == (
         30, "val", ["teacher", "student", "baseline"], "all", "default")
     assert (a.steps, a.samples, a.grid, a.entropy_weight) == (None, None, 16, None)
     assert (a.feature_transform, a.concept_threshold, a.baseline_entropy, a.mask_rule) == (
@@ -132,3 +132,39 @@ def test_seeds_make_one_run_each():
     assert parse_config({}).run_seeds() == [0]
     with pytest.raises(ConfigError, match="seeds repeat"):
         parse_config({"seeds": [1, 1]})
+
+
+def test_every_concept_setting_is_a_config_key_with_the_same_default():
+    import dataclasses
+
+    from kdexplain.concepts import ConceptSettings
+    from kdexplain.config import CONCEPT_KEYS, REPORT_ONLY_KEYS, AnalysisConfig
+
+    fields = {f.name: f.default for f in dataclasses.fields(ConceptSettings)}
+    assert set(CONCEPT_KEYS) == set(fields) and set(REPORT_ONLY_KEYS) < set(CONCEPT_KEYS)
+    assert ConceptSettings.from_mapping(AnalysisConfig().concept_settings()) == ConceptSettings()
+    a = AnalysisConfig(alpha=0.01, distance="epoch", count_epoch=5, empty_rho="exclude")
+    s = ConceptSettings.from_mapping(a.concept_settings())
+    assert (s.alpha, s.distance, s.count_epoch, s.empty_rho) == (0.01, "epoch", 5, "exclude")
+    assert fields["late_fraction"] == AnalysisConfig().late_fraction
+
+
+def test_report_settings_are_checked(tmp_path):
+    from kdexplain.cli.report import report_overrides
+
+    assert report_overrides(["alpha=0.01", "analysis.ci_level=0.9"]) == [
+        "analysis.alpha=0.01", "analysis.ci_level=0.9"]
+    with pytest.raises(ValueError, match="--set grid: not a setting of the report"):
+        report_overrides(["grid=8"])
+    with pytest.raises(ValueError, match="--set expects key=value"):
+        report_overrides(["alpha"])
+    with pytest.raises(ConfigError, match="analysis.alpha"):
+        parse_config({"analysis": {"alpha": 2}})
+
+
+def test_old_analysis_images_key_still_loads_with_a_deprecation_warning():
+    with pytest.warns(FutureWarning, match="analysis.images is deprecated.*use analysis.n_images"):
+        cfg = parse_config({"analysis": {"images": 7}})
+    assert cfg.analysis.n_images == 7
+    with pytest.raises(ConfigError, match="give only analysis.n_images"):
+        parse_config({"analysis": {"images": 7, "n_images": 8}})

@@ -39,7 +39,7 @@ def test_info_counts_classes_and_foreground(tmp_path, capsys):
 def test_preview_writes_a_png(tmp_path, capsys):
     out = tmp_path / "p" / "preview.png"
     assert main(["data", "preview", "scenes", "--root", str(tmp_path), "--out", str(out),
-                 "--n", "4", "--grid", "8", *SCENES]) == 0
+                 "--n-images", "4", "--grid", "8", *SCENES]) == 0
     assert "wrote" in capsys.readouterr().out
     with Image.open(out) as im:
         arr = np.asarray(im.convert("RGB"))

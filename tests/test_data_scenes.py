@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
+import importlib.util
 import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,14 @@ import torch
 from torch.utils.data import DataLoader
 
 from kdexplain.data import ANIMAL_CLASSES, ScenesDataset, build_dataset, denormalize
-from kdexplain.data.animals import load_animal_silhouettes, safe_load_array
+from kdexplain.data.animals import (
+    NPZ_SHA256,
+    animal_npz_path,
+    load_animal_silhouettes,
+    read_animal_pickles,
+    safe_load_array,
+    write_animal_npz,
+)
 from kdexplain.data.scenes import ScenesConfig, build_split
 from kdexplain.data.transforms import mask_box
 
@@ -179,3 +189,32 @@ def test_silhouettes_are_read_without_unpickling_code(tmp_path):
     with gzip.open(ok, "wb") as f:
         pickle.dump(np.arange(6, dtype=np.int64).reshape(2, 3), f)
     assert safe_load_array(ok).tolist() == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_shipped_silhouettes_have_the_recorded_checksum():
+    images, labels = load_animal_silhouettes()
+    assert hashlib.sha256(images.tobytes()).hexdigest() == NPZ_SHA256["images"]
+    assert hashlib.sha256(labels.tobytes()).hexdigest() == NPZ_SHA256["labels"]
+    assert labels[:3].tolist() == [0, 0, 0] and labels[-1] == 9
+    with np.load(animal_npz_path(), allow_pickle=False) as z:  # no pickle inside
+        assert sorted(z.files) == ["images", "labels"]
+    assert (animal_npz_path().parent / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_shipped_npz_equals_the_animal_mnist_pickles(tmp_path):
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the animal-mnist package is not installed (it is not a dependency)")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+    images, labels = load_animal_silhouettes()
+    orig_images, orig_labels = read_animal_pickles(folder)
+    assert np.array_equal(orig_images, images) and orig_images.dtype == images.dtype
+    assert np.array_equal(orig_labels, labels)
+    out = write_animal_npz(folder, tmp_path / "a.npz")
+    with np.load(out, allow_pickle=False) as z:
+        assert np.array_equal(z["images"], images) and np.array_equal(z["labels"], labels)
+
+
+def test_pickle_reader_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="animal_data_version_3.gz"):
+        read_animal_pickles(tmp_path)

@@ -29,7 +29,7 @@ TINY = {
     "baseline": {"epochs": 2},
     "optim": {"batch_size": 32, "lr": 0.01},
     "checkpoints": [0, 1, 2],
-    "analysis": {"images": 4, "steps": 6, "samples": 4, "grid": 8},
+    "analysis": {"n_images": 4, "steps": 6, "samples": 4, "grid": 8},
 }
 
 
@@ -44,7 +44,7 @@ def _write_config(tmp: Path, **changes) -> Path:
 def trained_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("pipe")
     cfg = _write_config(tmp)
-    assert main(["train-triplet", "--config", str(cfg), "--quiet"]) == 0
+    assert main(["train-triplet", str(cfg), "--quiet"]) == 0
     return tmp / "runs" / "tinypipe"
 
 
@@ -114,6 +114,9 @@ def test_sweep_refuses_other_settings(trained_run, tmp_path):
     run = _copy_without_sweep(trained_run, tmp_path / "run")
     sweep(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["analysis"]["alpha"] = 0.01  # a report setting: the sweep stays valid
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    sweep(run)
     cfg["analysis"]["samples"] = 8
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="other analysis settings"):
@@ -147,6 +150,11 @@ def test_report_command_writes_the_report(trained_run, tmp_path):
         assert (out / name).is_file(), name
     text = (out / "index.md").read_text()
     assert "kdexplain report" in text
+    # a report setting from the command line; the sweep is reused as it is
+    assert main(["report", str(run), "--out", str(out), "--set", "alpha=0.01",
+                 "--set", "analysis.distance=epoch"]) == 0
+    text = (out / "index.md").read_text()
+    assert "--set alpha=0.01" in text and "| `alpha` | 0.01 |" in text and "| `distance` | epoch |" in text
 
 
 def test_report_on_a_folder_that_is_no_run(tmp_path, capsys):

@@ -284,3 +284,21 @@ def test_the_same_model_object_twice():
     x = torch.randn(1, C, H, W_)
     res = quantify([model, model], x, "4", grid=G, steps=4, samples=4)
     torch.testing.assert_close(res.sigma[0], res.sigma[1])
+
+
+def test_old_names_of_the_entropy_weight_rule_still_work_with_a_warning():
+    from kdexplain.quantify.engine import resolve_settings
+
+    s = resolve_settings("reference", entropy_weight_step=30, entropy_weight_factor=2.0)
+    assert (s.entropy_weight_step, s.entropy_weight_factor) == (30, 2.0)
+    assert resolve_settings("reference").entropy_weight_step == 59
+    with pytest.warns(FutureWarning) as record:
+        old = resolve_settings("reference", lambda_rule_step=30, lambda_factor=2.0)
+    assert old == s
+    assert sorted(str(w.message) for w in record) == [
+        "lambda_factor is deprecated and will be removed in the next release: use "
+        "entropy_weight_factor",
+        "lambda_rule_step is deprecated and will be removed in the next release: use "
+        "entropy_weight_step"]
+    with pytest.raises(ValueError, match="give only entropy_weight_factor"):
+        resolve_settings("reference", lambda_factor=2.0, entropy_weight_factor=2.0)

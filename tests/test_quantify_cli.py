@@ -17,7 +17,7 @@ def test_quantify_state_dict_on_builtin_images(tmp_path):
     torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
     out = tmp_path / "q"
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
-               "--out", str(out), "--n", "2", "--image-size", "32", "--grid", "8",
+               "--out", str(out), "--n-images", "2", "--image-size", "32", "--grid", "8",
                "--steps", "3", "--samples", "4", "--heatmaps"])
     assert rc == 0
     res = load_result(out / "quantify.pt")
@@ -39,7 +39,7 @@ def test_quantify_torchvision_arch_on_a_folder(tmp_path):
     torch.save(build_model("resnet18", 3).state_dict(), weights)
     out = tmp_path / "q"
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "resnet18", "--layer", "conv",
-               "--images", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
+               "--dataset", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
                "--steps", "2", "--samples", "2"])
     assert rc == 0
     res = load_result(out / "quantify.pt")
@@ -50,7 +50,7 @@ def test_quantify_errors_are_one_line(tmp_path, capsys):
     weights = tmp_path / "w.pth"
     torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
     rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc9",
-               "--out", str(tmp_path / "q"), "--n", "1", "--image-size", "32"])
+               "--out", str(tmp_path / "q"), "--n-images", "1", "--image-size", "32"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "does not exist" in err and "fc1" in err
@@ -61,3 +61,99 @@ def test_quantify_errors_are_one_line(tmp_path, capsys):
     rc = main(["quantify", "--checkpoint", str(weights), "--layer", "fc1", "--out", str(tmp_path / "q")])
     assert rc == 2
     assert "--arch" in capsys.readouterr().err
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+               "--out", str(tmp_path / "q"), "--n", "1", "--n-images", "2"])
+    assert rc == 2 and "--n is the old name of --n-images" in capsys.readouterr().err
+
+
+def test_old_quantify_flags_work_with_a_deprecation_message(tmp_path, capsys):
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+               "--out", str(out), "--images", "scenes", "--n", "1", "--image-size", "32",
+               "--grid", "4", "--steps", "1", "--samples", "2"])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "--images is deprecated" in err and "use --dataset" in err and "use --n-images" in err
+    assert load_result(out / "quantify.pt").sigma.shape == (1, 4, 4)
+
+
+def test_quantify_any_torchvision_classifier_from_a_state_dict(tmp_path):
+    weights = tmp_path / "mnv3.pth"
+    torch.manual_seed(0)
+    torch.save(build_model("mobilenet_v3_small", 4).state_dict(), weights)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "mobilenet_v3_small",
+               "--layer", "classifier.0", "--out", str(out), "--n-images", "1", "--image-size", "32",
+               "--grid", "4", "--steps", "2", "--samples", "2"])
+    assert rc == 0
+    res = load_result(out / "quantify.pt")
+    assert res.layer == "classifier.0" and res.sigma.shape == (1, 4, 4)
+
+
+def test_other_torchvision_heads_are_resized_and_bad_names_list_close_ones(tmp_path, capsys):
+    import pytest
+
+    model = build_model("mobilenet_v3_small", 7)
+    assert model.classifier[3].out_features == 7 and model.kdexplain_arch == "mobilenet_v3_small"
+    weights = tmp_path / "sq.pth"  # a 1000-way state dict is loaded, then the head re-sized
+    torch.save(build_model("mobilenet_v3_small", 1000).state_dict(), weights)
+    model = build_model("mobilenet_v3_small", 3, pretrained=weights)
+    assert model.classifier[3].out_features == 3
+    with pytest.raises(ValueError, match="closest: mobilenet_v3_small"):
+        build_model("mobilenet_v3_smal", 3)
+    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "resnet19", "--layer", "fc",
+               "--out", str(tmp_path / "q")])
+    assert rc == 2 and "closest: resnet18" in capsys.readouterr().err
+
+
+def test_a_run_checkpoint_is_quantified_on_the_data_it_was_trained_with(tmp_path, capsys):
+    from kdexplain.config import dump_config, load_config
+
+    run = tmp_path / "run"
+    (run / "student" / "checkpoints").mkdir(parents=True)
+    cfg = load_config("configs/tiny.yaml")  # scenes, 32 px, classes bird, elephant, zebra
+    (run / "config.yaml").write_text(dump_config(cfg))
+    model = build_model("kdnet", 3, width=4, hidden=16)
+    ckpt = run / "student" / "checkpoints" / "epoch_0000.pt"
+    torch.save({"model": model.state_dict(), "arch": "kdnet", "num_classes": 3,
+                "model_kwargs": {"width": 4, "hidden": 16}}, ckpt)
+    out = tmp_path / "q"
+    rc = main(["quantify", "--checkpoint", str(ckpt), "--layer", "fc1", "--out", str(out),
+               "--n-images", "6", "--grid", "4", "--steps", "1", "--samples", "2"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    assert "dataset options of the run" in captured.out and "bird" in captured.out
+    assert "warning" not in captured.err
+    images = pd.read_csv(out / "images.csv")
+    assert sorted(set(images["label"])) == [0, 1, 2]
+    assert load_result(out / "quantify.pt").sigma.shape == (6, 4, 4)
+
+
+def test_folder_masks_from_mask_dir(tmp_path, capsys):
+    folder, masks = tmp_path / "imgs", tmp_path / "masks"
+    folder.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+        m = np.zeros((24, 40), np.uint8)
+        m[:, 20:] = 255  # the right half of the (centre-cropped) image
+        Image.fromarray(m).save(masks / f"{i}.png")
+    weights = tmp_path / "w.pth"
+    torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
+    out = tmp_path / "q"
+    args = ["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+            "--dataset", str(folder), "--image-size", "32", "--grid", "4", "--out", str(out),
+            "--steps", "1", "--samples", "2"]
+    assert main([*args, "--mask-dir", str(masks)]) == 0
+    res = load_result(out / "quantify.pt")
+    cells = pd.read_csv(out / "cells.csv")
+    fg = cells[cells["image"] == cells["image"].iloc[0]].pivot(index="row", columns="col",
+                                                              values="foreground")
+    assert fg.to_numpy().astype(bool).tolist() == [[False, False, True, True]] * 4
+    assert res.sigma.shape == (2, 4, 4)
+    assert main([*args[:-8], "--dataset", "scenes", "--mask-dir", str(masks),
+                 "--out", str(out)]) == 2
+    assert "--mask-dir gives the masks of a folder" in capsys.readouterr().err

@@ -31,7 +31,7 @@ TINY = REPO / "configs" / "tiny.yaml"
 #: The tiny config cut to a few seconds of training (T: 1 epoch, S: 1 + 1, B: 1).
 FAST = ["teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=1",
         "student.phase1_epochs=1", "student.phase2_epochs=1", "checkpoints=[0,1]",
-        "analysis.images=4", "analysis.steps=6", "analysis.samples=4"]
+        "analysis.n_images=4", "analysis.steps=6", "analysis.samples=4"]
 
 
 class Payload:
@@ -91,7 +91,7 @@ def test_malicious_checkpoint_through_quantify(finished, tmp_path, capsys):
     mal = tmp_path / "mal.pt"
     _plant(mal, marker, like=finished / "student" / "checkpoints" / "epoch_0001.pt")
     rc = main(["quantify", "--checkpoint", str(mal), "--layer", "fc1", "--out",
-               str(tmp_path / "q"), "--n", "2"])
+               str(tmp_path / "q"), "--n-images", "2"])
     assert rc == 2 and not marker.exists()
     line = _one_error_line(capsys)
     assert "mal.pt holds Python objects (os.makedirs" in line and "weights_only=True" in line
@@ -325,7 +325,7 @@ def test_corrupt_jpeg_is_skipped_not_substituted(finished, tmp_path, capsys):
     out = tmp_path / "q"
     rc = main(["quantify", "--checkpoint", str(finished / "student" / "checkpoints" /
                                                  "epoch_0001.pt"),
-               "--layer", "fc1", "--images", str(folder), "--image-size", "32", "--n", "3",
+               "--layer", "fc1", "--dataset", str(folder), "--image-size", "32", "--n-images", "3",
                "--steps", "2", "--samples", "2", "--out", str(out)])
     assert rc == 0
     assert "bad.jpg" in capsys.readouterr().err
@@ -354,7 +354,7 @@ def test_a_failed_command_leaves_nothing_and_the_fix_proceeds(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,expected", [
     (["--device", "banana"], "--device: unknown device 'banana'; use auto, cpu, cuda or cuda:N"),
-    (["--n", "-3"], "--n must be at least 1, got -3"),
+    (["--n-images", "-3"], "--n-images must be at least 1, got -3"),
     (["--entropy-weight", "-1"], "--entropy-weight (lambda_H) must be positive, got -1.0"),
     (["--steps", "0"], "--steps must be at least 1, got 0"),
 ])

@@ -215,9 +215,9 @@ def test_config_errors(kwargs, message):
 
 def test_config_differences_by_hand():
     stored = {"name": "a", "seed": 0, "optim": {"lr": 0.1, "name": "sgd"}, "old_key": 1,
-              "analysis": {"images": 3}}
+              "analysis": {"n_images": 3}}
     current = {"name": "b", "seed": 0, "optim": {"lr": 0.2, "name": "sgd"}, "new_key": True,
-               "analysis": {"images": 5}}
+               "analysis": {"n_images": 5}}
     changed, unknown = config_differences(stored, current)
     assert changed == ["optim.lr: 0.1 -> 0.2"]  # name and analysis may differ
     assert unknown == ["new_key", "old_key"]

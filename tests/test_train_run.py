@@ -36,7 +36,7 @@ TINY = REPO / "configs" / "tiny.yaml"
 def tiny_run(tmp_path_factory):
     """The tiny config trained once through the CLI (every epoch kept)."""
     out = tmp_path_factory.mktemp("runs")
-    rc = main(["train-triplet", "--config", str(TINY), f"out_dir={out}", "name=e2e", "-q"])
+    rc = main(["train-triplet", str(TINY), f"out_dir={out}", "name=e2e", "-q"])
     assert rc == 0
     return out / "e2e"
 
@@ -210,7 +210,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1", KDEXPLAIN_PROGRESS="0")
     cmd = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "kdexplain.cli",
-           "train-triplet", "--config", str(TINY), f"out_dir={tmp_path}", "name=ddp", "-q"]
+           "train-triplet", str(TINY), f"out_dir={tmp_path}", "name=ddp", "-q"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = tmp_path / "ddp"
@@ -236,25 +236,28 @@ def test_bad_layer_lists_valid_names(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "layer 'fc9' does not exist" in err and "classifier.0" in err and "fc1=" in err
+    assert "--config CONFIG is deprecated" in err  # the old form still works, for one release
     assert not (tmp_path / "tiny" / "teacher").exists()
+    rc = main(["train-triplet", f"out_dir={tmp_path}", "model.layer=fc9"])  # the quickstart's
+    assert rc == 2 and "layer 'fc9' does not exist" in capsys.readouterr().err
 
 
 def test_unknown_config_key_is_an_error_line(tmp_path, capsys):
-    rc = main(["train-triplet", "--config", str(TINY), f"out_dir={tmp_path}", "optim.lrate=1"])
+    rc = main(["train-triplet", str(TINY), f"out_dir={tmp_path}", "optim.lrate=1"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "optim.lrate: unknown key; allowed keys here:" in err and "lr" in err
 
 
 def test_too_few_classes(tmp_path, capsys):
-    rc = main(["train-triplet", "--config", str(TINY), f"out_dir={tmp_path}",
+    rc = main(["train-triplet", str(TINY), f"out_dir={tmp_path}",
                "data.options.classes=[bird]"])
     assert rc == 2
     assert "has 1 class(es); classification needs at least 2" in capsys.readouterr().err
 
 
 def test_missing_pretrained_file(tmp_path, capsys):
-    rc = main(["train-triplet", "--config", str(TINY), f"out_dir={tmp_path}",
+    rc = main(["train-triplet", str(TINY), f"out_dir={tmp_path}",
                "teacher.pretrain_epochs=0", f"teacher.pretrained={tmp_path / 'no.pth'}"])
     assert rc == 2
     assert "no.pth does not exist" in capsys.readouterr().err
@@ -276,7 +279,7 @@ def test_pretrained_teacher_from_file(tmp_path):
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, capsys):
-    args = ["train-triplet", "--config", str(TINY), f"out_dir={tmp_path}", "name=nan",
+    args = ["train-triplet", str(TINY), f"out_dir={tmp_path}", "name=nan",
             "teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=2",
             "baseline.optim.lr=1e30"]
     rc = main(args)

@@ -28,6 +28,29 @@ def _register_all() -> None:
         module.register(app)
 
 
+DEFAULT_CONFIG = "configs/quickstart.yaml"
+
+
+def config_and_overrides(args: list[str]) -> tuple[str, list[str]]:
+    """``CONFIG [key=value ...]`` (the form of ``run`` and ``train-triplet``) -> the config
+    and the overrides; without a config (the first item is an override) the quickstart's."""
+    if args and "=" not in args[0]:
+        return args[0], list(args[1:])
+    return DEFAULT_CONFIG, list(args)
+
+
+def renamed_option(old: str, new: str, old_value, new_value, default):
+    """The value of an option renamed from ``old`` to ``new`` (``old`` works for one release,
+    with a warning on stderr); giving both is an error."""
+    if old_value is None:
+        return new_value
+    if new_value != default:
+        raise UserError(f"{old} is the old name of {new}: give only {new}")
+    typer.secho(f"warning: {old} is deprecated and will be removed in the next release: "
+                f"use {new}", fg=typer.colors.YELLOW, err=True)
+    return old_value
+
+
 class UserError(Exception):
     """A predictable mistake of the user's: printed as one clear message, exit code 2."""
 

@@ -116,11 +116,15 @@ def preview_command(
     split: Annotated[str, _SPLIT] = "train",
     image_size: Annotated[Optional[int], _SIZE] = None,
     option: Annotated[Optional[list[str]], _OPTS] = None,
-    n: Annotated[int, typer.Option("--n", help="Number of images.")] = 16,
+    n_images: Annotated[int, typer.Option(help="Number of images.")] = 16,
     start: Annotated[int, typer.Option(help="Index of the first image.")] = 0,
     grid: Annotated[int, typer.Option(help="Cells per side of the grid drawn (0: none).")] = 16,
+    old_n: Annotated[Optional[int], typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Draw images with their mask outline, foreground grid cells and box to a PNG."""
+    from kdexplain.cli import renamed_option
+
+    n = renamed_option("--n", "--n-images", old_n, n_images, 16)
     from kdexplain.data.preview import draw_preview
 
     ds = _open(name, root, split, image_size, option)

@@ -31,8 +31,10 @@ def register(app: typer.Typer) -> None:
 
 
 def run_command(
-    config: Annotated[Path, typer.Argument(help="Experiment YAML, e.g. configs/quickstart.yaml.")] = Path("configs/quickstart.yaml"),
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="Config overrides key.sub=value.", show_default=False)] = None,
+    args: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[CONFIG] [KEY=VALUE]...",
+        help="Experiment YAML (or the name of one in configs/; default configs/quickstart.yaml), "
+             "then config overrides key.sub=value.", show_default=False)] = None,
     report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<name>).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: the config's).")] = None,
 ) -> None:
@@ -40,6 +42,11 @@ def run_command(
 
     Each stage resumes where an interrupted run stopped: run the same command again.
     """
+    from kdexplain.cli import config_and_overrides
+    from kdexplain.config import load_config
+
+    config, overrides = config_and_overrides(list(args or []))
+    load_config(config, overrides)  # a bad config is reported before the heavy imports
     from kdexplain.pipeline import run_experiment
 
     _log_to_stderr()
@@ -60,11 +67,11 @@ def sweep_command(
     Resumable (finished checkpoints are skipped) and shardable:
     `torchrun --nproc_per_node N -m kdexplain.cli sweep RUN_DIR`.
     """
-    from kdexplain.pipeline import sweep
-
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir / 'config.yaml'} does not exist: give a run directory "
                                 "written by `kdexplain train-triplet` (with seeds: RUN/seed_<s>)")
+    from kdexplain.pipeline import sweep
+
     out = sweep(run_dir, device=device, checkpoints_per_call=checkpoints_per_call,
                 show_progress=None)
     if int(os.environ.get("RANK", "0")) == 0:

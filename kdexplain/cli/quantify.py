@@ -12,16 +12,49 @@ def register(app: typer.Typer) -> None:
     app.command("quantify")(quantify_command)
 
 
+def _dataset_options(checkpoint: Path, dataset: str, data_root: Optional[Path],
+                     image_size: Optional[int], mask_dir: Optional[Path], split: str):
+    """(name, root, image_size, build_dataset keyword arguments) of ``--dataset``: a folder,
+    or a dataset name, completed by the run's data options when the checkpoint is a run's."""
+    from kdexplain.config import find_run_config, load_config
+
+    if Path(dataset).is_dir():
+        options = {"mask_dir": mask_dir} if mask_dir is not None else {}
+        return "folder", Path(dataset), image_size or 224, options
+    if mask_dir is not None:
+        raise ValueError(f"--mask-dir gives the masks of a folder of images; --dataset "
+                         f"{dataset} is not a folder (built-in datasets bring their own masks)")
+    run_config = find_run_config(checkpoint)
+    data = load_config(run_config).data if run_config is not None else None
+    options: dict = {"split": split}
+    if data is not None and data.name == dataset:
+        extra = {k: v for k, v in data.options.items() if k != "augment"}
+        typer.echo(f"dataset options of the run ({run_config}): "
+                   + (", ".join(f"{k}={v}" for k, v in extra.items()) or "none"))
+        options.update(extra)
+        data_root = data_root or (Path(data.root) if data.root else None)
+        image_size = image_size or data.image_size
+    return dataset, data_root, image_size or (64 if dataset == "scenes" else 224), options
+
+
+def _head_size(model) -> Optional[int]:
+    from torch import nn
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return int(linears[-1].out_features) if linears else None
+
+
 def quantify_command(
     checkpoint: Annotated[Path, typer.Option(help="A kdexplain checkpoint (.pt), or a state-dict file together with --arch.")],
     layer: Annotated[str, typer.Option(help="Module path (classifier.0, layer4.1.conv2) or alias (conv, fc1, fc2, fc3).")],
     out: Annotated[Path, typer.Option(help="Output folder.")],
-    images: Annotated[str, typer.Option(help="A built-in dataset name (scenes, cub, voc, pets, ilsvrc) or a folder of images.")] = "scenes",
-    arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file (e.g. resnet18, vgg16).")] = None,
+    dataset: Annotated[str, typer.Option(help="A built-in dataset name (scenes, cub, voc, pets, ilsvrc) or a folder of images.")] = "scenes",
+    arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file: kdnet or any torchvision classification model (resnet18, vgg16, mobilenet_v3_small, ...).")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Head size of a plain state-dict file (default: inferred).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Root of a real dataset on disk.")] = None,
+    mask_dir: Annotated[Optional[Path], typer.Option(help="Foreground masks of a folder of images: a PNG at each image's relative path (see docs/data.md).")] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
-    n: Annotated[int, typer.Option("--n", help="Number of images (the first n of the split).")] = 16,
+    n_images: Annotated[int, typer.Option(help="Number of images (the first ones of the split).")] = 16,
     image_size: Annotated[Optional[int], typer.Option(help="Input size (default 64 for scenes, 224 otherwise).")] = None,
     grid: Annotated[int, typer.Option(help="Cells per side of the sigma grid.")] = 16,
     preset: Annotated[str, typer.Option(help="default (Adam on log sigma) or reference (the original algorithm).")] = "default",
@@ -33,14 +66,22 @@ def quantify_command(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, or auto.")] = "auto",
     max_batch: Annotated[Optional[int], typer.Option(help="Most perturbed images per forward pass (memory bound).")] = None,
     heatmaps: Annotated[bool, typer.Option(help="Draw a heatmap PNG per image.")] = False,
+    old_images: Annotated[Optional[str], typer.Option("--images", hidden=True)] = None,
+    old_n: Annotated[Optional[int], typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Quantify the knowledge a layer uses: entropy grids per image (SPEC section 3).
 
     Writes OUT/quantify.pt (all grids and traces), OUT/cells.csv (one row per image and
     cell), OUT/images.csv (one row per image), OUT/run.json (settings, versions) and, with
-    --heatmaps, OUT/heatmaps/*.png.
+    --heatmaps, OUT/heatmaps/*.png. A checkpoint of a kdexplain run is read with the dataset
+    options it was trained with (classes, ...; from the run's config.yaml) when --dataset
+    names the run's dataset.
     """
-    _check_quantify_options(n=n, grid=grid, steps=steps, samples=samples,
+    from kdexplain.cli import renamed_option
+
+    dataset = renamed_option("--images", "--dataset", old_images, dataset, "scenes")
+    n_images = renamed_option("--n", "--n-images", old_n, n_images, 16)
+    _check_quantify_options(n=n_images, grid=grid, steps=steps, samples=samples,
                             entropy_weight=entropy_weight, max_batch=max_batch, out=out)
     import torch
 
@@ -54,18 +95,18 @@ def quantify_command(
 
     dev = str(resolve_device(device))
     model = load_model(checkpoint, arch=arch, num_classes=num_classes)
-    folder = Path(images)
-    if folder.is_dir():
-        name, root = "folder", folder
-    else:
-        name, root = images, data_root
-    size = image_size or (64 if name == "scenes" else 224)
-    kwargs = {"split": split} if name != "folder" else {}
+    name, root, size, kwargs = _dataset_options(checkpoint, dataset, data_root, image_size,
+                                                mask_dir, split)
     ds = build_dataset(name, root=root, image_size=size, **kwargs)
-    items = readable_items(ds, range(len(ds)), limit=n)  # corrupt files left out, never replaced
+    head = _head_size(model)
+    if getattr(ds, "num_classes", 0) and head and ds.num_classes != head:
+        typer.secho(f"warning: the model has {head} classes, the dataset {name} "
+                    f"{ds.num_classes} ({', '.join(ds.class_names[:12])})",
+                    fg=typer.colors.YELLOW, err=True)
+    items = readable_items(ds, range(len(ds)), limit=n_images)  # corrupt files left out, never replaced
     count = len(items)
     if count == 0:
-        raise ValueError(f"no readable images found in {images}")
+        raise ValueError(f"no readable images found in {dataset}")
     skipped = getattr(ds, "skipped", [])
     if skipped:
         typer.echo(f"skipped {len(skipped)} unreadable image(s): "
@@ -87,7 +128,7 @@ def quantify_command(
     write_csv(per_image, out / "images.csv")
     write_json(out / "run.json", {
         "checkpoint": str(checkpoint), "arch": getattr(model, "kdexplain_arch", arch),
-        "layer": res.layer, "images": images, "split": split, "n": count,
+        "layer": res.layer, "dataset": dataset, "split": split, "n_images": count,
         "image_size": size, "settings": res.settings, "environment": environment_info(),
     })
     if heatmaps:
@@ -107,7 +148,7 @@ def _check_quantify_options(*, n: int, grid: int, steps: int | None, samples: in
     """Refuse impossible values before any model is loaded or any image is read."""
     from kdexplain.utils import check_writable_folder
 
-    for flag, value in (("--n", n), ("--grid", grid), ("--steps", steps),
+    for flag, value in (("--n-images", n), ("--grid", grid), ("--steps", steps),
                         ("--samples", samples), ("--max-batch", max_batch)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")

@@ -16,12 +16,13 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train-triplet")
     def train_triplet_cmd(
-        overrides: Annotated[list[str] | None, typer.Argument(
-            help="Config overrides key.sub=value (YAML values), e.g. optim.lr=0.02 "
-                 "student.mode=soft checkpoints=[0,1,2]", show_default=False)] = None,
-        config: Annotated[Path, typer.Option(
-            "--config", "-c", help="Experiment YAML (or the name of one in configs/).")] = Path(
-                "configs/quickstart.yaml"),
+        args: Annotated[list[str] | None, typer.Argument(
+            metavar="[CONFIG] [KEY=VALUE]...",
+            help="Experiment YAML (or the name of one in configs/; default "
+                 "configs/quickstart.yaml), then config overrides key.sub=value (YAML values), "
+                 "e.g. optim.lr=0.02 student.mode=soft checkpoints=[0,1,2]",
+            show_default=False)] = None,
+        old_config: Annotated[Path | None, typer.Option("--config", "-c", hidden=True)] = None,
         run_dir: Annotated[Path | None, typer.Option(
             "--run-dir", help="Run directory (default: out_dir/name from the config).")] = None,
         resume: Annotated[bool, typer.Option(
@@ -30,12 +31,23 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Train the triplet of SPEC section 2 (teacher, baseline, student) into a run directory.
 
-        Under `torchrun --nproc_per_node N -m kdexplain.cli train-triplet ...` the N processes
+        Same form as `kdexplain run`: `kdexplain train-triplet configs/quickstart.yaml
+        optim.lr=0.02 name=lr2`. Under `torchrun --nproc_per_node N -m kdexplain.cli
+        train-triplet CONFIG ...` the N processes
         train with DDP (gloo on CPU, nccl on CUDA); only rank 0 writes and prints.
         """
+        from kdexplain.cli import config_and_overrides, renamed_option
+        from kdexplain.config import load_config
+
+        if old_config is not None:
+            config = renamed_option("--config CONFIG", "CONFIG as the first argument",
+                                    str(old_config), None, None)
+            overrides = list(args or [])
+        else:
+            config, overrides = config_and_overrides(list(args or []))
+        cfg = load_config(config, overrides)  # mistakes before the heavy imports
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        from kdexplain.config import load_config
         from kdexplain.train import format_summary, train_all_seeds
         from kdexplain.utils import read_json
 
@@ -48,7 +60,6 @@ def register(app: typer.Typer) -> None:
             logger.propagate = False
         logger.setLevel(logging.WARNING if (quiet or rank != 0) else logging.INFO)
 
-        cfg = load_config(config, overrides or [])
         with logging_redirect_tqdm(loggers=[logger]):  # log lines above the progress bars
             dirs = train_all_seeds(cfg, run_dir, resume=resume)
         if rank == 0:

@@ -32,6 +32,7 @@ from kdexplain.concepts.stats import (
     paired_test,
     spread_test,
 )
+from kdexplain.vocabulary import ROLES
 
 __all__ = [
     "HYPOTHESES",
@@ -44,8 +45,7 @@ __all__ = [
     "analyze_concepts",
 ]
 
-#: Model roles, in table order, and their one-letter labels.
-ROLES: tuple[str, ...] = ("teacher", "student", "baseline")
+#: One-letter labels of the model roles (ROLES, from kdexplain.vocabulary, is the table order).
 ROLE_LABELS: dict[str, str] = {"teacher": "T", "student": "S", "baseline": "B"}
 
 #: Model-level metrics: name -> (per-image source, statistic over images).
@@ -283,10 +283,20 @@ class ConceptSettings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ConceptSettings:
-        """Build from a mapping (e.g. the config's ``analysis`` section); keys that are not
-        settings of this class are ignored."""
+        """Build from a mapping of settings (e.g. from the config's ``analysis`` section,
+        :meth:`AnalysisConfig.concept_settings <kdexplain.config.AnalysisConfig>`).
+
+        Raises
+        ------
+        ValueError
+            A key that is not a setting of this class (naming the settings that exist).
+        """
         names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in values.items() if k in names})
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown concept setting(s) {', '.join(unknown)}; the settings "
+                             f"are {', '.join(names)}")
+        return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,18 +1,20 @@
-"""The animal silhouettes of the ``animal-mnist`` package, read safely.
+"""The animal silhouettes of the ``animal-mnist`` package (MIT), shipped with kdexplain.
 
-The package ships two gzipped pickles: ``animal_data_version_3.gz``, a uint8 array
+``animal-mnist`` 0.4 holds two gzipped pickles: ``animal_data_version_3.gz``, a uint8 array
 (10000, 28, 28) of white silhouettes on black (zebras textured), and
-``animal_label_version_3.gz``, the labels (10000,), 1000 per class. They are read here
-without importing the package (whose loader needs TensorFlow) and without ``pickle.load``:
-the unpickler below only rebuilds numpy arrays and refuses every other object, so a
-tampered file cannot run code.
+``animal_label_version_3.gz``, the labels (10000,), 1000 per class. Its loader needs
+TensorFlow, so kdexplain does not depend on it: the two arrays are shipped inside this
+package as ``animal_mnist/animal_mnist.npz`` (licence notice beside it), which loads with
+``allow_pickle=False``. :func:`read_animal_pickles` reads the original files without
+``pickle.load`` (the unpickler below rebuilds numpy arrays and refuses every other object, so
+a tampered file cannot run code); :func:`write_animal_npz` regenerates the shipped file.
 """
 
 from __future__ import annotations
 
 import gzip
 import importlib
-import importlib.util
+import importlib.resources
 import io
 import pickle
 from functools import lru_cache
@@ -24,7 +26,12 @@ ANIMAL_CLASSES: tuple[str, ...] = ("bear", "bird", "cat", "cow", "dog", "elephan
                                    "giraffe", "horse", "sheep", "zebra")
 DATA_FILE = "animal_data_version_3.gz"
 LABEL_FILE = "animal_label_version_3.gz"
-_INSTALL_HINT = "install it with `pip install animal-mnist==0.4` (MIT, 2.6 MB)"
+#: The shipped arrays, inside the package.
+NPZ_FILE = "animal_mnist/animal_mnist.npz"
+#: sha256 of ``images.tobytes()`` and of ``labels.tobytes()`` of the shipped arrays.
+NPZ_SHA256 = {"images": "3d1bb93498a7f7cb5a4c0d5dc57d57d78adc2ac1722398921542a7515172c46f",
+              "labels": "c5575395e636cadcdfe5764ffc8d56f56d234a4dc687096f8fc2d975dd6a5597"}
+_REINSTALL = "reinstall kdexplain (the file ships with the package)"
 
 
 def _multiarray():
@@ -64,26 +71,40 @@ def safe_load_array(path: str | Path) -> np.ndarray:
         with gzip.open(path, "rb") as f:
             obj = _NumpyOnlyUnpickler(io.BytesIO(f.read())).load()
     except (OSError, EOFError, pickle.UnpicklingError) as e:
-        raise ValueError(f"{path} is not a gzipped pickle of a numpy array ({e}); "
-                         f"reinstall animal-mnist: {_INSTALL_HINT}") from e
+        raise ValueError(f"{path} is not a gzipped pickle of a numpy array ({e})") from e
     if not isinstance(obj, np.ndarray):
         raise ValueError(f"{path} holds a {type(obj).__name__}, expected a numpy array")
     return obj
 
 
-def animal_mnist_dir() -> Path:
-    """The folder of the installed package's data files (the package is not imported)."""
-    spec = importlib.util.find_spec("animal_mnist")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the built-in 'scenes' dataset needs the animal silhouettes of the animal-mnist "
-            f"package, which is not installed; {_INSTALL_HINT}")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+def read_animal_pickles(folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """The images and labels of an ``animal_mnist/data/Animal_MNIST`` folder (the two pickles).
+
+    Returns
+    -------
+    images : uint8 ndarray, shape (10000, 28, 28)
+    labels : int64 ndarray, shape (10000,)
+    """
+    folder = Path(folder)
     for name in (DATA_FILE, LABEL_FILE):
         if not (folder / name).is_file():
-            raise FileNotFoundError(f"expected the animal-mnist data file {folder / name}, "
-                                    f"which is missing; {_INSTALL_HINT}")
-    return folder
+            raise FileNotFoundError(f"expected the animal-mnist data file {folder / name}")
+    return safe_load_array(folder / DATA_FILE), safe_load_array(folder / LABEL_FILE)
+
+
+def write_animal_npz(folder: str | Path, out: str | Path) -> Path:
+    """Re-encode the two animal-mnist pickles of ``folder`` as the ``.npz`` kdexplain ships."""
+    images, labels = read_animal_pickles(folder)
+    np.savez_compressed(out, images=images, labels=labels)
+    return Path(out)
+
+
+def animal_npz_path() -> Path:
+    """The shipped ``animal_mnist.npz`` (inside the installed package)."""
+    path = Path(str(importlib.resources.files("kdexplain.data").joinpath(NPZ_FILE)))
+    if not path.is_file():
+        raise FileNotFoundError(f"the animal silhouettes {path} are missing; {_REINSTALL}")
+    return path
 
 
 @lru_cache(maxsize=1)
@@ -97,15 +118,17 @@ def load_animal_silhouettes() -> tuple[np.ndarray, np.ndarray]:
     labels : int64 ndarray, shape (10000,)
         Class index into :data:`ANIMAL_CLASSES`.
     """
-    folder = animal_mnist_dir()
-    images = safe_load_array(folder / DATA_FILE)
-    labels = safe_load_array(folder / LABEL_FILE)
+    path = animal_npz_path()
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, KeyError, ValueError) as e:
+        raise ValueError(f"cannot read the animal silhouettes {path} ({e}); {_REINSTALL}") from e
     if images.ndim != 3 or images.dtype != np.uint8 or labels.shape != images.shape[:1]:
-        raise ValueError(f"unexpected animal-mnist arrays in {folder}: images "
-                         f"{images.shape} {images.dtype}, labels {labels.shape}; "
-                         f"{_INSTALL_HINT}")
+        raise ValueError(f"unexpected arrays in {path}: images {images.shape} {images.dtype}, "
+                         f"labels {labels.shape}; {_REINSTALL}")
     if labels.min() < 0 or labels.max() >= len(ANIMAL_CLASSES):
-        raise ValueError(f"animal-mnist labels outside 0..{len(ANIMAL_CLASSES) - 1} in {folder}")
+        raise ValueError(f"animal labels outside 0..{len(ANIMAL_CLASSES) - 1} in {path}")
     images.setflags(write=False)
     labels = labels.astype(np.int64)
     labels.setflags(write=False)

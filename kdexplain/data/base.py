@@ -178,12 +178,13 @@ class MaskedImageDataset(Dataset):
 
     def __init__(self, image_size: int, *, crop_scale: float | None = None,
                  augment: bool = False, transform: Callable | None = None,
-                 normalize: bool = True, verify: str = "header"):
+                 normalize: bool = True, verify: str = "header", keep_aspect: bool = False):
         if verify not in VERIFY_MODES:
             raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
         self.image_size = int(image_size)
         self.pipeline = JointPipeline(self.image_size, crop_scale=crop_scale, augment=augment,
-                                      transform=transform, normalize=normalize)
+                                      transform=transform, normalize=normalize,
+                                      keep_aspect=keep_aspect)
         self.verify = verify
         self.skipped: list[Skipped] = []
         self.class_names: list[str] = []

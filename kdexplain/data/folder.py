@@ -64,7 +64,7 @@ def read_mask_file(path: Path, threshold: float = 0.5) -> np.ndarray:
 
 
 class FolderDataset(MaskedImageDataset):
-    """All images under a folder (``kdexplain quantify --images DIR``).
+    """All images under a folder (``kdexplain quantify --dataset DIR [--mask-dir MASKS]``).
 
     Parameters
     ----------
@@ -84,6 +84,9 @@ class FolderDataset(MaskedImageDataset):
         The grid of ``foreground="center"`` (default 16, cells 2..13).
     crop_scale : float or None
         Crop to a multiple of the mask's box first (only with masks).
+    keep_aspect : bool
+        True (default): resize the shorter side to ``image_size`` and crop the central square
+        (torchvision's ``Resize`` + ``CenterCrop``); False: squash to a square.
     verify, augment, transform, normalize
         See :class:`kdexplain.data.base.MaskedImageDataset`.
     """
@@ -94,10 +97,11 @@ class FolderDataset(MaskedImageDataset):
                  image_size: int = 224, *, mask_dir: str | Path | None = None,
                  mask_threshold: float = 0.5, foreground: str = "none", grid: int = 16,
                  center_cells: tuple[int, int] = (2, 13), crop_scale: float | None = None,
-                 verify: str = "header", augment: bool = False,
+                 keep_aspect: bool = True, verify: str = "header", augment: bool = False,
                  transform: Callable | None = None, normalize: bool = True):
         super().__init__(image_size, crop_scale=crop_scale, augment=augment,
-                         transform=transform, normalize=normalize, verify=verify)
+                         transform=transform, normalize=normalize, verify=verify,
+                         keep_aspect=keep_aspect)
         if root is None:
             raise ValueError("folder needs root=<a folder of images>")
         root = Path(root)

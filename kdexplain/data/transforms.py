@@ -129,6 +129,21 @@ def resize_sample(sample: dict, size: tuple[int, int]) -> dict:
     return out
 
 
+def resize_center_crop(sample: dict, size: int) -> dict:
+    """Resize the shorter side to ``size`` (aspect ratio kept), then crop the central
+    ``size x size`` square: torchvision's ``Resize(size)`` + ``CenterCrop(size)``, applied to
+    image, mask and box alike (the mask as in :func:`resize_sample`)."""
+    h, w = sample["image"].shape[-2:]
+    if h <= w:
+        new_h, new_w = size, int(size * w / h)
+    else:
+        new_h, new_w = int(size * h / w), size
+    if (new_h, new_w) != (h, w):
+        sample = resize_sample(sample, (new_h, new_w))
+    top, left = int(round((new_h - size) / 2.0)), int(round((new_w - size) / 2.0))
+    return crop_padded(sample, (left, top, left + size, top + size))
+
+
 class RandomResizedCropFlip:
     """Training augmentation: a random resized crop and a horizontal flip, applied jointly.
 
@@ -186,10 +201,15 @@ class JointPipeline:
         after the resize / augmentation; it must keep the output size.
     normalize : bool
         Normalise with ImageNet mean/std (True) or return values in [0, 1] (False).
+    keep_aspect : bool
+        Without ``augment``: resize the shorter side to ``image_size`` keeping the aspect
+        ratio, then crop the central square (torchvision's ``Resize(S)`` + ``CenterCrop(S)``).
+        False squashes the image to a square.
     """
 
     def __init__(self, image_size: int, crop_scale: float | None = None, augment: bool = False,
-                 transform: Callable | None = None, normalize: bool = True):
+                 transform: Callable | None = None, normalize: bool = True,
+                 keep_aspect: bool = False):
         if image_size < 1:
             raise ValueError(f"image_size must be a positive number of pixels, got {image_size}")
         if crop_scale is not None and crop_scale <= 0:
@@ -199,6 +219,7 @@ class JointPipeline:
         self.augment = default_augmentation(self.image_size) if augment else None
         self.transform = transform
         self.normalize = normalize
+        self.keep_aspect = keep_aspect
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor,
                  box: Sequence[float] | torch.Tensor | None = None) -> dict:
@@ -236,6 +257,8 @@ class JointPipeline:
         size = (self.image_size, self.image_size)
         if self.augment is not None:  # crops the full-resolution image, then resizes
             sample = self.augment(sample)
+        elif self.keep_aspect:
+            sample = resize_center_crop(sample, self.image_size)
         elif tuple(sample["image"].shape[-2:]) != size:
             sample = resize_sample(sample, size)
         if self.transform is not None:

@@ -1,11 +1,16 @@
 """Architectures: torchvision's, used as they are, and a small CPU-friendly CNN.
 
+Any classification model of torchvision (``torchvision.models.list_models(module=
+torchvision.models)``) can be built and quantified; :data:`ARCHS` are the ones with the
+paper's layer aliases, which a config may train.
+
 Every model built here carries ``model.kdexplain_arch`` (its architecture name) so that
 the paper's layer aliases resolve without further arguments.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -13,10 +18,10 @@ from torch import nn
 
 from kdexplain.utils.io import load_torch_file
 from kdexplain.utils.options import check_options
+from kdexplain.vocabulary import ARCHS, TORCHVISION_ARCHS
 
-TORCHVISION_ARCHS = ("alexnet", "vgg11", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
-                     "resnet101", "resnet152")
-ARCHS = ("kdnet",) + TORCHVISION_ARCHS
+__all__ = ["ARCHS", "TORCHVISION_ARCHS", "KDNet", "build_model", "check_arch", "load_model",
+           "load_state_dict", "torchvision_classifiers"]
 
 
 class KDNet(nn.Module):
@@ -68,12 +73,47 @@ class KDNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+def torchvision_classifiers() -> list[str]:
+    """The names of every classification architecture of the installed torchvision."""
+    import torchvision
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def check_arch(arch: str) -> str:
+    """``arch`` itself when kdexplain can build it: ``kdnet`` or a torchvision classifier.
+
+    Raises
+    ------
+    ValueError
+        Naming the closest architectures that exist.
+    """
+    if arch in ARCHS:
+        return arch
+    known = ["kdnet", *torchvision_classifiers()]
+    if arch in known:
+        return arch
+    close = difflib.get_close_matches(arch, known, n=5, cutoff=0.5)
+    hint = f"closest: {', '.join(close)}" if close else f"e.g. {', '.join(ARCHS)}"
+    raise ValueError(f"unknown architecture {arch!r}: use kdnet or a torchvision classification "
+                     f"model ({hint}; all: torchvision.models.list_models())")
+
+
 def _resize_head(model: nn.Module, arch: str, num_classes: int) -> None:
     if arch.startswith("resnet"):
         model.fc = nn.Linear(model.fc.in_features, num_classes)
-    else:  # alexnet, vgg*
+    elif arch in TORCHVISION_ARCHS:  # alexnet, vgg*
         last = model.classifier[6]
         model.classifier[6] = nn.Linear(last.in_features, num_classes)
+    else:  # any other torchvision classifier: its last linear layer is the head
+        linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise ValueError(f"{arch} has no linear head to re-size to {num_classes} classes")
+        head = model.get_submodule(linears[-1])
+        if head.out_features != num_classes:
+            parent, _, child = linears[-1].rpartition(".")
+            setattr(model.get_submodule(parent), child,
+                    nn.Linear(head.in_features, num_classes, bias=head.bias is not None))
 
 
 def build_model(arch: str, num_classes: int, *, pretrained: str | Path | None = None,
@@ -83,7 +123,8 @@ def build_model(arch: str, num_classes: int, *, pretrained: str | Path | None = 
     Parameters
     ----------
     arch : str
-        One of :data:`ARCHS`.
+        ``kdnet`` or any torchvision classification model (:func:`torchvision_classifiers`);
+        the paper's layer aliases exist for :data:`ARCHS`.
     num_classes : int
         Size of the classification head.
     pretrained : str or Path, optional
@@ -94,8 +135,7 @@ def build_model(arch: str, num_classes: int, *, pretrained: str | Path | None = 
     **kwargs
         Passed to :class:`KDNet` (``width``, ``hidden``, ``dropout``).
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
+    check_arch(arch)
     if arch == "kdnet":
         check_options(KDNet, kwargs, "kdnet", "model.kwargs", reserved=("num_classes",))
         model = KDNet(num_classes=num_classes, **kwargs)
@@ -116,6 +156,8 @@ def build_model(arch: str, num_classes: int, *, pretrained: str | Path | None = 
                     f"{torch.hub.get_dir()}). Offline, download the weights elsewhere and "
                     "pass the state-dict file as `pretrained: /path/to/weights.pth`."
                 ) from e
+        elif pretrained is None and arch not in TORCHVISION_ARCHS:
+            model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
         else:
             model = torchvision.models.get_model(arch, weights=None)
             if pretrained is not None:
@@ -173,7 +215,8 @@ def load_model(path: str | Path, arch: str | None = None, num_classes: int | Non
     arch = arch or meta.get("arch")
     if arch is None:
         raise ValueError(f"{path} is a plain state dict: say which architecture it is "
-                         f"(--arch), one of {', '.join(ARCHS)}")
+                         f"(--arch): kdnet or a torchvision classifier, e.g. "
+                         f"{', '.join(ARCHS[1:4])}, mobilenet_v3_small")
     state = load_state_dict(path)
     if num_classes is None:
         num_classes = meta.get("num_classes")

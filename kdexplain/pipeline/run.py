@@ -42,7 +42,7 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
         data = load_sweep(d)
         sweeps.append(data)
         runs.append(data.to_run_entropies(seed=cfg_d.seed))
-    settings = ConceptSettings.from_mapping(a.model_dump())
+    settings = ConceptSettings.from_mapping(a.concept_settings())
     analysis = analyze_concepts(runs, settings)
     out = Path(out)
     reproduce = [command] if command else [

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdexplain.config import AnalysisConfig, ExperimentConfig, load_config
+from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig, load_config
 from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model
 from kdexplain.quantify import quantify
@@ -43,10 +43,9 @@ from kdexplain.utils import (
     remove_stale_temporaries,
     write_json,
 )
+from kdexplain.vocabulary import ROLES
 
 log = logging.getLogger("kdexplain.pipeline")
-
-ROLES = ("teacher", "student", "baseline")
 
 #: What every sweep unit holds.
 _UNIT_KEYS = ("entropy", "no_signal", "sigma", "d0", "fingerprint")
@@ -100,15 +99,16 @@ def _unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
 
 
 def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
-    blob = json.dumps({"analysis": analysis.model_dump(mode="json"), "layer": layer, "seed": seed},
-                      sort_keys=True)
+    settings = analysis.model_dump(mode="json", exclude=set(REPORT_ONLY_KEYS))
+    settings["images"] = settings.pop("n_images")  # its name before 0.2: old sweeps stay valid
+    blob = json.dumps({"analysis": settings, "layer": layer, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def select_images(n_available: int, n: int, seed: int) -> list[int]:
     """``n`` dataset indices drawn without replacement by a fixed seed, sorted."""
     if n > n_available:
-        raise ValueError(f"analysis.images = {n}, but the split holds only {n_available} images")
+        raise ValueError(f"analysis.n_images = {n}, but the split holds only {n_available} images")
     rng = np.random.default_rng(seed)
     return sorted(int(i) for i in rng.choice(n_available, size=n, replace=False))
 
@@ -123,7 +123,7 @@ def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
     a = cfg.analysis
     ds = build_dataset(cfg.data.name, split=a.split, root=cfg.data.root,
                        image_size=cfg.data.image_size, **cfg.data.options)
-    idx = select_images(len(ds), a.images, cfg.seed)
+    idx = select_images(len(ds), a.n_images, cfg.seed)
     items = readable_items(ds, idx)  # a corrupt file is left out (warned), never replaced
     if len(items) < len(idx):
         log.warning("%d of the %d selected analysis images could not be read and are left "

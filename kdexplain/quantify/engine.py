@@ -40,6 +40,7 @@ from torch import nn
 from kdexplain.quantify.features import FEATURE_TRANSFORMS, LayerFeature, frozen
 from kdexplain.utils.progress import progress
 from kdexplain.utils.seed import derive_seed
+from kdexplain.vocabulary import renamed_keys
 
 #: Entropy of N(0, 1) per dimension: ``H = log sigma + ENTROPY_OFFSET``.
 ENTROPY_OFFSET = 0.5 * math.log(2 * math.pi * math.e)
@@ -95,9 +96,12 @@ class QuantifySettings:
     min_lr_factor : float
         ``adam_log``: a unit stops (converged) once its learning rate would fall below
         ``min_lr_factor * lr``.
-    lambda_rule_step : int or None
+    entropy_weight_step : int or None
         ``sgd_clamp``: the step after which the original either stops (mean entropy has
-        exceeded ``target_entropy``) or multiplies lambda by ``lambda_factor``.
+        exceeded ``target_entropy``) or multiplies the entropy weight (lambda_H) by
+        ``entropy_weight_factor``. (``lambda_rule_step`` before 0.2.)
+    entropy_weight_factor : float
+        That multiplier (original: 1.5). (``lambda_factor`` before 0.2.)
     target_entropy : float or None
         Keep the iterate whose mean entropy is closest to it (original: -2.8). None: keep
         the final (averaged) iterate.
@@ -117,8 +121,8 @@ class QuantifySettings:
     plateau: float = 0.25
     lr_decay: float = 0.5
     min_lr_factor: float = 0.125
-    lambda_rule_step: int | None = None
-    lambda_factor: float = 1.5
+    entropy_weight_step: int | None = None
+    entropy_weight_factor: float = 1.5
     target_entropy: float | None = None
 
     def to_dict(self) -> dict:
@@ -132,16 +136,22 @@ PRESETS: dict[str, QuantifySettings] = {
     # The original algorithm (SPEC section 3), step for step.
     "reference": QuantifySettings(
         preset="reference", optimizer="sgd_clamp", steps=80, samples=96, d0_samples=96,
-        lr=1e-4, clamp=(1e-3, 1.0), patience=1, lambda_rule_step=59,
+        lr=1e-4, clamp=(1e-3, 1.0), patience=1, entropy_weight_step=59,
         target_entropy=-2.8),
 }
+
+
+#: Old names of QuantifySettings fields (accepted for one release, with a warning).
+_RENAMED_SETTINGS = {"lambda_rule_step": "entropy_weight_step",
+                     "lambda_factor": "entropy_weight_factor"}
 
 
 def resolve_settings(preset: str = "default", **overrides) -> QuantifySettings:
     """A preset with the given overrides (``None`` values are ignored)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = renamed_keys({k: v for k, v in overrides.items() if v is not None},
+                             _RENAMED_SETTINGS)
     unknown = set(overrides) - set(QuantifySettings.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown quantify option(s): {', '.join(sorted(unknown))}")
@@ -593,10 +603,10 @@ def quantify(
                         prev_mean = torch.where(active[..., None, None], cur_mean, prev_mean)
                         opt.unit_lr = torch.where(flat, opt.unit_lr * settings.lr_decay, opt.unit_lr)
                         active &= ~(opt.unit_lr < settings.min_lr_factor * settings.lr * (1 - 1e-6))
-                if settings.lambda_rule_step is not None and t == settings.lambda_rule_step:
+                if settings.entropy_weight_step is not None and t == settings.entropy_weight_step:
                     reached = ent_tr[: t + 1].nan_to_num(-float("inf")).amax(0).to(device) > settings.target_entropy
                     stop = active & reached
-                    lam = torch.where(active & ~reached, lam * settings.lambda_factor, lam)
+                    lam = torch.where(active & ~reached, lam * settings.entropy_weight_factor, lam)
                     active &= ~stop
 
         # --- the sigma that is kept -----------------------------------------------------

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
 from kdexplain.utils.io import atomic_write_bytes
+from kdexplain.vocabulary import ROLES
 
 __all__ = [
     "ROLE_COLOURS",
@@ -110,7 +111,7 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         raise ValueError(f"seed {seed} is not one of the analysed runs {analysis.seeds}")
     run = analysis.runs[analysis.seeds.index(seed)]
     models = analysis.models[seed]
-    roles = [r for r in ("teacher", "student", "baseline") if r in models]
+    roles = [r for r in ROLES if r in models]
     common = [k for k in run.image_keys if all(k in analysis.used_keys[seed][r] for r in roles)]
     if keys is None:
         keys = common[:n_images]

@@ -1,6 +1,6 @@
 """Distributed data parallel training under ``torchrun`` (gloo on CPU, nccl on CUDA).
 
-``torchrun --nproc_per_node N -m kdexplain.cli train-triplet --config ...`` starts N
+``torchrun --nproc_per_node N -m kdexplain.cli train-triplet CONFIG ...`` starts N
 processes; each reads ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from the environment, trains
 on its shard of every epoch (a ``DistributedSampler``) and averages gradients with DDP.
 Only rank 0 writes files. Without these variables training runs in one process.

@@ -60,12 +60,11 @@ from kdexplain.utils import (
     seed_everything,
     write_json,
 )
+from kdexplain.vocabulary import ROLES
 
 __all__ = ["ROLES", "format_summary", "run_dir_for", "train_all_seeds", "train_triplet"]
 
 log = logging.getLogger("kdexplain.train")
-
-ROLES = ("teacher", "student", "baseline")
 
 #: Config keys that may change between an interrupted run and its resumption.
 _RESUME_FREE = ("name", "out_dir", "device", "seeds", "analysis", "optim.num_workers",
