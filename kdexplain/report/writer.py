@@ -58,23 +58,28 @@ def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
     if analysis.verdicts.empty:
         return ["No hypothesis was tested: " + "; ".join(analysis.notes) + "."]
     level = int(round(analysis.settings.ci_level * 100))
+    tests = analysis.tests[analysis.tests["carries_verdict"]]
     out = []
     for v in analysis.verdicts.to_dict("records"):
-        rows = analysis.tests[analysis.tests["hypothesis"] == v["hypothesis"]]
+        rows = tests[tests["hypothesis"] == v["hypothesis"]]
         parts = []
         for r in rows.to_dict("records"):
             if r["test"] == "wilcoxon":
                 how = (f"Wilcoxon p = {_p(r['p_value'])}, rank-biserial r = "
-                       f"{r['effect_size']:+.2f}, {r['n_pairs']} pairs")
+                       f"{r['effect_size']:+.2f}, {r['n_pairs']} images")
+            elif r["level"] == "seeds":
+                how = (f"sign-flip p = {_p(r['p_value'])} (smallest possible "
+                       f"{_p(r['min_p'])}), d_z = {_fmt(r['effect_size'])}, "
+                       f"{r['n_pairs']} seeds")
             else:
                 how = (f"permutation p = {_p(r['p_value'])}, sd ratio S/B = "
-                       f"{_fmt(r['effect_size'])}, {r['n_pairs']} pairs")
+                       f"{_fmt(r['effect_size'])}, {r['n_pairs']} images")
             parts.append(f"{r['metric']} (expected {r['direction']}): S {_fmt(r['S'])} vs B "
                          f"{_fmt(r['B'])}, S − B = {_fmt(r['diff'])} ({level}% CI "
                          f"{_fmt(r['diff_ci_low'])} to {_fmt(r['diff_ci_high'])}), {how}: "
                          f"{r['verdict']}")
         out.append(f"**Hypothesis {v['hypothesis']}: {v['claim']}. Verdict: {v['verdict']}** "
-                   f"({v['support']}). " + "; ".join(parts) + ".")
+                   f"({v['support']}; {v['scope']}). " + "; ".join(parts) + ".")
     return out
 
 
@@ -166,11 +171,11 @@ def _images_section(analysis: ConceptAnalysis) -> list[str]:
         left = [k for k in dict.fromkeys(sub["image_key"])
                 if not sub.loc[sub["image_key"] == k, "used"].all()]
         if left:
-            roles = [r for r in analysis.roles if r in set(sub["model"])]
+            roles = [r for r in analysis.roles if r in set(sub["role"])]
             lines += ["Not used (why, per model):", "",
                       "| image | " + " | ".join(ROLE_LABELS[r] for r in roles) + " |",
                       "|---|" + "---|" * len(roles)]
-            table = sub.set_index(["image_key", "model"])
+            table = sub.set_index(["image_key", "role"])
             for k in left:
                 cells = []
                 for r in roles:
