@@ -167,9 +167,15 @@ class TeacherConfig(_Strict):
     a state-dict file, or ``"torchvision"`` (torchvision's ImageNet weights; needs the
     internet or torch's hub cache). The head is re-initialised for the target classes
     before ``epochs`` of fine-tuning on the target data.
+
+    ``per_seed``: with several ``seeds``, ``false`` (the default) trains the teacher once
+    (with ``seed``) and shares it by every seed, as the paper's teacher is a given network
+    and the randomness under study is that of S and B; ``true`` trains one teacher per seed.
     """
 
     pretrained: str | None = None
+    per_seed: bool = Field(False, description="with several seeds: one teacher per seed "
+                                              "(true) or one shared by all (false)")
     pretrain_epochs: int = Field(0, ge=0)
     epochs: int = Field(150, ge=0)
     optim: OptimOverrides = Field(default_factory=OptimOverrides)

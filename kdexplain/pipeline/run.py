@@ -39,14 +39,33 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
         data = load_sweep(d)
         sweeps.append(data)
         runs.append(data.to_run_entropies(seed=cfg_d.seed))
+    teacher = None
+    shared = _shared_teachers(run_dirs)
+    if shared and "teacher" in a.models:
+        teacher = load_sweep(shared).to_run_entropies(
+            seed=load_config(shared / "config.yaml").seed)
     settings = ConceptSettings.from_mapping(a.model_dump())
-    analysis = analyze_concepts(runs, settings)
+    analysis = analyze_concepts(runs, settings, teacher=teacher)
     out = Path(out)
     reproduce = [command] if command else [
         f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
     write_report(analysis, out, images=sweeps[0].images, config=config.model_dump(mode="json"),
                  title=title or f"kdexplain report: {config.name}", reproduce=reproduce)
     return out
+
+
+def _shared_teachers(run_dirs: Sequence[Path]) -> Path | None:
+    """The one shared teacher's run the seeds use (None: each has its own teacher)."""
+    from kdexplain.train.triplet import shared_teacher_of
+
+    links = [shared_teacher_of(d) for d in run_dirs]
+    found = {p for p in links if p is not None}
+    if not found:
+        return None
+    if len(found) > 1 or None in links:
+        raise ValueError(f"the runs do not share one teacher ({sorted(map(str, found))} and "
+                         f"{links.count(None)} run(s) with their own); report them apart")
+    return found.pop()
 
 
 def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
@@ -66,7 +85,8 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
     dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
     log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)
     t1 = time.perf_counter()
-    for d in dirs:
+    teacher = _shared_teachers(dirs)
+    for d in ([teacher] if teacher is not None and "teacher" in cfg.analysis.models else []) + dirs:
         sweep(d, device=device, show_progress=show_progress)
     log.info("swept in %.0f s", time.perf_counter() - t1)
     out = Path(report_dir) if report_dir is not None else Path("reports") / cfg.name
