@@ -187,4 +187,10 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
     hyp = pd.read_csv(out / "hypotheses.csv")
     carrying = hyp[hyp["carries_verdict"]]
     assert (carrying["level"] == "seeds").all() and (carrying["n_pairs"] == 2).all()
-    assert "shared by every seed" in (out / "index.md").read_text(encoding="utf-8")
+    index = (out / "index.md").read_text(encoding="utf-8")
+    assert "shared by every seed" in index and "## Seed-level table" in index
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert sorted(zip(per_seed["seed"], per_seed["role"], strict=True)) == [
+        (0, "baseline"), (0, "student"), (0, "teacher"), (1, "baseline"), (1, "student")]
+    assert per_seed[["train_acc", "val_acc"]].notna().all().all()
+    assert per_seed["val_acc"].between(0, 1).all()

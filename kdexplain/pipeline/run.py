@@ -7,6 +7,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.sweep import load_sweep, sweep
 
@@ -49,9 +51,39 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
     out = Path(out)
     reproduce = [command] if command else [
         f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
+    acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
     write_report(analysis, out, images=sweeps[0].images, config=config.model_dump(mode="json"),
-                 title=title or f"kdexplain report: {config.name}", reproduce=reproduce)
+                 title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
+                 accuracies=run_accuracies(acc_dirs))
     return out
+
+
+def run_accuracies(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Final train and validation accuracy of every model the runs trained.
+
+    Returns one row per (seed, role): ``seed``, ``role``, ``phase``, ``epoch`` (the last
+    epoch with a validation accuracy, of the model's last phase), ``train_acc``,
+    ``val_acc`` (NaN where the phase records none, e.g. a feature-distillation phase 1
+    without a phase 2).
+    """
+    rows = []
+    for d in map(Path, run_dirs):
+        seed = load_config(d / "config.yaml").seed
+        for role in ("teacher", "student", "baseline"):
+            path = d / role / "metrics.csv"
+            if not path.is_file():
+                continue
+            m = pd.read_csv(path)
+            if m.empty:
+                continue
+            last = m[m["phase"] == m["phase"].iloc[-1]].iloc[-1]
+            rows.append({"seed": seed, "role": role, "phase": last["phase"],
+                         "epoch": int(last["epoch"]),
+                         "train_acc": float(last["train_acc"]) if pd.notna(last["train_acc"])
+                         else float("nan"),
+                         "val_acc": float(last["val_acc"]) if pd.notna(last["val_acc"])
+                         else float("nan")})
+    return pd.DataFrame(rows, columns=["seed", "role", "phase", "epoch", "train_acc", "val_acc"])
 
 
 def _shared_teachers(run_dirs: Sequence[Path]) -> Path | None:

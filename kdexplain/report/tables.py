@@ -30,6 +30,8 @@ __all__ = [
     "hypotheses_latex",
     "hypotheses_markdown",
     "hypotheses_table",
+    "per_seed_markdown",
+    "per_seed_table",
     "write_tables",
 ]
 
@@ -290,14 +292,73 @@ def hypotheses_latex(analysis: ConceptAnalysis) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(analysis: ConceptAnalysis, out_dir: str | Path) -> dict[str, Path]:
+def per_seed_table(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """The seed-level table: one row per (seed, role), the unit the verdicts rest on.
+
+    Columns: ``seed``, ``role``, ``label``, ``n_images``, then the per-seed value of each of
+    ``N_fg, N_bg, fg_ratio, D_mean, D_std, D_var, rho`` (a mean over that run's used images;
+    ``D_std``/``D_var`` the spread over them, ddof 0), then, when ``accuracies`` is given
+    (columns ``seed``, ``role``, ``train_acc``, ``val_acc``), the model's final train and
+    validation accuracy.
+    """
+    from kdexplain.concepts import METRICS
+
+    rows = []
+    for (seed, role), sub in analysis.per_image.groupby(["seed", "role"], sort=True):
+        row = {"seed": int(seed), "role": role, "label": ROLE_LABELS[role],
+               "n_images": int(len(sub))}
+        for metric in _CSV_METRICS:
+            source, statistic = METRICS[metric]
+            x = sub[source].to_numpy(dtype=np.float64)
+            x = x[np.isfinite(x)]
+            fn = {"mean": np.mean, "std": np.std, "var": np.var}[statistic]
+            row[metric] = float(fn(x)) if x.size else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = {r: i for i, r in enumerate(("teacher", "student", "baseline"))}
+    table = table.sort_values(["seed", "role"], key=lambda c: c.map(order) if c.name == "role"
+                              else c, ignore_index=True)
+    if accuracies is not None and not accuracies.empty:
+        acc = accuracies[["seed", "role", "train_acc", "val_acc"]]
+        table = table.merge(acc, on=["seed", "role"], how="left")
+    return table
+
+
+def per_seed_markdown(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = None) -> str:
+    """Markdown of :func:`per_seed_table` (accuracies in %)."""
+    table = per_seed_table(analysis, accuracies)
+    acc = "val_acc" in table.columns
+    head = "| seed | role | images | " + " | ".join(TABLE_METRICS) + (
+        " | train acc | val acc |" if acc else " |")
+    lines = [head, "|---:|---|---:|" + "---:|" * (len(TABLE_METRICS) + 2 * acc)]
+    for r in table.to_dict("records"):
+        cells = [_fmt(r[m], 4) for m in TABLE_METRICS]
+        if acc:
+            cells += ["n/a" if not np.isfinite(r[k]) else f"{100 * r[k]:.1f}%"
+                      for k in ("train_acc", "val_acc")]
+        lines.append(f"| {r['seed']} | {r['label']} ({r['role']}) | {r['n_images']} | "
+                     + " | ".join(cells) + " |")
+    note = ("Per-seed values: a mean over that run's used images (D_std: their spread). "
+            "A shared teacher appears once, under its own seed.")
+    if acc:
+        note += (" Accuracies: the model's last epoch; train accuracy is the running accuracy "
+                 "of that epoch in training mode (dropout on), validation in evaluation mode.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def write_tables(analysis: ConceptAnalysis, out_dir: str | Path,
+                 accuracies: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``concept_metrics.{csv,md,tex}``, ``hypotheses.{csv,md,tex}``,
-    ``per_image.csv``, ``trajectories.csv`` and ``images.csv`` into ``out_dir``.
+    ``per_seed.{csv,md}``, ``per_image.csv``, ``trajectories.csv`` and ``images.csv`` into
+    ``out_dir``.
 
     Returns the paths by file name.
     """
     out = Path(out_dir)
     files = {
+        "per_seed.csv": per_seed_table(analysis, accuracies).to_csv(index=False),
+        "per_seed.md": per_seed_markdown(analysis, accuracies),
         "concept_metrics.csv": concept_metrics_table(analysis).to_csv(index=False),
         "concept_metrics.md": concept_metrics_markdown(analysis),
         "concept_metrics.tex": concept_metrics_latex(analysis),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
@@ -19,6 +20,7 @@ from kdexplain.report.figures import (
 from kdexplain.report.tables import (
     concept_metrics_markdown,
     hypotheses_markdown,
+    per_seed_markdown,
     write_tables,
 )
 from kdexplain.utils.io import atomic_write_text, write_json
@@ -193,8 +195,8 @@ def _images_section(analysis: ConceptAnalysis) -> list[str]:
 def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
                  images: np.ndarray | None = None, config: Mapping[str, Any] | None = None,
                  title: str = "kdexplain report", reproduce: Sequence[str] | None = None,
-                 heatmap_images: int = 4, heatmap_keys: list[str] | None = None
-                 ) -> dict[str, Path]:
+                 heatmap_images: int = 4, heatmap_keys: list[str] | None = None,
+                 accuracies: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write a complete report folder for a concept analysis.
 
     Writes, atomically: ``index.md`` (read top to bottom: what was run, the tables, the
@@ -221,13 +223,16 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
         Number of images in the heatmap figure.
     heatmap_keys : list of str, optional
         Which images to show in the heatmap figure.
+    accuracies : DataFrame, optional
+        ``seed``, ``role``, ``train_acc``, ``val_acc`` per trained model (the seed-level
+        table prints them).
 
     Returns
     -------
     dict file name -> Path
     """
     out = Path(out_dir)
-    paths = write_tables(analysis, out)
+    paths = write_tables(analysis, out, accuracies)
     fig_dir = out / "figures"
     figures = []
     heat = plot_entropy_heatmaps(analysis, fig_dir / "entropy_heatmaps.png", images=images,
@@ -269,7 +274,10 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     for s in verdict_sentences(analysis):
         lines += [s, ""]
     lines += ["Files: `hypotheses.csv`, `hypotheses.md`, `hypotheses.tex`.", "",
-              hypotheses_markdown(analysis).rstrip(), "", "## Figures", ""]
+              hypotheses_markdown(analysis).rstrip(), "",
+              "## Seed-level table", "",
+              "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
+              per_seed_markdown(analysis, accuracies).rstrip(), "", "## Figures", ""]
     for i, (p, caption) in enumerate(figures, 1):
         lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
     lines += ["## Images used", ""]
