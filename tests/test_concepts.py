@@ -251,6 +251,13 @@ def test_analyze_selection_uses_images_effective_for_both():
     # without the rule every image is used
     a2 = analyze_concepts(_run(s, b, fg, teacher=t))
     assert a2.used_keys[0]["student"] == ["img0", "img1", "img2", "img3"]
+    # pick_sample: only the first K images effective for S and B are kept
+    a3 = analyze_concepts(_run(s, b, fg, teacher=t), select_effective=True, keep_effective=1)
+    assert a3.used_keys[0]["student"] == a3.used_keys[0]["baseline"] == ["img0"]
+    reason = a3.images.set_index(["role", "image_key"]).loc[("student", "img3"), "reason"]
+    assert reason.startswith("beyond the first 1 effective")
+    with pytest.raises(ValueError, match="keep_effective needs select_effective"):
+        ConceptSettings(keep_effective=5)
 
 
 def test_analyze_no_image_left_says_why():

@@ -226,6 +226,10 @@ class ConceptSettings:
         ``H_bar`` pooled over the analysed images (original) or per image.
     select_effective : bool
         Apply the original selection rule (see :func:`~kdexplain.concepts.effective_images`).
+    keep_effective : int, optional
+        With ``select_effective``: of the images used by S and B, keep only the first
+        ``keep_effective`` in draw order (the original's ``pick_sample``: 500 drawn, the
+        first 50 effective kept); None keeps them all.
     late_fraction : float
         Checkpoints at ``epoch >= late_fraction * total_epochs`` are "late" for the selection
         rule (40/150, the original's 40 of 150 epochs).
@@ -256,6 +260,7 @@ class ConceptSettings:
     concept_threshold: float = DEFAULT_CONCEPT_THRESHOLD
     baseline_entropy: Literal["pooled", "per_image"] = "pooled"
     select_effective: bool = False
+    keep_effective: int | None = None
     late_fraction: float = DEFAULT_LATE_FRACTION
     count_epoch: int | None = None
     distance: Literal["step", "epoch"] = "step"
@@ -281,6 +286,10 @@ class ConceptSettings:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         if not 0 < self.ci_level < 1:
             raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level}")
+        if self.keep_effective is not None and (self.keep_effective < 1
+                                                or not self.select_effective):
+            raise ValueError("keep_effective needs select_effective: true and must be >= 1, "
+                             f"got {self.keep_effective}")
         if self.n_resamples < 2 or self.n_permutations < 1:
             raise ValueError("n_resamples must be >= 2 and n_permutations >= 1")
 
@@ -402,12 +411,19 @@ def _select(run: RunEntropies, seed: int, settings: ConceptSettings
         usable[role], effective[role], reasons[role] = ok, eff, why
     pair = [r for r in ("student", "baseline") if r in run.roles] or run.roles
     common = np.logical_and.reduce([usable[r] & effective[r] for r in pair])
+    beyond = np.zeros_like(common)
+    if settings.keep_effective is not None:
+        beyond[np.flatnonzero(common)[settings.keep_effective:]] = True
+        common = common & ~beyond
     used, rows = {}, []
     for role in run.roles:
         own = usable[role] & effective[role]
         used[role] = common & own
         why = reasons[role].copy()
-        for i in np.flatnonzero(own & ~common):
+        for i in np.flatnonzero(beyond):
+            why[i] = (f"beyond the first {settings.keep_effective} effective images "
+                      "(keep_effective)")
+        for i in np.flatnonzero(own & ~common & ~beyond):
             others = [f"{ROLE_LABELS[r]}: {reasons[r][i]}" for r in pair
                       if r != role and reasons[r][i]]
             why[i] = "not used by the compared pair (" + "; ".join(others) + ")"

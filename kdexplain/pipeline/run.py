@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -108,11 +109,29 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
 
     Every stage resumes: finished trainings are not repeated (``--resume`` semantics),
     finished sweep units are skipped. Returns the report folder
-    (default ``reports/<name>``).
+    (default ``reports/<name>``). A config with ``variants`` runs each variant as an
+    experiment of its own (report ``<report folder>/<variant>``) and writes an
+    ``index.md`` over them with the wall time and the machine.
     """
+    cfg = load_config(config, overrides)
+    out = Path(report_dir) if report_dir is not None else Path("reports") / cfg.name
+    if not cfg.variants:
+        return _run_one(cfg, out, run_base, device, show_progress, command)
+    t0 = time.perf_counter()
+    done = []
+    for variant in cfg.variants:
+        t1 = time.perf_counter()
+        sub = cfg.for_variant(variant)
+        base = None if run_base is None else Path(run_base) / variant
+        _run_one(sub, out / variant, base, device, show_progress, command)
+        done.append((variant, time.perf_counter() - t1))
+    return write_variants_index(cfg, out, done, time.perf_counter() - t0, command)
+
+
+def _run_one(cfg: ExperimentConfig, out: Path, run_base: str | Path | None,
+             device: str | None, show_progress: bool | None, command: str | None) -> Path:
     from kdexplain.train import train_all_seeds
 
-    cfg = load_config(config, overrides)
     t0 = time.perf_counter()
     dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
     log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)
@@ -121,5 +140,38 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
     for d in ([teacher] if teacher is not None and "teacher" in cfg.analysis.models else []) + dirs:
         sweep(d, device=device, show_progress=show_progress)
     log.info("swept in %.0f s", time.perf_counter() - t1)
-    out = Path(report_dir) if report_dir is not None else Path("reports") / cfg.name
     return make_report(dirs, out, config=cfg, command=command)
+
+
+def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[str, float]],
+                         seconds: float, command: str | None) -> Path:
+    """``out/index.md`` over the variants' reports: each variant's overrides, its
+    verdicts and the scope they cover, the wall time of this session and the machine."""
+    from kdexplain.utils import atomic_write_text, environment_info, read_json
+
+    env = environment_info()
+    machine = (f"{env.get('platform')}, {os.cpu_count()} CPU core(s), torch "
+               f"{(env.get('packages') or {}).get('torch')} with {env.get('torch_threads')} "
+               f"thread(s), GPU {env.get('gpu') or 'none'}; finished "
+               f"{env.get('time_utc')}")
+    lines = [f"# kdexplain study: {cfg.name}", "",
+             f"Variants of one experiment, each a report of its own (same structure as the "
+             f"quickstart's), with {len(cfg.run_seeds())} seed(s) each.", "",
+             f"- Wall time of this session: {seconds / 60:.1f} min "
+             f"({', '.join(f'{v} {s / 60:.1f} min' for v, s in done)}); a resumed session "
+             "counts only what it computed.",
+             f"- Machine: {machine}.", ""]
+    for variant, _ in done:
+        summ = read_json(out / variant / "summary.json")
+        lines += [f"## {variant}", "", "Overrides: " + ", ".join(
+            f"`{o}`" for o in cfg.variants[variant]) + f". Report: [{variant}/index.md]"
+            f"({variant}/index.md).", "", "| hypothesis | verdict | level | pairs | scope |",
+            "|---:|---|---|---:|---|"]
+        for v in summ.get("verdicts", []):
+            lines.append(f"| {v['hypothesis']} | **{v['verdict']}** | {v.get('level')} | "
+                         f"{v.get('n_pairs')} | {v.get('scope')} |")
+        lines.append("")
+    if command:
+        lines += ["## How to reproduce", "", "```bash", command, "```"]
+    atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
+    return out

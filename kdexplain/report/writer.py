@@ -32,6 +32,7 @@ _SETTING_HELP = {
     "concept_threshold": "b: a cell is a concept when H_bar - H_i > b (nats)",
     "baseline_entropy": "H_bar: mean background entropy pooled over images, or per image",
     "select_effective": "the original selection of effective images",
+    "keep_effective": "of the effective images, only the first K are analysed (pick_sample)",
     "late_fraction": "selection rule: checkpoints at epoch >= this fraction of training",
     "count_epoch": "checkpoint of hypothesis 1's counts (None: each model's last)",
     "distance": "weight distance d: over optimiser steps, or the per-epoch form",
