@@ -255,7 +255,8 @@ def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
     for v in analysis.verdicts.to_dict("records"):
         lines.append(f"| {v['hypothesis']} | {v['claim']} | **{v['verdict']}** | "
                      f"{v['support']} | {v['scope']} |")
-    diagnostics = tests[~tests["carries_verdict"]].to_dict("records")
+    diagnostics = tests[~tests["carries_verdict"]].sort_values(
+        ["seed", "hypothesis"], kind="stable").to_dict("records")
     if diagnostics:
         lines += ["", "Within-run diagnostics (image level, one run at a time; no verdict "
                   "rests on them):", ""]
