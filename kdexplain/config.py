@@ -172,9 +172,15 @@ class TeacherConfig(_Strict):
     a state-dict file, or ``"torchvision"`` (torchvision's ImageNet weights; needs the
     internet or torch's hub cache). The head is re-initialised for the target classes
     before ``epochs`` of fine-tuning on the target data.
+
+    ``per_seed``: with several ``seeds``, ``false`` (the default) trains the teacher once
+    (with ``seed``) and shares it by every seed, as the paper's teacher is a given network
+    and the randomness under study is that of S and B; ``true`` trains one teacher per seed.
     """
 
     pretrained: str | None = None
+    per_seed: bool = Field(False, description="with several seeds: one teacher per seed "
+                                              "(true) or one shared by all (false)")
     pretrain_epochs: int = Field(0, ge=0)
     epochs: int = Field(150, ge=0)
     optim: OptimOverrides = Field(default_factory=OptimOverrides)
@@ -250,6 +256,10 @@ class AnalysisConfig(_Strict):
     baseline_entropy: Literal["pooled", "per_image"] = "pooled"
     mask_rule: Literal["fraction", "nearest"] = "fraction"
     select_effective: bool = False
+    keep_effective: int | None = Field(
+        None, ge=1, description="with select_effective: analyse only the first K images "
+                                "effective for S and B, in draw order (the original's "
+                                "pick_sample: 500 drawn, the first 50 kept)")
     max_batch: int | None = Field(None, ge=1)
     # report only (ConceptSettings; the same defaults, checked by tests/test_config.py)
     late_fraction: float = Field(40 / 150, ge=0, le=1)
@@ -302,6 +312,25 @@ class ExperimentConfig(_Strict):
     optim: OptimConfig = Field(default_factory=OptimConfig)
     checkpoints: list[int] = Field(default_factory=lambda: list(PAPER_CHECKPOINTS))
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    variants: dict[str, list[str]] | None = Field(
+        None, description="named override sets (key=value items): `kdexplain run` runs each "
+                          "as an experiment of its own and writes one report per variant")
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, v: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("give at least one variant, or null")
+        for name, items in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+                raise ValueError(f"variant name {name!r} must be a folder name: letters, "
+                                 "digits and _ . + -")
+            bad = [i for i in items if "=" not in i]
+            if bad:
+                raise ValueError(f"variant {name!r}: {bad} are not key.sub=value overrides")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -347,6 +376,19 @@ class ExperimentConfig(_Strict):
     def run_seeds(self) -> list[int]:
         """The seeds this experiment runs: ``seeds`` or ``[seed]``."""
         return list(self.seeds) if self.seeds else [self.seed]
+
+    def for_variant(self, variant: str) -> ExperimentConfig:
+        """The experiment of one variant: its overrides applied, ``name`` = the variant,
+        ``out_dir`` = ``out_dir/name`` (so its runs go to ``out_dir/name/<variant>``)."""
+        if not self.variants or variant not in self.variants:
+            raise ConfigError(f"no variant {variant!r}; the config has "
+                              f"{sorted(self.variants or {})}")
+        raw = self.model_dump(mode="json")
+        overrides = raw.pop("variants")[variant]
+        raw = apply_overrides(raw, overrides)
+        raw["out_dir"] = str(Path(self.out_dir) / self.name)
+        raw["name"] = variant
+        return parse_config(raw, f"variant {variant!r} of {self.name}")
 
     def for_seed(self, seed: int) -> ExperimentConfig:
         """This config for one seed of a multi-seed experiment (``seeds`` cleared)."""

@@ -168,3 +168,20 @@ def test_old_analysis_images_key_still_loads_with_a_deprecation_warning():
     assert cfg.analysis.n_images == 7
     with pytest.raises(ConfigError, match="give only analysis.n_images"):
         parse_config({"analysis": {"images": 7, "n_images": 8}})
+def test_study_and_quickstart_configs_load_with_their_variants():
+    from kdexplain.config import load_config
+
+    quick = load_config("configs/quickstart.yaml")
+    assert len(quick.run_seeds()) >= 3 and not quick.teacher.per_seed
+    study = load_config("configs/study.yaml")
+    assert len(study.run_seeds()) >= 5 and study.optim.name == "sgd"
+    assert study.optim.momentum == 0.9 and study.optim.weight_decay == 1e-4
+    assert study.data.source.options.get("classes") is None  # all 10 classes
+    variants = {v: study.for_variant(v) for v in study.variants}
+    assert {(c.model.layer, c.student.mode) for c in variants.values()} == {
+        ("conv", "feature"), ("conv", "soft"), ("fc1", "feature"), ("fc1", "soft")}
+    one = variants["fc1-soft"]
+    assert one.name == "fc1-soft" and one.out_dir.endswith("study") and one.variants is None
+    assert one.analysis.keep_effective == 30 and one.analysis.select_effective
+    per_seed = load_config("configs/quickstart.yaml", ["teacher.per_seed=true"])
+    assert per_seed.teacher.per_seed

@@ -170,3 +170,35 @@ def test_run_end_to_end_through_the_cli(tmp_path):
     assert (tmp_path / "runs" / "e2e" / "sweep" / "manifest.json").is_file()
     # a second run finds everything done and only rewrites the report
     assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
+
+
+def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
+    import pandas as pd
+
+    cfg = _write_config(tmp_path, name="seeds", seeds=[0, 1],
+                        analysis={**TINY["analysis"], "images": 3})
+    out = tmp_path / "report"
+    assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
+    base = tmp_path / "runs" / "seeds"
+    teacher = base / "shared_teacher"
+    assert (teacher / "teacher" / "last.pt").is_file()
+    assert sorted(p.parent.name for p in (teacher / "sweep").glob("*/epoch_*.pt")) == \
+        ["teacher"] * 3
+    for s in (0, 1):
+        run = base / f"seed_{s}"
+        assert not (run / "teacher").exists() and (run / "teacher.json").is_file()
+        assert not (run / "sweep" / "teacher").exists()
+        assert {p.parent.name for p in (run / "sweep").glob("*/epoch_*.pt")} == \
+            {"student", "baseline"}
+    per_image = pd.read_csv(out / "per_image.csv")
+    assert set(per_image.loc[per_image["role"] == "teacher", "seed"]) == {0}
+    hyp = pd.read_csv(out / "hypotheses.csv")
+    carrying = hyp[hyp["carries_verdict"]]
+    assert (carrying["level"] == "seeds").all() and (carrying["n_pairs"] == 2).all()
+    index = (out / "index.md").read_text(encoding="utf-8")
+    assert "shared by every seed" in index and "## Seed-level table" in index
+    per_seed = pd.read_csv(out / "per_seed.csv")
+    assert sorted(zip(per_seed["seed"], per_seed["role"], strict=True)) == [
+        (0, "baseline"), (0, "student"), (0, "teacher"), (1, "baseline"), (1, "student")]
+    assert per_seed[["train_acc", "val_acc"]].notna().all().all()
+    assert per_seed["val_acc"].between(0, 1).all()

@@ -74,7 +74,7 @@ def test_concept_metrics_csv_rows_and_columns(report):
     for m in (*METRICS, "D_var"):
         for suffix in ("mean", "spread", "sd_images", "sd_seeds", "se", "ci_low", "ci_high"):
             assert f"{m}_{suffix}" in df.columns
-    s = a.summary.set_index(["model", "metric"])
+    s = a.summary.set_index(["role", "metric"])
     assert df.loc[1, "N_fg_mean"] == pytest.approx(s.loc[("student", "N_fg"), "value"])
     assert (df["N_fg_ci_low"] <= df["N_fg_mean"]).all()
     assert (df["N_fg_mean"] <= df["N_fg_ci_high"]).all()

@@ -13,8 +13,10 @@ from kdexplain.concepts import (
     holm,
     hypothesis_verdict,
     metric_verdict,
+    min_seed_p_value,
     paired_bootstrap_ci,
     paired_test,
+    seed_paired_test,
     spread_test,
 )
 
@@ -154,3 +156,83 @@ def test_hypothesis_verdict_rule():
     assert hypothesis_verdict([], [], []) == INCONCLUSIVE
     with pytest.raises(ValueError):
         metric_verdict(0.01, 1, "bigger")
+
+
+# --------------------------------------------------------------------------- seeds as the unit
+
+def test_seed_paired_test_golden_p_values():
+    # 3 seeds, differences 1, 2, 3: of the 8 sign patterns only +++ and --- reach |mean| >= 2
+    t = seed_paired_test(np.array([1.0, 2.0, 3.0]), np.zeros(3))
+    assert (t.n, t.n_nonzero, t.test) == (3, 3, "sign-flip over seeds")
+    assert t.p_value == pytest.approx(2 / 8) and t.statistic == pytest.approx(2.0)
+    assert t.effect_size == pytest.approx(2.0) and t.sign == 1  # d_z = 2 / 1
+    # 4 seeds, differences 1, -2, 3, 4 (sum 6): flipping a set F of |d| gives sum 10 - 2 sum(F);
+    # |.| >= 6 for sum(F) in {0, 1, 2} ({}, {1}, {2}) or >= 8 ({1,3,4}, {2,3,4}, {1,2,3,4})
+    t = seed_paired_test(np.array([1.0, -2.0, 3.0, 4.0]), np.zeros(4))
+    assert t.p_value == pytest.approx(6 / 16) and t.median_diff == pytest.approx(2.0)
+    # 5 seeds, differences 3, 1, -1, 2, 4 (|d| sum 11, observed 9): sum(F) <= 1 ({}, {1a},
+    # {1b}) or >= 10 (their complements) -> 6 of 32
+    t = seed_paired_test(np.array([3.0, 1.0, -1.0, 2.0, 4.0]), np.zeros(5))
+    assert t.p_value == pytest.approx(6 / 32)
+    # 5 seeds all one way: the smallest p an exact test can give at 5 seeds, 2/32 > 0.05
+    t = seed_paired_test(np.arange(1.0, 6.0), np.zeros(5))
+    assert t.p_value == pytest.approx(0.0625) == min_seed_p_value(5)
+    assert metric_verdict(t.p_value, t.sign, "greater") == INCONCLUSIVE
+    down = seed_paired_test(np.zeros(6), np.arange(1.0, 7.0))
+    assert down.p_value == pytest.approx(2 / 64) and down.sign == -1
+    assert metric_verdict(down.p_value, down.sign, "less") == HOLDS
+
+
+def test_seed_paired_test_edge_cases_and_min_p():
+    assert seed_paired_test(np.ones(4), np.ones(4)).p_value == 1.0
+    one = seed_paired_test(np.array([2.0]), np.array([1.0]))
+    assert one.p_value == 1.0 and np.isnan(one.effect_size)  # 2 patterns, both extreme
+    none = seed_paired_test(np.array([np.nan, 1.0]), np.array([0.0, np.nan]))
+    assert none.n == 0 and np.isnan(none.p_value)
+    assert [min_seed_p_value(k) for k in (1, 2, 3, 5, 6)] == [1.0, 0.5, 0.25, 0.0625, 0.03125]
+    with pytest.raises(ValueError, match="n_seeds"):
+        min_seed_p_value(0)
+    # beyond the exact limit: random patterns, still a valid p in (0, 1]
+    rng = seed_paired_test(np.arange(1.0, 21.0), np.zeros(20), n_permutations=1000, seed=1)
+    assert rng.p_value == pytest.approx(1 / 1001)
+
+
+def test_hierarchical_bootstrap_without_within_seed_spread_is_the_seed_bootstrap():
+    # seed means 0, 1, 2, every image of a seed equal to its seed's mean (sizes 2, 5, 3):
+    # the resampled images change nothing, so the bootstrap mean is the mean of 3 seeds drawn
+    # with replacement: sums 0..6 with counts 1, 3, 6, 7, 6, 3, 1 (of 27). Its 2.5% and 97.5%
+    # quantiles are sums 0 and 6 (P(sum = 0) = 1/27 > 2.5%), so the interval is [0, 2]; its
+    # standard error is sqrt(var0([0, 1, 2]) / 3) = sqrt(2/9).
+    x = np.repeat([0.0, 1.0, 2.0], [2, 5, 3])
+    g = np.repeat([10, 11, 12], [2, 5, 3])
+    ci = bootstrap_ci(x, groups=g, n_resamples=20000, seed=0)
+    assert ci.estimate == pytest.approx(1.0)
+    assert (ci.low, ci.high) == (0.0, 2.0)
+    assert ci.se == pytest.approx(np.sqrt(2 / 9), rel=0.03)
+    # the same seeds with one image each: the hierarchical and the seed-level bootstrap agree
+    flat = bootstrap_ci(x, groups=g, n_resamples=20000, seed=5)
+    seeds_only = bootstrap_ci(np.array([0.0, 1.0, 2.0]), groups=np.array([10, 11, 12]),
+                              n_resamples=20000, seed=5)
+    assert (flat.low, flat.high, flat.se) == (seeds_only.low, seeds_only.high, seeds_only.se)
+
+
+def test_hierarchical_bootstrap_variance_has_both_levels():
+    # K seeds with means mu_k and within-seed sd s_k (ddof 0) over n_k images: the bootstrap
+    # mean of K resampled seeds, each with resampled images, has variance
+    # (1/K) * (var0(mu) + mean_k(s_k^2 / n_k)) -- the seed level and the image level
+    rng = np.random.default_rng(3)
+    mus, n_k = np.array([0.0, 1.0, 3.0, 4.0]), 8
+    parts = []
+    for mu in mus:
+        z = rng.standard_normal(n_k)
+        parts.append(mu + 2.0 * (z - z.mean()) / z.std())  # exactly mean mu, sd 2
+    x, g = np.concatenate(parts), np.repeat(np.arange(4), n_k)
+    expected = np.sqrt((np.var(mus) + 4.0 / n_k) / 4)
+    ci = bootstrap_ci(x, groups=g, n_resamples=40000, seed=0)
+    assert ci.estimate == pytest.approx(mus.mean())
+    assert ci.se == pytest.approx(expected, rel=0.03)
+    # an image-only bootstrap ignores the seed level: much narrower
+    assert bootstrap_ci(x, n_resamples=4000, seed=0).se < 0.6 * expected
+    # paired: S - B with the same structure in the differences gives the same interval width
+    d = paired_bootstrap_ci(x + 1.0, np.ones_like(x) * 1.0, groups=g, n_resamples=40000, seed=0)
+    assert d.se == pytest.approx(expected, rel=0.03)

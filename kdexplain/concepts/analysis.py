@@ -24,12 +24,15 @@ from kdexplain.concepts.metrics import (
     usable_images,
 )
 from kdexplain.concepts.stats import (
+    INCONCLUSIVE,
     bootstrap_ci,
     holm,
     hypothesis_verdict,
     metric_verdict,
+    min_seed_p_value,
     paired_bootstrap_ci,
     paired_test,
+    seed_paired_test,
     spread_test,
 )
 from kdexplain.vocabulary import ROLES
@@ -223,6 +226,10 @@ class ConceptSettings:
         ``H_bar`` pooled over the analysed images (original) or per image.
     select_effective : bool
         Apply the original selection rule (see :func:`~kdexplain.concepts.effective_images`).
+    keep_effective : int, optional
+        With ``select_effective``: of the images used by S and B, keep only the first
+        ``keep_effective`` in draw order (the original's ``pick_sample``: 500 drawn, the
+        first 50 effective kept); None keeps them all.
     late_fraction : float
         Checkpoints at ``epoch >= late_fraction * total_epochs`` are "late" for the selection
         rule (40/150, the original's 40 of 150 epochs).
@@ -253,6 +260,7 @@ class ConceptSettings:
     concept_threshold: float = DEFAULT_CONCEPT_THRESHOLD
     baseline_entropy: Literal["pooled", "per_image"] = "pooled"
     select_effective: bool = False
+    keep_effective: int | None = None
     late_fraction: float = DEFAULT_LATE_FRACTION
     count_epoch: int | None = None
     distance: Literal["step", "epoch"] = "step"
@@ -278,6 +286,10 @@ class ConceptSettings:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
         if not 0 < self.ci_level < 1:
             raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level}")
+        if self.keep_effective is not None and (self.keep_effective < 1
+                                                or not self.select_effective):
+            raise ValueError("keep_effective needs select_effective: true and must be >= 1, "
+                             f"got {self.keep_effective}")
         if self.n_resamples < 2 or self.n_permutations < 1:
             raise ValueError("n_resamples must be >= 2 and n_permutations >= 1")
 
@@ -318,26 +330,32 @@ class ConceptAnalysis:
     used_keys : dict seed -> dict role -> list of str
         The images each model's numbers come from (the same list for S and B).
     images : DataFrame
-        One row per (seed, role, image): ``seed``, ``model``, ``image_key``, ``usable``,
+        One row per (seed, role, image): ``seed``, ``role``, ``image_key``, ``usable``,
         ``effective``, ``used``, ``reason`` (why an image is not used).
     per_image : DataFrame
-        One row per (seed, model, used image): ``N_fg``, ``N_bg``, ``fg_ratio`` (at the
+        One row per (seed, role, used image): ``N_fg``, ``N_bg``, ``fg_ratio`` (at the
         count checkpoint), ``count_epoch``, ``peak_epoch`` (m^), ``peak_distance`` (d(m^)),
         ``rho``.
     trajectories : DataFrame
-        One row per (seed, model, checkpoint, used image): ``epoch``, ``distance``,
+        One row per (seed, role, checkpoint, used image): ``epoch``, ``distance``,
         ``H_bar``, ``N_fg``, ``N_bg``.
     summary : DataFrame
-        One row per (model, metric): ``value`` (mean over seeds of the per-seed value),
+        One row per (role, metric): ``value`` (mean over seeds of the per-seed value),
         ``sd_images`` (ddof 1 over all units; per-image metrics only), ``sd_seeds`` (ddof 1
         over per-seed values; NaN with one seed), ``se`` (bootstrap), ``ci_low``,
         ``ci_high``, ``spread`` and ``spread_kind`` (what a table prints after "±"),
         ``n_images``, ``n_seeds``.
     tests : DataFrame
-        One row per tested metric (see :data:`HYPOTHESES`).
+        One row per tested metric (see :data:`HYPOTHESES`) and level: with several seeds
+        one ``level == "seeds"`` row (S paired with B by seed, ``n_pairs`` = seeds; it
+        carries the verdict) and one ``level == "images"`` row per seed (a within-run
+        diagnostic); with one seed only the image-level row, which then carries the verdict.
     verdicts : DataFrame
         One row per hypothesis: ``hypothesis``, ``claim``, ``verdict``, ``support``,
-        ``explanation``.
+        ``level``, ``n_pairs``, ``scope`` (what the verdict covers), ``explanation``.
+    notes : list of str
+    teacher_run : RunEntropies, optional
+        The shared teacher's grids, when the teacher was trained once for every seed.
     """
 
     settings: ConceptSettings
@@ -352,11 +370,24 @@ class ConceptAnalysis:
     tests: pd.DataFrame
     verdicts: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    teacher_run: RunEntropies | None = None
 
     @property
     def roles(self) -> list[str]:
         present = set().union(*(r.roles for r in self.runs))
+        if self.teacher_run is not None:
+            present.add("teacher")
         return [r for r in ROLES if r in present]
+
+    def run_of(self, seed: int, role: str) -> RunEntropies | None:
+        """The input holding ``role``'s grids for ``seed`` (the shared teacher's run for a
+        shared teacher), or None."""
+        if seed in self.seeds and role in self.runs[self.seeds.index(seed)].roles:
+            return self.runs[self.seeds.index(seed)]
+        t = self.teacher_run
+        if role == "teacher" and t is not None and (t.seed if t.seed is not None else 0) == seed:
+            return t
+        return None
 
 
 # --------------------------------------------------------------------------- selection
@@ -390,17 +421,24 @@ def _select(run: RunEntropies, seed: int, settings: ConceptSettings
         usable[role], effective[role], reasons[role] = ok, eff, why
     pair = [r for r in ("student", "baseline") if r in run.roles] or run.roles
     common = np.logical_and.reduce([usable[r] & effective[r] for r in pair])
+    beyond = np.zeros_like(common)
+    if settings.keep_effective is not None:
+        beyond[np.flatnonzero(common)[settings.keep_effective:]] = True
+        common = common & ~beyond
     used, rows = {}, []
     for role in run.roles:
         own = usable[role] & effective[role]
         used[role] = common & own
         why = reasons[role].copy()
-        for i in np.flatnonzero(own & ~common):
+        for i in np.flatnonzero(beyond):
+            why[i] = (f"beyond the first {settings.keep_effective} effective images "
+                      "(keep_effective)")
+        for i in np.flatnonzero(own & ~common & ~beyond):
             others = [f"{ROLE_LABELS[r]}: {reasons[r][i]}" for r in pair
                       if r != role and reasons[r][i]]
             why[i] = "not used by the compared pair (" + "; ".join(others) + ")"
         rows.append(pd.DataFrame({
-            "seed": seed, "model": role, "image_key": keys, "usable": usable[role],
+            "seed": seed, "role": role, "image_key": keys, "usable": usable[role],
             "effective": effective[role] if settings.select_effective else np.nan,
             "used": used[role], "reason": why,
         }))
@@ -425,7 +463,7 @@ def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSetti
                ) -> pd.DataFrame:
     rows = []
     for role in roles:
-        sub = per_image[per_image["model"] == role]
+        sub = per_image[per_image["role"] == role]
         n_seeds = int(sub["seed"].nunique())
         for metric, (source, statistic) in METRICS.items():
             values = sub[source].to_numpy(dtype=np.float64)
@@ -445,7 +483,7 @@ def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSetti
             else:
                 spread, kind = ci.se, "bootstrap se"
             rows.append({
-                "model": role, "label": ROLE_LABELS[role], "metric": metric,
+                "role": role, "label": ROLE_LABELS[role], "metric": metric,
                 "value": float(per_seed.mean()) if per_seed.size else float("nan"),
                 "spread": spread, "spread_kind": kind, "sd_images": sd_images,
                 "sd_seeds": sd_seeds, "se": ci.se, "ci_low": ci.low, "ci_high": ci.high,
@@ -454,55 +492,114 @@ def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSetti
     return pd.DataFrame(rows)
 
 
-def _grouped_value(values: np.ndarray, groups: np.ndarray, statistic: str) -> float:
-    """Mean over groups (seeds) of the statistic over each group's values."""
-    if values.size == 0:
-        return float("nan")
+def _seed_values(values: np.ndarray, groups: np.ndarray, statistic: str
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-seed statistic over each seed's values: (seeds (K,), values (K,)), seeds sorted."""
     fn = {"mean": np.mean, "std": np.std, "var": np.var}[statistic]
-    return float(np.mean([fn(values[groups == g]) for g in np.unique(groups)]))
+    seeds = np.unique(groups)
+    return seeds, np.array([fn(values[groups == g]) for g in seeds], dtype=np.float64)
+
+
+def _row(hyp: _Hypothesis, metric: str, direction: str, level: str, seed: int | None,
+         s_val: float, b_val: float, diff: Any, res: Any, settings: ConceptSettings) -> dict:
+    return {
+        "hypothesis": hyp.number, "metric": metric,
+        "direction": "S > B" if direction == "greater" else "S < B",
+        "level": level, "seed": seed, "S": s_val, "B": b_val, "diff": diff.estimate,
+        "diff_ci_low": diff.low, "diff_ci_high": diff.high, "median_diff": res.median_diff,
+        "effect_size": res.effect_size, "effect_size_kind": res.effect_size_kind,
+        "test": res.test, "statistic": res.statistic, "n_pairs": res.n,
+        "min_p": min_seed_p_value(res.n_nonzero) if res.n_nonzero else float("nan"),
+        "p_value": res.p_value, "_sign": res.sign, "_direction": direction,
+        "verdict": metric_verdict(res.p_value, res.sign, direction, settings.alpha),
+    }
+
+
+def _seed_level(hyp: _Hypothesis, metric: str, direction: str, sv: np.ndarray,
+                bv: np.ndarray, groups: np.ndarray, settings: ConceptSettings) -> dict:
+    """S against B paired by seed: per-seed values, exact sign-flip test, hierarchical CI."""
+    statistic = METRICS[metric][1]
+    _, s_seed = _seed_values(sv, groups, statistic)
+    _, b_seed = _seed_values(bv, groups, statistic)
+    res = seed_paired_test(s_seed, b_seed, seed=settings.stats_seed)
+    diff = paired_bootstrap_ci(sv, bv, groups=groups, statistic=statistic,
+                               n_resamples=settings.n_resamples, level=settings.ci_level,
+                               seed=settings.stats_seed)
+    return _row(hyp, metric, direction, "seeds", None, float(s_seed.mean()),
+                float(b_seed.mean()), diff, res, settings)
+
+
+def _image_level(hyp: _Hypothesis, metric: str, direction: str, sv: np.ndarray,
+                 bv: np.ndarray, seed: int, settings: ConceptSettings) -> dict:
+    """S against B over the images of one run (a within-run diagnostic with several seeds)."""
+    statistic = METRICS[metric][1]
+    if statistic == "mean":
+        res = paired_test(sv, bv)
+    else:
+        res = spread_test(sv, bv, n_permutations=settings.n_permutations,
+                          seed=settings.stats_seed)
+    diff = paired_bootstrap_ci(sv, bv, statistic=statistic, n_resamples=settings.n_resamples,
+                               level=settings.ci_level, seed=settings.stats_seed)
+    fn = {"mean": np.mean, "std": np.std, "var": np.var}[statistic]
+    s_val = float(fn(sv)) if sv.size else float("nan")
+    b_val = float(fn(bv)) if bv.size else float("nan")
+    return _row(hyp, metric, direction, "images", seed, s_val, b_val, diff, res, settings)
 
 
 def _test(per_image: pd.DataFrame, settings: ConceptSettings
           ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    s = per_image[per_image["model"] == "student"].set_index(["seed", "image_key"])
-    b = per_image[per_image["model"] == "baseline"].set_index(["seed", "image_key"])
+    """The metric tests and the hypotheses' verdicts.
+
+    With two or more seeds the verdicts come from the seed-level rows (``level`` "seeds",
+    ``n_pairs`` = seeds); the image-level rows of each seed are within-run diagnostics. With
+    one seed the image-level rows carry the verdicts, about those two networks only.
+    """
+    s = per_image[per_image["role"] == "student"].set_index(["seed", "image_key"])
+    b = per_image[per_image["role"] == "baseline"].set_index(["seed", "image_key"])
     idx = s.index.intersection(b.index)
     s, b = s.loc[idx], b.loc[idx]
     groups = np.asarray(idx.get_level_values("seed"))
+    seeds = sorted(set(groups.tolist()))
     rows = []
     for hyp in HYPOTHESES:
         for metric, direction in hyp.metrics:
-            source, statistic = METRICS[metric]
+            source = METRICS[metric][0]
             sv = s[source].to_numpy(dtype=np.float64)
             bv = b[source].to_numpy(dtype=np.float64)
-            if statistic == "mean":
-                res = paired_test(sv, bv)
-            else:
-                res = spread_test(sv, bv, groups=groups, n_permutations=settings.n_permutations,
-                                  seed=settings.stats_seed)
-            diff = paired_bootstrap_ci(sv, bv, groups=groups, statistic=statistic,
-                                       n_resamples=settings.n_resamples,
-                                       level=settings.ci_level, seed=settings.stats_seed)
             keep = np.isfinite(sv) & np.isfinite(bv)
-            s_val = _grouped_value(sv[keep], groups[keep], statistic)
-            b_val = _grouped_value(bv[keep], groups[keep], statistic)
-            rows.append({
-                "hypothesis": hyp.number, "metric": metric,
-                "direction": "S > B" if direction == "greater" else "S < B",
-                "S": s_val, "B": b_val, "diff": diff.estimate,
-                "diff_ci_low": diff.low, "diff_ci_high": diff.high,
-                "median_diff": res.median_diff, "effect_size": res.effect_size,
-                "effect_size_kind": res.effect_size_kind, "test": res.test,
-                "statistic": res.statistic, "n_pairs": res.n, "p_value": res.p_value,
-                "_sign": res.sign, "_direction": direction,
-                "verdict": metric_verdict(res.p_value, res.sign, direction, settings.alpha),
-            })
+            sv, bv, g = sv[keep], bv[keep], groups[keep]
+            if len(seeds) > 1:
+                rows.append(_seed_level(hyp, metric, direction, sv, bv, g, settings))
+            for seed in seeds:
+                mine = g == seed
+                rows.append(_image_level(hyp, metric, direction, sv[mine], bv[mine], seed,
+                                         settings))
     tests = pd.DataFrame(rows)
     if tests.empty:
         return tests, pd.DataFrame(columns=["hypothesis", "claim", "verdict", "support",
-                                            "explanation"])
-    tests.insert(tests.columns.get_loc("p_value") + 1, "p_holm", holm(tests["p_value"]))
-    verdicts = []
+                                            "level", "n_pairs", "scope", "explanation"])
+    tests["seed"] = tests["seed"].astype("Int64")
+    carries = (tests["level"] == "seeds") if len(seeds) > 1 else tests["level"] == "images"
+    tests.insert(tests.columns.get_loc("seed") + 1, "carries_verdict", carries)
+    p_holm = np.full(len(tests), np.nan)
+    for _, family in tests.groupby([tests["carries_verdict"], tests["seed"].fillna(-1)]):
+        p_holm[family.index] = holm(family["p_value"].to_numpy(dtype=np.float64))
+    tests.insert(tests.columns.get_loc("p_value") + 1, "p_holm", p_holm)
+    verdicts = _verdicts(tests[tests["carries_verdict"]], seeds, settings)
+    return tests.drop(columns=["_sign", "_direction"]), verdicts
+
+
+def _verdicts(tests: pd.DataFrame, seeds: list[int], settings: ConceptSettings) -> pd.DataFrame:
+    """One row per hypothesis from the rows that carry the verdicts."""
+    n_seeds = len(seeds)
+    if n_seeds > 1:
+        scope = (f"{n_seeds} training runs (seeds), S paired with B by seed: the verdict is "
+                 "about distillation against training from scratch in this setting")
+    else:
+        scope = (f"one training run (seed {seeds[0]}): the verdict covers those two networks "
+                 "only (S and B of that run, compared over images), not distillation in "
+                 "general; run several seeds for a claim about the method")
+    out = []
     for hyp in HYPOTHESES:
         t = tests[tests["hypothesis"] == hyp.number]
         verdict = hypothesis_verdict(t["p_value"].tolist(), t["_sign"].tolist(),
@@ -510,16 +607,82 @@ def _test(per_image: pd.DataFrame, settings: ConceptSettings
         n_hold = int((t["verdict"] == "holds").sum())
         parts = [f"{r.metric} {r.direction}: S {r.S:.4g} vs B {r.B:.4g}, p = {r.p_value:.3g} "
                  f"({r.verdict})" for r in t.itertuples()]
-        verdicts.append({"hypothesis": hyp.number, "claim": hyp.claim, "verdict": verdict,
-                         "support": f"{n_hold} of {len(t)} metrics hold",
-                         "explanation": "; ".join(parts)})
-    return tests.drop(columns=["_sign", "_direction"]), pd.DataFrame(verdicts)
+        explanation = "; ".join(parts)
+        min_p = t["min_p"].min() if n_seeds > 1 else float("nan")
+        if verdict == INCONCLUSIVE and np.isfinite(min_p) and min_p >= settings.alpha:
+            explanation += (f". With {n_seeds} seeds the smallest p the exact test can give is "
+                            f"{min_p:.3g} >= alpha = {settings.alpha:g}: inconclusive means too "
+                            "few runs, not no effect; read the differences and their intervals")
+        out.append({"hypothesis": hyp.number, "claim": hyp.claim, "verdict": verdict,
+                    "support": f"{n_hold} of {len(t)} metrics hold",
+                    "level": "seeds" if n_seeds > 1 else "images",
+                    "n_pairs": int(t["n_pairs"].min()) if len(t) else 0, "scope": scope,
+                    "explanation": explanation})
+    return pd.DataFrame(out)
 
 
 # --------------------------------------------------------------------------- entry point
 
+def _analyse_run(run: RunEntropies, seed: int, settings: ConceptSettings, notes: list[str]
+                 ) -> tuple[dict, dict, pd.DataFrame, list[pd.DataFrame], list[pd.DataFrame]]:
+    """Concepts of every model of one run: (models, used keys, image table, per-image
+    frames, trajectory frames)."""
+    used, table = _select(run, seed, settings)
+    models: dict[str, ModelConcepts] = {}
+    used_keys: dict[str, list[str]] = {}
+    per_image, traj = [], []
+    for role in run.roles:
+        idx = np.flatnonzero(used[role])
+        if idx.size == 0:
+            reasons = table[(table["role"] == role) & ~table["used"]]["reason"]
+            counts = reasons.str.replace(r" at epoch \d+", "", regex=True).value_counts()
+            raise ValueError(
+                f"seed {seed}: no image is left for the {role} (of {run.n_images}); "
+                + "; ".join(f"{n} x {why}" for why, n in counts.items()))
+        if settings.distance == "epoch" and run.distance_epoch is None:
+            raise ValueError("distance='epoch' needs RunEntropies.distance_epoch "
+                             "(the per-epoch weight distance); it was not given")
+        dist = run.distance_epoch[role] if settings.distance == "epoch" else run.distance[role]
+        count_epoch = settings.count_epoch
+        if count_epoch is not None and count_epoch not in run.epochs[role]:
+            if role != "teacher":
+                raise ValueError(f"count_epoch {count_epoch} is not a checkpoint of the "
+                                 f"{role} (epochs {run.epochs[role].tolist()})")
+            count_epoch = None  # the teacher trains on its own schedule
+            note = (f"count_epoch {settings.count_epoch} is not a teacher checkpoint; the "
+                    "teacher's hypothesis-1 numbers are read at its last checkpoint")
+            if note not in notes:
+                notes.append(note)
+        mc = model_concepts(
+            run.entropy[role][:, idx], run.foreground[idx], run.epochs[role], dist,
+            concept_threshold=settings.concept_threshold,
+            baseline_entropy=settings.baseline_entropy, count_epoch=count_epoch,
+            peak_without_concepts=settings.peak_without_concepts,
+            empty_rho=settings.empty_rho)
+        models[role] = mc
+        keys = [run.image_keys[i] for i in idx]
+        used_keys[role] = keys
+        per_image.append(pd.DataFrame({
+            "seed": seed, "role": role, "image_key": keys,
+            "count_epoch": mc.count_epoch, **mc.image_metrics(),
+            "peak_epoch": mc.epochs[mc.peak_index],
+        })[["seed", "role", "image_key", "N_fg", "N_bg", "fg_ratio", "count_epoch",
+            "peak_epoch", "peak_distance", "rho"]])
+        m, n = mc.n_fg.shape
+        traj.append(pd.DataFrame({
+            "seed": seed, "role": role,
+            "checkpoint": np.repeat(np.arange(m), n),
+            "epoch": np.repeat(mc.epochs, n),
+            "distance": np.repeat(mc.distance, n),
+            "image_key": np.tile(np.asarray(keys, dtype=object), m),
+            "H_bar": mc.h_bar.ravel(), "N_fg": mc.n_fg.ravel(), "N_bg": mc.n_bg.ravel(),
+        }))
+    return models, used_keys, table, per_image, traj
+
+
 def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
-                     settings: ConceptSettings | None = None, **overrides: Any
+                     settings: ConceptSettings | None = None, *,
+                     teacher: RunEntropies | None = None, **overrides: Any
                      ) -> ConceptAnalysis:
     """Concepts, the three hypotheses' metrics, their statistics and verdicts.
 
@@ -528,6 +691,10 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
     runs : RunEntropies or list of them
         One per trained run (seed). Pairs S-B are matched by (seed, image key).
     settings : ConceptSettings, optional
+    teacher : RunEntropies, optional
+        A teacher trained once and shared by every seed (only the ``teacher`` role, with the
+        teacher's own seed): analysed once, on its own images. The runs must then hold no
+        teacher of their own.
     **overrides
         Single settings, e.g. ``select_effective=True`` (applied over ``settings``).
 
@@ -551,66 +718,29 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
     seeds = [r.seed if r.seed is not None else i for i, r in enumerate(runs)]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"runs share a seed: {seeds}; give each run its own seed")
+    todo = list(zip(seeds, runs, strict=True))
+    if teacher is not None:
+        if teacher.roles != ["teacher"]:
+            raise ValueError(f"the shared teacher's RunEntropies must hold only the teacher, "
+                             f"got {teacher.roles}")
+        own = [s for s, r in todo if "teacher" in r.roles]
+        if own:
+            raise ValueError(f"runs of seeds {own} have a teacher of their own besides the "
+                             "shared teacher; give one or the other")
+        todo.append((teacher.seed if teacher.seed is not None else 0, teacher))
     models: dict[int, dict[str, ModelConcepts]] = {}
     used_keys: dict[int, dict[str, list[str]]] = {}
     image_tables, per_image, traj = [], [], []
     notes: list[str] = []
-    for seed, run in zip(seeds, runs, strict=True):
-        used, table = _select(run, seed, settings)
+    for seed, run in todo:
+        m, u, table, pi, tr = _analyse_run(run, seed, settings, notes)
+        models.setdefault(seed, {}).update(m)
+        used_keys.setdefault(seed, {}).update(u)
         image_tables.append(table)
-        models[seed], used_keys[seed] = {}, {}
-        for role in run.roles:
-            idx = np.flatnonzero(used[role])
-            if idx.size == 0:
-                reasons = table[(table["model"] == role) & ~table["used"]]["reason"]
-                counts = reasons.str.replace(r" at epoch \d+", "", regex=True).value_counts()
-                raise ValueError(
-                    f"seed {seed}: no image is left for the {role} (of {run.n_images}); "
-                    + "; ".join(f"{n} x {why}" for why, n in counts.items()))
-            if settings.distance == "epoch":
-                if run.distance_epoch is None:
-                    raise ValueError("distance='epoch' needs RunEntropies.distance_epoch "
-                                     "(the per-epoch weight distance); it was not given")
-                dist = run.distance_epoch[role]
-            else:
-                dist = run.distance[role]
-            count_epoch = settings.count_epoch
-            if count_epoch is not None and count_epoch not in run.epochs[role]:
-                if role != "teacher":
-                    raise ValueError(f"count_epoch {count_epoch} is not a checkpoint of the "
-                                     f"{role} (epochs {run.epochs[role].tolist()})")
-                count_epoch = None  # the teacher trains on its own schedule
-                note = (f"count_epoch {settings.count_epoch} is not a teacher checkpoint; the "
-                        "teacher's hypothesis-1 numbers are read at its last checkpoint")
-                if note not in notes:
-                    notes.append(note)
-            mc = model_concepts(
-                run.entropy[role][:, idx], run.foreground[idx], run.epochs[role], dist,
-                concept_threshold=settings.concept_threshold,
-                baseline_entropy=settings.baseline_entropy, count_epoch=count_epoch,
-                peak_without_concepts=settings.peak_without_concepts,
-                empty_rho=settings.empty_rho)
-            models[seed][role] = mc
-            keys = [run.image_keys[i] for i in idx]
-            used_keys[seed][role] = keys
-            metrics = mc.image_metrics()
-            per_image.append(pd.DataFrame({
-                "seed": seed, "model": role, "image_key": keys,
-                "count_epoch": mc.count_epoch, **metrics,
-                "peak_epoch": mc.epochs[mc.peak_index],
-            })[["seed", "model", "image_key", "N_fg", "N_bg", "fg_ratio", "count_epoch",
-                "peak_epoch", "peak_distance", "rho"]])
-            m, n = mc.n_fg.shape
-            traj.append(pd.DataFrame({
-                "seed": seed, "model": role,
-                "checkpoint": np.repeat(np.arange(m), n),
-                "epoch": np.repeat(mc.epochs, n),
-                "distance": np.repeat(mc.distance, n),
-                "image_key": np.tile(np.asarray(keys, dtype=object), m),
-                "H_bar": mc.h_bar.ravel(), "N_fg": mc.n_fg.ravel(), "N_bg": mc.n_bg.ravel(),
-            }))
+        per_image += pi
+        traj += tr
     per_image_df = pd.concat(per_image, ignore_index=True)
-    roles = [r for r in ROLES if r in set(per_image_df["model"])]
+    roles = [r for r in ROLES if r in set(per_image_df["role"])]
     summary = _summarise(per_image_df, roles, settings)
     if {"student", "baseline"} <= set(roles):
         tests, verdicts = _test(per_image_df, settings)
@@ -618,8 +748,11 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
         tests, verdicts = pd.DataFrame(), pd.DataFrame()
         notes.append("the hypotheses compare the student with the baseline; one of them is "
                      "missing, so nothing was tested")
+    if teacher is not None:
+        notes.append(f"the teacher was trained once (seed {todo[-1][0]}) and shared by every "
+                     "seed; its numbers come from that one network")
     return ConceptAnalysis(
         settings=settings, runs=runs, seeds=seeds, models=models, used_keys=used_keys,
         images=pd.concat(image_tables, ignore_index=True), per_image=per_image_df,
         trajectories=pd.concat(traj, ignore_index=True), summary=summary, tests=tests,
-        verdicts=verdicts, notes=notes)
+        verdicts=verdicts, notes=notes, teacher_run=teacher)

@@ -4,10 +4,15 @@
   vectorised; with several seeds a two-stage (cluster) bootstrap that resamples seeds, then
   images within each seed.
 - :func:`paired_bootstrap_ci`: the same for the difference S - B on paired units.
-- :func:`paired_test`: Wilcoxon signed-rank test of S against B per image, with the median
-  difference and the matched-pairs rank-biserial correlation as effect sizes.
+- :func:`seed_paired_test`: the test that carries the verdicts with two or more seeds: an
+  exact sign-flip permutation test of S against B paired by seed, on per-seed values (a mean
+  or a spread over that seed's images); :func:`min_seed_p_value` is the smallest p it can
+  give at a number of seeds.
+- :func:`paired_test`: Wilcoxon signed-rank test of S against B per image of one run, with the
+  median difference and the matched-pairs rank-biserial correlation as effect sizes (with
+  several seeds: a within-run diagnostic).
 - :func:`spread_test`: a paired permutation test on the difference of spreads (standard
-  deviations), for ``D_std``.
+  deviations) over the images of one run, for ``D_std``.
 - :func:`metric_verdict` and :func:`hypothesis_verdict`: the decision rule (see
   ``docs/metrics.md``).
 
@@ -35,7 +40,9 @@ __all__ = [
     "hypothesis_verdict",
     "metric_verdict",
     "paired_bootstrap_ci",
+    "min_seed_p_value",
     "paired_test",
+    "seed_paired_test",
     "spread_test",
 ]
 
@@ -80,7 +87,7 @@ class PairedTest:
     Attributes
     ----------
     test : str
-        ``"wilcoxon"`` or ``"permutation (sd difference)"``.
+        ``"wilcoxon"``, ``"permutation (sd difference)"`` or ``"sign-flip over seeds"``.
     n : int
         Number of pairs used (pairs with a NaN are dropped).
     n_nonzero : int
@@ -94,7 +101,8 @@ class PairedTest:
     effect_size : float
         Wilcoxon: matched-pairs rank-biserial ``r = (R+ - R-) / (R+ + R-)`` in [-1, 1],
         positive when S tends to be larger (0 when all differences are 0). Spread test:
-        ``sd_S / sd_B``.
+        ``sd_S / sd_B``. Sign-flip over seeds: Cohen's ``d_z = mean(diff) / sd(diff)``
+        (ddof 1) of the per-seed differences (NaN with one seed or when all are equal).
     effect_size_kind : str
     sign : int
         +1 if S is larger than B by the test's own measure (rank-biserial or sd
@@ -366,6 +374,75 @@ def spread_test(s: np.ndarray, b: np.ndarray, *, groups: np.ndarray | None = Non
                   / (1 + n_permutations))
     return PairedTest(name, n, n_nonzero, observed, p, nan, ratio, kind,
                       int(np.sign(observed)))
+
+
+def min_seed_p_value(n_seeds: int) -> float:
+    """The smallest two-sided p-value :func:`seed_paired_test` can give with ``n_seeds``.
+
+    Every sign pattern of the ``n`` per-seed differences has probability ``2^-n`` under the
+    null hypothesis; the most extreme outcome (all differences of one sign) and its mirror
+    image give ``p = 2 / 2^n``: 0.5 at 2 seeds, 0.25 at 3, 0.0625 at 5, 0.03125 at 6.
+    """
+    if n_seeds < 1:
+        raise ValueError(f"n_seeds must be >= 1, got {n_seeds}")
+    return float(min(1.0, 2.0 ** (1 - n_seeds)))
+
+
+def seed_paired_test(s: np.ndarray, b: np.ndarray, *, n_permutations: int = 65536,
+                     seed: int = 0) -> PairedTest:
+    """Exact sign-flip permutation test of S against B, paired by seed (two-sided).
+
+    Each pair is one training run: S and B of one seed share their initialisation and data
+    order, and the values are that run's per-seed statistic (the mean, or the spread, over
+    its images). Under the null hypothesis the sign of each per-seed difference
+    ``diff_k = s_k - b_k`` is equally likely + or -, whatever the distribution of the
+    differences, so the ``2^n`` sign patterns are enumerated exactly and
+    ``p = #{patterns with |mean(diff*)| >= |mean(diff)|} / 2^n``. The test assumes only that
+    the seeds are independent runs; its smallest p is :func:`min_seed_p_value` ``(n)``.
+    Above ``n_permutations`` patterns, ``n_permutations`` random ones are drawn and
+    ``p = (1 + #{extreme}) / (1 + n_permutations)``.
+
+    Parameters
+    ----------
+    s, b : arrays (n_seeds,)
+        The per-seed values of S and B (pairs with a NaN are dropped).
+    n_permutations : int
+        Largest number of sign patterns enumerated exactly (2^16 = 16 seeds).
+    seed : int
+        Seed of the random patterns beyond that.
+
+    Returns
+    -------
+    PairedTest
+        ``statistic`` is ``mean(diff)``; ``median_diff`` the median per-seed difference;
+        ``effect_size`` Cohen's ``d_z``; ``sign`` the sign of ``mean(diff)``; ``p = 1`` when
+        every difference is 0.
+    """
+    s, b, _ = _paired_finite(s, b, None)
+    diff = s - b
+    n = int(diff.size)
+    nan = float("nan")
+    name, kind = "sign-flip over seeds", "Cohen's d_z over seeds"
+    if n == 0:
+        return PairedTest(name, 0, 0, nan, nan, nan, nan, kind, 0)
+    observed = float(diff.mean())
+    n_nonzero = int(np.count_nonzero(diff))
+    sd = float(diff.std(ddof=1)) if n > 1 else nan
+    d_z = observed / sd if np.isfinite(sd) and sd > 0 else nan
+    median = float(np.median(diff))
+    tol = 1e-12 * max(1.0, float(np.abs(diff).max()))
+    if n_nonzero == 0 or abs(observed) <= tol:
+        return PairedTest(name, n, n_nonzero, observed, 1.0, median, d_z, kind, 0)
+    if 2 ** n <= n_permutations:
+        signs = 1.0 - 2.0 * np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float64)
+        null = (signs * diff).mean(-1)
+        p = float(np.mean(np.abs(null) >= abs(observed) - tol))
+    else:
+        signs = np.where(np.random.default_rng(seed).random((n_permutations, n)) < 0.5, -1.0, 1.0)
+        null = (signs * diff).mean(-1)
+        p = float((1 + np.count_nonzero(np.abs(null) >= abs(observed) - tol))
+                  / (1 + n_permutations))
+    return PairedTest(name, n, n_nonzero, observed, p, median, d_z, kind, int(np.sign(observed)))
 
 
 # --------------------------------------------------------------------------- verdicts

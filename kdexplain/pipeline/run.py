@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
+import pandas as pd
+
 from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.sweep import load_sweep, sweep
 from kdexplain.utils import check_writable_folder, folder_lock
@@ -42,14 +44,63 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
         data = load_sweep(d)
         sweeps.append(data)
         runs.append(data.to_run_entropies(seed=cfg_d.seed))
+    teacher = None
+    shared = _shared_teachers(run_dirs)
+    if shared and "teacher" in a.models:
+        teacher = load_sweep(shared).to_run_entropies(
+            seed=load_config(shared / "config.yaml").seed)
     settings = ConceptSettings.from_mapping(a.concept_settings())
-    analysis = analyze_concepts(runs, settings)
+    analysis = analyze_concepts(runs, settings, teacher=teacher)
     out = Path(out)
     reproduce = [command] if command else [
         f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
+    acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
     write_report(analysis, out, images=sweeps[0].images, config=config.model_dump(mode="json"),
-                 title=title or f"kdexplain report: {config.name}", reproduce=reproduce)
+                 title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
+                 accuracies=run_accuracies(acc_dirs))
     return out
+
+
+def run_accuracies(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
+    """Final train and validation accuracy of every model the runs trained.
+
+    Returns one row per (seed, role): ``seed``, ``role``, ``phase``, ``epoch`` (the last
+    epoch with a validation accuracy, of the model's last phase), ``train_acc``,
+    ``val_acc`` (NaN where the phase records none, e.g. a feature-distillation phase 1
+    without a phase 2).
+    """
+    rows = []
+    for d in map(Path, run_dirs):
+        seed = load_config(d / "config.yaml").seed
+        for role in ("teacher", "student", "baseline"):
+            path = d / role / "metrics.csv"
+            if not path.is_file():
+                continue
+            m = pd.read_csv(path)
+            if m.empty:
+                continue
+            last = m[m["phase"] == m["phase"].iloc[-1]].iloc[-1]
+            rows.append({"seed": seed, "role": role, "phase": last["phase"],
+                         "epoch": int(last["epoch"]),
+                         "train_acc": float(last["train_acc"]) if pd.notna(last["train_acc"])
+                         else float("nan"),
+                         "val_acc": float(last["val_acc"]) if pd.notna(last["val_acc"])
+                         else float("nan")})
+    return pd.DataFrame(rows, columns=["seed", "role", "phase", "epoch", "train_acc", "val_acc"])
+
+
+def _shared_teachers(run_dirs: Sequence[Path]) -> Path | None:
+    """The one shared teacher's run the seeds use (None: each has its own teacher)."""
+    from kdexplain.train.triplet import shared_teacher_of
+
+    links = [shared_teacher_of(d) for d in run_dirs]
+    found = {p for p in links if p is not None}
+    if not found:
+        return None
+    if len(found) > 1 or None in links:
+        raise ValueError(f"the runs do not share one teacher ({sorted(map(str, found))} and "
+                         f"{links.count(None)} run(s) with their own); report them apart")
+    return found.pop()
 
 
 def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
@@ -60,12 +111,29 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
 
     Every stage resumes: finished trainings are not repeated (``--resume`` semantics),
     finished sweep units are skipped. Returns the report folder
-    (default ``reports/<name>``).
+    (default ``reports/<name>``). A config with ``variants`` runs each variant as an
+    experiment of its own (report ``<report folder>/<variant>``) and writes an
+    ``index.md`` over them with the wall time and the machine.
     """
-    from kdexplain.train import train_all_seeds
-
     cfg = load_config(config, overrides)
     out = Path(report_dir) if report_dir is not None else Path("reports") / cfg.name
+    if not cfg.variants:
+        return _run_one(cfg, out, run_base, device, show_progress, command)
+    t0 = time.perf_counter()
+    done = []
+    for variant in cfg.variants:
+        t1 = time.perf_counter()
+        sub = cfg.for_variant(variant)
+        base = None if run_base is None else Path(run_base) / variant
+        _run_one(sub, out / variant, base, device, show_progress, command)
+        done.append((variant, time.perf_counter() - t1))
+    return write_variants_index(cfg, out, done, time.perf_counter() - t0, command)
+
+
+def _run_one(cfg: ExperimentConfig, out: Path, run_base: str | Path | None,
+             device: str | None, show_progress: bool | None, command: str | None) -> Path:
+    from kdexplain.train import train_all_seeds
+
     check_writable_folder(out, "report folder")
     base = Path(run_base) if run_base is not None else Path(cfg.out_dir) / cfg.name
     check_writable_folder(base.parent, "run folder's parent (out_dir)")
@@ -76,7 +144,43 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
         dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
         log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)
         t1 = time.perf_counter()
-        for d in dirs:
+        teacher = _shared_teachers(dirs)
+        shared = [teacher] if teacher is not None and "teacher" in cfg.analysis.models else []
+        for d in shared + dirs:
             sweep(d, device=device, show_progress=show_progress)
         log.info("swept in %.0f s", time.perf_counter() - t1)
         return make_report(dirs, out, config=cfg, command=command)
+
+
+def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[str, float]],
+                         seconds: float, command: str | None) -> Path:
+    """``out/index.md`` over the variants' reports: each variant's overrides, its
+    verdicts and the scope they cover, the wall time of this session and the machine."""
+    from kdexplain.utils import atomic_write_text, environment_info, read_json
+
+    env = environment_info()
+    machine = (f"{env.get('platform')}, {os.cpu_count()} CPU core(s), torch "
+               f"{(env.get('packages') or {}).get('torch')} with {env.get('torch_threads')} "
+               f"thread(s), GPU {env.get('gpu') or 'none'}; finished "
+               f"{env.get('time_utc')}")
+    lines = [f"# kdexplain study: {cfg.name}", "",
+             f"Variants of one experiment, each a report of its own (same structure as the "
+             f"quickstart's), with {len(cfg.run_seeds())} seed(s) each.", "",
+             f"- Wall time of this session: {seconds / 60:.1f} min "
+             f"({', '.join(f'{v} {s / 60:.1f} min' for v, s in done)}); a resumed session "
+             "counts only what it computed.",
+             f"- Machine: {machine}.", ""]
+    for variant, _ in done:
+        summ = read_json(out / variant / "summary.json")
+        lines += [f"## {variant}", "", "Overrides: " + ", ".join(
+            f"`{o}`" for o in cfg.variants[variant]) + f". Report: [{variant}/index.md]"
+            f"({variant}/index.md).", "", "| hypothesis | verdict | level | pairs | scope |",
+            "|---:|---|---|---:|---|"]
+        for v in summ.get("verdicts", []):
+            lines.append(f"| {v['hypothesis']} | **{v['verdict']}** | {v.get('level')} | "
+                         f"{v.get('n_pairs')} | {v.get('scope')} |")
+        lines.append("")
+    if command:
+        lines += ["## How to reproduce", "", "```bash", command, "```"]
+    atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
+    return out

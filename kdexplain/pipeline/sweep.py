@@ -33,6 +33,7 @@ from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model
 from kdexplain.quantify import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
+from kdexplain.train.triplet import shared_teacher_of
 from kdexplain.utils import (
     UnreadableFileError,
     atomic_torch_save,
@@ -92,6 +93,20 @@ class SweepData:
                             foreground=self.foreground, image_keys=self.image_keys,
                             distance_epoch=self.distance_epoch, seed=seed,
                             total_epochs=self.total_epochs)
+
+
+def run_roles(run_dir: Path, wanted: list[str]) -> list[str]:
+    """The analysed roles (of ``wanted``) that this run trained itself.
+
+    A seed's run with a shared teacher has no teacher of its own (the shared teacher is
+    quantified once, in its own run); a teacher-only run has only the teacher.
+    """
+    summary = run_dir / "summary.json"
+    if summary.is_file() and read_json(summary).get("teacher_only"):
+        return [r for r in wanted if r == "teacher"]
+    if shared_teacher_of(run_dir) is not None:
+        return [r for r in wanted if r != "teacher"]
+    return list(wanted)
 
 
 def _unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
@@ -188,7 +203,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
 
     # which units exist in this run
     units: list[tuple[str, int, Path]] = []
-    for role in a.models:
+    for role in run_roles(run_dir, a.models):
         ckpts = list_checkpoints(run_dir / role)
         if a.checkpoints != "all":
             wanted = set(a.checkpoints)

@@ -111,7 +111,10 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         raise ValueError(f"seed {seed} is not one of the analysed runs {analysis.seeds}")
     run = analysis.runs[analysis.seeds.index(seed)]
     models = analysis.models[seed]
-    roles = [r for r in ROLES if r in models]
+    # a shared teacher is shown when it was analysed on this run's images (same seed)
+    roles = [r for r in ROLES if r in models
+             and (src := analysis.run_of(seed, r)) is not None
+             and src.image_keys == run.image_keys]
     common = [k for k in run.image_keys if all(k in analysis.used_keys[seed][r] for r in roles)]
     if keys is None:
         keys = common[:n_images]
@@ -129,7 +132,8 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         mc = models[role]
         used = analysis.used_keys[seed][role]
         sub = [used.index(k) for k in keys]
-        grids[role] = run.entropy[role][mc.count_index][[pos[k] for k in keys]]
+        grids[role] = analysis.run_of(seed, role).entropy[role][mc.count_index][
+            [pos[k] for k in keys]]
         concepts[role] = mc.concepts[mc.count_index][sub]
     shown = np.concatenate([g.ravel() for g in grids.values()])
     vmin, vmax = np.percentile(shown, [2, 98])
@@ -246,10 +250,10 @@ def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
     rng = np.random.default_rng(0)
     data, labels = [], []
     for k, role in enumerate(roles):
-        d = df.loc[df["model"] == role, "peak_distance"].to_numpy(dtype=np.float64)
+        d = df.loc[df["role"] == role, "peak_distance"].to_numpy(dtype=np.float64)
         d = d[np.isfinite(d)]
         data.append(d)
-        summ = analysis.summary.set_index(["model", "metric"])
+        summ = analysis.summary.set_index(["role", "metric"])
         mean, std = summ.loc[(role, "D_mean"), "value"], summ.loc[(role, "D_std"), "value"]
         labels.append(f"{ROLE_LABELS[role]} ({role})\nD_mean {mean:.3g}\nD_std {std:.3g}")
         ax.scatter(k + rng.uniform(-0.18, 0.18, d.size), d, s=12, alpha=0.6,

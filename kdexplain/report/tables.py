@@ -30,6 +30,8 @@ __all__ = [
     "hypotheses_latex",
     "hypotheses_markdown",
     "hypotheses_table",
+    "per_seed_markdown",
+    "per_seed_table",
     "write_tables",
 ]
 
@@ -82,18 +84,18 @@ def _fmt_p(p: float) -> str:
 def concept_metrics_table(analysis: ConceptAnalysis) -> pd.DataFrame:
     """The concept-metrics table in wide form (one row per model: T, S, B).
 
-    Columns: ``model``, ``label``, ``n_images`` (used images, all seeds), ``n_seeds``,
+    Columns: ``role``, ``label``, ``n_images`` (used images, all seeds), ``n_seeds``,
     ``count_epoch`` (checkpoint of hypothesis 1; a list when seeds differ), then for each of
     ``N_fg, N_bg, fg_ratio, D_mean, D_std, D_var, rho``: ``<m>_mean``, ``<m>_spread``
     (the "±" of the Markdown table), ``<m>_sd_images``, ``<m>_sd_seeds``, ``<m>_se``,
     ``<m>_ci_low``, ``<m>_ci_high``.
     """
-    s = analysis.summary.set_index(["model", "metric"])
+    s = analysis.summary.set_index(["role", "metric"])
     rows = []
     for role in analysis.roles:
         epochs = sorted({int(e) for e in analysis.per_image.loc[
-            analysis.per_image["model"] == role, "count_epoch"]})
-        row = {"model": role, "label": ROLE_LABELS[role],
+            analysis.per_image["role"] == role, "count_epoch"]})
+        row = {"role": role, "label": ROLE_LABELS[role],
                "n_images": int(s.loc[(role, "N_fg"), "n_images"]),
                "n_seeds": int(s.loc[(role, "N_fg"), "n_seeds"]),
                "count_epoch": epochs[0] if len(epochs) == 1 else str(epochs)}
@@ -125,15 +127,15 @@ def concept_metrics_markdown(analysis: ConceptAnalysis) -> str:
     """Markdown: "value ± spread" per model and metric, then the bootstrap intervals."""
     wide = concept_metrics_table(analysis)
     level = int(round(analysis.settings.ci_level * 100))
-    head = "| model | images | " + " | ".join(TABLE_METRICS) + " |"
+    head = "| role | images | " + " | ".join(TABLE_METRICS) + " |"
     sep = "|---|---:|" + "---:|" * len(TABLE_METRICS)
     lines = [head, sep]
     for r in wide.to_dict("records"):
         cells = [format_pm(r[f"{m}_mean"], r[f"{m}_spread"]) for m in TABLE_METRICS]
-        lines.append(f"| {r['label']} ({r['model']}) | {r['n_images']} | " + " | ".join(cells)
+        lines.append(f"| {r['label']} ({r['role']}) | {r['n_images']} | " + " | ".join(cells)
                      + " |")
     lines += ["", f"{level}% bootstrap intervals:", "",
-              "| model | " + " | ".join(TABLE_METRICS) + " |",
+              "| role | " + " | ".join(TABLE_METRICS) + " |",
               "|---|" + "---:|" * len(TABLE_METRICS)]
     for r in wide.to_dict("records"):
         cells = []
@@ -161,13 +163,13 @@ def concept_metrics_latex(analysis: ConceptAnalysis) -> str:
         "% kdexplain concept metrics; needs \\usepackage{booktabs}",
         "\\begin{table}[t]", "\\centering",
         "\\begin{tabular}{l" + "r" * len(TABLE_METRICS) + "}", "\\toprule",
-        "model & " + " & ".join(_LATEX_HEADERS[m] for m in TABLE_METRICS) + " \\\\",
+        "role & " + " & ".join(_LATEX_HEADERS[m] for m in TABLE_METRICS) + " \\\\",
         "\\midrule",
     ]
     for r in wide.to_dict("records"):
         cells = [format_pm(r[f"{m}_mean"], r[f"{m}_spread"], pm=" $\\pm$ ")
                  for m in TABLE_METRICS]
-        lines.append(f"{r['label']} ({r['model']}) & " + " & ".join(cells) + " \\\\")
+        lines.append(f"{r['label']} ({r['role']}) & " + " & ".join(cells) + " \\\\")
     lines += ["\\bottomrule", "\\end{tabular}",
               "\\caption{" + _tex_escape(_spread_note(analysis)) + "}",
               "\\label{tab:concept-metrics}", "\\end{table}"]
@@ -175,47 +177,90 @@ def concept_metrics_latex(analysis: ConceptAnalysis) -> str:
 
 
 def hypotheses_table(analysis: ConceptAnalysis) -> pd.DataFrame:
-    """One row per tested metric: ``hypothesis``, ``metric``, ``direction`` (hypothesised,
-    S vs B), ``S``, ``B``, ``diff`` (S - B) with ``diff_ci_low``/``diff_ci_high``,
-    ``median_diff``, ``effect_size`` with ``effect_size_kind``, ``test``, ``statistic``,
-    ``n_pairs``, ``p_value``, ``p_holm`` (Holm over the table's rows), ``verdict``."""
+    """One row per tested metric and level: ``hypothesis``, ``metric``, ``direction``
+    (hypothesised, S vs B), ``level`` (``seeds``: paired by seed, ``n_pairs`` = seeds;
+    ``images``: one run's images, ``seed`` says which), ``seed``, ``carries_verdict``, ``S``,
+    ``B``, ``diff`` (S - B) with ``diff_ci_low``/``diff_ci_high``, ``median_diff``,
+    ``effect_size`` with ``effect_size_kind``, ``test``, ``statistic``, ``n_pairs``,
+    ``min_p`` (smallest p the exact test can give), ``p_value``, ``p_holm`` (Holm within a
+    family), ``verdict``."""
     return analysis.tests.copy()
 
 
 def _effect(r: dict) -> str:
-    if r["effect_size_kind"].startswith("matched"):
+    kind = r["effect_size_kind"]
+    if kind.startswith("matched"):
         return f"r = {r['effect_size']:+.2f}"
+    if kind.startswith("Cohen"):
+        return f"d_z = {_fmt(r['effect_size'], 2)}"
     return f"sd ratio {_fmt(r['effect_size'], 3)}"
 
 
 def _rule_note(analysis: ConceptAnalysis) -> str:
     a = analysis.settings.alpha
-    return (f"Paired over images (and seeds): Wilcoxon signed-rank test (two-sided) for means, "
-            f"paired permutation test for D_std. A metric holds when p < {a} in the "
-            f"hypothesised direction, does not hold when p < {a} the other way, else it is "
-            f"inconclusive. A hypothesis holds when all its metrics hold; it does not hold "
-            f"when none holds and at least one is significant the other way after a Holm "
-            f"correction over its metrics; otherwise it is inconclusive. p (Holm) corrects "
-            f"over all rows, for readers who want family-wise control.")
+    n_seeds = len(analysis.seeds)
+    level = int(round(analysis.settings.ci_level * 100))
+    if n_seeds > 1:
+        how = (f"The verdicts come from {n_seeds} training runs: per seed, the metric's value "
+               f"over that run's images for S and for B, then an exact sign-flip permutation "
+               f"test of S against B paired by seed (two-sided; smallest possible p "
+               f"{2.0 ** (1 - n_seeds):.3g} at {n_seeds} seeds); S - B with a {level}% "
+               f"hierarchical bootstrap interval (seeds resampled, then images within each "
+               f"seed); effect size d_z = mean / sd of the per-seed differences. The "
+               f"image-level rows (Wilcoxon signed-rank for means, paired permutation for "
+               f"D_std, per seed) are within-run diagnostics: they describe two particular "
+               f"networks and carry no verdict.")
+    else:
+        how = (f"One training run: paired over its images, Wilcoxon signed-rank test "
+               f"(two-sided) for means, paired permutation test for D_std. These verdicts "
+               f"cover those two networks only (S and B of seed {analysis.seeds[0]}), not "
+               f"distillation in general: run several seeds for that.")
+    return (f"{how} A metric holds when p < {a} in the hypothesised direction, does not hold "
+            f"when p < {a} the other way, else it is inconclusive. A hypothesis holds when all "
+            f"its metrics hold; it does not hold when none holds and at least one is "
+            f"significant the other way after a Holm correction over its metrics; otherwise it "
+            f"is inconclusive. p (Holm) corrects over the rows of one family (the rows that "
+            f"carry the verdicts; each seed's diagnostics).")
+
+
+def _test_rows(rows: list[dict], level: int, with_seed: bool) -> list[str]:
+    seed_head, seed_sep = ("seed | ", "---:|") if with_seed else ("", "")
+    lines = [f"| {seed_head}hypothesis | metric | hypothesised | test | pairs | S | B | "
+             f"S − B [{level}% CI] | effect size | p | p (Holm) | verdict |",
+             f"|{seed_sep}---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        diff = (f"{_fmt(r['diff'])} [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}]")
+        seed = f"{r['seed']} | " if with_seed else ""
+        lines.append(f"| {seed}{r['hypothesis']} | {r['metric']} | {r['direction']} | "
+                     f"{r['test']} | {r['n_pairs']} | {_fmt(r['S'])} | {_fmt(r['B'])} | "
+                     f"{diff} | {_effect(r)} | {_fmt_p(r['p_value'])} | "
+                     f"{_fmt_p(r['p_holm'])} | **{r['verdict']}** |")
+    return lines
 
 
 def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
-    """Markdown: the metric tests, then one line per hypothesis with its overall verdict."""
+    """Markdown: the tests that carry the verdicts, one line per hypothesis with its
+    verdict, then (with several seeds) the within-run diagnostics of each seed."""
     if analysis.tests.empty:
         return "No hypothesis was tested: " + "; ".join(analysis.notes) + "\n"
     level = int(round(analysis.settings.ci_level * 100))
-    lines = [f"| hypothesis | metric | hypothesised | S | B | S − B [{level}% CI] | effect size "
-             "| p | p (Holm) | verdict |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    for r in analysis.tests.to_dict("records"):
-        diff = (f"{_fmt(r['diff'])} [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}]")
-        lines.append(f"| {r['hypothesis']} | {r['metric']} | {r['direction']} | {_fmt(r['S'])} "
-                     f"| {_fmt(r['B'])} | {diff} | {_effect(r)} | {_fmt_p(r['p_value'])} | "
-                     f"{_fmt_p(r['p_holm'])} | **{r['verdict']}** |")
-    lines += ["", "| hypothesis | claim | verdict | support |", "|---:|---|---|---|"]
+    tests = analysis.tests
+    carrying = tests[tests["carries_verdict"]].to_dict("records")
+    several = len(analysis.seeds) > 1
+    lines = ["Tests that carry the verdicts"
+             + (f" (paired by seed, {len(analysis.seeds)} seeds):" if several else
+                f" (one run, seed {analysis.seeds[0]}: about these two networks only):"), ""]
+    lines += _test_rows(carrying, level, with_seed=not several)
+    lines += ["", "| hypothesis | claim | verdict | support | scope |", "|---:|---|---|---|---|"]
     for v in analysis.verdicts.to_dict("records"):
         lines.append(f"| {v['hypothesis']} | {v['claim']} | **{v['verdict']}** | "
-                     f"{v['support']} |")
+                     f"{v['support']} | {v['scope']} |")
+    diagnostics = tests[~tests["carries_verdict"]].sort_values(
+        ["seed", "hypothesis"], kind="stable").to_dict("records")
+    if diagnostics:
+        lines += ["", "Within-run diagnostics (image level, one run at a time; no verdict "
+                  "rests on them):", ""]
+        lines += _test_rows(diagnostics, level, with_seed=True)
     return "\n".join(lines) + "\n\n" + _rule_note(analysis) + "\n"
 
 
@@ -228,8 +273,10 @@ def hypotheses_latex(analysis: ConceptAnalysis) -> str:
     if analysis.tests.empty:
         lines.append("\\multicolumn{10}{l}{no test: " + _tex_escape("; ".join(analysis.notes))
                      + "} \\\\")
-    for r in analysis.tests.to_dict("records"):
-        test = "Wilcoxon" if r["test"] == "wilcoxon" else "permutation"
+    for r in analysis.tests[analysis.tests["carries_verdict"]].to_dict("records") \
+            if not analysis.tests.empty else []:
+        test = {"wilcoxon": "Wilcoxon", "sign-flip over seeds": "sign-flip (seeds)"}.get(
+            r["test"], "permutation")
         lines.append(" & ".join([
             str(r["hypothesis"]), _LATEX_HEADERS[r["metric"]],
             r["direction"].replace(">", "$>$").replace("<", "$<$"), test, _fmt(r["S"]),
@@ -246,14 +293,73 @@ def hypotheses_latex(analysis: ConceptAnalysis) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(analysis: ConceptAnalysis, out_dir: str | Path) -> dict[str, Path]:
+def per_seed_table(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = None
+                   ) -> pd.DataFrame:
+    """The seed-level table: one row per (seed, role), the unit the verdicts rest on.
+
+    Columns: ``seed``, ``role``, ``label``, ``n_images``, then the per-seed value of each of
+    ``N_fg, N_bg, fg_ratio, D_mean, D_std, D_var, rho`` (a mean over that run's used images;
+    ``D_std``/``D_var`` the spread over them, ddof 0), then, when ``accuracies`` is given
+    (columns ``seed``, ``role``, ``train_acc``, ``val_acc``), the model's final train and
+    validation accuracy.
+    """
+    from kdexplain.concepts import METRICS
+
+    rows = []
+    for (seed, role), sub in analysis.per_image.groupby(["seed", "role"], sort=True):
+        row = {"seed": int(seed), "role": role, "label": ROLE_LABELS[role],
+               "n_images": int(len(sub))}
+        for metric in _CSV_METRICS:
+            source, statistic = METRICS[metric]
+            x = sub[source].to_numpy(dtype=np.float64)
+            x = x[np.isfinite(x)]
+            fn = {"mean": np.mean, "std": np.std, "var": np.var}[statistic]
+            row[metric] = float(fn(x)) if x.size else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    order = {r: i for i, r in enumerate(("teacher", "student", "baseline"))}
+    table = table.sort_values(["seed", "role"], key=lambda c: c.map(order) if c.name == "role"
+                              else c, ignore_index=True)
+    if accuracies is not None and not accuracies.empty:
+        acc = accuracies[["seed", "role", "train_acc", "val_acc"]]
+        table = table.merge(acc, on=["seed", "role"], how="left")
+    return table
+
+
+def per_seed_markdown(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = None) -> str:
+    """Markdown of :func:`per_seed_table` (accuracies in %)."""
+    table = per_seed_table(analysis, accuracies)
+    acc = "val_acc" in table.columns
+    head = "| seed | role | images | " + " | ".join(TABLE_METRICS) + (
+        " | train acc | val acc |" if acc else " |")
+    lines = [head, "|---:|---|---:|" + "---:|" * (len(TABLE_METRICS) + 2 * acc)]
+    for r in table.to_dict("records"):
+        cells = [_fmt(r[m], 4) for m in TABLE_METRICS]
+        if acc:
+            cells += ["n/a" if not np.isfinite(r[k]) else f"{100 * r[k]:.1f}%"
+                      for k in ("train_acc", "val_acc")]
+        lines.append(f"| {r['seed']} | {r['label']} ({r['role']}) | {r['n_images']} | "
+                     + " | ".join(cells) + " |")
+    note = ("Per-seed values: a mean over that run's used images (D_std: their spread). "
+            "A shared teacher appears once, under its own seed.")
+    if acc:
+        note += (" Accuracies: the model's last epoch; train accuracy is the running accuracy "
+                 "of that epoch in training mode (dropout on), validation in evaluation mode.")
+    return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def write_tables(analysis: ConceptAnalysis, out_dir: str | Path,
+                 accuracies: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write ``concept_metrics.{csv,md,tex}``, ``hypotheses.{csv,md,tex}``,
-    ``per_image.csv``, ``trajectories.csv`` and ``images.csv`` into ``out_dir``.
+    ``per_seed.{csv,md}``, ``per_image.csv``, ``trajectories.csv`` and ``images.csv`` into
+    ``out_dir``.
 
     Returns the paths by file name.
     """
     out = Path(out_dir)
     files = {
+        "per_seed.csv": per_seed_table(analysis, accuracies).to_csv(index=False),
+        "per_seed.md": per_seed_markdown(analysis, accuracies),
         "concept_metrics.csv": concept_metrics_table(analysis).to_csv(index=False),
         "concept_metrics.md": concept_metrics_markdown(analysis),
         "concept_metrics.tex": concept_metrics_latex(analysis),

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
@@ -19,6 +20,7 @@ from kdexplain.report.figures import (
 from kdexplain.report.tables import (
     concept_metrics_markdown,
     hypotheses_markdown,
+    per_seed_markdown,
     write_tables,
 )
 from kdexplain.utils.io import atomic_write_text, write_json
@@ -30,6 +32,7 @@ _SETTING_HELP = {
     "concept_threshold": "b: a cell is a concept when H_bar - H_i > b (nats)",
     "baseline_entropy": "H_bar: mean background entropy pooled over images, or per image",
     "select_effective": "the original selection of effective images",
+    "keep_effective": "of the effective images, only the first K are analysed (pick_sample)",
     "late_fraction": "selection rule: checkpoints at epoch >= this fraction of training",
     "count_epoch": "checkpoint of hypothesis 1's counts (None: each model's last)",
     "distance": "weight distance d: over optimiser steps, or the per-epoch form",
@@ -58,23 +61,28 @@ def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
     if analysis.verdicts.empty:
         return ["No hypothesis was tested: " + "; ".join(analysis.notes) + "."]
     level = int(round(analysis.settings.ci_level * 100))
+    tests = analysis.tests[analysis.tests["carries_verdict"]]
     out = []
     for v in analysis.verdicts.to_dict("records"):
-        rows = analysis.tests[analysis.tests["hypothesis"] == v["hypothesis"]]
+        rows = tests[tests["hypothesis"] == v["hypothesis"]]
         parts = []
         for r in rows.to_dict("records"):
             if r["test"] == "wilcoxon":
                 how = (f"Wilcoxon p = {_p(r['p_value'])}, rank-biserial r = "
-                       f"{r['effect_size']:+.2f}, {r['n_pairs']} pairs")
+                       f"{r['effect_size']:+.2f}, {r['n_pairs']} images")
+            elif r["level"] == "seeds":
+                how = (f"sign-flip p = {_p(r['p_value'])} (smallest possible "
+                       f"{_p(r['min_p'])}), d_z = {_fmt(r['effect_size'])}, "
+                       f"{r['n_pairs']} seeds")
             else:
                 how = (f"permutation p = {_p(r['p_value'])}, sd ratio S/B = "
-                       f"{_fmt(r['effect_size'])}, {r['n_pairs']} pairs")
+                       f"{_fmt(r['effect_size'])}, {r['n_pairs']} images")
             parts.append(f"{r['metric']} (expected {r['direction']}): S {_fmt(r['S'])} vs B "
                          f"{_fmt(r['B'])}, S − B = {_fmt(r['diff'])} ({level}% CI "
                          f"{_fmt(r['diff_ci_low'])} to {_fmt(r['diff_ci_high'])}), {how}: "
                          f"{r['verdict']}")
         out.append(f"**Hypothesis {v['hypothesis']}: {v['claim']}. Verdict: {v['verdict']}** "
-                   f"({v['support']}). " + "; ".join(parts) + ".")
+                   f"({v['support']}; {v['scope']}). " + "; ".join(parts) + ".")
     return out
 
 
@@ -166,11 +174,11 @@ def _images_section(analysis: ConceptAnalysis) -> list[str]:
         left = [k for k in dict.fromkeys(sub["image_key"])
                 if not sub.loc[sub["image_key"] == k, "used"].all()]
         if left:
-            roles = [r for r in analysis.roles if r in set(sub["model"])]
+            roles = [r for r in analysis.roles if r in set(sub["role"])]
             lines += ["Not used (why, per model):", "",
                       "| image | " + " | ".join(ROLE_LABELS[r] for r in roles) + " |",
                       "|---|" + "---|" * len(roles)]
-            table = sub.set_index(["image_key", "model"])
+            table = sub.set_index(["image_key", "role"])
             for k in left:
                 cells = []
                 for r in roles:
@@ -188,8 +196,8 @@ def _images_section(analysis: ConceptAnalysis) -> list[str]:
 def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
                  images: np.ndarray | None = None, config: Mapping[str, Any] | None = None,
                  title: str = "kdexplain report", reproduce: Sequence[str] | None = None,
-                 heatmap_images: int = 4, heatmap_keys: list[str] | None = None
-                 ) -> dict[str, Path]:
+                 heatmap_images: int = 4, heatmap_keys: list[str] | None = None,
+                 accuracies: pd.DataFrame | None = None) -> dict[str, Path]:
     """Write a complete report folder for a concept analysis.
 
     Writes, atomically: ``index.md`` (read top to bottom: what was run, the tables, the
@@ -216,13 +224,16 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
         Number of images in the heatmap figure.
     heatmap_keys : list of str, optional
         Which images to show in the heatmap figure.
+    accuracies : DataFrame, optional
+        ``seed``, ``role``, ``train_acc``, ``val_acc`` per trained model (the seed-level
+        table prints them).
 
     Returns
     -------
     dict file name -> Path
     """
     out = Path(out_dir)
-    paths = write_tables(analysis, out)
+    paths = write_tables(analysis, out, accuracies)
     fig_dir = out / "figures"
     figures = []
     heat = plot_entropy_heatmaps(analysis, fig_dir / "entropy_heatmaps.png", images=images,
@@ -264,7 +275,10 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     for s in verdict_sentences(analysis):
         lines += [s, ""]
     lines += ["Files: `hypotheses.csv`, `hypotheses.md`, `hypotheses.tex`.", "",
-              hypotheses_markdown(analysis).rstrip(), "", "## Figures", ""]
+              hypotheses_markdown(analysis).rstrip(), "",
+              "## Seed-level table", "",
+              "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
+              per_seed_markdown(analysis, accuracies).rstrip(), "", "## Figures", ""]
     for i, (p, caption) in enumerate(figures, 1):
         lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
     lines += ["## Images used", ""]

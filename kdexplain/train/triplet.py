@@ -29,8 +29,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ from kdexplain.config import (
     parse_config,
     read_yaml,
 )
-from kdexplain.models import build_model, load_state_dict, resolve_layer_name
+from kdexplain.models import build_model, load_model, load_state_dict, resolve_layer_name
 from kdexplain.train.distributed import DistContext
 from kdexplain.train.features import upstream_parameters
 from kdexplain.train.loop import ModelTrainer, Phase, PreloadedDataset
@@ -62,9 +65,15 @@ from kdexplain.utils import (
 )
 from kdexplain.vocabulary import ROLES
 
-__all__ = ["ROLES", "format_summary", "run_dir_for", "train_all_seeds", "train_triplet"]
+__all__ = ["ROLES", "SHARED_TEACHER", "format_summary", "run_dir_for", "shared_teacher_dir",
+           "shared_teacher_of", "train_all_seeds", "train_teacher", "train_triplet"]
 
 log = logging.getLogger("kdexplain.train")
+
+#: Folder of the teacher shared by every seed, inside ``out_dir/name``.
+SHARED_TEACHER = "shared_teacher"
+#: File in a seed's run directory that points to the shared teacher's run.
+TEACHER_LINK = "teacher.json"
 
 #: Config keys that may change between an interrupted run and its resumption.
 _RESUME_FREE = ("name", "out_dir", "device", "seeds", "analysis", "optim.num_workers",
@@ -80,10 +89,10 @@ def run_dir_for(config: ExperimentConfig, seed: int | None = None) -> Path:
     return base
 
 
-def _config_changes(old: dict, new: dict) -> list[str]:
+def _config_changes(old: dict, new: dict, free: tuple[str, ...] = ()) -> list[str]:
     a, b = flatten_config(old), flatten_config(new)
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and not key_under(k, _RESUME_FREE)]
+            if a.get(k) != b.get(k) and not key_under(k, _RESUME_FREE + free)]
 
 
 def _build_dataset(name: str, split: str, root: str | None, image_size: int,
@@ -133,8 +142,23 @@ def _keep(config: ExperimentConfig, epochs: int) -> set[int]:
     return {e for e in config.checkpoints if e <= epochs}
 
 
+def shared_teacher_dir(config: ExperimentConfig, run_dir: str | Path | None = None) -> Path:
+    """Where the teacher shared by every seed of a multi-seed config is trained:
+    ``<run_dir or out_dir/name>/shared_teacher``."""
+    base = Path(run_dir) if run_dir is not None else Path(config.out_dir) / config.name
+    return base / SHARED_TEACHER
+
+
+def shared_teacher_of(run_dir: str | Path) -> Path | None:
+    """The shared teacher's run directory that a seed's run uses, or None (own teacher)."""
+    path = Path(run_dir) / TEACHER_LINK
+    if not path.is_file():
+        return None
+    return (Path(run_dir) / read_json(path)["run"]).resolve()
+
+
 def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
-                  resume: bool = False) -> Path:
+                  resume: bool = False, teacher_run: str | Path | None = None) -> Path:
     """Train teacher, baseline and student of one experiment (one seed: ``config.seed``).
 
     Parameters
@@ -147,6 +171,10 @@ def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
         retrained). The config must equal the interrupted run's, except for
         ``name``, ``out_dir``, ``device``, ``seeds``, ``analysis``, ``optim.num_workers``.
         Without ``resume`` the run directory must not hold a run already.
+    teacher_run : str or Path, optional
+        A finished teacher-only run (:func:`train_teacher`): the student distils from that
+        teacher, this run trains no teacher of its own and records the link in
+        ``teacher.json``.
 
     Returns
     -------
@@ -158,16 +186,64 @@ def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
     try:
         # one process at a time in a run folder (under torchrun: rank 0 holds it)
         with folder_lock(run_dir) if ctx.is_main else nullcontext():
-            return _train(config, run_dir, resume, ctx)
+            return _train(config, run_dir, resume, ctx, None if teacher_run is None
+                          else Path(teacher_run))
     finally:
         ctx.close()
 
 
-def _check_resumable(config: ExperimentConfig, run_dir: Path, resume: bool) -> bool:
-    """Whether ``run_dir`` holds finished work (a model's ``last.pt``) to continue.
+def train_teacher(config: ExperimentConfig, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train only the teacher of ``config`` (seed ``config.seed``) into a run directory of
+    its own, to be shared by the seeds of a multi-seed experiment (SPEC 2: the teacher is a
+    given network; the randomness under study is that of S and B).
+
+    The directory has the layout of :func:`train_triplet` with only ``teacher/``; its
+    ``summary.json`` says ``"teacher_only": true``. A finished teacher is not retrained.
+    """
+    run_dir = Path(run_dir)
+    ctx = DistContext.setup(config.device)
+    try:
+        t_start = time.perf_counter()
+        with folder_lock(run_dir) if ctx.is_main else nullcontext():
+            return _train_teacher_only(config, run_dir, resume, ctx, t_start)
+    finally:
+        ctx.close()
+
+
+def _train_teacher_only(config: ExperimentConfig, run_dir: Path, resume: bool,
+                        ctx: DistContext, t_start: float) -> Path:
+    started = _start(config, run_dir, resume, ctx, free=("student", "baseline"))
+    setup = _setup(config, ctx)
+    _check_pretrained(config, setup.num_classes)
+    _write_run_info(config, run_dir, started, ctx)
+    summary = _summary_head(config, run_dir, ctx, setup)
+    summary["teacher_only"] = True
+    _, summary["models"]["teacher"] = _train_teacher(config, run_dir, setup, resume)
+    _finish(summary, run_dir, ctx, t_start)
+    return run_dir
+
+
+@dataclass
+class _Setup:
+    """What every model of a run needs: the data, the analysed layer, the initialiser."""
+
+    train_set: Any
+    val_set: Any
+    num_classes: int
+    layer: str
+    has_above: bool
+    common: dict[str, Any]
+    init: Callable[..., nn.Module]
+
+
+def _start(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext,
+           free: tuple[str, ...] = ()) -> bool:
+    """Check whether ``run_dir`` may be (re)used, then seed; returns whether it holds
+    finished work (a model's ``last.pt``) to continue.
 
     A folder with finished work needs ``resume`` and the same config; a folder without (only
     the ``config.yaml`` of a command that failed before its first epoch) is simply reused.
+    Nothing is written here: :func:`_write_run_info` does that once everything is validated.
     """
     cfg_path = run_dir / "config.yaml"
     started = any((run_dir / r / "last.pt").is_file() for r in ROLES)
@@ -178,30 +254,61 @@ def _check_resumable(config: ExperimentConfig, run_dir: Path, resume: bool) -> b
         # through the current schema, so keys added since then compare as their defaults
         old = parse_config(read_yaml(cfg_path.read_text(encoding="utf-8"), str(cfg_path)),
                            str(cfg_path))
-        changes = _config_changes(old.model_dump(mode="json"), config.model_dump(mode="json"))
+        changes = _config_changes(old.model_dump(mode="json"), config.model_dump(mode="json"),
+                                  free)
         if changes:
             raise ConfigError(f"cannot resume {run_dir} with a different config; changed: "
                               + "; ".join(changes))
-    return started
-
-
-def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext) -> Path:
-    t_start = time.perf_counter()
-    started = _check_resumable(config, run_dir, resume)
     seed_everything(config.seed, deterministic=config.deterministic)
     if not config.deterministic:  # undo an earlier run's setting in this process
         torch.use_deterministic_algorithms(False)
         if torch.backends.cudnn.is_available():
             torch.backends.cudnn.deterministic = False
             torch.backends.cudnn.benchmark = True
+    return started
 
-    # ---- data ----
+
+def _check_pretrained(config: ExperimentConfig, num_classes: int) -> None:
+    """A ``teacher.pretrained`` weights file exists and fits the architecture (checked before
+    the run folder is written, so a wrong file leaves nothing behind)."""
+    t, m = config.teacher, config.model
+    if t.pretrained is None or t.pretrained == "torchvision":
+        return
+    path = Path(t.pretrained)
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
+    with torch.random.fork_rng():  # building the probe must not move the run's generators
+        _transfer(build_model(m.arch, num_classes, **m.kwargs), load_state_dict(path), str(path))
+
+
+def _write_run_info(config: ExperimentConfig, run_dir: Path, started: bool,
+                    ctx: DistContext) -> None:
+    """``config.yaml`` and ``environment.json`` (appended to when the run resumes), written
+    by rank 0 once every process has validated the config."""
+    ctx.barrier()
+    if not ctx.is_main:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for p in remove_stale_temporaries(run_dir):
+        log.info("removed %s, left by an interrupted save", p)
+    atomic_write_text(run_dir / "config.yaml", dump_config(config))
+    env = environment_info()
+    env["world_size"] = ctx.world_size
+    env["device"] = str(ctx.device)
+    env_path = run_dir / "environment.json"
+    if started and env_path.is_file():
+        first = read_json(env_path)
+        first.setdefault("resumed", []).append(env)
+        env = first
+    write_json(env_path, env)
+
+
+def _setup(config: ExperimentConfig, ctx: DistContext) -> _Setup:
+    """Build the target data and check the layer (before any training)."""
     d = config.data
     train_set = _build_dataset(d.name, d.train_split, d.root, d.image_size, d.options, d.preload)
     val_set = _build_dataset(d.name, d.val_split, d.root, d.image_size, d.options, d.preload)
     num_classes = _num_classes(train_set, f"dataset {d.name!r} ({d.train_split})")
-
-    # ---- the layer (validated before any training) ----
     m = config.model
     probe = build_model(m.arch, num_classes, **m.kwargs)
     layer = resolve_layer_name(probe, m.layer, m.arch)
@@ -209,12 +316,6 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
     upstream = set(upstream_parameters(probe, layer, d.image_size))
     has_above = any(n not in upstream for n, _ in probe.named_parameters())
     del probe
-    _check_pretrained(config, num_classes)
-
-    # ---- only now, with everything validated, is the run folder written ----
-    ctx.barrier()  # every process has checked before rank 0 writes anything
-    if ctx.is_main:
-        _write_run_info(config, run_dir, started, ctx)
 
     def init(key: str, classes: int = num_classes) -> nn.Module:
         torch.manual_seed(derive_seed(config.seed, "init", key))
@@ -222,14 +323,59 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
 
     common = {"ctx": ctx, "seed": config.seed, "arch": m.arch, "model_kwargs": m.kwargs,
               "layer": layer, "track_layers": track}
-    summary: dict[str, Any] = {"run_dir": str(run_dir), "name": config.name, "seed": config.seed,
-                               "world_size": ctx.world_size, "device": str(ctx.device),
-                               "layer": layer, "arch": m.arch, "num_classes": num_classes,
-                               "models": {}}
+    return _Setup(train_set, val_set, num_classes, layer, has_above, common, init)
 
-    # ---- teacher ----
-    t = config.teacher
+
+def _summary_head(config: ExperimentConfig, run_dir: Path, ctx: DistContext, s: _Setup
+                  ) -> dict[str, Any]:
+    m = config.model
+    return {"run_dir": str(run_dir), "name": config.name, "seed": config.seed,
+            "world_size": ctx.world_size, "device": str(ctx.device), "layer": s.layer,
+            "arch": m.arch, "num_classes": s.num_classes, "models": {}}
+
+
+def _finish(summary: dict[str, Any], run_dir: Path, ctx: DistContext, t_start: float) -> None:
+    summary["ranks_identical"] = all(v.get("ranks_identical") is not False
+                                     for v in summary["models"].values())
+    summary["seconds_this_session"] = time.perf_counter() - t_start
+    if ctx.is_main:
+        write_json(run_dir / "summary.json", summary)
+    ctx.barrier()
+
+
+def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext,
+           teacher_run: Path | None = None) -> Path:
+    t_start = time.perf_counter()
+    if teacher_run is not None and not (teacher_run / "teacher" / "last.pt").is_file():
+        raise FileNotFoundError(f"the shared teacher {teacher_run} is not trained (no "
+                                "teacher/last.pt); train it first with train_teacher")
+    started = _start(config, run_dir, resume, ctx)
+    setup = _setup(config, ctx)
+    if teacher_run is None:
+        _check_pretrained(config, setup.num_classes)
+    _write_run_info(config, run_dir, started, ctx)
+    summary = _summary_head(config, run_dir, ctx, setup)
+    if teacher_run is None:
+        teacher, summary["models"]["teacher"] = _train_teacher(config, run_dir, setup, resume)
+    else:
+        teacher = load_model(teacher_run / "teacher" / "last.pt").to(ctx.device)
+        link = {"run": os.path.relpath(teacher_run, run_dir),
+                "seed": read_json(teacher_run / "summary.json").get("seed")
+                if (teacher_run / "summary.json").is_file() else None}
+        summary["teacher_run"] = link["run"]
+        if ctx.is_main:
+            write_json(run_dir / TEACHER_LINK, link)
+    summary["models"].update(_train_pair(config, run_dir, setup, teacher, resume))
+    _finish(summary, run_dir, ctx, t_start)
+    return run_dir
+
+
+def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: bool
+                   ) -> tuple[nn.Module, dict[str, Any]]:
+    """Pre-train (or load) and fine-tune the teacher; returns it and its summary."""
+    d, m, t = config.data, config.model, config.teacher
     t_optim = config.optim.merged(t.optim)
+    init, num_classes = s.init, s.num_classes
     phases: list[Phase] = []
     if t.pretrained is None and t.pretrain_epochs > 0:
         src = d.source
@@ -248,15 +394,16 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
         phases.append(Phase("pretrain", t.pretrain_epochs, "ce", src_train, src_val, src_classes,
                             t_optim.merged(t.pretrain_optim), keep={t.pretrain_epochs},
                             subdir="pretrain"))
-        phases.append(Phase("finetune", t.epochs, "ce", train_set, val_set, num_classes, t_optim,
-                            keep=_keep(config, t.epochs), tracked=True, prepare=new_head))
+        phases.append(Phase("finetune", t.epochs, "ce", s.train_set, s.val_set, num_classes,
+                            t_optim, keep=_keep(config, t.epochs), tracked=True,
+                            prepare=new_head))
         teacher_init = lambda: init("teacher", src_classes)  # noqa: E731
     else:
         if t.pretrained is None:
             log.warning("teacher: no pretrained weights and no pre-training: the teacher is "
                         "trained from scratch on the target, like the baseline")
-        phases.append(Phase("finetune", t.epochs, "ce", train_set, val_set, num_classes, t_optim,
-                            keep=_keep(config, t.epochs), tracked=True))
+        phases.append(Phase("finetune", t.epochs, "ce", s.train_set, s.val_set, num_classes,
+                            t_optim, keep=_keep(config, t.epochs), tracked=True))
 
         def teacher_init() -> nn.Module:
             if t.pretrained is None:
@@ -272,79 +419,48 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
                 raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
             return _transfer(init("teacher-head"), load_state_dict(path), str(path))
 
-    teacher_trainer = ModelTrainer("teacher", run_dir / "teacher", phases, **common)
-    teacher = teacher_trainer.run(teacher_init, resume=resume)
-    summary["models"]["teacher"] = _model_summary(teacher_trainer)
+    trainer = ModelTrainer("teacher", run_dir / "teacher", phases, **s.common)
+    teacher = trainer.run(teacher_init, resume=resume)
+    return teacher, _model_summary(trainer)
 
-    # ---- baseline ----
+
+def _train_pair(config: ExperimentConfig, run_dir: Path, s: _Setup, teacher: nn.Module,
+                resume: bool) -> dict[str, Any]:
+    """Train the baseline and the student of one seed; returns their summaries."""
+    out: dict[str, Any] = {}
+    init, num_classes, train_set, val_set = s.init, s.num_classes, s.train_set, s.val_set
     b = config.baseline
     base_key = "scratch" if config.student.same_init_as_baseline else "baseline"
     baseline_trainer = ModelTrainer(
         "baseline", run_dir / "baseline",
-        [Phase("train", b.epochs, "ce", train_set, val_set, num_classes, config.optim.merged(b.optim),
-               keep=_keep(config, b.epochs), tracked=True)], **common)
+        [Phase("train", b.epochs, "ce", train_set, val_set, num_classes,
+               config.optim.merged(b.optim), keep=_keep(config, b.epochs), tracked=True)],
+        **s.common)
     baseline_trainer.run(lambda: init(base_key), resume=resume)
-    summary["models"]["baseline"] = _model_summary(baseline_trainer)
+    out["baseline"] = _model_summary(baseline_trainer)
 
-    # ---- student ----
-    s = config.student
-    s_optim = config.optim.merged(s.optim)
-    student_key = "scratch" if s.same_init_as_baseline else "student"
-    if s.mode == "feature":
-        phases = [Phase("phase1", s.phase1_epochs, "feature", train_set, val_set, num_classes,
-                        s_optim, keep=_keep(config, s.phase1_epochs), tracked=True, freeze="above")]
-        if s.phase2_epochs > 0 and has_above:
-            phases.append(Phase("phase2", s.phase2_epochs, "ce", train_set, val_set, num_classes,
-                                s_optim, keep=_keep(config, s.phase2_epochs), subdir="phase2",
-                                freeze="upstream"))
-        elif not has_above:
-            log.info("student: layer %s is the last layer, so there is no phase 2", layer)
+    st = config.student
+    s_optim = config.optim.merged(st.optim)
+    student_key = "scratch" if st.same_init_as_baseline else "student"
+    if st.mode == "feature":
+        phases = [Phase("phase1", st.phase1_epochs, "feature", train_set, val_set, num_classes,
+                        s_optim, keep=_keep(config, st.phase1_epochs), tracked=True,
+                        freeze="above")]
+        if st.phase2_epochs > 0 and s.has_above:
+            phases.append(Phase("phase2", st.phase2_epochs, "ce", train_set, val_set,
+                                num_classes, s_optim, keep=_keep(config, st.phase2_epochs),
+                                subdir="phase2", freeze="upstream"))
+        elif not s.has_above:
+            log.info("student: layer %s is the last layer, so there is no phase 2", s.layer)
     else:
-        phases = [Phase("phase1", s.phase1_epochs, s.mode, train_set, val_set, num_classes,
-                        s_optim, keep=_keep(config, s.phase1_epochs), tracked=True)]
+        phases = [Phase("phase1", st.phase1_epochs, st.mode, train_set, val_set, num_classes,
+                        s_optim, keep=_keep(config, st.phase1_epochs), tracked=True)]
     student_trainer = ModelTrainer("student", run_dir / "student", phases, teacher=teacher,
-                                   temperature=s.temperature, soft_weight=s.soft_weight, **common)
+                                   temperature=st.temperature, soft_weight=st.soft_weight,
+                                   **s.common)
     student_trainer.run(lambda: init(student_key), resume=resume)
-    summary["models"]["student"] = _model_summary(student_trainer)
-
-    summary["ranks_identical"] = all(v.get("ranks_identical") is not False
-                                     for v in summary["models"].values())
-    summary["seconds_this_session"] = time.perf_counter() - t_start
-    if ctx.is_main:
-        write_json(run_dir / "summary.json", summary)
-    ctx.barrier()
-    return run_dir
-
-
-def _check_pretrained(config: ExperimentConfig, num_classes: int) -> None:
-    """A ``teacher.pretrained`` weights file exists and fits the architecture (checked before
-    the run folder is written, so a wrong file leaves nothing behind)."""
-    t, m = config.teacher, config.model
-    if t.pretrained is None or t.pretrained == "torchvision":
-        return
-    path = Path(t.pretrained)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
-    with torch.random.fork_rng():  # building the probe must not move the run's generators
-        _transfer(build_model(m.arch, num_classes, **m.kwargs), load_state_dict(path), str(path))
-
-
-def _write_run_info(config: ExperimentConfig, run_dir: Path, started: bool,
-                    ctx: DistContext) -> None:
-    """``config.yaml`` and ``environment.json`` (appended to when the run resumes)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_temporaries(run_dir):
-        log.info("removed %s, left by an interrupted save", p)
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
-    env = environment_info()
-    env["world_size"] = ctx.world_size
-    env["device"] = str(ctx.device)
-    env_path = run_dir / "environment.json"
-    if started and env_path.is_file():
-        first = read_json(env_path)
-        first.setdefault("resumed", []).append(env)
-        env = first
-    write_json(env_path, env)
+    out["student"] = _model_summary(student_trainer)
+    return out
 
 
 def _model_summary(trainer: ModelTrainer) -> dict[str, Any]:
@@ -372,14 +488,21 @@ def train_all_seeds(config: ExperimentConfig, run_dir: str | Path | None = None,
     """Train the triplet once per seed of ``config.run_seeds()``.
 
     With ``seeds`` set, seed ``s`` goes to ``<run_dir>/seed_<s>`` (``run_dir`` default
-    ``out_dir/name``); otherwise this is :func:`train_triplet`.
+    ``out_dir/name``); otherwise this is :func:`train_triplet`. With ``seeds`` and
+    ``teacher.per_seed: false`` (the default) the teacher is trained once, with ``seed``,
+    into ``<run_dir>/shared_teacher`` (:func:`train_teacher`), and every seed's student
+    distils from it; ``teacher.per_seed: true`` trains a teacher per seed.
     """
     if not config.seeds:
         return [train_triplet(config, run_dir, resume)]
     base = Path(run_dir) if run_dir is not None else Path(config.out_dir) / config.name
+    teacher_run = None
+    if not config.teacher.per_seed:
+        teacher_run = train_teacher(config.for_seed(config.seed), shared_teacher_dir(config, base),
+                                    resume)
     out = []
     for s in config.run_seeds():
-        out.append(train_triplet(config.for_seed(s), base / f"seed_{s}", resume))
+        out.append(train_triplet(config.for_seed(s), base / f"seed_{s}", resume, teacher_run))
     return out
 
 
