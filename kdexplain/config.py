@@ -223,7 +223,7 @@ class BaselineConfig(_Strict):
 #: the sweep's fingerprint, so that sweeps made before them stay valid.)
 REPORT_ONLY_KEYS: tuple[str, ...] = (
     "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
-    "ci_level", "n_resamples", "n_permutations", "stats_seed")
+    "ci_level", "n_resamples", "n_permutations", "stats_seed", "keep_effective")
 #: AnalysisConfig keys that are the settings of :class:`kdexplain.concepts.ConceptSettings`
 #: (what ``kdexplain report --set`` may change; tests/test_config.py checks the two agree).
 CONCEPT_KEYS: tuple[str, ...] = ("concept_threshold", "baseline_entropy", "select_effective",

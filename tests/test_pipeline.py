@@ -176,7 +176,7 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
     import pandas as pd
 
     cfg = _write_config(tmp_path, name="seeds", seeds=[0, 1],
-                        analysis={**TINY["analysis"], "images": 3})
+                        analysis={**TINY["analysis"], "n_images": 3})
     out = tmp_path / "report"
     assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
     base = tmp_path / "runs" / "seeds"
