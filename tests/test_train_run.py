@@ -164,8 +164,8 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     calls = {"n": 0}
     original = ModelTrainer._end_epoch
 
-    def crash_after_baseline_epoch1(self, model, phase, epoch, *args, **kwargs):
-        original(self, model, phase, epoch, *args, **kwargs)
+    def crash_after_baseline_epoch1(self, st, epoch, *args, **kwargs):
+        original(self, st, epoch, *args, **kwargs)
         if self.role == "baseline" and epoch == 1:
             raise KeyboardInterrupt
 

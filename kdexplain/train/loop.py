@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
@@ -39,7 +38,7 @@ from kdexplain.models import build_model
 from kdexplain.train.checkpoints import capture_rng, checkpoint_path, restore_rng
 from kdexplain.train.distributed import DistContext, scaled_lr, state_checksum
 from kdexplain.train.features import TruncatedModel, check_feature_shapes, upstream_parameters
-from kdexplain.train.losses import distillation_loss, feature_distillation_loss, logit_l2_loss
+from kdexplain.train.objectives import OBJECTIVES, Objective, make_objective
 from kdexplain.train.optim import build_optimizer, build_scheduler
 from kdexplain.train.records import ModelRecords
 from kdexplain.train.trajectory import WeightTrajectory
@@ -52,8 +51,6 @@ log = logging.getLogger("kdexplain.train")
 
 #: Steps between two checks for a non-finite loss (each check reads one flag from the device).
 CHECK_EVERY = 25
-
-OBJECTIVES = ("ce", "feature", "soft", "logit_l2")
 
 
 class NonFiniteLossError(ValueError):
@@ -181,6 +178,50 @@ class _Epoch:
     seconds: float
 
 
+@dataclass
+class _PhaseRun:
+    """The state of one phase while it trains (what its helpers share)."""
+
+    phase: Phase
+    model: nn.Module
+    net: nn.Module                 # the trained network (truncated at L for a feature loss)
+    teacher_fn: nn.Module | None   # the frozen teacher, truncated likewise
+    objective: Objective
+    ddp: nn.Module                 # ``net``, wrapped in DistributedDataParallel under torchrun
+    params: list[nn.Parameter]
+    flags: dict[str, bool]         # requires_grad before the phase (restored by close)
+    frozen_modules: list[nn.Module]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], Any]
+    traj: WeightTrajectory | None
+    sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader | None
+    dist_rows: list[dict] = field(default_factory=list)
+    timing: dict = field(default_factory=lambda: {"train_images": 0, "train_seconds": 0.0,
+                                                  "seconds": 0.0})
+
+    @property
+    def fields(self) -> tuple[list[str], list[str]]:
+        """Column names of ``trajectory.csv`` and ``weight_distance.csv``."""
+        return self.traj.fieldnames() if self.traj is not None else ([], [])
+
+    def set_train_mode(self) -> None:
+        self.model.train()
+        for m in self.frozen_modules:
+            m.eval()
+
+    def close(self) -> None:
+        """Remove the truncation hooks and restore every parameter's ``requires_grad``."""
+        for m in (self.net, self.teacher_fn):
+            if isinstance(m, TruncatedModel):
+                m.remove()
+        for n, p in self.model.named_parameters():
+            p.requires_grad_(self.flags[n])
+
+
 class ModelTrainer:
     """Train one model (a role of the triplet) through its phases.
 
@@ -302,51 +343,64 @@ class ModelTrainer:
 
     # ---------------------------------------------------------------------------------------
     def _run_phase(self, model: nn.Module, phase: Phase, state: dict | None) -> nn.Module:
-        ctx = self.ctx
-        dev = ctx.device
+        """Train ``model`` through ``phase`` (from its start, or from a resume ``state``)."""
+        st = self._setup_phase(model, phase)
+        try:
+            first_epoch, global_step = (self._start_phase(st) if state is None
+                                        else self._continue_phase(st, state))
+            self._train_epochs(st, first_epoch, global_step)
+        finally:
+            st.close()
+        return model
+
+    def _trainable(self, model: nn.Module, phase: Phase, hw: tuple[int, ...]
+                   ) -> list[nn.Module]:
+        """Set ``requires_grad`` for what this phase trains; returns the frozen batch norms."""
+        if phase.freeze == "none":
+            for p in model.parameters():
+                p.requires_grad_(True)
+            return []
+        names = [n for n, _ in model.named_parameters()]
+        up = set(upstream_parameters(model, self.layer, hw))
+        train_names = up if phase.freeze == "above" else set(names) - up
+        if not train_names:
+            raise ValueError(f"{self.role} {phase.name}: no parameter to train (layer "
+                             f"{self.layer!r} is the last layer?)")
+        for n, p in model.named_parameters():
+            p.requires_grad_(n in train_names)
+        if phase.freeze != "upstream":
+            return []
+        # Frozen batch norms keep their running statistics: the features the head
+        # is trained on are exactly those of phase 1.
+        return [m for m in model.modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                and all(not p.requires_grad for p in m.parameters())]
+
+    def _setup_phase(self, model: nn.Module, phase: Phase) -> _PhaseRun:
+        """Everything one phase needs: networks, objective, optimiser, loaders, trajectory."""
+        ctx, dev = self.ctx, self.ctx.device
         use_cuda = dev.type == "cuda"
         model.to(dev)
         if phase.optim.channels_last and use_cuda:
             model.to(memory_format=torch.channels_last)
-        sample = phase.train_set[0]["image"]
-        hw = tuple(sample.shape[-2:])
-
-        # which parameters this phase trains
+        hw = tuple(phase.train_set[0]["image"].shape[-2:])
         flags = {n: p.requires_grad for n, p in model.named_parameters()}
-        frozen_modules: list[nn.Module] = []
-        if phase.freeze != "none":
-            up = set(upstream_parameters(model, self.layer, hw))
-            train_names = up if phase.freeze == "above" else set(flags) - up
-            if not train_names:
-                raise ValueError(f"{self.role} {phase.name}: no parameter to train (layer "
-                                 f"{self.layer!r} is the last layer?)")
-            for n, p in model.named_parameters():
-                p.requires_grad_(n in train_names)
-            if phase.freeze == "upstream":
-                # Frozen batch norms keep their running statistics: the features the head
-                # is trained on are exactly those of phase 1.
-                frozen_modules = [m for m in model.modules()
-                                  if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                                  and all(not p.requires_grad for p in m.parameters())]
-        else:
-            for p in model.parameters():
-                p.requires_grad_(True)
+        frozen_modules = self._trainable(model, phase, hw)
         params = [p for p in model.parameters() if p.requires_grad]
 
-        if phase.objective != "ce" and self.teacher is None:
+        objective = make_objective(phase.objective, self.temperature, self.soft_weight)
+        if objective.needs_teacher and self.teacher is None:
             raise ValueError(f"{self.role} {phase.name}: objective {phase.objective} needs the teacher")
-        if phase.objective == "feature":
+        if objective.feature_level:
             check_feature_shapes(self.teacher, model, self.layer, hw)
             net: nn.Module = TruncatedModel(model, self.layer)
             teacher_fn: nn.Module | None = TruncatedModel(self.teacher, self.layer)
         else:
-            net = model
-            teacher_fn = self.teacher
+            net, teacher_fn = model, self.teacher
         if self.teacher is not None:
             self.teacher.eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
-        ddp = ctx.wrap(net)
 
         opt_cfg = phase.optim
         lr = scaled_lr(opt_cfg.lr, ctx.world_size, opt_cfg.lr_scaling)
@@ -356,12 +410,16 @@ class ModelTrainer:
         amp_dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
         scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
         autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp else nullcontext
+        traj = WeightTrajectory(model, [self.layer] + self.track_layers) if phase.tracked else None
+        sampler, train_loader, val_loader = self._loaders(phase, use_cuda)
+        return _PhaseRun(phase=phase, model=model, net=net, teacher_fn=teacher_fn,
+                         objective=objective, ddp=ctx.wrap(net), params=params, flags=flags,
+                         frozen_modules=frozen_modules, optimizer=optimizer,
+                         scheduler=scheduler, scaler=scaler, autocast=autocast, traj=traj,
+                         sampler=sampler, train_loader=train_loader, val_loader=val_loader)
 
-        traj = None
-        if phase.tracked:
-            traj = WeightTrajectory(model, [self.layer] + self.track_layers)
-        traj_fields, dist_fields = traj.fieldnames() if traj else ([], [])
-
+    def _loaders(self, phase: Phase, use_cuda: bool):
+        ctx, opt_cfg = self.ctx, phase.optim
         sampler = DistributedSampler(
             phase.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
             seed=derive_seed(self.seed, self.role, phase.name, "shuffle") % (2**31))
@@ -376,141 +434,113 @@ class ModelTrainer:
             shard = Subset(phase.val_set, list(range(ctx.rank, len(phase.val_set), ctx.world_size)))
             val_loader = DataLoader(shard, batch_size=opt_cfg.eval_batch_size or 2 * opt_cfg.batch_size,
                                     shuffle=False, **loader_kw)
+        return sampler, train_loader, val_loader
 
-        def objective(module: nn.Module, x: torch.Tensor, y: torch.Tensor):
-            if phase.objective == "ce":
-                z = module(x)
-                return F.cross_entropy(z.float(), y), z
-            if phase.objective == "feature":
-                f = module(x)
-                with torch.no_grad():
-                    t = teacher_fn(x)
-                return feature_distillation_loss(f.float(), t.float()), None
-            z = module(x)
-            with torch.no_grad():
-                v = teacher_fn(x)
-            if phase.objective == "soft":
-                return distillation_loss(z.float(), v.float(), y, self.temperature,
-                                         self.soft_weight), z
-            return logit_l2_loss(z.float(), v.float()), z
+    @torch.no_grad()
+    def _evaluate(self, st: _PhaseRun) -> tuple[float | None, float | None]:
+        """Validation loss and accuracy (None where undefined) over every process's shard."""
+        if st.val_loader is None:
+            return None, None
+        dev, opt_cfg = self.ctx.device, st.phase.optim
+        st.model.eval()
+        tot = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
+        for x, y in st.val_loader:
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if opt_cfg.channels_last and dev.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with st.autocast():
+                loss, z = st.objective(st.net, st.teacher_fn, x, y)
+            tot[0] += loss.double() * len(y)
+            if z is not None:
+                tot[1] += (z.argmax(1) == y).sum()
+            tot[2] += len(y)
+        self.ctx.all_sum(tot)
+        n = float(tot[2])
+        if n == 0:
+            return None, None
+        acc = float(tot[1]) / n if st.objective.has_accuracy else None
+        return float(tot[0]) / n, acc
 
-        def set_train_mode() -> None:
-            model.train()
-            for m in frozen_modules:
-                m.eval()
+    def _start_phase(self, st: _PhaseRun) -> tuple[int, int]:
+        """Record epoch 0 (the state before any step of the phase)."""
+        seed_generators(derive_seed(self.seed, self.role, st.phase.name, "rank", self.ctx.rank))
+        t0 = time.perf_counter()
+        val_loss, val_acc = self._evaluate(st)
+        if st.traj is not None:
+            st.traj.start()
+        row = {"epoch": 0, "phase": st.phase.name, "train_loss": None, "train_acc": None,
+               "val_loss": val_loss, "val_acc": val_acc, "lr": st.optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - t0}
+        if st.traj is not None:
+            st.dist_rows.append(st.traj.distance_row(0, 0))
+        self._end_epoch(st, 0, 0, row, [st.traj.initial_row()] if st.traj else [])
+        return 1, 0
 
-        @torch.no_grad()
-        def evaluate() -> tuple[float | None, float | None]:
-            if val_loader is None:
-                return None, None
-            model.eval()
-            tot = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
-            for x, y in val_loader:
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if opt_cfg.channels_last and use_cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast():
-                    loss, z = objective(net, x, y)
-                tot[0] += loss.double() * len(y)
-                if z is not None:
-                    tot[1] += (z.argmax(1) == y).sum()
-                tot[2] += len(y)
-            ctx.all_sum(tot)
-            n = float(tot[2])
-            if n == 0:
-                return None, None
-            acc = float(tot[1]) / n if phase.objective != "feature" else None
-            return float(tot[0]) / n, acc
-
-        # ---- start or continue ----
-        if state is None:
-            seed_generators(derive_seed(self.seed, self.role, phase.name, "rank", ctx.rank))
-            first_epoch, global_step = 1, 0
-            dist_rows: list[dict] = []
-            t0 = time.perf_counter()
-            val_loss, val_acc = evaluate()
-            if traj is not None:
-                traj.start()
-            timing = {"train_images": 0, "train_seconds": 0.0, "seconds": 0.0}
-            row = {"epoch": 0, "phase": phase.name, "train_loss": None, "train_acc": None,
-                   "val_loss": val_loss, "val_acc": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - t0}
-            if traj is not None:
-                dist_rows.append(traj.distance_row(0, 0))
-            self._end_epoch(model, phase, 0, 0, row, [traj.initial_row()] if traj else [],
-                            traj, traj_fields, dist_fields, dist_rows, optimizer, scheduler,
-                            scaler, timing)
+    def _continue_phase(self, st: _PhaseRun, state: dict) -> tuple[int, int]:
+        """Restore optimiser, scheduler, scaler, trajectory and generators from ``state``."""
+        ctx = self.ctx
+        st.optimizer.load_state_dict(state["optimizer"])
+        st.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            st.scaler.load_state_dict(state["scaler"])
+        if st.traj is not None:
+            st.traj.load_state_dict(state["trajectory"])
+        rngs = state.get("rng") or []
+        if len(rngs) == ctx.world_size:
+            restore_rng(rngs[ctx.rank])
         else:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler"):
-                scaler.load_state_dict(state["scaler"])
-            if traj is not None:
-                traj.load_state_dict(state["trajectory"])
-            rngs = state.get("rng") or []
-            if len(rngs) == ctx.world_size:
-                restore_rng(rngs[ctx.rank])
-            else:
-                log.warning("%s: the checkpoint holds the generator states of %d processes, this "
-                            "run has %d: the continuation is valid but not bit-identical to an "
-                            "uninterrupted run", self.role, len(rngs), ctx.world_size)
-                seed_generators(derive_seed(self.seed, self.role, phase.name, "rank", ctx.rank,
-                                            "resume", state["epoch"]))
-            first_epoch, global_step = int(state["epoch"]) + 1, int(state["global_step"])
-            dist_rows = list(state.get("weight_distance") or [])
-            timing = dict(state.get("timing") or {"train_images": 0, "train_seconds": 0.0,
-                                                  "seconds": 0.0})
+            log.warning("%s: the checkpoint holds the generator states of %d processes, this "
+                        "run has %d: the continuation is valid but not bit-identical to an "
+                        "uninterrupted run", self.role, len(rngs), ctx.world_size)
+            seed_generators(derive_seed(self.seed, self.role, st.phase.name, "rank", ctx.rank,
+                                        "resume", state["epoch"]))
+        st.dist_rows = list(state.get("weight_distance") or [])
+        st.timing = dict(state.get("timing") or st.timing)
+        return int(state["epoch"]) + 1, int(state["global_step"])
 
-        phase_bar = progress(total=phase.epochs, initial=first_epoch - 1, unit="epoch",
-                             desc=f"{self.role} {phase.name}",
-                             enable=None if ctx.is_main else False)
+    def _train_epochs(self, st: _PhaseRun, first_epoch: int, global_step: int) -> None:
+        phase = st.phase
+        bar = progress(total=phase.epochs, initial=first_epoch - 1, unit="epoch",
+                       desc=f"{self.role} {phase.name}", enable=None if self.ctx.is_main else False)
         try:
             for epoch in range(first_epoch, phase.epochs + 1):
                 t0 = time.perf_counter()
-                lr_now = optimizer.param_groups[0]["lr"]
-                set_train_mode()
-                sampler.set_epoch(epoch)
-                ep = self._train_epoch(ddp, objective, train_loader, optimizer, scaler, traj,
-                                       phase, epoch, global_step, opt_cfg, autocast, params)
+                lr_now = st.optimizer.param_groups[0]["lr"]
+                st.set_train_mode()
+                st.sampler.set_epoch(epoch)
+                ep = self._train_epoch(st, epoch, global_step)
                 first_step = global_step + 1
-                global_step += len(train_loader)
-                scheduler.step()
-                val_loss, val_acc = evaluate()
-                timing["train_images"] += ep.images
-                timing["train_seconds"] += ep.seconds
-                traj_rows = traj.end_epoch(epoch, first_step) if traj is not None else []
-                if traj is not None and epoch in phase.keep:
-                    dist_rows.append(traj.distance_row(epoch, global_step))
+                global_step += len(st.train_loader)
+                st.scheduler.step()
+                val_loss, val_acc = self._evaluate(st)
+                st.timing["train_images"] += ep.images
+                st.timing["train_seconds"] += ep.seconds
+                traj_rows = st.traj.end_epoch(epoch, first_step) if st.traj is not None else []
+                if st.traj is not None and epoch in phase.keep:
+                    st.dist_rows.append(st.traj.distance_row(epoch, global_step))
                 row = {"epoch": epoch, "phase": phase.name, "train_loss": ep.loss,
                        "train_acc": ep.acc, "val_loss": val_loss, "val_acc": val_acc, "lr": lr_now,
                        "seconds": time.perf_counter() - t0}
-                timing["seconds"] += row["seconds"]
-                self._end_epoch(model, phase, epoch, global_step, row, traj_rows, traj, traj_fields,
-                                dist_fields, dist_rows, optimizer, scheduler, scaler, timing)
+                st.timing["seconds"] += row["seconds"]
+                self._end_epoch(st, epoch, global_step, row, traj_rows)
                 log.info("%s %s epoch %d/%d: train_loss %.4g%s, val_loss %s, val_acc %s, lr %.3g, %.1fs",
                          self.role, phase.name, epoch, phase.epochs, ep.loss,
                          "" if ep.acc is None else f", train_acc {ep.acc:.3f}",
                          "-" if val_loss is None else f"{val_loss:.4g}",
                          "-" if val_acc is None else f"{val_acc:.3f}", lr_now, row["seconds"])
-                phase_bar.update(1)
+                bar.update(1)
                 if val_acc is not None:
-                    phase_bar.set_postfix(val_acc=f"{val_acc:.3f}", refresh=False)
+                    bar.set_postfix(val_acc=f"{val_acc:.3f}", refresh=False)
         finally:
-            phase_bar.close()
-            if isinstance(net, TruncatedModel):
-                net.remove()
-            if isinstance(teacher_fn, TruncatedModel):
-                teacher_fn.remove()
-            for n, p in model.named_parameters():
-                p.requires_grad_(flags[n])
-        return model
+            bar.close()
 
     # ---------------------------------------------------------------------------------------
-    def _train_epoch(self, ddp: nn.Module, objective, loader: DataLoader,
-                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                     traj: WeightTrajectory | None, phase: Phase, epoch: int,
-                     global_step: int, opt_cfg: OptimConfig, autocast, params) -> _Epoch:
+    def _train_epoch(self, st: _PhaseRun, epoch: int, global_step: int) -> _Epoch:
+        """One pass over the training shard; losses stay on the device (checked every
+        :data:`CHECK_EVERY` steps)."""
         ctx, dev = self.ctx, self.ctx.device
+        phase, opt_cfg, loader = st.phase, st.phase.optim, st.train_loader
+        optimizer, scaler, traj = st.optimizer, st.scaler, st.traj
         use_cuda = dev.type == "cuda"
         t0 = time.perf_counter()
         losses: list[torch.Tensor] = []
@@ -524,13 +554,13 @@ class ModelTrainer:
                 x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
                 if opt_cfg.channels_last and use_cuda:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with autocast():
-                    loss, z = objective(ddp, x, y)
+                with st.autocast():
+                    loss, z = st.objective(st.ddp, st.teacher_fn, x, y)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if opt_cfg.grad_clip is not None:
                     scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(params, opt_cfg.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(st.params, opt_cfg.grad_clip)
                 scaler.step(optimizer)
                 scaler.update()
                 if traj is not None:
@@ -551,7 +581,7 @@ class ModelTrainer:
             bar.close()
         ctx.all_sum(stats)
         n = max(float(stats[2]), 1.0)
-        acc = float(stats[1]) / n if phase.objective != "feature" else None
+        acc = float(stats[1]) / n if st.objective.has_accuracy else None
         return _Epoch(loss=float(stats[0]) / n, acc=acc, images=int(stats[2]),
                       seconds=time.perf_counter() - t0)
 
@@ -579,10 +609,13 @@ class ModelTrainer:
             "learning rate (optim.lr), or set optim.grad_clip, then run again with --resume.")
 
     # ---------------------------------------------------------------------------------------
-    def _end_epoch(self, model: nn.Module, phase: Phase, epoch: int, global_step: int,
-                   row: dict, traj_rows: list[dict], traj: WeightTrajectory | None,
-                   traj_fields: list[str], dist_fields: list[str], dist_rows: list[dict],
-                   optimizer, scheduler, scaler, timing: dict) -> None:
+    def _end_epoch(self, st: _PhaseRun, epoch: int, global_step: int, row: dict,
+                   traj_rows: list[dict]) -> None:
+        """Records, then the checkpoint(s) of an epoch's end (``last.pt`` last)."""
+        model, phase, traj, timing = st.model, st.phase, st.traj, st.timing
+        traj_fields, dist_fields = st.fields
+        dist_rows = st.dist_rows
+        optimizer, scheduler, scaler = st.optimizer, st.scheduler, st.scaler
         rngs = self.ctx.gather_objects(capture_rng())  # collective: every process calls it
         if epoch == phase.epochs:
             # every process must hold the same weights (DDP keeps them in step)
