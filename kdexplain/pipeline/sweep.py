@@ -251,7 +251,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
         groups += [of_role[i:i + checkpoints_per_call]
                    for i in range(0, len(of_role), checkpoints_per_call)]
     bar = progress(total=len(todo), desc=f"sweep rank {rank}" if world > 1 else "sweep",
-                   enable=show_progress, unit="ckpt")
+                   enable=show_progress, unit="ckpt", log_lines=True)
     bar.update(0)
     for group in groups:
         models = [load_model(p) for _, _, p in group]

@@ -1,5 +1,15 @@
-"""Knowledge quantification: the perturbation engine (SPEC section 3)."""
+"""Knowledge quantification: the perturbation engine (SPEC section 3).
 
+The package is callable: ``kdexplain.quantify(models, images, layer, ...)`` is
+:func:`kdexplain.quantify.engine.quantify`, and its submodules stay importable
+(``import kdexplain.quantify.plot``). Importing it never imports ``kdexplain.train``.
+"""
+
+import inspect as _inspect
+import sys as _sys
+import types as _types
+
+from kdexplain.models.features import LayerFeature, frozen
 from kdexplain.quantify.engine import (
     ENTROPY_OFFSET,
     PRESETS,
@@ -12,7 +22,6 @@ from kdexplain.quantify.engine import (
     sigma_to_entropy,
     upsample_grid,
 )
-from kdexplain.quantify.features import LayerFeature, frozen
 
 __all__ = [
     "ENTROPY_OFFSET",
@@ -32,3 +41,14 @@ __all__ = [
 from kdexplain.quantify.captum_attr import PerturbationEntropy  # noqa: E402
 
 __all__ += ["PerturbationEntropy"]
+
+
+class _CallableModule(_types.ModuleType):
+    """This package, callable as :func:`quantify` (so the top-level name can be both)."""
+
+    def __call__(self, *args, **kwargs):
+        return quantify(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
+__signature__ = _inspect.signature(quantify)

@@ -2,11 +2,12 @@
 
 The feature of layer L is its module's output (before the activation that follows),
 taken with a forward hook, so torchvision models are used as they are. Phase 1 of the
-student (SPEC section 2) needs only the network up to L: :class:`TruncatedModel` stops the
-forward pass there and returns the feature, as a normal module that ``DistributedDataParallel``
-can wrap. Phase 2 freezes every parameter up to and including L: :func:`upstream_parameters`
-finds them by tracing the autograd graph of the feature, which is exact for any
-architecture (skip connections included), unlike a guess from registration order.
+student (SPEC section 2) needs only the network up to L: :class:`TruncatedModel` (in
+:mod:`kdexplain.models.features`, re-exported here) stops the forward pass there and
+returns the feature, as a normal module that ``DistributedDataParallel`` can wrap.
+Phase 2 freezes every parameter up to and including L: :func:`upstream_parameters` finds
+them by tracing the autograd graph of the feature, which is exact for any architecture
+(skip connections included), unlike a guess from registration order.
 """
 
 from __future__ import annotations
@@ -15,12 +16,9 @@ import torch
 from torch import nn
 
 from kdexplain.models import resolve_layer_name
+from kdexplain.models.features import TruncatedModel, parameter_state
 
 __all__ = ["FeatureHook", "TruncatedModel", "check_feature_shapes", "upstream_parameters"]
-
-
-class _StopForward(Exception):
-    """Raised by the hook once the layer's output is captured."""
 
 
 class FeatureHook:
@@ -59,60 +57,6 @@ class FeatureHook:
         self.feature = None
 
 
-class TruncatedModel(nn.Module):
-    """``x -> feature of layer L``: the model's forward pass, stopped right after L.
-
-    The layers above L are never computed, which saves their cost in phase 1 and keeps
-    their parameters out of the autograd graph (so DDP does not wait for their
-    gradients; freeze them with ``requires_grad_(False)`` before wrapping in DDP).
-    The wrapped model is registered as ``self.model``; its state dict keys therefore carry
-    a ``model.`` prefix, so save ``truncated.model.state_dict()``.
-
-    Parameters
-    ----------
-    model : nn.Module
-    layer : str
-        Module path or the paper's alias (``conv``, ``fc1``, ...).
-    arch : str, optional
-        Architecture for alias resolution (default: ``model.kdexplain_arch``).
-    """
-
-    def __init__(self, model: nn.Module, layer: str, arch: str | None = None) -> None:
-        super().__init__()
-        self.model = model
-        self.layer = resolve_layer_name(model, layer, arch)
-        self._captured: torch.Tensor | None = None
-        # The hook stays registered for the wrapper's lifetime; call `remove()` when the
-        # model is used on its own again.
-        self._handle = model.get_submodule(self.layer).register_forward_hook(self._hook)
-
-    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        self._captured = output
-        raise _StopForward
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the feature of layer L, shape ``(B, *feature_shape)``."""
-        self._captured = None
-        try:
-            self.model(x)
-        except _StopForward:
-            pass
-        out, self._captured = self._captured, None
-        if out is None:
-            raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of "
-                               f"{type(self.model).__name__}; choose a module the forward calls")
-        return out
-
-    def remove(self) -> nn.Module:
-        """Remove the hook and return the plain model."""
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        return self.model
-
-
 @torch.no_grad()
 def _probe_input(model: nn.Module, image_size: int | tuple[int, int]) -> torch.Tensor:
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
@@ -136,21 +80,14 @@ def upstream_parameters(model: nn.Module, layer: str, image_size: int | tuple[in
     """
     layer = resolve_layer_name(model, layer, arch)
     named = [(n, p) for n, p in model.named_parameters()]
-    flags = [p.requires_grad for _, p in named]
-    was_training = model.training
     trunc = TruncatedModel(model, layer)
+    # eval: batch norm on a 2-image random batch must not touch running stats
     try:
-        model.eval()  # batch norm on a 2-image random batch must not touch running stats
-        for _, p in named:
-            p.requires_grad_(True)
-        with torch.enable_grad():
+        with parameter_state(model, requires_grad=True, train=False), torch.enable_grad():
             feature = trunc(_probe_input(model, image_size))
             grads = torch.autograd.grad(feature.sum(), [p for _, p in named], allow_unused=True)
     finally:
         trunc.remove()
-        for (_, p), flag in zip(named, flags, strict=True):
-            p.requires_grad_(flag)
-        model.train(was_training)
     return [n for (n, _), g in zip(named, grads, strict=True) if g is not None]
 
 

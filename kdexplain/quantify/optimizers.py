@@ -1,0 +1,241 @@
+"""One optimiser of sigma per preset, behind one small protocol.
+
+An optimiser owns the iterate ``theta`` (``(K, B, g, g)``, one unit per checkpoint and
+image), the entropy weight ``lambda_H`` of each unit, and the state of its step rule. The
+engine asks it for ``sigma`` (differentiable), lets autograd fill ``theta.grad``, and calls
+:meth:`SigmaOptimizer.step`, which moves the active units and applies the stopping test.
+:meth:`SigmaOptimizer.kept` returns the sigma that is reported.
+
+* :class:`SGDClamp` — the original (``"reference"`` preset): plain SGD on raw sigma,
+  clamped every step, the lambda rule after step 59, the iterate closest to the target
+  entropy.
+* :class:`AdamLog` — the ``"default"`` preset: Adam on log sigma with a learning rate per
+  unit that decays on a plateau, a convergence stop and an average of the last iterates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from kdexplain.quantify.result import sigma_to_entropy
+from kdexplain.quantify.settings import QuantifySettings
+
+__all__ = ["AdamLog", "SGDClamp", "SigmaOptimizer", "Traces", "build_optimizer"]
+
+
+class Traces:
+    """Per-step records: objective, ``D/D0`` and mean entropy per unit ``(T, K, B)`` (CPU)."""
+
+    def __init__(self, steps: int, K: int, B: int, grid: int, keep_sigma: bool) -> None:
+        self.loss = torch.full((steps, K, B), float("nan"))
+        self.distortion = torch.full((steps, K, B), float("nan"))
+        self.entropy = torch.full((steps, K, B), float("nan"))
+        self.steps_run = torch.zeros(K, B, dtype=torch.long)
+        self.sigma = torch.empty((steps, K, B, grid, grid)) if keep_sigma else None
+
+    @torch.no_grad()
+    def record(self, t: int, active: torch.Tensor, dist: torch.Tensor, lam: torch.Tensor,
+               mean_h: torch.Tensor) -> None:
+        """Record step t for the active units (NaN for the others)."""
+        a = active.cpu()
+        self.loss[t] = torch.where(a, (dist - lam * mean_h).cpu(), torch.nan)
+        self.distortion[t] = torch.where(a, dist.cpu(), torch.nan)
+        self.entropy[t] = torch.where(a, mean_h.cpu(), torch.nan)
+        self.steps_run += a.long()
+
+
+class SigmaOptimizer:
+    """The protocol, and what both optimisers share (the lambda rule, the kept iterate).
+
+    Parameters
+    ----------
+    settings : QuantifySettings
+        Resolved; ``entropy_weight`` is set.
+    shape : (K, B, g, g)
+    device : torch.device
+    """
+
+    def __init__(self, settings: QuantifySettings, shape: tuple[int, int, int, int],
+                 device: torch.device) -> None:
+        self.s = settings
+        self.lam = torch.full(shape[:2], float(settings.entropy_weight), device=device)
+        self.theta = torch.full(shape, self.to_theta(settings.sigma_init), device=device,
+                                requires_grad=True)
+
+    def to_theta(self, sigma: float) -> float:
+        """The parameter of a sigma value."""
+        raise NotImplementedError
+
+    def sigma(self) -> torch.Tensor:
+        """The current sigma ``(K, B, g, g)``, differentiable in ``theta``."""
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Before a step's forward passes (the original clamps here)."""
+
+    def zero_grad(self) -> None:
+        if self.theta.grad is not None:
+            self.theta.grad.zero_()
+
+    def _move(self) -> None:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, t: int, active: torch.Tensor, traces: Traces) -> torch.Tensor:
+        """Move the active units one step; return the units still active after the test."""
+        if not torch.isfinite(self.theta.grad).all():
+            raise FloatingPointError(
+                "non-finite gradient of sigma: the model's feature is not finite under "
+                "noise; check the inputs' scale or lower sigma_init")
+        before = self.theta.detach().clone()
+        self._move()
+        self.theta[~active] = before[~active]  # stopped units do not move
+        active = self._after_move(t, active)
+        return self._lambda_rule(t, active, traces)
+
+    def _after_move(self, t: int, active: torch.Tensor) -> torch.Tensor:
+        return active
+
+    def _lambda_rule(self, t: int, active: torch.Tensor, traces: Traces) -> torch.Tensor:
+        """The original's rule: at ``entropy_weight_step``, stop or raise lambda_H."""
+        s = self.s
+        if s.entropy_weight_step is None or t != s.entropy_weight_step:
+            return active
+        ent = traces.entropy[: t + 1].nan_to_num(-float("inf")).amax(0).to(active.device)
+        reached = ent > s.target_entropy
+        self.lam = torch.where(active & ~reached, self.lam * s.entropy_weight_factor, self.lam)
+        return active & ~reached
+
+    @torch.no_grad()
+    def kept(self, traces: Traces) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reported sigma ``(K, B, g, g)`` (CPU) and the step it comes from ``(K, B)``."""
+        if self.s.target_entropy is not None:
+            # the iterate whose mean entropy is closest to the target (first on ties)
+            dev = (traces.entropy - self.s.target_entropy).abs().nan_to_num(float("inf"))
+            selected = dev.argmin(0)  # (K, B)
+            idx = selected[None, ..., None, None].expand(1, *traces.sigma.shape[1:])
+            return torch.gather(traces.sigma, 0, idx)[0], selected
+        return self._final(traces), (traces.steps_run - 1).clamp(min=0)
+
+    def _final(self, traces: Traces) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class SGDClamp(SigmaOptimizer):
+    """Plain SGD on raw sigma, clamped to ``settings.clamp`` before every step (original)."""
+
+    def __init__(self, settings: QuantifySettings, shape: tuple[int, int, int, int],
+                 device: torch.device) -> None:
+        super().__init__(settings, shape, device)
+        self.lo, self.hi = settings.clamp
+        self.opt = torch.optim.SGD([self.theta], lr=settings.lr)
+
+    def to_theta(self, sigma: float) -> float:
+        return sigma
+
+    def sigma(self) -> torch.Tensor:
+        return self.theta
+
+    @torch.no_grad()
+    def prepare(self) -> None:
+        self.theta.clamp_(self.lo, self.hi)
+
+    def _move(self) -> None:
+        self.opt.step()
+
+    def _final(self, traces: Traces) -> torch.Tensor:
+        return self.theta.detach().clamp(self.lo, self.hi).cpu()
+
+
+class AdamLog(SigmaOptimizer):
+    """Adam on log sigma, a learning rate per unit, a plateau decay and a convergence stop.
+
+    The returned sigma is the average of log sigma over the last ``patience`` iterates,
+    which removes most of the noise of a stochastic optimiser.
+    """
+
+    def __init__(self, settings: QuantifySettings, shape: tuple[int, int, int, int],
+                 device: torch.device) -> None:
+        super().__init__(settings, shape, device)
+        self.lo, self.hi = math.log(settings.clamp[0]), math.log(settings.clamp[1])
+        self.adam = _UnitAdam(self.theta, settings.lr)
+        self.window = max(1, settings.patience)
+        self.recent = torch.zeros((self.window, *shape), device=device)
+        self.prev_mean = torch.full(shape, math.log(settings.sigma_init), device=device)
+
+    def to_theta(self, sigma: float) -> float:
+        return math.log(sigma)
+
+    def sigma(self) -> torch.Tensor:
+        return self.theta.exp()
+
+    def _move(self) -> None:
+        self.adam.step()
+
+    def _after_move(self, t: int, active: torch.Tensor) -> torch.Tensor:
+        s, w = self.s, self.window
+        self.theta.clamp_(self.lo, self.hi)
+        self.recent[t % w] = torch.where(active[..., None, None], self.theta, self.recent[t % w])
+        if (t + 1) % w:
+            return active
+        # plateau test once per window; all active units have run t+1 steps
+        cur_mean = self.recent.mean(0)
+        drift = (cur_mean - self.prev_mean).abs().flatten(2).mean(2)
+        flat = active & (t + 1 >= 2 * w) & (drift < s.plateau * w * self.adam.unit_lr)
+        self.prev_mean = torch.where(active[..., None, None], cur_mean, self.prev_mean)
+        self.adam.unit_lr = torch.where(flat, self.adam.unit_lr * s.lr_decay, self.adam.unit_lr)
+        return active & ~(self.adam.unit_lr < s.min_lr_factor * s.lr * (1 - 1e-6))
+
+    def _final(self, traces: Traces) -> torch.Tensor:
+        dev, w = self.theta.device, self.window
+        steps_run = traces.steps_run.to(dev)
+        n_avg = torch.clamp(steps_run, max=w)
+        # average of the last min(steps, window) iterates
+        order = torch.arange(w, device=dev)[:, None, None]
+        pos = (steps_run - 1) % w  # slot of the newest iterate
+        age = (pos[None] - order) % w  # 0 = newest
+        use = (age < n_avg[None]).float()[..., None, None]
+        mean_log = (self.recent * use).sum(0) / use.sum(0).clamp(min=1)
+        never = steps_run == 0
+        mean_log[never] = self.theta.detach()[never]
+        return mean_log.exp().cpu()
+
+
+class _UnitAdam:
+    """Adam on a (K, B, g, g) tensor with a learning rate per (checkpoint, image) unit."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.99),
+                 eps: float = 1e-8) -> None:
+        self.param = param
+        self.unit_lr = torch.full(param.shape[:2], float(lr), device=param.device)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.m = torch.zeros_like(param)
+        self.v = torch.zeros_like(param)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self) -> None:
+        g = self.param.grad
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        m_hat = self.m / (1 - self.b1 ** self.t)
+        v_hat = self.v / (1 - self.b2 ** self.t)
+        self.param.sub_(self.unit_lr[..., None, None] * m_hat / (v_hat.sqrt() + self.eps))
+
+
+OPTIMIZERS: dict[str, type[SigmaOptimizer]] = {"sgd_clamp": SGDClamp, "adam_log": AdamLog}
+
+
+def build_optimizer(settings: QuantifySettings, shape: tuple[int, int, int, int],
+                    device: torch.device) -> SigmaOptimizer:
+    """The optimiser named by ``settings.optimizer``."""
+    return OPTIMIZERS[settings.optimizer](settings, shape, device)
+
+
+def mean_entropy(sigma: torch.Tensor) -> torch.Tensor:
+    """Mean over cells of ``H_i``: ``(K, B, g, g) -> (K, B)``."""
+    return sigma_to_entropy(sigma).flatten(2).mean(2)

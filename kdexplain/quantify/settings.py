@@ -1,0 +1,133 @@
+"""Settings of a quantification: the resolved options, and the named presets.
+
+A preset is a :class:`QuantifySettings`; :func:`resolve_settings` applies the user's
+overrides and checks them. Which optimiser a preset uses is one field (``optimizer``); the
+optimisers themselves are in :mod:`kdexplain.quantify.optimizers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Literal
+
+from kdexplain.quantify.features import FEATURE_TRANSFORMS
+from kdexplain.vocabulary import renamed_keys
+
+__all__ = ["PRESETS", "QuantifySettings", "default_entropy_weight", "resolve_settings"]
+
+
+def default_entropy_weight(arch: str | None) -> float:
+    """The original's ``lambda_H``: 6 for ResNets, 7 otherwise (VGG, AlexNet, kdnet)."""
+    return 6.0 if arch and arch.startswith("resnet") else 7.0
+
+
+@dataclass(frozen=True)
+class QuantifySettings:
+    """Resolved settings of one quantification (a preset plus the user's overrides).
+
+    Attributes
+    ----------
+    preset : "default" or "reference"
+    optimizer : "adam_log" (Adam on log sigma) or "sgd_clamp" (SGD on raw sigma clamped to
+        ``clamp``, the original).
+    steps : int
+        Maximum optimisation steps.
+    samples : int
+        Noise samples per step (S).
+    d0_samples : int
+        Noise samples for the normaliser D0.
+    lr : float
+        Learning rate (of log sigma for ``adam_log``; of sigma for ``sgd_clamp``).
+    entropy_weight : float or None
+        ``lambda_H``; None = by architecture (:func:`default_entropy_weight`).
+    sigma_init : float
+        Initial sigma, and the sigma of the normaliser D0 (``sigma0``).
+    feature_transform : "relu" or "identity"
+        Applied to the layer's output before comparing (the original uses ReLU).
+    clamp : (float, float)
+        Bounds of sigma (``sgd_clamp`` clamps every step; ``adam_log`` bounds log sigma).
+    patience : int
+        ``adam_log``: window (steps) of the plateau test and of the iterate average that is
+        returned.
+    plateau : float
+        ``adam_log``: a unit is on a plateau when the mean over cells of the change of its
+        window-averaged log sigma between two consecutive windows is below
+        ``plateau * patience * lr_unit`` (a steadily moving unit changes by about
+        ``patience * lr_unit``; a noise-dominated one by much less).
+    lr_decay : float
+        ``adam_log``: on a plateau the unit's learning rate is multiplied by this.
+    min_lr_factor : float
+        ``adam_log``: a unit stops (converged) once its learning rate would fall below
+        ``min_lr_factor * lr``.
+    entropy_weight_step : int or None
+        ``sgd_clamp``: the step after which the original either stops (mean entropy has
+        exceeded ``target_entropy``) or multiplies the entropy weight (lambda_H) by
+        ``entropy_weight_factor``. (``lambda_rule_step`` before 0.2.)
+    entropy_weight_factor : float
+        That multiplier (original: 1.5). (``lambda_factor`` before 0.2.)
+    target_entropy : float or None
+        Keep the iterate whose mean entropy is closest to it (original: -2.8). None: keep
+        the final (averaged) iterate.
+    """
+
+    preset: str = "default"
+    optimizer: Literal["adam_log", "sgd_clamp"] = "adam_log"
+    steps: int = 100
+    samples: int = 16
+    d0_samples: int = 64
+    lr: float = 0.1
+    entropy_weight: float | None = None
+    sigma_init: float = 0.01
+    feature_transform: Literal["relu", "identity"] = "relu"
+    clamp: tuple[float, float] = (1e-4, 10.0)
+    patience: int = 10
+    plateau: float = 0.25
+    lr_decay: float = 0.5
+    min_lr_factor: float = 0.125
+    entropy_weight_step: int | None = None
+    entropy_weight_factor: float = 1.5
+    target_entropy: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, QuantifySettings] = {
+    # Adam on log sigma, a decaying step and a convergence stop; settings justified by
+    # benchmarks/bench_quantify.py (reports/performance.md).
+    "default": QuantifySettings(),
+    # The original algorithm (SPEC section 3), step for step.
+    "reference": QuantifySettings(
+        preset="reference", optimizer="sgd_clamp", steps=80, samples=96, d0_samples=96,
+        lr=1e-4, clamp=(1e-3, 1.0), patience=1, entropy_weight_step=59,
+        target_entropy=-2.8),
+}
+
+
+#: Old names of QuantifySettings fields (accepted for one release, with a warning).
+_RENAMED_SETTINGS = {"lambda_rule_step": "entropy_weight_step",
+                     "lambda_factor": "entropy_weight_factor"}
+
+
+def resolve_settings(preset: str = "default", **overrides) -> QuantifySettings:
+    """A preset with the given overrides (``None`` values are ignored)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    overrides = renamed_keys({k: v for k, v in overrides.items() if v is not None},
+                             _RENAMED_SETTINGS)
+    unknown = set(overrides) - set(QuantifySettings.__dataclass_fields__)
+    if unknown:
+        raise TypeError(f"unknown quantify option(s): {', '.join(sorted(unknown))}")
+    s = replace(PRESETS[preset], **overrides)
+    if s.feature_transform not in FEATURE_TRANSFORMS:
+        raise ValueError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, "
+                         f"got {s.feature_transform!r}")
+    if s.steps < 1 or s.samples < 1 or s.d0_samples < 1:
+        raise ValueError("steps, samples and d0_samples must be >= 1")
+    if s.optimizer not in ("adam_log", "sgd_clamp"):
+        raise ValueError(f"optimizer must be 'adam_log' or 'sgd_clamp', got {s.optimizer!r}")
+    if not s.sigma_init > 0:
+        raise ValueError(f"sigma_init must be > 0, got {s.sigma_init}")
+    if s.entropy_weight is not None and not s.entropy_weight > 0:
+        raise ValueError(f"entropy_weight (lambda_H) must be positive, got {s.entropy_weight}")
+    return s
