@@ -127,6 +127,7 @@ def test_target_logit_matches_the_closed_form_per_class():
     # another class gives another map; an image's map does not depend on its batch
     pe = PerturbationEntropy(model, grid=4, seed=0, steps=5, samples=4)
     other = pe.attribute(x[:1], target=1)
+    assert not model.training  # the wrapper around the model leaves its mode as it was
     assert not torch.allclose(other, pe.attribute(x[:1], target=2))
     assert torch.allclose(pe.attribute(x, target=[2, 0, 2])[1:2], pe.attribute(x[1:2], target=0))
 

@@ -28,6 +28,7 @@ class _ClassLogit(nn.Module):
         self.model = model
         self.cls = int(cls)
         self.logit = nn.Identity()
+        self.train(model.training)  # the engine restores this mode on the model afterwards
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
@@ -44,6 +45,7 @@ class _Logits(nn.Module):
         super().__init__()
         self.model = model
         self.logits = nn.Identity()
+        self.train(model.training)  # the engine restores this mode on the model afterwards
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.logits(self.model(x))
