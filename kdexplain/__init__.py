@@ -48,7 +48,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'kdexplain' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    module = importlib.import_module(_EXPORTS[name])
+    # a callable subpackage of the same name (quantify) is the function and the package
+    same = module.__name__ == f"{__name__}.{name}" and callable(module)
+    value = module if same else getattr(module, name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -61,11 +64,13 @@ class _Package(types.ModuleType):
     """Keeps a public function whose name is also a subpackage (``quantify``) as the function.
 
     Importing ``kdexplain.quantify`` sets the package attribute to the subpackage; the eager
-    re-export this replaces always put the function back, so this does the same.
+    re-export this replaces always put the function back, so this does the same, unless the
+    subpackage is itself callable as the function (``kdexplain.quantify`` is), so that
+    ``import kdexplain.quantify.plot`` works too.
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and not callable(value):
             return
         super().__setattr__(name, value)
 
