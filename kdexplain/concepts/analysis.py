@@ -613,6 +613,32 @@ def _verdicts(tests: pd.DataFrame, seeds: list[int], settings: ConceptSettings) 
 
 # --------------------------------------------------------------------------- entry point
 
+def _extras(run: RunEntropies, role: str, mc: ModelConcepts) -> dict[str, np.ndarray]:
+    """Per-image columns beyond the metrics: hypothesis 1's counts at epoch 0 (the untrained
+    control, where S and B share their weights) and ``d(m^)`` and the total path ``d(M)``
+    under both distance forms (per step and per epoch)."""
+    n = mc.n_fg.shape[1]
+    out: dict[str, np.ndarray] = {}
+    at0 = np.flatnonzero(mc.epochs == 0)
+    nan = np.full(n, np.nan)
+    if at0.size:
+        fg, bg = (mc.n_fg[at0[0]].astype(np.float64), mc.n_bg[at0[0]].astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(fg + bg > 0, fg / (fg + bg), 0.0)
+        out.update({"N_fg_epoch0": fg, "N_bg_epoch0": bg, "fg_ratio_epoch0": ratio})
+    else:
+        out.update({"N_fg_epoch0": nan, "N_bg_epoch0": nan, "fg_ratio_epoch0": nan})
+    excluded = ~np.isfinite(mc.peak_distance)
+    for form, source in (("step", run.distance), ("epoch", run.distance_epoch)):
+        if source is None:
+            out[f"peak_distance_{form}"] = out[f"total_distance_{form}"] = nan
+            continue
+        d = np.asarray(source[role], dtype=np.float64)
+        out[f"peak_distance_{form}"] = np.where(excluded, np.nan, d[mc.peak_index])
+        out[f"total_distance_{form}"] = np.full(n, d[-1])
+    return out
+
+
 def _analyse_run(run: RunEntropies, seed: int, settings: ConceptSettings, notes: list[str]
                  ) -> tuple[dict, dict, pd.DataFrame, list[pd.DataFrame], list[pd.DataFrame]]:
     """Concepts of every model of one run: (models, used keys, image table, per-image
@@ -657,7 +683,7 @@ def _analyse_run(run: RunEntropies, seed: int, settings: ConceptSettings, notes:
             "count_epoch": mc.count_epoch, **mc.image_metrics(),
             "peak_epoch": mc.epochs[mc.peak_index],
         })[["seed", "role", "image_key", "N_fg", "N_bg", "fg_ratio", "count_epoch",
-            "peak_epoch", "peak_distance", "rho"]])
+            "peak_epoch", "peak_distance", "rho"]].assign(**_extras(run, role, mc)))
         m, n = mc.n_fg.shape
         traj.append(pd.DataFrame({
             "seed": seed, "role": role,
