@@ -25,6 +25,7 @@ from kdexplain.concepts.metrics import (
 )
 from kdexplain.concepts.stats import (
     INCONCLUSIVE,
+    BootstrapCI,
     bootstrap_ci,
     holm,
     hypothesis_verdict,
@@ -334,7 +335,9 @@ class ConceptAnalysis:
         ``sd_images`` (ddof 1 over all units; per-image metrics only), ``sd_seeds`` (ddof 1
         over per-seed values; NaN with one seed), ``se`` (bootstrap), ``ci_low``,
         ``ci_high``, ``spread`` and ``spread_kind`` (what a table prints after "±"),
-        ``n_images``, ``n_seeds``.
+        ``n_images``, ``n_seeds``; for ``N_fg``, ``N_bg``, ``fg_ratio`` also ``epoch0``
+        (the value at epoch 0, the untrained control where S and B share their weights)
+        and ``change_from_epoch0`` with ``change_ci_low``/``change_ci_high``.
     tests : DataFrame
         One row per tested metric (see :data:`HYPOTHESES`) and level: with several seeds
         one ``level == "seeds"`` row (S paired with B by seed, ``n_pairs`` = seeds; it
@@ -449,6 +452,23 @@ def _per_seed_value(df: pd.DataFrame, source: str, statistic: str) -> pd.Series:
     return df.groupby("seed", sort=True)[source].apply(f)
 
 
+def _from_epoch0(sub: pd.DataFrame, metric: str, settings: ConceptSettings
+                 ) -> tuple[float, Any]:
+    """Hypothesis 1's metric at epoch 0 (mean over seeds of the per-seed mean) and the change
+    from it to the count checkpoint, with a hierarchical bootstrap interval; NaN for the
+    metrics without an epoch-0 value (D_*, rho)."""
+    nan = float("nan")
+    column = f"{metric}_epoch0"
+    if column not in sub or not np.isfinite(sub[column].to_numpy(dtype=np.float64)).any():
+        return nan, BootstrapCI(nan, nan, nan, nan, settings.ci_level, 0)
+    per_seed = _per_seed_value(sub, column, "mean").dropna()
+    change = paired_bootstrap_ci(sub[metric].to_numpy(dtype=np.float64),
+                                 sub[column].to_numpy(dtype=np.float64),
+                                 groups=sub["seed"].to_numpy(), n_resamples=settings.n_resamples,
+                                 level=settings.ci_level, seed=settings.stats_seed)
+    return float(per_seed.mean()), change
+
+
 def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSettings
                ) -> pd.DataFrame:
     rows = []
@@ -472,8 +492,12 @@ def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSetti
                 spread, kind = sd_images, "sd over images"
             else:
                 spread, kind = ci.se, "bootstrap se"
+            epoch0, change = _from_epoch0(sub, metric, settings)
             rows.append({
                 "role": role, "label": ROLE_LABELS[role], "metric": metric,
+                "epoch0": epoch0,
+                "change_from_epoch0": change.estimate, "change_ci_low": change.low,
+                "change_ci_high": change.high,
                 "value": float(per_seed.mean()) if per_seed.size else float("nan"),
                 "spread": spread, "spread_kind": kind, "sd_images": sd_images,
                 "sd_seeds": sd_seeds, "se": ci.se, "ci_low": ci.low, "ci_high": ci.high,
