@@ -418,3 +418,20 @@ def test_single_seed_wording_says_two_networks_only(tmp_path):
     write_report(several, tmp_path / "s")
     index = (tmp_path / "s" / "index.md").read_text(encoding="utf-8")
     assert "Within-run diagnostics" in index and "those two networks only" not in index
+
+
+def test_epoch0_value_and_change_from_it():
+    # _entropy(): N_fg per image [1, 1] at epoch 0 and [2, 4] at epoch 10 (the count
+    # checkpoint); N_bg [1, 0] -> [1, 0]; fg_ratio [0.5, 1] -> [2/3, 1]
+    a = analyze_concepts(_run(_entropy(), _entropy(), _foreground()), n_resamples=200)
+    s = a.summary.set_index(["role", "metric"])
+    row = s.loc[("student", "N_fg")]
+    assert row["epoch0"] == pytest.approx(1.0) and row["change_from_epoch0"] == pytest.approx(2.0)
+    assert row["change_ci_low"] <= 2.0 <= row["change_ci_high"]
+    assert s.loc[("student", "N_bg"), "change_from_epoch0"] == pytest.approx(0.0)
+    assert s.loc[("student", "fg_ratio"), "epoch0"] == pytest.approx(0.75)
+    assert s.loc[("student", "fg_ratio"), "change_from_epoch0"] == pytest.approx(1 / 12)
+    assert np.isnan(s.loc[("student", "rho"), "epoch0"])
+    got = a.per_image[a.per_image["role"] == "student"]
+    np.testing.assert_allclose(got["N_fg_epoch0"], [1, 1])
+    np.testing.assert_allclose(got["peak_distance_step"], got["peak_distance"])

@@ -59,6 +59,7 @@ def test_report_writes_every_file_and_nothing_half_written(report):
     expected = {"concept_metrics.csv", "concept_metrics.md", "concept_metrics.tex",
                 "hypotheses.csv", "hypotheses.md", "hypotheses.tex", "per_image.csv",
                 "trajectories.csv", "images.csv", "index.md", "summary.json",
+                "per_seed.csv", "per_seed.md",
                 "figures/entropy_heatmaps.png", "figures/concepts_vs_distance.png",
                 "figures/peak_distance.png"}
     assert set(paths) == expected

@@ -153,26 +153,26 @@ def test_compare_conditions_differences_and_verdicts():
                     _per_image({}, epoch=0)])
     comp = compare_conditions(df, n_resamples=200)
     assert set(comp.columns) >= {"layer", "image_set", "epoch", "metric", "neutral", "spurious",
-                                 "diff", "ci_low", "ci_high", "per_seed_diff", "n_pairs",
-                                 "wilcoxon_p", "p_holm", "rank_biserial", "expected", "verdict"}
+                                 "diff", "diff_ci_low", "diff_ci_high", "per_seed_diff", "n_pairs",
+                                 "p_value", "p_holm", "effect_size", "expected", "verdict"}
     assert len(comp) == 2 * len(METRICS)
     assert set(comp.group) == {"SPEC 4", "entropy", "diagnostic"}
     row = comp[(comp.epoch == 5) & (comp.metric == "N_bg")].iloc[0]
     # spurious - neutral = 2 * (1 + 0.1 i), i = 0..11, the same in both seeds
     assert row["diff"] == pytest.approx(2 * (1 + 0.1 * 5.5))
     assert row["spurious"] - row["neutral"] == pytest.approx(row["diff"])
-    assert row.ci_low <= row["diff"] <= row.ci_high
-    assert row.n_pairs == 24 and row.rank_biserial == 1.0
+    assert row.diff_ci_low <= row["diff"] <= row.diff_ci_high
+    assert row.n_pairs == 24 and row.effect_size == 1.0
     assert row.verdict == "shows the effect" and row.expected == "+"
     # fg_ratio rose although it should fall: significant the other way
     assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == "opposite"
     assert EXPECTED["fg_ratio"] == -1
     # unchanged metrics and the identical epoch-0 pairs: no effect, p = 1
     zero = comp[comp.epoch == 0]
-    assert (zero["diff"] == 0).all() and (zero.wilcoxon_p == 1.0).all()
+    assert (zero["diff"] == 0).all() and (zero.p_value == 1.0).all()
     assert (zero.verdict == "no clear difference").all()
     # Holm: adjusted p-values are never below the raw ones
-    assert (comp.p_holm >= comp.wilcoxon_p - 1e-12).all()
+    assert (comp.p_holm >= comp.p_value - 1e-12).all()
 
 
 def test_compare_conditions_needs_both_conditions():
@@ -274,7 +274,7 @@ def test_pipeline_tiny_end_to_end(tmp_path):
                  "experiment_spurious-seed0.yaml"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     comp = pd.read_csv(tmp_path / "report" / "comparison.csv")
-    assert {"metric", "group", "diff", "wilcoxon_p", "p_holm", "verdict"} <= set(comp.columns)
+    assert {"metric", "group", "diff", "p_value", "p_holm", "verdict"} <= set(comp.columns)
     # the shared-threshold counts use the mean of both networks' H_bar
     pi = res.per_image
     for (_, _, _, _), d in pi.groupby(["seed", "layer", "epoch", "image_set"]):

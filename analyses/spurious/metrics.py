@@ -199,8 +199,8 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
     DataFrame
         One row per (layer, image_set, epoch, metric): ``neutral`` and ``spurious`` (means
         over seeds and images), ``diff`` (mean of the paired differences, seeds weighted
-        equally), ``ci_low``/``ci_high`` (95% bootstrap), ``per_seed_diff`` (text),
-        ``n_pairs``, ``wilcoxon_p``, ``p_holm``, ``rank_biserial``, ``expected``
+        equally), ``diff_ci_low``/``diff_ci_high`` (95% bootstrap), ``per_seed_diff`` (text),
+        ``n_pairs``, ``p_value`` (Wilcoxon), ``p_holm``, ``effect_size`` (rank-biserial r), ``expected``
         (``+``/``-``), ``verdict``.
     """
     keys = ["layer", "image_set", "epoch"]
@@ -224,11 +224,11 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
             rows.append({
                 "layer": layer, "image_set": image_set, "epoch": int(epoch), "metric": metric,
                 "neutral": float(np.nanmean(b)), "spurious": float(np.nanmean(s)),
-                "diff": ci.estimate, "ci_low": ci.low, "ci_high": ci.high,
+                "diff": ci.estimate, "diff_ci_low": ci.low, "diff_ci_high": ci.high,
                 "per_seed_diff": " / ".join(f"{d:+.3g}" for d in seed_diffs),
                 "seed_signs": [int(np.sign(d)) if np.isfinite(d) else 0 for d in seed_diffs],
-                "n_pairs": test.n, "wilcoxon_p": test.p_value,
-                "rank_biserial": test.effect_size, "sign": test.sign, "group": GROUPS[metric],
+                "n_pairs": test.n, "p_value": test.p_value,
+                "effect_size": test.effect_size, "sign": test.sign, "group": GROUPS[metric],
                 "expected": "+" if EXPECTED[metric] > 0 else "-",
             })
     out = pd.DataFrame(rows)
@@ -236,7 +236,7 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
         return out
     out["p_holm"] = np.nan
     for _, idx in out.groupby("epoch").groups.items():
-        out.loc[idx, "p_holm"] = holm(out.loc[idx, "wilcoxon_p"].to_numpy(dtype=float))
+        out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy(dtype=float))
     out["verdict"] = [
         verdict(r.p_holm, int(r.sign), EXPECTED[r.metric], r.seed_signs, alpha)
         for r in out.itertuples()]

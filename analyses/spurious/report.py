@@ -102,8 +102,8 @@ def comparison_markdown(comp: pd.DataFrame) -> str:
     for r in comp.itertuples():
         lines.append("| " + " | ".join([
             f"`{r.metric}`", r.group, r.expected, _fmt(r.neutral), _fmt(r.spurious),
-            f"{_fmt(r.diff)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", r.per_seed_diff,
-            str(r.n_pairs), _p(r.wilcoxon_p), _p(r.p_holm), _fmt(r.rank_biserial, 2),
+            f"{_fmt(r.diff)} [{_fmt(r.diff_ci_low)}, {_fmt(r.diff_ci_high)}]", r.per_seed_diff,
+            str(r.n_pairs), _p(r.p_value), _p(r.p_holm), _fmt(r.effect_size, 2),
             f"**{r.verdict}**" if r.verdict != "no clear difference" else r.verdict,
         ]) + " |")
     return "\n".join(lines)
@@ -260,7 +260,7 @@ def _metric_sentence(r: pd.Series) -> str:
     direction = "higher" if r["diff"] > 0 else "lower" if r["diff"] < 0 else "equal"
     return (f"{METRIC_TEXT[r['metric']]} is {direction} for the spurious network "
             f"({_fmt(r['spurious'])} vs {_fmt(r['neutral'])}; difference {_fmt(r['diff'])}, "
-            f"95% CI [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], Holm p {_p(r['p_holm'])}): "
+            f"95% CI [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}], Holm p {_p(r['p_holm'])}): "
             f"*{r['verdict']}*")
 
 

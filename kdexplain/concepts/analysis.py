@@ -25,6 +25,7 @@ from kdexplain.concepts.metrics import (
 )
 from kdexplain.concepts.stats import (
     INCONCLUSIVE,
+    BootstrapCI,
     bootstrap_ci,
     holm,
     hypothesis_verdict,
@@ -344,7 +345,9 @@ class ConceptAnalysis:
         ``sd_images`` (ddof 1 over all units; per-image metrics only), ``sd_seeds`` (ddof 1
         over per-seed values; NaN with one seed), ``se`` (bootstrap), ``ci_low``,
         ``ci_high``, ``spread`` and ``spread_kind`` (what a table prints after "±"),
-        ``n_images``, ``n_seeds``.
+        ``n_images``, ``n_seeds``; for ``N_fg``, ``N_bg``, ``fg_ratio`` also ``epoch0``
+        (the value at epoch 0, the untrained control where S and B share their weights)
+        and ``change_from_epoch0`` with ``change_ci_low``/``change_ci_high``.
     tests : DataFrame
         One row per tested metric (see :data:`HYPOTHESES`) and level: with several seeds
         one ``level == "seeds"`` row (S paired with B by seed, ``n_pairs`` = seeds; it
@@ -459,6 +462,23 @@ def _per_seed_value(df: pd.DataFrame, source: str, statistic: str) -> pd.Series:
     return df.groupby("seed", sort=True)[source].apply(f)
 
 
+def _from_epoch0(sub: pd.DataFrame, metric: str, settings: ConceptSettings
+                 ) -> tuple[float, Any]:
+    """Hypothesis 1's metric at epoch 0 (mean over seeds of the per-seed mean) and the change
+    from it to the count checkpoint, with a hierarchical bootstrap interval; NaN for the
+    metrics without an epoch-0 value (D_*, rho)."""
+    nan = float("nan")
+    column = f"{metric}_epoch0"
+    if column not in sub or not np.isfinite(sub[column].to_numpy(dtype=np.float64)).any():
+        return nan, BootstrapCI(nan, nan, nan, nan, settings.ci_level, 0)
+    per_seed = _per_seed_value(sub, column, "mean").dropna()
+    change = paired_bootstrap_ci(sub[metric].to_numpy(dtype=np.float64),
+                                 sub[column].to_numpy(dtype=np.float64),
+                                 groups=sub["seed"].to_numpy(), n_resamples=settings.n_resamples,
+                                 level=settings.ci_level, seed=settings.stats_seed)
+    return float(per_seed.mean()), change
+
+
 def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSettings
                ) -> pd.DataFrame:
     rows = []
@@ -482,8 +502,12 @@ def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSetti
                 spread, kind = sd_images, "sd over images"
             else:
                 spread, kind = ci.se, "bootstrap se"
+            epoch0, change = _from_epoch0(sub, metric, settings)
             rows.append({
                 "role": role, "label": ROLE_LABELS[role], "metric": metric,
+                "epoch0": epoch0,
+                "change_from_epoch0": change.estimate, "change_ci_low": change.low,
+                "change_ci_high": change.high,
                 "value": float(per_seed.mean()) if per_seed.size else float("nan"),
                 "spread": spread, "spread_kind": kind, "sd_images": sd_images,
                 "sd_seeds": sd_seeds, "se": ci.se, "ci_low": ci.low, "ci_high": ci.high,
@@ -623,6 +647,32 @@ def _verdicts(tests: pd.DataFrame, seeds: list[int], settings: ConceptSettings) 
 
 # --------------------------------------------------------------------------- entry point
 
+def _extras(run: RunEntropies, role: str, mc: ModelConcepts) -> dict[str, np.ndarray]:
+    """Per-image columns beyond the metrics: hypothesis 1's counts at epoch 0 (the untrained
+    control, where S and B share their weights) and ``d(m^)`` and the total path ``d(M)``
+    under both distance forms (per step and per epoch)."""
+    n = mc.n_fg.shape[1]
+    out: dict[str, np.ndarray] = {}
+    at0 = np.flatnonzero(mc.epochs == 0)
+    nan = np.full(n, np.nan)
+    if at0.size:
+        fg, bg = (mc.n_fg[at0[0]].astype(np.float64), mc.n_bg[at0[0]].astype(np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(fg + bg > 0, fg / (fg + bg), 0.0)
+        out.update({"N_fg_epoch0": fg, "N_bg_epoch0": bg, "fg_ratio_epoch0": ratio})
+    else:
+        out.update({"N_fg_epoch0": nan, "N_bg_epoch0": nan, "fg_ratio_epoch0": nan})
+    excluded = ~np.isfinite(mc.peak_distance)
+    for form, source in (("step", run.distance), ("epoch", run.distance_epoch)):
+        if source is None:
+            out[f"peak_distance_{form}"] = out[f"total_distance_{form}"] = nan
+            continue
+        d = np.asarray(source[role], dtype=np.float64)
+        out[f"peak_distance_{form}"] = np.where(excluded, np.nan, d[mc.peak_index])
+        out[f"total_distance_{form}"] = np.full(n, d[-1])
+    return out
+
+
 def _analyse_run(run: RunEntropies, seed: int, settings: ConceptSettings, notes: list[str]
                  ) -> tuple[dict, dict, pd.DataFrame, list[pd.DataFrame], list[pd.DataFrame]]:
     """Concepts of every model of one run: (models, used keys, image table, per-image
@@ -667,7 +717,7 @@ def _analyse_run(run: RunEntropies, seed: int, settings: ConceptSettings, notes:
             "count_epoch": mc.count_epoch, **mc.image_metrics(),
             "peak_epoch": mc.epochs[mc.peak_index],
         })[["seed", "role", "image_key", "N_fg", "N_bg", "fg_ratio", "count_epoch",
-            "peak_epoch", "peak_distance", "rho"]])
+            "peak_epoch", "peak_distance", "rho"]].assign(**_extras(run, role, mc)))
         m, n = mc.n_fg.shape
         traj.append(pd.DataFrame({
             "seed": seed, "role": role,

@@ -104,7 +104,8 @@ def concept_metrics_table(analysis: ConceptAnalysis) -> pd.DataFrame:
             row.update({f"{m}_mean": r["value"], f"{m}_spread": r["spread"],
                         f"{m}_sd_images": r["sd_images"], f"{m}_sd_seeds": r["sd_seeds"],
                         f"{m}_se": r["se"], f"{m}_ci_low": r["ci_low"],
-                        f"{m}_ci_high": r["ci_high"]})
+                        f"{m}_ci_high": r["ci_high"], f"{m}_epoch0": r["epoch0"],
+                        f"{m}_change_from_epoch0": r["change_from_epoch0"]})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -143,6 +144,20 @@ def concept_metrics_markdown(analysis: ConceptAnalysis) -> str:
             dec = _decimals(r[f"{m}_spread"], r[f"{m}_mean"])
             lo, hi = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
             cells.append(f"[{lo:.{dec}f}, {hi:.{dec}f}]" if np.isfinite(lo) else "n/a")
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    counts = ("N_fg", "N_bg", "fg_ratio")
+    lines += ["", "What training changed (hypothesis 1's metrics at epoch 0, before training, "
+              "where S and B share their weights; then the change to the count checkpoint "
+              f"with its {level}% hierarchical bootstrap interval):", "",
+              "| role | " + " | ".join(f"{m} at epoch 0 | {m} change" for m in counts) + " |",
+              "|---|" + "---:|" * (2 * len(counts))]
+    summ = analysis.summary.set_index(["role", "metric"])
+    for r in wide.to_dict("records"):
+        cells = []
+        for m in counts:
+            row = summ.loc[(r["role"], m)]
+            cells += [_fmt(row["epoch0"]), f"{_fmt(row['change_from_epoch0'])} "
+                      f"[{_fmt(row['change_ci_low'])}, {_fmt(row['change_ci_high'])}]"]
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + _spread_note(analysis) + "\n"
 
