@@ -130,6 +130,11 @@ def test_target_logit_matches_the_closed_form_per_class():
     assert not model.training  # the wrapper around the model leaves its mode as it was
     assert not torch.allclose(other, pe.attribute(x[:1], target=2))
     assert torch.allclose(pe.attribute(x, target=[2, 0, 2])[1:2], pe.attribute(x[1:2], target=0))
+    named = PerturbationEntropy(model, grid=4, seed=0, steps=5, samples=4,
+                                image_keys=["a", "b", "c"])
+    assert torch.allclose(named.attribute(x, target=[2, 0, 2])[1:2],
+                          PerturbationEntropy(model, grid=4, seed=0, steps=5, samples=4,
+                                              image_keys=["b"]).attribute(x[1:2], target=0))
 
 
 def test_bad_targets_get_clear_errors():

@@ -302,10 +302,14 @@ class PerturbationEntropy(PerturbationAttribution):
             return quantify(_Logits(self.model), inputs, "logits", arch=arch, **options)
         classes = _targets(target, inputs.shape[0])
         parts = []
+        keys = options.pop("image_keys", None)
+        if keys is not None and len(keys) != len(classes):
+            raise ValueError(f"got {len(keys)} image keys for {len(classes)} images")
         for cls in sorted(set(classes)):
             idx = [i for i, c in enumerate(classes) if c == cls]
             # per-image noise streams: an image's result does not depend on its group
             res = quantify(_ClassLogit(self.model, cls), inputs[idx], "logit", arch=arch,
+                           image_keys=None if keys is None else [keys[i] for i in idx],
                            **options)
             parts.append((idx, res))
         return merge_results(parts, inputs.shape[0])

@@ -1,0 +1,1 @@
+"""Do the knowledge maps find the object? See ``analyses/localisation/README.md``."""
