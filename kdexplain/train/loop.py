@@ -307,7 +307,7 @@ class ModelTrainer:
                 # Frozen batch norms keep their running statistics: the features the head
                 # is trained on are exactly those of phase 1.
                 frozen_modules = [m for m in model.modules()
-                                  if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                  if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
                                   and all(not p.requires_grad for p in m.parameters())]
         else:
             for p in model.parameters():
