@@ -120,10 +120,7 @@ def draw_preview(ds, out: str | Path, n: int = 16, grid: int = 16, cols: int | N
     cols : int or None
         Panels per row (default: about square).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
     from matplotlib.patches import Rectangle
 
     count = max(0, min(n, len(ds) - start))
@@ -131,7 +128,8 @@ def draw_preview(ds, out: str | Path, n: int = 16, grid: int = 16, cols: int | N
         raise ValueError(f"nothing to preview: the dataset has {len(ds)} images, start={start}")
     cols = cols or int(np.ceil(np.sqrt(count)))
     rows = int(np.ceil(count / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.35 * rows), squeeze=False)
+    fig = Figure(figsize=(2.1 * cols, 2.35 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     normalised = getattr(getattr(ds, "pipeline", None), "normalize", True)
@@ -173,5 +171,4 @@ def draw_preview(ds, out: str | Path, n: int = 16, grid: int = 16, cols: int | N
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
     return atomic_write_bytes(out, buf.getvalue())

@@ -24,10 +24,7 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     vmin, vmax : float, optional
         Colour scale (share it between images you compare).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     from kdexplain.quantify.engine import upsample_grid
     from kdexplain.utils.io import atomic_write_bytes
@@ -35,7 +32,8 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     img = image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     H, W = img.shape[:2]
     ent = upsample_grid(entropy.detach().cpu().float(), (H, W)).numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2), constrained_layout=True)
+    fig = Figure(figsize=(6.4, 3.2), constrained_layout=True)
+    axes = fig.subplots(1, 2)
     axes[0].imshow(img)
     axes[0].set_title("image")
     axes[1].imshow(img)
@@ -56,7 +54,6 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
 
 

@@ -373,7 +373,7 @@ class ModelTrainer:
         # Frozen batch norms keep their running statistics: the features the head
         # is trained on are exactly those of phase 1.
         return [m for m in model.modules()
-                if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
                 and all(not p.requires_grad for p in m.parameters())]
 
     def _setup_phase(self, model: nn.Module, phase: Phase) -> _PhaseRun:
