@@ -52,6 +52,23 @@ def _breed(image_id: str) -> str:
     return " ".join(part.title() for part in image_id.rsplit("_", 1)[0].split("_"))
 
 
+def _read_list(base: Path, official: str) -> list[tuple[Path, Path, int]]:
+    """(image, trimap, label 0..36) of ``annotations/<official>.txt``, as torchvision's
+    ``OxfordIIITPet`` reads it (``<id> <class 1..37> <species> <breed>`` per line)."""
+    path = base / "annotations" / f"{official}.txt"
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise ValueError(f"malformed {path} line {n}: {line!r}; expected "
+                             f"'<id> <class 1..37> <species> <breed>'. {PETS_HOW}")
+        rows.append((base / "images" / f"{parts[0]}.jpg",
+                     base / "annotations" / "trimaps" / f"{parts[0]}.png", int(parts[1]) - 1))
+    return rows
+
+
 class PetsDataset(MaskedImageDataset):
     """Oxford-IIIT Pet images with trimap foreground masks.
 
@@ -89,22 +106,11 @@ class PetsDataset(MaskedImageDataset):
         if split not in ("train", "val", "trainval", "test"):
             raise ValueError(f"pets has the splits train, val, trainval and test, not {split!r}")
         self.border = border
-        tv_root, base = resolve_pets_root(root)
+        _, base = resolve_pets_root(root)
         for rel in ("images", "annotations/trimaps", "annotations/trainval.txt",
                     "annotations/test.txt"):
             expect_file(base / rel, "the Oxford-IIIT Pet file", PETS_HOW)
-        from torchvision.datasets import OxfordIIITPet
-
-        lists = {}
-        for official in ("trainval", "test"):
-            try:
-                tv = OxfordIIITPet(str(tv_root), split=official,
-                                   target_types=("category", "segmentation"), download=False)
-            except ValueError as e:
-                raise ValueError(f"malformed {base / 'annotations' / (official + '.txt')}: "
-                                 f"{e}. {PETS_HOW}") from e
-            lists[official] = [(Path(img), Path(seg), int(lab)) for img, seg, lab in
-                               zip(tv._images, tv._segs, tv._labels, strict=True)]
+        lists = {official: _read_list(base, official) for official in ("trainval", "test")}
         names: dict[int, str] = {}
         for rows in lists.values():
             for img, _, lab in rows:
