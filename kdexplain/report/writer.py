@@ -97,7 +97,8 @@ def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -
         first = next(s for s in analysis.seeds if role in analysis.models[s])
         mc = analysis.models[first][role]
         n_used = sum(len(analysis.used_keys[s].get(role, [])) for s in analysis.seeds)
-        n_all = sum(r.n_images for r in analysis.runs if role in r.entropy)
+        sources = {id(r): r for r in (analysis.run_of(s, role) for s in analysis.seeds) if r}
+        n_all = sum(r.n_images for r in sources.values())  # a shared teacher counts once
         lines.append(f"- {ROLE_LABELS[role]} ({role}): {len(mc.epochs)} checkpoints at epochs "
                      f"{mc.epochs.tolist()}; {n_used} of {n_all} image analyses used; "
                      f"hypothesis 1 read at epoch {mc.count_epoch}.")
@@ -233,6 +234,9 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     dict file name -> Path
     """
     out = Path(out_dir)
+    # read before anything is written: a committed report being rewritten must not make
+    # the tree look "-dirty" to the revision the report records
+    rev = git_revision()
     paths = write_tables(analysis, out, accuracies)
     fig_dir = out / "figures"
     figures = []
@@ -257,7 +261,6 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
         version = metadata.version("kdexplain")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    rev = git_revision()
     lines = [f"# {title}", "",
              "This report asks whether the student S, distilled from the teacher T, encodes "
              "its knowledge differently from the baseline B trained on labels alone "
