@@ -57,6 +57,10 @@ def test_marked_snippet(where, mode, lang, code, tmp_path):
     assert proc.returncode == 0, f"{where}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
 
 
+#: Options of ``run`` / ``train-triplet`` that take no value.
+_FLAGS = ("--resume", "--quiet", "-q", "--help")
+
+
 def _command_lines() -> list[tuple[str, list[str]]]:
     out = []
     inline = []
@@ -70,7 +74,11 @@ def _command_lines() -> list[tuple[str, list[str]]]:
             for cmd in ("run", "train-triplet"):
                 if cmd in words and words[max(0, words.index(cmd) - 1)].endswith("cli") or (
                         words[:2] == ["kdexplain", cmd]):
-                    args = [w for w in words[words.index(cmd) + 1:] if not w.startswith("-")]
+                    rest = words[words.index(cmd) + 1:]
+                    # drop options and the values of the options that take one
+                    args = [w for i, w in enumerate(rest) if not w.startswith("-") and not (
+                        i > 0 and rest[i - 1].startswith("-") and "=" not in rest[i - 1]
+                        and rest[i - 1] not in _FLAGS)]
                     if args and args[0].endswith(".yaml"):
                         out.append((where, args))
     return out
