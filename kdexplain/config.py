@@ -440,14 +440,19 @@ def _format_errors(err: ValidationError, source: str) -> str:
 MAX_CONFIG_BYTES = 1 << 20
 
 
+class YamlAliasError(ConfigError):
+    """A YAML document uses an alias (``*name``), which kdexplain configs refuse."""
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` without aliases (``*name``): a few lines of nested aliases (a
     "billion laughs" document) expand into gigabytes, and a config never needs them."""
 
     def compose_node(self, parent, index):  # noqa: D401 - PyYAML's hook
-        if self.check_event(yaml.AliasEvent):
+        # an alias of a defined anchor is what expands; an undefined one is PyYAML's error
+        if self.check_event(yaml.AliasEvent) and self.peek_event().anchor in self.anchors:
             mark = self.peek_event().start_mark
-            raise ConfigError(
+            raise YamlAliasError(
                 f"{mark.name}, line {mark.line + 1}: YAML aliases (*name) are not allowed in "
                 "kdexplain configs (nested aliases can expand a small file into gigabytes); "
                 "write the value out in full")
@@ -479,9 +484,9 @@ def read_yaml(text: str, source: str = "<string>") -> Any:
 def _parse_value(text: str) -> Any:
     try:
         return read_yaml(text, "override")
-    except ConfigError:
-        if "*" in text and "&" in text:
-            raise
+    except YamlAliasError:
+        raise
+    except ConfigError:  # not YAML: the value is the plain string
         return text
 
 

@@ -98,8 +98,8 @@ class UnreadableFileError(ValueError):
 
 
 _UNSAFE_HINT = ("kdexplain loads torch files with weights_only=True and never runs code from a "
-                "file. If you trust it, re-save only its tensors and plain data, e.g. "
-                "torch.save(torch.load(p, weights_only=False)['model'], 'weights.pt')")
+                "file. If you trust its source, re-save only its state dict (tensors and plain "
+                "data) from the code that made it, and load that file")
 
 
 def load_torch_file(path: str | os.PathLike, *, what: str = "file",
