@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdexplain.train.losses import distillation_loss
-from kdexplain.utils import derive_seed, progress, seed_everything
+from kdexplain.utils import derive_seed, deterministic, progress, seed_everything
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,7 @@ def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) ->
     return torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+@deterministic()  # torch's determinism switches for the fit, the caller's restored after
 def train_mlp(x: torch.Tensor, y: torch.Tensor | None, cfg: NetConfig, seed: int, *,
               image_shape: tuple[int, int], num_classes: int = 10,
               teacher_logits: torch.Tensor | None = None, temperature: float = 1.0,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import io
 import logging
-import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -28,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
@@ -42,7 +40,13 @@ from kdexplain.train.objectives import OBJECTIVES, Objective, make_objective
 from kdexplain.train.optim import build_optimizer, build_scheduler
 from kdexplain.train.records import ModelRecords
 from kdexplain.train.trajectory import WeightTrajectory
-from kdexplain.utils import atomic_write_bytes, derive_seed, load_torch_file, progress
+from kdexplain.utils import (
+    atomic_write_bytes,
+    derive_seed,
+    load_torch_file,
+    progress,
+    seed_everything,
+)
 
 __all__ = ["CHECK_EVERY", "ModelTrainer", "NonFiniteLossError", "Phase", "PreloadedDataset",
            "collate_image_label"]
@@ -107,13 +111,6 @@ class PreloadedDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return self.images[idx], self.labels[idx]
-
-
-def seed_generators(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (without touching determinism flags)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 @dataclass
@@ -463,7 +460,7 @@ class ModelTrainer:
 
     def _start_phase(self, st: _PhaseRun) -> tuple[int, int]:
         """Record epoch 0 (the state before any step of the phase)."""
-        seed_generators(derive_seed(self.seed, self.role, st.phase.name, "rank", self.ctx.rank))
+        seed_everything(derive_seed(self.seed, self.role, st.phase.name, "rank", self.ctx.rank))
         t0 = time.perf_counter()
         val_loss, val_acc = self._evaluate(st)
         if st.traj is not None:
@@ -492,7 +489,7 @@ class ModelTrainer:
             log.warning("%s: the checkpoint holds the generator states of %d processes, this "
                         "run has %d: the continuation is valid but not bit-identical to an "
                         "uninterrupted run", self.role, len(rngs), ctx.world_size)
-            seed_generators(derive_seed(self.seed, self.role, st.phase.name, "rank", ctx.rank,
+            seed_everything(derive_seed(self.seed, self.role, st.phase.name, "rank", ctx.rank,
                                         "resume", state["epoch"]))
         st.dist_rows = list(state.get("weight_distance") or [])
         st.timing = dict(state.get("timing") or st.timing)

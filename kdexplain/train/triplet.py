@@ -56,6 +56,7 @@ from kdexplain.train.loop import ModelTrainer, Phase, PreloadedDataset
 from kdexplain.utils import (
     atomic_write_text,
     derive_seed,
+    deterministic,
     environment_info,
     folder_lock,
     read_json,
@@ -185,7 +186,8 @@ def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
     ctx = DistContext.setup(config.device)
     try:
         # one process at a time in a run folder (under torchrun: rank 0 holds it)
-        with folder_lock(run_dir) if ctx.is_main else nullcontext():
+        with (folder_lock(run_dir) if ctx.is_main else nullcontext(),
+              deterministic(config.deterministic)):
             return _train(config, run_dir, resume, ctx, None if teacher_run is None
                           else Path(teacher_run))
     finally:
@@ -204,7 +206,8 @@ def train_teacher(config: ExperimentConfig, run_dir: str | Path, resume: bool = 
     ctx = DistContext.setup(config.device)
     try:
         t_start = time.perf_counter()
-        with folder_lock(run_dir) if ctx.is_main else nullcontext():
+        with (folder_lock(run_dir) if ctx.is_main else nullcontext(),
+              deterministic(config.deterministic)):
             return _train_teacher_only(config, run_dir, resume, ctx, t_start)
     finally:
         ctx.close()
@@ -259,12 +262,7 @@ def _start(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
         if changes:
             raise ConfigError(f"cannot resume {run_dir} with a different config; changed: "
                               + "; ".join(changes))
-    seed_everything(config.seed, deterministic=config.deterministic)
-    if not config.deterministic:  # undo an earlier run's setting in this process
-        torch.use_deterministic_algorithms(False)
-        if torch.backends.cudnn.is_available():
-            torch.backends.cudnn.deterministic = False
-            torch.backends.cudnn.benchmark = True
+    seed_everything(config.seed)
     return started
 
 

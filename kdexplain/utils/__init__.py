@@ -17,7 +17,7 @@ from kdexplain.utils.io import (
 from kdexplain.utils.lock import FolderLockedError, folder_lock
 from kdexplain.utils.progress import progress
 from kdexplain.utils.runinfo import environment_info, git_revision
-from kdexplain.utils.seed import derive_seed, seed_everything
+from kdexplain.utils.seed import derive_seed, deterministic, seed_everything
 
 __all__ = [
     "FolderLockedError",
@@ -27,6 +27,7 @@ __all__ = [
     "atomic_write_text",
     "check_writable_folder",
     "derive_seed",
+    "deterministic",
     "environment_info",
     "folder_lock",
     "git_revision",

@@ -1,33 +1,71 @@
-"""Seeding: one seed for everything, and stable derived seeds for sub-streams."""
+"""Seeding: one seed for everything, stable derived seeds for sub-streams, and torch's
+determinism switches set for a block and restored afterwards."""
 
 from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
+__all__ = ["derive_seed", "deterministic", "seed_everything"]
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA).
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (CPU and CUDA).
+
+    Touches no process-wide switch: use :func:`deterministic` for torch's determinism flags.
 
     Parameters
     ----------
     seed : int
-        The run's seed.
-    deterministic : bool
-        Ask torch for deterministic kernels where it has them (``warn_only`` so that an
-        operation without a deterministic kernel does not abort a long run).
+        The run's seed (NumPy gets it modulo 2**32).
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        if torch.backends.cudnn.is_available():
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cudnn.deterministic = True
+
+
+@contextmanager
+def deterministic(enabled: bool = True) -> Iterator[None]:
+    """Set torch's determinism switches for the block; restore the caller's on exit.
+
+    The switches are process-wide: ``torch.use_deterministic_algorithms`` (with its
+    ``warn_only``), ``torch.backends.cudnn.deterministic`` and
+    ``torch.backends.cudnn.benchmark``. They are saved on entry and put back on exit, also
+    when the block raises, so training leaves the rest of the program as it found it.
+
+    Parameters
+    ----------
+    enabled : bool
+        True: deterministic kernels where torch has them (``warn_only``, so that an
+        operation without a deterministic kernel warns instead of aborting a long run),
+        cuDNN deterministic, no cuDNN autotuning. False: the fast settings (no deterministic
+        kernels, cuDNN autotuning on), not bit-reproducible on GPUs.
+
+    Examples
+    --------
+    >>> with deterministic():
+    ...     pass  # train here
+    """
+    cudnn = torch.backends.cudnn
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             cudnn.deterministic, cudnn.benchmark)
+    try:
+        if enabled:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.use_deterministic_algorithms(False)
+        cudnn.deterministic = enabled
+        cudnn.benchmark = not enabled
+        yield
+    finally:
+        algorithms, warn_only, cudnn.deterministic, cudnn.benchmark = saved
+        torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
 
 
 def derive_seed(seed: int, *keys: object) -> int:
