@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from kdexplain.models import LayerNotFoundError, build_model
+from kdexplain.models.features import LayerFeature
 from kdexplain.train import (
-    FeatureHook,
     LrFactor,
     TruncatedModel,
     WeightTrajectory,
@@ -113,34 +113,34 @@ def test_upstream_parameters_follow_the_graph_in_resnets():
     assert "fc.weight" not in set(upstream_parameters(model, "conv", 32))
 
 
-def test_truncated_model_stops_at_the_layer_and_matches_hook():
+def test_truncated_model_stops_at_the_layer_and_matches_layer_feature():
     torch.manual_seed(0)
     model = build_model("kdnet", 3, width=4, hidden=8).eval()
     x = torch.randn(2, 3, 32, 32)
     trunc = TruncatedModel(model, "fc1")
     f = trunc(x)
     trunc.remove()
-    with FeatureHook(model, "fc1") as hook:
-        model(x)
-        g = hook.feature
+    with LayerFeature(model, "fc1") as phi:
+        g = phi(x)
     assert f.shape == (2, 8)
     assert torch.equal(f, g)
     assert (f < 0).any()  # pre-activation: the ReLU after fc1 has not been applied
     assert not model.classifier[0]._forward_hooks  # hooks removed
 
 
-def test_feature_hook_clones_before_inplace_relu():
-    # torchvision's ResNet (like VGG and AlexNet) applies ReLU(inplace=True) right after bn1
+def test_layer_feature_is_the_output_before_an_inplace_relu():
+    # torchvision's ResNet (like VGG and AlexNet) applies ReLU(inplace=True) right after bn1;
+    # the forward pass stops at bn1, so the ReLU never overwrites the feature
     model = build_model("resnet18", 3).eval()
     assert model.relu.inplace
     x = torch.randn(1, 3, 32, 32)
-    with FeatureHook(model, "bn1") as hook, torch.no_grad():
-        model(x)
-        f = hook.feature
+    with LayerFeature(model, "bn1") as phi, torch.no_grad():
+        f = phi(x)
     with torch.no_grad():
         direct = model.bn1(model.conv1(x))
     assert torch.equal(f, direct)
-    assert (f < 0).any()  # not overwritten by the ReLU that follows
+    assert (f < 0).any()
+    assert not model.bn1._forward_hooks
 
 
 def test_feature_shape_mismatch_names_both_shapes():

@@ -3,7 +3,6 @@
 from kdexplain.train.checkpoints import list_checkpoints, load_checkpoint
 from kdexplain.train.distributed import DistContext, scaled_lr
 from kdexplain.train.features import (
-    FeatureHook,
     TruncatedModel,
     check_feature_shapes,
     upstream_parameters,
@@ -29,7 +28,6 @@ from kdexplain.train.triplet import (
 __all__ = [
     "ROLES",
     "DistContext",
-    "FeatureHook",
     "LrFactor",
     "ModelTrainer",
     "NonFiniteLossError",

@@ -18,43 +18,7 @@ from torch import nn
 from kdexplain.models import resolve_layer_name
 from kdexplain.models.features import TruncatedModel, parameter_state
 
-__all__ = ["FeatureHook", "TruncatedModel", "check_feature_shapes", "upstream_parameters"]
-
-
-class FeatureHook:
-    """Capture a layer's output during forward passes of the whole model.
-
-    The output is cloned: with inplace activations (torchvision's VGG, AlexNet and ResNet
-    use ``ReLU(inplace=True)``) the module's output tensor is overwritten by the next
-    layer, so the hooked tensor would otherwise hold the post-activation values.
-
-    Use as a context manager so the hook is always removed::
-
-        with FeatureHook(model, "fc1") as hook:
-            logits = model(x)
-            f = hook.feature          # (B, *feature_shape)
-    """
-
-    def __init__(self, model: nn.Module, layer: str, arch: str | None = None) -> None:
-        self.layer = resolve_layer_name(model, layer, arch)
-        self.module = model.get_submodule(self.layer)
-        self.feature: torch.Tensor | None = None
-        self._handle = None
-
-    def _hook(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        if isinstance(output, (tuple, list)):
-            output = output[0]
-        self.feature = output.clone()
-
-    def __enter__(self) -> FeatureHook:
-        self._handle = self.module.register_forward_hook(self._hook)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        self.feature = None
+__all__ = ["TruncatedModel", "check_feature_shapes", "upstream_parameters"]
 
 
 @torch.no_grad()
