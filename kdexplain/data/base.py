@@ -161,8 +161,10 @@ def collate(items: Sequence[dict]) -> dict:
 class MaskedImageDataset(Dataset):
     """Base class: images with a foreground mask, an object box and a label.
 
-    Subclasses set ``class_names`` and implement ``__len__`` and :meth:`raw_sample`;
-    this class applies the joint transforms and handles unreadable files.
+    Subclasses set ``class_names`` and implement ``__len__``, :meth:`labels` and
+    :meth:`raw_sample` (datasets listed as file records get the first two from
+    :class:`RecordDataset`); this class applies the joint transforms and handles unreadable
+    files.
 
     Attributes
     ----------
@@ -255,6 +257,27 @@ class MaskedImageDataset(Dataset):
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(n={len(self)}, classes={self.num_classes}, "
                 f"image_size={self.image_size}, skipped={len(self.skipped)})")
+
+
+class RecordDataset(MaskedImageDataset):
+    """A dataset listed as one record per sample (file paths, label, key), read lazily.
+
+    Subclasses fill ``self._records`` in their ``__init__`` (usually through
+    :meth:`_verified`) with named tuples that have a ``label`` field, and implement
+    :meth:`raw_sample`; the length and the labels come from the records, so
+    :meth:`labels` reads no image.
+    """
+
+    def __init__(self, image_size: int, **kwargs) -> None:
+        super().__init__(image_size, **kwargs)
+        self._records: list = []
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def labels(self) -> list[int]:
+        """The label of every sample, in order, without reading any image."""
+        return [r.label for r in self._records]
 
 
 def readable_items(dataset: Dataset, indices: Sequence[int], limit: int | None = None

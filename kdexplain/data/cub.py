@@ -31,8 +31,8 @@ import torch
 
 from kdexplain.data.annotations import expect_file, read_table, select_split
 from kdexplain.data.base import (
-    MaskedImageDataset,
     RawSample,
+    RecordDataset,
     check_mask_shape,
     load_label_png,
     load_rgb,
@@ -67,7 +67,7 @@ def find_segmentations(base: Path) -> Path | None:
     return None
 
 
-class CUBDataset(MaskedImageDataset):
+class CUBDataset(RecordDataset):
     """CUB-200-2011 with foreground masks.
 
     Parameters
@@ -153,18 +153,12 @@ class CUBDataset(MaskedImageDataset):
         keep = select_split(split, [r.key for r in rows], [r.label for r in rows], train_flags,
                             val_fraction, split_seed, "cub")
         rows = [r for r, k in zip(rows, keep, strict=True) if k]
-        self._rows = self._verified(rows, lambda r: (r.image,) if r.mask is None
+        self._records = self._verified(rows, lambda r: (r.image,) if r.mask is None
                                     else (r.image, r.mask))
         self.split = split
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def labels(self) -> list[int]:
-        return [r.label for r in self._rows]
-
     def raw_sample(self, index: int) -> RawSample:
-        r = self._rows[index]
+        r = self._records[index]
         image = load_rgb(r.image)
         box = torch.tensor(r.box, dtype=torch.float32)
         if r.mask is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ from PIL import Image
 from kdexplain.data.base import (
     IMAGE_EXTENSIONS,
     CorruptImageError,
-    MaskedImageDataset,
     RawSample,
+    RecordDataset,
     check_mask_shape,
     load_rgb,
 )
@@ -63,7 +64,14 @@ def read_mask_file(path: Path, threshold: float = 0.5) -> np.ndarray:
     return arr >= threshold * top
 
 
-class FolderDataset(MaskedImageDataset):
+class _Record(NamedTuple):
+    image: Path
+    mask: Path | None
+    label: int  # -1: unlabelled (the image is not in a class folder)
+    key: str
+
+
+class FolderDataset(RecordDataset):
     """All images under a folder (``kdexplain quantify --dataset DIR [--mask-dir MASKS]``).
 
     Parameters
@@ -130,8 +138,8 @@ class FolderDataset(MaskedImageDataset):
         records = []
         for p, r in zip(images, rels, strict=True):
             mask = self.mask_dir / r.with_suffix(".png") if self.mask_dir is not None else None
-            records.append((p, mask, label_of[r.parts[0]] if len(r.parts) > 1 else -1,
-                            r.as_posix()))
+            records.append(_Record(p, mask, label_of[r.parts[0]] if len(r.parts) > 1 else -1,
+                                   r.as_posix()))
         if self.mask_dir is not None:
             if not self.mask_dir.is_dir():
                 raise FileNotFoundError(f"expected the mask folder {self.mask_dir}, which does "
@@ -143,19 +151,13 @@ class FolderDataset(MaskedImageDataset):
                     f"{root / Path(missing[0]).relative_to(self.mask_dir).with_suffix('')}.*"
                     f" ({len(missing)} of {len(records)} masks are missing); masks are PNGs "
                     f"at the image's relative path under {self.mask_dir}")
-        self._records = self._verified(records, lambda r: (r[0],) if r[1] is None
-                                       else (r[0], r[1]))
+        self._records = self._verified(records, lambda r: (r.image,) if r.mask is None
+                                       else (r.image, r.mask))
 
     @property
     def has_masks(self) -> bool:
         """Whether items carry ``mask`` and ``box``."""
         return self.mask_dir is not None or self.foreground != "none"
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def labels(self) -> list[int]:
-        return [r[2] for r in self._records]
 
     def raw_sample(self, index: int) -> RawSample:
         path, mask_path, label, key = self._records[index]

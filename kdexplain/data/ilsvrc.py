@@ -28,7 +28,7 @@ from typing import NamedTuple
 import torch
 
 from kdexplain.data.annotations import expect_file, parse_voc_xml
-from kdexplain.data.base import MaskedImageDataset, RawSample, load_rgb
+from kdexplain.data.base import RawSample, RecordDataset, load_rgb
 from kdexplain.data.grid import center_mask
 
 ILSVRC_HOW = ("Download the ILSVRC images and bounding-box XML annotations from "
@@ -71,7 +71,7 @@ def _synset_mapping(root: Path, base: Path) -> list[tuple[str, str]] | None:
     return None
 
 
-class ILSVRCDataset(MaskedImageDataset):
+class ILSVRCDataset(RecordDataset):
     """ILSVRC images cropped around their object box, with a box or central foreground.
 
     Parameters
@@ -170,17 +170,11 @@ class ILSVRCDataset(MaskedImageDataset):
             for k, obj in enumerate(known):
                 key = f"ilsvrc/{split}/{rel.as_posix()}" + (f"/{k}" if objects == "all" else "")
                 items.append(_Item(image, label_of[obj.name], obj.box, key))
-        self._items = self._verified(items, lambda r: (r.image,))
+        self._records = self._verified(items, lambda r: (r.image,))
         self.split = split
 
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def labels(self) -> list[int]:
-        return [r.label for r in self._items]
-
     def raw_sample(self, index: int) -> RawSample:
-        r = self._items[index]
+        r = self._records[index]
         image = load_rgb(r.image)
         h, w = image.shape[-2:]
         mask = torch.zeros(h, w, dtype=torch.bool)

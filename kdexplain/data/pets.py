@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from kdexplain.data.annotations import expect_file, select_split
 from kdexplain.data.base import (
-    MaskedImageDataset,
     RawSample,
+    RecordDataset,
     check_mask_shape,
     load_label_png,
     load_rgb,
@@ -52,7 +53,13 @@ def _breed(image_id: str) -> str:
     return " ".join(part.title() for part in image_id.rsplit("_", 1)[0].split("_"))
 
 
-def _read_list(base: Path, official: str) -> list[tuple[Path, Path, int]]:
+class _Row(NamedTuple):
+    image: Path
+    trimap: Path
+    label: int  # 0..36
+
+
+def _read_list(base: Path, official: str) -> list[_Row]:
     """(image, trimap, label 0..36) of ``annotations/<official>.txt``, as torchvision's
     ``OxfordIIITPet`` reads it (``<id> <class 1..37> <species> <breed>`` per line)."""
     path = base / "annotations" / f"{official}.txt"
@@ -64,12 +71,13 @@ def _read_list(base: Path, official: str) -> list[tuple[Path, Path, int]]:
         if len(parts) < 2 or not parts[1].isdigit():
             raise ValueError(f"malformed {path} line {n}: {line!r}; expected "
                              f"'<id> <class 1..37> <species> <breed>'. {PETS_HOW}")
-        rows.append((base / "images" / f"{parts[0]}.jpg",
-                     base / "annotations" / "trimaps" / f"{parts[0]}.png", int(parts[1]) - 1))
+        rows.append(_Row(base / "images" / f"{parts[0]}.jpg",
+                         base / "annotations" / "trimaps" / f"{parts[0]}.png",
+                         int(parts[1]) - 1))
     return rows
 
 
-class PetsDataset(MaskedImageDataset):
+class PetsDataset(RecordDataset):
     """Oxford-IIIT Pet images with trimap foreground masks.
 
     Parameters
@@ -118,21 +126,15 @@ class PetsDataset(MaskedImageDataset):
         n_cls = max(names) + 1 if names else 0
         self.class_names = [names.get(k, f"class_{k}") for k in range(n_cls)]
         rows = lists["trainval"] + lists["test"]
-        keep = select_split(split, [r[0].stem for r in rows], [r[2] for r in rows],
+        keep = select_split(split, [r.image.stem for r in rows], [r.label for r in rows],
                             [i < len(lists["trainval"]) for i in range(len(rows))],
                             val_fraction, split_seed, "pets")
         rows = [r for r, k in zip(rows, keep, strict=True) if k]
-        self._rows = self._verified(rows, lambda r: (r[0], r[1]))
+        self._records = self._verified(rows, lambda r: (r.image, r.trimap))
         self.split = split
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def labels(self) -> list[int]:
-        return [r[2] for r in self._rows]
-
     def raw_sample(self, index: int) -> RawSample:
-        img_path, seg_path, label = self._rows[index]
+        img_path, seg_path, label = self._records[index]
         image = load_rgb(img_path)
         trimap = load_label_png(seg_path)
         mask = (trimap == 1) | (trimap == 3) if self.border == "fg" else trimap == 1

@@ -28,8 +28,8 @@ import torch
 
 from kdexplain.data.annotations import expect_file, parse_voc_xml
 from kdexplain.data.base import (
-    MaskedImageDataset,
     RawSample,
+    RecordDataset,
     check_mask_shape,
     load_label_png,
     load_rgb,
@@ -67,7 +67,7 @@ def resolve_voc_root(root: str | Path, year: str = "2012") -> tuple[Path, Path]:
     return root, root / "VOCdevkit" / name
 
 
-class VOCObjectsDataset(MaskedImageDataset):
+class VOCObjectsDataset(RecordDataset):
     """Pascal VOC object crops with foreground masks.
 
     Parameters
@@ -139,12 +139,6 @@ class VOCObjectsDataset(MaskedImageDataset):
                                     f"voc/{stem}/{k}"))
         self._records = self._verified(records, lambda r: (r.image, r.class_png))
         self.split = split
-
-    def __len__(self) -> int:
-        return len(self._records)
-
-    def labels(self) -> list[int]:
-        return [r.label for r in self._records]
 
     def raw_sample(self, index: int) -> RawSample:
         r = self._records[index]
