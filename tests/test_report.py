@@ -89,7 +89,8 @@ def test_concept_metrics_markdown_and_latex(report):
     assert md == concept_metrics_markdown(a)
     header = md.splitlines()[0]
     assert all(m in header for m in METRICS)
-    rows = [line for line in md.splitlines() if line.startswith("| ") and "(" in line]
+    assert "foreground concepts (N_fg)" in header  # words first, then the CSV's name
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "±" in line]
     assert [r.split("|")[1].strip() for r in rows] == ["T (teacher)", "S (student)",
                                                         "B (baseline)"]
     assert all(r.count("±") == 6 for r in rows)

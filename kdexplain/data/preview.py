@@ -10,7 +10,8 @@ import torch
 
 from kdexplain.data.grid import mask_to_grid
 from kdexplain.data.transforms import denormalize
-from kdexplain.utils import atomic_write_bytes, progress
+from kdexplain.utils import progress
+from kdexplain.utils.render import save_png
 
 
 def _spread(n: int, limit: int | None) -> list[int]:
@@ -167,8 +168,4 @@ def draw_preview(ds, out: str | Path, n: int = 16, grid: int = 16, cols: int | N
     fig.suptitle(f"{getattr(ds, 'name', '')} {getattr(ds, 'split', '') or ''}: yellow = mask, "
                  f"cyan = foreground cells ({grid}x{grid}), red = box", fontsize=8)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(out, buf.getvalue())
+    return save_png(fig, out, dpi=dpi)

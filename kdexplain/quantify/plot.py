@@ -27,7 +27,7 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     from kdexplain.quantify.engine import upsample_grid
-    from kdexplain.utils.io import atomic_write_bytes
+    from kdexplain.utils.render import entropy_colorbar, save_png, show_entropy
 
     img = image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     H, W = img.shape[:2]
@@ -37,9 +37,8 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     axes[0].imshow(img)
     axes[0].set_title("image")
     axes[1].imshow(img)
-    im = axes[1].imshow(ent, cmap="magma", alpha=0.75, vmin=vmin, vmax=vmax,
-                        interpolation="nearest")
-    axes[1].set_title("entropy (low = used)")
+    im = show_entropy(axes[1], ent, vmin, vmax, alpha=0.75)
+    axes[1].set_title("entropy per cell")
     if foreground is not None:
         fg = foreground.detach().cpu().float().numpy()
         for ax in axes:
@@ -47,14 +46,10 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=axes[1], fraction=0.046, label="H (nats)")
+    entropy_colorbar(fig, im, ax=axes[1], fraction=0.046)
     if title:
         fig.suptitle(title, fontsize=9)
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_png(fig, path, dpi=110)
 
 
 def shared_scale(entropies: list[torch.Tensor] | torch.Tensor) -> tuple[float, float]:

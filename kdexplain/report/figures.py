@@ -12,14 +12,14 @@ Figures are built with :class:`matplotlib.figure.Figure` (no pyplot state, no GU
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
-from kdexplain.utils.io import atomic_write_bytes
+from kdexplain.report.tables import METRIC_HEADERS
+from kdexplain.utils.render import entropy_colorbar, format_number, save_png, show_entropy
 from kdexplain.vocabulary import ROLES
 
 __all__ = [
@@ -32,12 +32,6 @@ __all__ = [
 
 ROLE_COLOURS = {"teacher": "#7f7f7f", "student": "#1f77b4", "baseline": "#d62728"}
 _FOREGROUND_COLOUR = "#00e5ff"
-
-
-def _save(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -163,8 +157,8 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         centres = (np.arange(g) + 0.5) * size[0] / g - 0.5, (np.arange(g) + 0.5) * size[1] / g - 0.5
         for role in roles:
             ax = axes[r, c]
-            mappable = ax.imshow(grids[role][keys.index(key)], cmap="magma_r", vmin=vmin,
-                                 vmax=vmax, interpolation="nearest", extent=extent)
+            mappable = show_entropy(ax, grids[role][keys.index(key)], vmin, vmax,
+                                    extent=extent)
             _outline(ax, fg_px, 1.2)
             yy, xx = np.nonzero(concepts[role][keys.index(key)])
             if yy.size:
@@ -179,11 +173,10 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         for ax in axes[r]:
             ax.set_xticks([])
             ax.set_yticks([])
-    cb = fig.colorbar(mappable, ax=axes, shrink=0.8, pad=0.01)
-    cb.set_label("entropy H_i (nats); low = information used", fontsize=8)
+    entropy_colorbar(fig, mappable, ax=axes, shrink=0.8, pad=0.01)
     fig.suptitle(title or "Entropy per cell (shared colour scale); cyan: foreground; "
                  "dots: concept cells", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _band(analysis: ConceptAnalysis, role: str, seed: int, what: str
@@ -210,8 +203,8 @@ def plot_concepts_vs_distance(analysis: ConceptAnalysis, path: str | Path, *,
     axes = fig.subplots(1, 2, sharey=True)
     dist_name = ("per-epoch weight distance" if analysis.settings.distance == "epoch"
                  else "weight distance d (path length / ||W_0||)")
-    for ax, what, label in ((axes[0], "N_fg", "foreground concepts N_fg"),
-                            (axes[1], "N_bg", "background concepts N_bg")):
+    for ax, what in ((axes[0], "N_fg"), (axes[1], "N_bg")):
+        label = METRIC_HEADERS[what]
         for role in roles:
             for k, seed in enumerate(analysis.seeds):
                 if role not in analysis.models[seed]:
@@ -230,7 +223,7 @@ def plot_concepts_vs_distance(analysis: ConceptAnalysis, path: str | Path, *,
     axes[0].set_ylabel("concepts per image (mean ± sd over images)")
     axes[0].legend(fontsize=8)
     fig.suptitle(title or "Concepts over training against the weight distance", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
@@ -239,7 +232,7 @@ def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
     """Distribution over images of ``d(m^)``, the weight distance at the ``N_fg`` peak.
 
     A box plot per model with every image as a jittered dot (all seeds pooled) and the mean
-    as a diamond; ``D_mean`` and ``D_std`` in the axis labels.
+    as a diamond; ``D_mean`` ("mean") and ``D_std`` ("spread") in the axis labels.
     """
     roles = tuple(r for r in roles if r in analysis.roles)
     if not roles:
@@ -255,7 +248,8 @@ def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
         data.append(d)
         summ = analysis.summary.set_index(["role", "metric"])
         mean, std = summ.loc[(role, "D_mean"), "value"], summ.loc[(role, "D_std"), "value"]
-        labels.append(f"{ROLE_LABELS[role]} ({role})\nD_mean {mean:.3g}\nD_std {std:.3g}")
+        labels.append(f"{ROLE_LABELS[role]} ({role})\nmean {format_number(mean)}\n"
+                      f"spread {format_number(std)}")
         ax.scatter(k + rng.uniform(-0.18, 0.18, d.size), d, s=12, alpha=0.6,
                    color=ROLE_COLOURS[role], edgecolors="none")
         if d.size:
@@ -264,8 +258,8 @@ def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
                widths=0.5, showfliers=False, medianprops={"color": "black"})
     ax.set_xticks(range(len(roles)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(roles) - 0.4)
-    ax.set_ylabel("weight distance at the N_fg peak, d(m^)")
+    ax.set_ylabel("weight distance where the foreground concepts peak, d(m^)")
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or "Where each image's foreground concepts peak (one dot per image)",
                  fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -12,7 +12,6 @@ LaTeX is written by hand (``booktabs`` rules), so no jinja2 is needed.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +19,17 @@ import pandas as pd
 
 from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
 from kdexplain.utils.io import atomic_write_text
+from kdexplain.utils.render import (
+    format_interval,
+    format_number,
+    format_p,
+    format_percent,
+    format_pm,
+    markdown_table,
+)
 
 __all__ = [
+    "METRIC_HEADERS",
     "TABLE_METRICS",
     "concept_metrics_latex",
     "concept_metrics_markdown",
@@ -38,47 +46,18 @@ __all__ = [
 #: Columns of the printed concept-metrics table (the CSV also has D_var).
 TABLE_METRICS: tuple[str, ...] = ("N_fg", "N_bg", "fg_ratio", "D_mean", "D_std", "rho")
 _CSV_METRICS: tuple[str, ...] = ("N_fg", "N_bg", "fg_ratio", "D_mean", "D_std", "D_var", "rho")
+#: What a reader sees for each metric: words, then the name of the CSV column and the docs.
+METRIC_HEADERS = {
+    "N_fg": "foreground concepts (N_fg)", "N_bg": "background concepts (N_bg)",
+    "fg_ratio": "foreground share (fg_ratio)", "D_mean": "mean peak distance (D_mean)",
+    "D_std": "spread of the peak distance (D_std)",
+    "D_var": "variance of the peak distance (D_var)", "rho": "stability (rho)",
+}
 _LATEX_HEADERS = {
     "N_fg": r"$N_{\mathrm{fg}}$", "N_bg": r"$N_{\mathrm{bg}}$",
     "fg_ratio": r"$\lambda$ (fg\_ratio)", "D_mean": r"$D_{\mathrm{mean}}$",
     "D_std": r"$D_{\mathrm{std}}$", "D_var": r"$D_{\mathrm{var}}$", "rho": r"$\rho$",
 }
-
-
-def _decimals(spread: float, value: float) -> int:
-    """Decimals so that the spread shows two significant digits (value: three if no spread)."""
-    if np.isfinite(spread) and spread > 0:
-        ref, digits = spread, 2
-    else:
-        ref, digits = value, 3
-    if not np.isfinite(ref) or ref == 0:
-        return 2
-    return max(0, digits - 1 - math.floor(math.log10(abs(ref))))
-
-
-def format_pm(value: float, spread: float, *, pm: str = " ± ") -> str:
-    """``"12.3 ± 2.1"``: the spread to two significant digits, the value to the same place.
-
-    NaN prints as ``"n/a"``; a NaN spread prints the value alone.
-    """
-    if not np.isfinite(value):
-        return "n/a"
-    dec = _decimals(spread, value)
-    if not np.isfinite(spread):
-        return f"{value:.{dec}f}"
-    return f"{value:.{dec}f}{pm}{spread:.{dec}f}"
-
-
-def _fmt(x: float, digits: int = 3) -> str:
-    if x is None or not np.isfinite(x):
-        return "n/a" if x is None or np.isnan(x) else ("inf" if x > 0 else "-inf")
-    return f"{x:.{digits}g}"
-
-
-def _fmt_p(p: float) -> str:
-    if not np.isfinite(p):
-        return "n/a"
-    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
 def concept_metrics_table(analysis: ConceptAnalysis) -> pd.DataFrame:
@@ -125,40 +104,41 @@ def _spread_note(analysis: ConceptAnalysis) -> str:
 
 
 def concept_metrics_markdown(analysis: ConceptAnalysis) -> str:
-    """Markdown: "value ± spread" per model and metric, then the bootstrap intervals."""
-    wide = concept_metrics_table(analysis)
+    """Markdown: "value ± spread" per model and metric, the bootstrap intervals, and what
+    training changed from epoch 0."""
+    wide = concept_metrics_table(analysis).to_dict("records")
     level = int(round(analysis.settings.ci_level * 100))
-    head = "| role | images | " + " | ".join(TABLE_METRICS) + " |"
-    sep = "|---|---:|" + "---:|" * len(TABLE_METRICS)
-    lines = [head, sep]
-    for r in wide.to_dict("records"):
-        cells = [format_pm(r[f"{m}_mean"], r[f"{m}_spread"]) for m in TABLE_METRICS]
-        lines.append(f"| {r['label']} ({r['role']}) | {r['n_images']} | " + " | ".join(cells)
-                     + " |")
-    lines += ["", f"{level}% bootstrap intervals:", "",
-              "| role | " + " | ".join(TABLE_METRICS) + " |",
-              "|---|" + "---:|" * len(TABLE_METRICS)]
-    for r in wide.to_dict("records"):
-        cells = []
-        for m in TABLE_METRICS:
-            dec = _decimals(r[f"{m}_spread"], r[f"{m}_mean"])
-            lo, hi = r[f"{m}_ci_low"], r[f"{m}_ci_high"]
-            cells.append(f"[{lo:.{dec}f}, {hi:.{dec}f}]" if np.isfinite(lo) else "n/a")
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+    heads = [METRIC_HEADERS[m] for m in TABLE_METRICS]
+    values = pd.DataFrame(
+        [[f"{r['label']} ({r['role']})", str(r["n_images"])]
+         + [format_pm(r[f"{m}_mean"], r[f"{m}_spread"]) for m in TABLE_METRICS] for r in wide],
+        columns=["model", "images", *heads])
+    intervals = pd.DataFrame(
+        [[r["label"]] + [format_interval(r[f"{m}_ci_low"], r[f"{m}_ci_high"], r[f"{m}_mean"],
+                                         r[f"{m}_spread"]) for m in TABLE_METRICS]
+         for r in wide], columns=["model", *heads])
     counts = ("N_fg", "N_bg", "fg_ratio")
-    lines += ["", "What training changed (hypothesis 1's metrics at epoch 0, before training, "
-              "where S and B share their weights; then the change to the count checkpoint "
-              f"with its {level}% hierarchical bootstrap interval):", "",
-              "| role | " + " | ".join(f"{m} at epoch 0 | {m} change" for m in counts) + " |",
-              "|---|" + "---:|" * (2 * len(counts))]
     summ = analysis.summary.set_index(["role", "metric"])
-    for r in wide.to_dict("records"):
-        cells = []
+    change_rows = []
+    for r in wide:
+        cells = [r["label"]]
         for m in counts:
             row = summ.loc[(r["role"], m)]
-            cells += [_fmt(row["epoch0"]), f"{_fmt(row['change_from_epoch0'])} "
-                      f"[{_fmt(row['change_ci_low'])}, {_fmt(row['change_ci_high'])}]"]
-        lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
+            cells += [format_number(row["epoch0"]),
+                      f"{format_number(row['change_from_epoch0'])} "
+                      f"[{format_number(row['change_ci_low'])}, "
+                      f"{format_number(row['change_ci_high'])}]"]
+        change_rows.append(cells)
+    change_heads = ["model"] + [f"{METRIC_HEADERS[m]} {when}" for m in counts
+                                for when in ("at epoch 0", "change")]
+    changes = pd.DataFrame(change_rows, columns=change_heads)
+    lines = [markdown_table(values, "lr" + "r" * len(heads)),
+             "", f"{level}% bootstrap intervals:", "",
+             markdown_table(intervals, "l" + "r" * len(heads)),
+             "", "What training changed (hypothesis 1's metrics at epoch 0, before training, "
+             "where S and B share their weights; then the change to the count checkpoint "
+             f"with its {level}% hierarchical bootstrap interval):", "",
+             markdown_table(changes, "l" + "r" * (2 * len(counts)))]
     return "\n".join(lines) + "\n\n" + _spread_note(analysis) + "\n"
 
 
@@ -207,8 +187,8 @@ def _effect(r: dict) -> str:
     if kind.startswith("matched"):
         return f"r = {r['effect_size']:+.2f}"
     if kind.startswith("Cohen"):
-        return f"d_z = {_fmt(r['effect_size'], 2)}"
-    return f"sd ratio {_fmt(r['effect_size'], 3)}"
+        return f"d_z = {format_number(r['effect_size'], 2)}"
+    return f"sd ratio {format_number(r['effect_size'], 3)}"
 
 
 def _rule_note(analysis: ConceptAnalysis) -> str:
@@ -238,19 +218,20 @@ def _rule_note(analysis: ConceptAnalysis) -> str:
             f"carry the verdicts; each seed's diagnostics).")
 
 
-def _test_rows(rows: list[dict], level: int, with_seed: bool) -> list[str]:
-    seed_head, seed_sep = ("seed | ", "---:|") if with_seed else ("", "")
-    lines = [f"| {seed_head}hypothesis | metric | hypothesised | test | pairs | S | B | "
-             f"S − B [{level}% CI] | effect size | p | p (Holm) | verdict |",
-             f"|{seed_sep}---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+def _test_rows(rows: list[dict], level: int, with_seed: bool) -> str:
+    heads = ["hypothesis", "metric", "hypothesised", "test", "pairs", "S", "B",
+             f"S − B [{level}% CI]", "effect size", "p", "p (Holm)", "verdict"]
+    body = []
     for r in rows:
-        diff = (f"{_fmt(r['diff'])} [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}]")
-        seed = f"{r['seed']} | " if with_seed else ""
-        lines.append(f"| {seed}{r['hypothesis']} | {r['metric']} | {r['direction']} | "
-                     f"{r['test']} | {r['n_pairs']} | {_fmt(r['S'])} | {_fmt(r['B'])} | "
-                     f"{diff} | {_effect(r)} | {_fmt_p(r['p_value'])} | "
-                     f"{_fmt_p(r['p_holm'])} | **{r['verdict']}** |")
-    return lines
+        diff = (f"{format_number(r['diff'])} [{format_number(r['diff_ci_low'])}, "
+                f"{format_number(r['diff_ci_high'])}]")
+        body.append(([str(r["seed"])] if with_seed else [])
+                    + [str(r["hypothesis"]), METRIC_HEADERS[r["metric"]], r["direction"],
+                       r["test"], str(r["n_pairs"]), format_number(r["S"]),
+                       format_number(r["B"]), diff, _effect(r), format_p(r["p_value"]),
+                       format_p(r["p_holm"]), f"**{r['verdict']}**"])
+    frame = pd.DataFrame(body, columns=(["seed"] if with_seed else []) + heads)
+    return markdown_table(frame, ("r" if with_seed else "") + "rlll" + "r" * 7 + "l")
 
 
 def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
@@ -265,17 +246,18 @@ def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
     lines = ["Tests that carry the verdicts"
              + (f" (paired by seed, {len(analysis.seeds)} seeds):" if several else
                 f" (one run, seed {analysis.seeds[0]}: about these two networks only):"), ""]
-    lines += _test_rows(carrying, level, with_seed=not several)
-    lines += ["", "| hypothesis | claim | verdict | support | scope |", "|---:|---|---|---|---|"]
-    for v in analysis.verdicts.to_dict("records"):
-        lines.append(f"| {v['hypothesis']} | {v['claim']} | **{v['verdict']}** | "
-                     f"{v['support']} | {v['scope']} |")
+    lines.append(_test_rows(carrying, level, with_seed=not several))
+    verdicts = pd.DataFrame(
+        [[str(v["hypothesis"]), v["claim"], f"**{v['verdict']}**", v["support"], v["scope"]]
+         for v in analysis.verdicts.to_dict("records")],
+        columns=["hypothesis", "claim", "verdict", "support", "scope"])
+    lines += ["", markdown_table(verdicts, "rllll")]
     diagnostics = tests[~tests["carries_verdict"]].sort_values(
         ["seed", "hypothesis"], kind="stable").to_dict("records")
     if diagnostics:
         lines += ["", "Within-run diagnostics (image level, one run at a time; no verdict "
                   "rests on them):", ""]
-        lines += _test_rows(diagnostics, level, with_seed=True)
+        lines.append(_test_rows(diagnostics, level, with_seed=True))
     return "\n".join(lines) + "\n\n" + _rule_note(analysis) + "\n"
 
 
@@ -294,8 +276,8 @@ def hypotheses_latex(analysis: ConceptAnalysis) -> str:
             r["test"], "permutation")
         lines.append(" & ".join([
             str(r["hypothesis"]), _LATEX_HEADERS[r["metric"]],
-            r["direction"].replace(">", "$>$").replace("<", "$<$"), test, _fmt(r["S"]),
-            _fmt(r["B"]), _tex_escape(_effect(r)), _fmt_p(r["p_value"]), _fmt_p(r["p_holm"]),
+            r["direction"].replace(">", "$>$").replace("<", "$<$"), test, format_number(r["S"]),
+            format_number(r["B"]), _tex_escape(_effect(r)), format_p(r["p_value"]), format_p(r["p_holm"]),
             r["verdict"]]) + " \\\\")
     if not analysis.verdicts.empty:
         lines.append("\\midrule")
@@ -345,16 +327,17 @@ def per_seed_markdown(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None
     """Markdown of :func:`per_seed_table` (accuracies in %)."""
     table = per_seed_table(analysis, accuracies)
     acc = "val_acc" in table.columns
-    head = "| seed | role | images | " + " | ".join(TABLE_METRICS) + (
-        " | train acc | val acc |" if acc else " |")
-    lines = [head, "|---:|---|---:|" + "---:|" * (len(TABLE_METRICS) + 2 * acc)]
+    body = []
     for r in table.to_dict("records"):
-        cells = [_fmt(r[m], 4) for m in TABLE_METRICS]
+        cells = [str(r["seed"]), f"{r['label']} ({r['role']})", str(r["n_images"])]
+        cells += [format_number(r[m], 4) for m in TABLE_METRICS]
         if acc:
-            cells += ["n/a" if not np.isfinite(r[k]) else f"{100 * r[k]:.1f}%"
-                      for k in ("train_acc", "val_acc")]
-        lines.append(f"| {r['seed']} | {r['label']} ({r['role']}) | {r['n_images']} | "
-                     + " | ".join(cells) + " |")
+            cells += [format_percent(r[k]) for k in ("train_acc", "val_acc")]
+        body.append(cells)
+    heads = ["seed", "model", "images", *(METRIC_HEADERS[m] for m in TABLE_METRICS)]
+    heads += ["train accuracy", "validation accuracy"] if acc else []
+    lines = [markdown_table(pd.DataFrame(body, columns=heads),
+                            "rlr" + "r" * (len(TABLE_METRICS) + 2 * acc))]
     note = ("Per-seed values: a mean over that run's used images (D_std: their spread). "
             "A shared teacher appears once, under its own seed.")
     if acc:

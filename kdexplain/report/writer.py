@@ -24,6 +24,7 @@ from kdexplain.report.tables import (
     write_tables,
 )
 from kdexplain.utils.io import atomic_write_text, write_json
+from kdexplain.utils.render import format_number, format_p, markdown_table
 from kdexplain.utils.runinfo import git_revision
 
 __all__ = ["verdict_sentences", "write_report"]
@@ -46,16 +47,6 @@ _SETTING_HELP = {
 }
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if not np.isfinite(x) else f"{x:.3g}"
-
-
-def _p(p: float) -> str:
-    if not np.isfinite(p):
-        return "n/a"
-    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
-
-
 def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
     """One Markdown paragraph per hypothesis: the claim, the verdict, the evidence."""
     if analysis.verdicts.empty:
@@ -68,18 +59,18 @@ def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
         parts = []
         for r in rows.to_dict("records"):
             if r["test"] == "wilcoxon":
-                how = (f"Wilcoxon p = {_p(r['p_value'])}, rank-biserial r = "
+                how = (f"Wilcoxon p = {format_p(r['p_value'])}, rank-biserial r = "
                        f"{r['effect_size']:+.2f}, {r['n_pairs']} images")
             elif r["level"] == "seeds":
-                how = (f"sign-flip p = {_p(r['p_value'])} (smallest possible "
-                       f"{_p(r['min_p'])}), d_z = {_fmt(r['effect_size'])}, "
+                how = (f"sign-flip p = {format_p(r['p_value'])} (smallest possible "
+                       f"{format_p(r['min_p'])}), d_z = {format_number(r['effect_size'])}, "
                        f"{r['n_pairs']} seeds")
             else:
-                how = (f"permutation p = {_p(r['p_value'])}, sd ratio S/B = "
-                       f"{_fmt(r['effect_size'])}, {r['n_pairs']} images")
-            parts.append(f"{r['metric']} (expected {r['direction']}): S {_fmt(r['S'])} vs B "
-                         f"{_fmt(r['B'])}, S − B = {_fmt(r['diff'])} ({level}% CI "
-                         f"{_fmt(r['diff_ci_low'])} to {_fmt(r['diff_ci_high'])}), {how}: "
+                how = (f"permutation p = {format_p(r['p_value'])}, sd ratio S/B = "
+                       f"{format_number(r['effect_size'])}, {r['n_pairs']} images")
+            parts.append(f"{r['metric']} (expected {r['direction']}): S {format_number(r['S'])} vs B "
+                         f"{format_number(r['B'])}, S − B = {format_number(r['diff'])} ({level}% CI "
+                         f"{format_number(r['diff_ci_low'])} to {format_number(r['diff_ci_high'])}), {how}: "
                          f"{r['verdict']}")
         out.append(f"**Hypothesis {v['hypothesis']}: {v['claim']}. Verdict: {v['verdict']}** "
                    f"({v['support']}; {v['scope']}). " + "; ".join(parts) + ".")
@@ -107,11 +98,11 @@ def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -
     lines.append("")
     lines.append("Analysis settings:")
     lines.append("")
-    lines.append("| setting | value | meaning |")
-    lines.append("|---|---|---|")
-    for k, v in analysis.settings.to_dict().items():
-        val = f"{v:.4g}" if isinstance(v, float) else str(v)
-        lines.append(f"| `{k}` | {val} | {_SETTING_HELP.get(k, '')} |")
+    settings = pd.DataFrame(
+        [[f"`{k}`", f"{v:.4g}" if isinstance(v, float) else str(v), _SETTING_HELP.get(k, "")]
+         for k, v in analysis.settings.to_dict().items()],
+        columns=["setting", "value", "meaning"])
+    lines.append(markdown_table(settings))
     if config:
         lines += ["", "<details><summary>Full configuration</summary>", "", "```yaml",
                   yaml.safe_dump(_plain(config), sort_keys=False).rstrip(), "```", "",
@@ -176,19 +167,18 @@ def _images_section(analysis: ConceptAnalysis) -> list[str]:
                 if not sub.loc[sub["image_key"] == k, "used"].all()]
         if left:
             roles = [r for r in analysis.roles if r in set(sub["role"])]
-            lines += ["Not used (why, per model):", "",
-                      "| image | " + " | ".join(ROLE_LABELS[r] for r in roles) + " |",
-                      "|---|" + "---|" * len(roles)]
             table = sub.set_index(["image_key", "role"])
+            body = []
             for k in left:
-                cells = []
+                cells = [f"`{k}`"]
                 for r in roles:
                     row = table.loc[(k, r)]
                     cells.append("used" if row["used"] else
                                  (row["reason"] if not row["reason"].startswith("not used by")
                                   else "left out with the pair"))
-                lines.append(f"| `{k}` | " + " | ".join(cells) + " |")
-            lines.append("")
+                body.append(cells)
+            frame = pd.DataFrame(body, columns=["image", *(ROLE_LABELS[r] for r in roles)])
+            lines += ["Not used (why, per model):", "", markdown_table(frame), ""]
     lines.append("Every image's status per model: `images.csv`; per-image numbers: "
                  "`per_image.csv`; counts at every checkpoint: `trajectories.csv`.")
     return lines

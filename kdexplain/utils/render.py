@@ -3,7 +3,8 @@
 One place for what readers see, so that the package's report, the quickstart figures,
 the dataset preview and the analyses under ``analyses/`` print and draw alike:
 
-- :func:`format_number`, :func:`format_p`, :func:`format_percent`, :func:`format_pm`:
+- :func:`format_number`, :func:`format_p`, :func:`format_percent`, :func:`format_pm`,
+  :func:`format_interval`:
   numbers as text (NaN prints as ``"n/a"``);
 - :func:`markdown_table`: a DataFrame as a Markdown table (pandas ``to_markdown``, which
   uses ``tabulate``);
@@ -35,6 +36,7 @@ __all__ = [
     "ENTROPY_CMAP",
     "ENTROPY_LABEL",
     "entropy_colorbar",
+    "format_interval",
     "format_number",
     "format_p",
     "format_percent",
@@ -116,6 +118,15 @@ def format_pm(value: float, spread: float, *, pm: str = " ± ") -> str:
     if not _finite(spread):
         return f"{value:.{dec}f}"
     return f"{value:.{dec}f}{pm}{spread:.{dec}f}"
+
+
+def format_interval(low: float, high: float, value: float, spread: float) -> str:
+    """``"[10.2, 14.4]"``: an interval at the decimals :func:`format_pm` gives ``value ±
+    spread``; ``"n/a"`` when the interval is undefined."""
+    if not (_finite(low) and _finite(high)):
+        return MISSING
+    dec = _decimals(spread, value)
+    return f"[{low:.{dec}f}, {high:.{dec}f}]"
 
 
 def markdown_table(frame: pd.DataFrame, align: str | None = None) -> str:
