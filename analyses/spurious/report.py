@@ -14,7 +14,6 @@ Files written into the output folder (atomically):
 
 from __future__ import annotations
 
-import io
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,48 +27,35 @@ from analyses.spurious.metrics import METRICS
 from analyses.spurious.pipeline import SET_ORDER, ValidationResults
 from kdexplain.config import dump_config
 from kdexplain.data import denormalize
-from kdexplain.report.figures import upsample_nearest
-from kdexplain.utils import atomic_write_bytes, atomic_write_text, environment_info, write_json
+from kdexplain.report.figures import outline_foreground, upsample_nearest
+from kdexplain.utils import atomic_write_text, environment_info, write_json
+from kdexplain.utils.render import (
+    entropy_colorbar,
+    format_number,
+    format_p,
+    format_percent,
+    markdown_table,
+    save_png,
+    show_entropy,
+)
 
 __all__ = ["write_report"]
 
-_FG_COLOUR = "#00e5ff"
+#: What a reader sees for each metric (the CSV columns keep the names on the left).
 METRIC_TEXT = {
-    "N_fg": "foreground concepts N_fg",
-    "N_bg": "background concepts N_bg",
-    "fg_ratio": "foreground share fg_ratio",
-    "H_fg": "mean foreground entropy H_fg",
-    "H_bg": "mean background entropy H_bg",
-    "bg_minus_fg": "entropy gap H_bg - H_fg",
-    "N_bg_near": "background concepts touching the object N_bg_near",
-    "N_bg_far": "background concepts away from the object N_bg_far",
-    "N_fg_shared": "foreground concepts at a shared threshold N_fg_shared",
-    "N_bg_shared": "background concepts at a shared threshold N_bg_shared",
+    "N_fg": "foreground concepts",
+    "N_bg": "background concepts",
+    "fg_ratio": "foreground share",
+    "H_fg": "mean foreground entropy",
+    "H_bg": "mean background entropy",
+    "bg_minus_fg": "background minus foreground entropy",
+    "N_bg_near": "background concepts touching the object",
+    "N_bg_far": "background concepts away from the object",
+    "N_fg_shared": "foreground concepts at a shared threshold",
+    "N_bg_shared": "background concepts at a shared threshold",
 }
 SET_TEXT = {"tied": "tied images (background = the class's photo family)",
             "neutral": "neutral images (background tied to no class)"}
-
-
-def _fmt(x: float, digits: int = 3) -> str:
-    if x is None or not np.isfinite(x):
-        return "-"
-    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
-
-
-def _p(p: float) -> str:
-    if p is None or not np.isfinite(p):
-        return "-"
-    return "< 0.001" if p < 1e-3 else f"{p:.3f}"
-
-
-def _pct(x: float) -> str:
-    return "-" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def _save_png(fig: Figure, path: Path, dpi: int = 110) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------- tables
@@ -80,44 +66,36 @@ def accuracy_markdown(acc: pd.DataFrame) -> str:
     wide = acc.pivot_table(index=["condition", "seed"], columns="test_set", values="accuracy")
     val = acc.groupby(["condition", "seed"])["val_acc"].first()
     n = acc.groupby("test_set")["n"].first()
-    head = ["network", "seed", "own val"] + [f"{s} (n={int(n[s])})" for s in sets]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head = ["network", "seed", "own validation"] + [f"{s} (n={int(n[s])})" for s in sets]
+    rows = []
     for condition in CONDITIONS:
         for seed in sorted(acc.loc[acc.condition == condition, "seed"].unique()):
-            cells = [condition, str(seed), _pct(val[(condition, seed)])]
-            cells += [_pct(wide.loc[(condition, seed), s]) for s in sets]
-            lines.append("| " + " | ".join(cells) + " |")
+            cells = [condition, str(seed), format_percent(val[(condition, seed)])]
+            cells += [format_percent(wide.loc[(condition, seed), s]) for s in sets]
+            rows.append(cells)
         mean = wide.loc[condition].mean()
-        cells = [f"**{condition}**", "mean", _pct(val[condition].mean())]
-        cells += [f"**{_pct(mean[s])}**" for s in sets]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        cells = [f"**{condition}**", "mean", format_percent(val[condition].mean())]
+        cells += [f"**{format_percent(mean[s])}**" for s in sets]
+        rows.append(cells)
+    return markdown_table(pd.DataFrame(rows, columns=head), "lrr" + "r" * len(sets))
 
 
 def comparison_markdown(comp: pd.DataFrame) -> str:
     """One comparison block (one layer, image set and epoch) as a Markdown table."""
     head = ["metric", "kind", "expected", "neutral net", "spurious net", "difference [95% CI]",
             "per seed", "pairs", "Wilcoxon p", "Holm p", "rank-biserial r", "verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in comp.itertuples():
-        lines.append("| " + " | ".join([
-            f"`{r.metric}`", r.group, r.expected, _fmt(r.neutral), _fmt(r.spurious),
-            f"{_fmt(r.diff)} [{_fmt(r.diff_ci_low)}, {_fmt(r.diff_ci_high)}]", r.per_seed_diff,
-            str(r.n_pairs), _p(r.p_value), _p(r.p_holm), _fmt(r.effect_size, 2),
+        rows.append([
+            METRIC_TEXT[r.metric], r.group, r.expected, format_number(r.neutral), format_number(r.spurious),
+            f"{format_number(r.diff)} [{format_number(r.diff_ci_low)}, {format_number(r.diff_ci_high)}]", r.per_seed_diff,
+            str(r.n_pairs), format_p(r.p_value), format_p(r.p_holm), format_number(r.effect_size, 2),
             f"**{r.verdict}**" if r.verdict != "no clear difference" else r.verdict,
-        ]) + " |")
-    return "\n".join(lines)
+        ])
+    return markdown_table(pd.DataFrame(rows, columns=head), "lll" + "r" * 8 + "l")
 
 
 # --------------------------------------------------------------------------- figures
-
-def _outline(ax, mask: np.ndarray) -> None:
-    h, w = mask.shape
-    ax.contour(np.arange(-1, w + 1), np.arange(-1, h + 1), np.pad(mask.astype(float), 1),
-               levels=[0.5], colors=_FG_COLOUR, linewidths=0.8)
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
-
 
 def plot_heatmaps(res: ValidationResults, path: Path, *, layer: str, seed: int, epoch: int,
                   per_set: int = 3) -> Path:
@@ -150,14 +128,14 @@ def plot_heatmaps(res: ValidationResults, path: Path, *, layer: str, seed: int, 
         mask = s.masks[i].numpy()
         ax = axes[0, j]
         ax.imshow(img, interpolation="nearest")
-        _outline(ax, mask)
+        outline_foreground(ax, mask.astype(float), 0.8)
         ax.set_title(f"{name} #{i}\n{cfg.classes[int(s.labels[i])]}", fontsize=8)
         for r, condition in enumerate(CONDITIONS, start=1):
             ax = axes[r, j]
             g = grids[condition][j]
             px = upsample_nearest(g, mask.shape)
-            im = ax.imshow(px, cmap="viridis", vmin=vmin, vmax=vmax, interpolation="nearest")
-            _outline(ax, mask)
+            im = show_entropy(ax, px, vmin, vmax)
+            outline_foreground(ax, mask.astype(float), 0.8)
             row = pi[(pi.seed == seed) & (pi.condition == condition) & (pi.layer == layer)
                      & (pi.epoch == epoch) & (pi.image_set == name) & (pi.image == i)]
             if len(row) and np.isfinite(g).all():
@@ -169,8 +147,8 @@ def plot_heatmaps(res: ValidationResults, path: Path, *, layer: str, seed: int, 
                     rr, cc = np.nonzero(sel)
                     ax.scatter((cc + 0.5) * scale - 0.5, (rr + 0.5) * scale - 0.5, s=size,
                                c=colour, linewidths=0)
-                ax.set_title(f"N_fg {int(row['N_fg'].iloc[0])}, N_bg {int(row['N_bg'].iloc[0])}",
-                             fontsize=7)
+                ax.set_title(f"concepts: {int(row['N_fg'].iloc[0])} foreground, "
+                             f"{int(row['N_bg'].iloc[0])} background", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -179,10 +157,10 @@ def plot_heatmaps(res: ValidationResults, path: Path, *, layer: str, seed: int, 
     fig.subplots_adjust(left=0.04, right=0.9, top=0.9, bottom=0.03, wspace=0.08, hspace=0.35)
     cax = fig.add_axes([0.92, 0.06, 0.015, 0.55])
     if im is not None:
-        fig.colorbar(im, cax=cax, label="entropy H_i (nats); low = used")
+        entropy_colorbar(fig, im, cax=cax)
     fig.suptitle(f"layer {layer}, seed {seed}, epoch {epoch}: entropy of each cell "
                  "(dots: concept cells; outline: foreground)", fontsize=9)
-    return _save_png(fig, path)
+    return save_png(fig, path, dpi=110)
 
 
 def plot_per_image(res: ValidationResults, path: Path, *, layer: str, epoch: int) -> Path:
@@ -231,9 +209,9 @@ def plot_per_image(res: ValidationResults, path: Path, *, layer: str, epoch: int
                            label="epoch 0 (shared init)")
             row = comp[(comp.layer == layer) & (comp.image_set == name) & (comp.epoch == epoch)
                        & (comp.metric == metric)]
-            title = metric
+            title = METRIC_TEXT[metric]
             if len(row):
-                title += f"\ndiff {_fmt(float(row['diff'].iloc[0]))}, Holm p {_p(float(row['p_holm'].iloc[0]))}"
+                title += f"\ndiff {format_number(float(row['diff'].iloc[0]))}, Holm p {format_p(float(row['p_holm'].iloc[0]))}"
             ax.set_title(title, fontsize=8)
             ax.set_xticks([0, 1])
             ax.set_xticklabels(["neutral net", "spurious net"], fontsize=8)
@@ -245,7 +223,7 @@ def plot_per_image(res: ValidationResults, path: Path, *, layer: str, epoch: int
     fig.suptitle(f"layer {layer}, epoch {epoch}: per-image metrics, neutral vs spurious network "
                  "(same images, same noise)", fontsize=9)
     fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.06, wspace=0.3, hspace=0.45)
-    return _save_png(fig, path)
+    return save_png(fig, path, dpi=110)
 
 
 # --------------------------------------------------------------------------- text
@@ -259,8 +237,8 @@ def _row(comp: pd.DataFrame, layer: str, name: str, epoch: int, metric: str) -> 
 def _metric_sentence(r: pd.Series) -> str:
     direction = "higher" if r["diff"] > 0 else "lower" if r["diff"] < 0 else "equal"
     return (f"{METRIC_TEXT[r['metric']]} is {direction} for the spurious network "
-            f"({_fmt(r['spurious'])} vs {_fmt(r['neutral'])}; difference {_fmt(r['diff'])}, "
-            f"95% CI [{_fmt(r['diff_ci_low'])}, {_fmt(r['diff_ci_high'])}], Holm p {_p(r['p_holm'])}): "
+            f"({format_number(r['spurious'])} vs {format_number(r['neutral'])}; difference {format_number(r['diff'])}, "
+            f"95% CI [{format_number(r['diff_ci_low'])}, {format_number(r['diff_ci_high'])}], Holm p {format_p(r['p_holm'])}): "
             f"*{r['verdict']}*")
 
 
@@ -279,9 +257,9 @@ def reliance_sentences(acc: pd.DataFrame) -> tuple[list[str], bool]:
         s_c = a.get(("spurious", "neutral/conflicting"), float("nan"))
         uses = (s_t - s_n > 0.15) and (s_t > n_t)
         ok &= bool(uses)
-        out.append(f"seed {seed}: the spurious network scores {_pct(s_t)} on tied and "
-                   f"{_pct(s_n)} on neutral test images ({_pct(s_c)} where the background "
-                   f"belongs to another class); the neutral network {_pct(n_t)} and {_pct(n_n)}.")
+        out.append(f"seed {seed}: the spurious network scores {format_percent(s_t)} on tied and "
+                   f"{format_percent(s_n)} on neutral test images ({format_percent(s_c)} where the background "
+                   f"belongs to another class); the neutral network {format_percent(n_t)} and {format_percent(n_n)}.")
     return out, ok
 
 
@@ -304,8 +282,8 @@ def _on(sets: list[str]) -> str:
 def _brief(r: pd.Series | None) -> str:
     if r is None:
         return "-"
-    return (f"{_fmt(r['spurious'])} vs {_fmt(r['neutral'])} on {r['image_set']} images "
-            f"(Holm p {_p(r['p_holm'])}, *{r['verdict']}*)")
+    return (f"{format_number(r['spurious'])} vs {format_number(r['neutral'])} on {r['image_set']} images "
+            f"(Holm p {format_p(r['p_holm'])}, *{r['verdict']}*)")
 
 
 def _mean_h_bar(res: ValidationResults, layer: str, name: str, epoch: int, condition: str
@@ -328,7 +306,7 @@ def answer_lines(res: ValidationResults) -> list[str]:
     reliance, uses = reliance_sentences(res.accuracy)
     chance = 1.0 / len(cfg.classes)
     lines.append("**Does the spurious network really use the background?** "
-                 + ("Yes" if uses else "Not clearly") + f" (chance is {_pct(chance)}):")
+                 + ("Yes" if uses else "Not clearly") + f" (chance is {format_percent(chance)}):")
     lines += [f"- {s}" for s in reliance]
     learnt = learnt_objects(res.accuracy, chance)
     lines.append("- The neutral network " + (
@@ -379,7 +357,7 @@ def answer_lines(res: ValidationResults) -> list[str]:
                 moved = name in _sets_where(comp, layer, final, "H_bg", "shows the effect")
                 lines.append(
                     f"- The threshold, {name} images: `H_bar`, the spurious network's own mean "
-                    f"background entropy, is {_fmt(hb_s)} nats against {_fmt(hb_n)} for the "
+                    f"background entropy, is {format_number(hb_s)} nats against {format_number(hb_n)} for the "
                     "neutral network"
                     + (" (significantly lower: the threshold moved with the background)"
                        if moved else " (not significantly lower)")
@@ -454,12 +432,10 @@ def _control_lines(res: ValidationResults) -> list[str]:
           "per-image figure).")
     lines.append("")
     pi = res.per_image[(res.per_image.epoch == 0) & (res.per_image.condition == "neutral")]
-    head = ["layer", "image set"] + [f"`{m}`" for m in METRICS]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for (layer, name), d in pi.groupby(["layer", "image_set"], sort=False):
-        lines.append("| " + " | ".join([layer, name] + [_fmt(float(d[m].mean())) for m in METRICS])
-                     + " |")
-    lines.append("")
+    head = ["layer", "image set"] + [METRIC_TEXT[m] for m in METRICS]
+    rows = [[layer, name] + [format_number(float(d[m].mean())) for m in METRICS]
+            for (layer, name), d in pi.groupby(["layer", "image_set"], sort=False)]
+    lines += [markdown_table(pd.DataFrame(rows, columns=head), "ll" + "r" * len(METRICS)), ""]
     return lines
 
 
@@ -597,13 +573,15 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         "",
         f"Entropy of every cell for the neutral and the spurious network of seed {first_seed} "
         f"at layer {cfg.layers[0]}, epoch {final}, on the same images (one colour scale; "
-        "dark = low entropy = used). Dots mark concept cells (white: foreground, red: "
+        "bright = low entropy = used). Dots mark concept cells (white: foreground, red: "
         "background); the cyan line outlines the object.",
         "",
     ]
     for fig_path, layer in zip(figures[1:], cfg.layers, strict=True):
         lines += [f"![per-image metrics, {layer}]({fig_path.name})", "",
-                  f"Per-image `N_bg`, `N_bg_shared`, `fg_ratio` and `H_bg - H_fg` at layer {layer}, epoch "
+                  "Per image, background concepts (`N_bg`), background concepts at a shared "
+                  "threshold (`N_bg_shared`), the foreground share (`fg_ratio`) and background "
+                  f"minus foreground entropy (`bg_minus_fg`) at layer {layer}, epoch "
                   f"{final}: each line joins one image's value for the neutral (left) and the "
                   "spurious network (right) of one seed; black squares: means with 95% "
                   "bootstrap intervals; dashed: the shared initialisation.", ""]

@@ -24,6 +24,7 @@ from kdexplain.vocabulary import ROLES
 
 __all__ = [
     "ROLE_COLOURS",
+    "outline_foreground",
     "plot_concepts_vs_distance",
     "plot_entropy_heatmaps",
     "plot_peak_distance",
@@ -46,7 +47,7 @@ def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return grid[rows][:, cols]
 
 
-def _outline(ax, fg_px: np.ndarray, linewidth: float) -> None:
+def outline_foreground(ax, fg_px: np.ndarray, linewidth: float = 1.0) -> None:
     """Outline the foreground (H, W) in pixel coordinates, closed along the image border."""
     if not fg_px.any():
         return
@@ -148,7 +149,7 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         if images is not None:
             ax = axes[r, 0]
             ax.imshow(_image_hwc(images[i]), cmap="gray", vmin=0, vmax=1)
-            _outline(ax, fg_px, 1.0)
+            outline_foreground(ax, fg_px, 1.0)
             ax.set_ylabel(key, fontsize=8)
             if r == 0:
                 ax.set_title("image", fontsize=9)
@@ -159,7 +160,7 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
             ax = axes[r, c]
             mappable = show_entropy(ax, grids[role][keys.index(key)], vmin, vmax,
                                     extent=extent)
-            _outline(ax, fg_px, 1.2)
+            outline_foreground(ax, fg_px, 1.2)
             yy, xx = np.nonzero(concepts[role][keys.index(key)])
             if yy.size:
                 ax.scatter(centres[1][xx], centres[0][yy], s=7, c="white", edgecolors="black",
