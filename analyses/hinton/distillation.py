@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.nets import count_errors
 from analyses.hinton.workspace import Workspace
+from kdexplain.utils.render import markdown_table, save_png
 
 NAME = "distillation"
 TITLE = "3. MNIST-style distillation: teacher, small net, distilled small net"
@@ -100,7 +102,8 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     gaps = (s_r - d_r) / np.where(s_r - t_r != 0, s_r - t_r, np.nan)
     better = int((d_r < s_r).sum())
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False, layout="constrained")
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    axes = fig.subplots(1, 2)
     table_rows = []
     verdicts = []
     for ax, width in zip(axes, ("wide", "narrow"), strict=True):
@@ -118,7 +121,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
         means = dist.mean(0)
         best = int(means.argmin())
         verdicts.append((width, temps[best], means, dist, lab))
-    paths = [rp.save_figure(fig, out_dir / "distillation_sweep.png")]
+    paths = [save_png(fig, out_dir / "distillation_sweep.png", dpi=110, bbox_inches="tight")]
     (_, wbest, wmeans, wdist, wlab), (_, nbest, nmeans, ndist, nlab) = verdicts
     for j, t in enumerate(temps):
         table_rows.append([f"{t:g}", rp.fmt_ms(wdist[:, j], 2, 100, "%"),
@@ -155,8 +158,8 @@ measurement on 10 000 images).
 
 ## Headline numbers
 
-{rp.md_table(["model", "paper: errors / 10 000", "paper: rate", "ours: rate",
-              f"ours: errors / {n}", "ours scaled to 10 000"], rows)}
+{markdown_table(pd.DataFrame(rows, columns=["model", "paper: errors / 10 000", "paper: rate", "ours: rate",
+              f"ours: errors / {n}", "ours scaled to 10 000"]))}
 
 - Distillation beat training on labels in {better} of {len(d_r)} seeds; error of the
   distilled minus the label-trained net, paired by seed:
@@ -169,7 +172,7 @@ measurement on 10 000 images).
 Test error of distilled 2x{w['wide']} and 2x{w['narrow']} nets (same loss, same a) over T, and of
 the same nets trained on labels only:
 
-{rp.md_table(["T", f"2x{w['wide']}", f"2x{w['narrow']}"], table_rows)}
+{markdown_table(pd.DataFrame(table_rows, columns=["T", f"2x{w['wide']}", f"2x{w['narrow']}"]))}
 
 ![temperature sweep](distillation_sweep.png)
 

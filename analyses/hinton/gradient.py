@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.workspace import Workspace
 from kdexplain.train.losses import logit_l2_loss, soft_target_loss
+from kdexplain.utils.render import markdown_table, save_png
 
 NAME = "gradient"
 TITLE = "2. The high-temperature limit: soft targets become logit regression"
@@ -153,7 +155,8 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     g2, g1 = _arr(result, "grad_norm_t2"), _arr(result, "grad_norm_plain")
     lim = _arr(result, "limit_norm")
 
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    fig = Figure(figsize=(11, 4), layout="constrained")
+    ax = fig.subplots(1, 2)
     rp.errorbar_line(ax[0], temps, zm, "zero-meaned logits")
     rp.errorbar_line(ax[0], temps, raw, "raw logits (no zero-meaning)")
     ref = zm[:, len(temps) // 2].mean() * temps[len(temps) // 2] / temps
@@ -168,7 +171,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ax[1].set(xscale="log", yscale="log", xlabel="temperature T",
               ylabel="mean per-example gradient norm", title="gradient magnitude")
     ax[1].legend(fontsize=8)
-    paths = [rp.save_figure(fig, out_dir / "gradient_limit.png")]
+    paths = [save_png(fig, out_dir / "gradient_limit.png", dpi=110, bbox_inches="tight")]
 
     rows = []
     for j, t in enumerate(temps):
@@ -188,8 +191,8 @@ per-example gradient of kdexplain's `soft_target_loss` (T^2-scaled) taken by aut
 vectors centred per example first; raw: the logits as the nets output them (their means
 differ by {rp.fmt_ms(_arr(result, 'mean_gap'), 2)} on average per example).
 
-{rp.md_table(["T", "rel. diff., zero-meaned", "rel. diff., raw",
-              "mean norm of g_T (with T^2)", "without T^2"], rows)}
+{markdown_table(pd.DataFrame(rows, columns=["T", "rel. diff., zero-meaned", "rel. diff., raw",
+              "mean norm of g_T (with T^2)", "without T^2"]))}
 
 ![gradient limit](gradient_limit.png)
 

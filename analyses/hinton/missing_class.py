@@ -26,12 +26,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.workspace import Workspace
+from kdexplain.utils.render import markdown_table, save_png
 
 NAME = "missing_class"
 TITLE = "4. The missing class: knowing digits never seen in the transfer set"
@@ -264,7 +266,8 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     tot = _get(result, "no_class", "class_total")[0]
 
     # ---- figure
-    fig, ax = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
+    fig = Figure(figsize=(12, 4), layout="constrained")
+    ax = fig.subplots(1, 2)
     sweeps = np.array([r["no_class"]["sweep_errors"] for r in result["per_seed"].values()]) / n
     csweeps = np.array([r["no_class"]["sweep_class_errors"]
                         for r in result["per_seed"].values()]) / tot
@@ -287,7 +290,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ax[1].set(xlabel=f"bias added to the {kept} logits at test time", ylabel="test error (%)",
               title=f"transfer set of only {kept}", ylim=(0, 100))
     ax[1].legend(fontsize=8)
-    paths = [rp.save_figure(fig, out_dir / "missing_class_bias.png")]
+    paths = [save_png(fig, out_dir / "missing_class_bias.png", dpi=110, bbox_inches="tight")]
 
     # ---- tables
     def rate(x: np.ndarray, total: float) -> str:
@@ -351,20 +354,18 @@ split has {n} images ({tot:.0f} {mc!r}s); rates and counts are given, and rates 
 
 ## Transfer set without {mc!r}
 
-{rp.md_table(["quantity", "paper", "ours: rate", f"ours: count / {n}", "ours scaled to 10 000"],
-             t1)}
+{markdown_table(pd.DataFrame(t1, columns=["quantity", "paper", "ours: rate", f"ours: count / {n}", "ours scaled to 10 000"]))}
 
 Biases chosen without the test set (mean ± std over seeds; the last column is the extra
 test errors compared with the test-set optimum):
 
-{rp.md_table(["rule", "bias", "test error", f"{mc!r}s right", "errors above optimum"], rules1)}
+{markdown_table(pd.DataFrame(rules1, columns=["rule", "bias", "test error", f"{mc!r}s right", "errors above optimum"]))}
 
 ## Transfer set of only {kept}
 
-{rp.md_table(["quantity", "paper", "ours: rate", f"ours: count / {n}", "ours scaled to 10 000"],
-             t2)}
+{markdown_table(pd.DataFrame(t2, columns=["quantity", "paper", "ours: rate", f"ours: count / {n}", "ours scaled to 10 000"]))}
 
-{rp.md_table(["rule", "bias", "test error", "errors above optimum"], rules2)}
+{markdown_table(pd.DataFrame(rules2, columns=["rule", "bias", "test error", "errors above optimum"]))}
 
 ![bias sweeps](missing_class_bias.png)
 

@@ -1,4 +1,6 @@
-"""Tables, figures and pages of the Hinton reports (generated, never hand-edited).
+"""Pages of the Hinton reports (generated, never hand-edited), and their "mean ± std" cells.
+
+Numbers, p-values, tables and PNGs are rendered by :mod:`kdexplain.utils.render`.
 
 A page is built from an analysis' result dict alone, so ``<name>.json`` beside each page
 holds every number the page shows.
@@ -6,19 +8,16 @@ holds every number the page shows.
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from kdexplain.utils import atomic_write_bytes, atomic_write_text, read_json  # noqa: E402
+from kdexplain.utils import atomic_write_text, read_json
+from kdexplain.utils.render import format_p
 
 PAPER = "Hinton, Vinyals & Dean (2015), *Distilling the Knowledge in a Neural Network*"
 
@@ -55,33 +54,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], scale: float = 1.0,
     if np.allclose(d, d[0]):
         return text + f" (n = {d.size}, identical in every seed)"
     p = float(stats.ttest_rel(np.asarray(a, float), np.asarray(b, float)).pvalue)
-    return text + f" (paired t-test p = {p:.2g}, n = {d.size})"
+    return text + f" (paired t-test p = {format_p(p)}, n = {d.size})"
 
 
-def fmt_num(x: float, digits: int = 3) -> str:
-    """Fixed notation, or scientific for tiny non-zero magnitudes (probabilities)."""
-    if x != 0 and abs(x) < 10 ** (-digits):
-        return f"{x:.1e}"
-    return f"{x:.{digits}f}"
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """A GitHub-flavoured Markdown table."""
-    lines = ["| " + " | ".join(str(h) for h in headers) + " |",
-             "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def save_figure(fig: plt.Figure, path: str | Path) -> Path:
-    """Save ``fig`` as PNG (atomically) and close it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
-def errorbar_line(ax: plt.Axes, x: Sequence[float], per_seed: np.ndarray, label: str,
+def errorbar_line(ax: Axes, x: Sequence[float], per_seed: np.ndarray, label: str,
                   **kwargs) -> None:
     """Plot the mean over seeds (rows of ``per_seed``, shape ``(n_seeds, len(x))``) with a
     +- std band."""

@@ -13,13 +13,16 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.workspace import Workspace
 from kdexplain.train.losses import softmax_t
+from kdexplain.utils.render import format_number, markdown_table, save_png
 
 NAME = "temperature"
 TITLE = "1. Temperature: softening the softmax"
@@ -133,8 +136,8 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     paths = []
 
     # -- figure 1: probabilities vs T (toy and real example) + the example digit
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), layout="constrained",
-                             gridspec_kw={"width_ratios": [1, 1.4, 0.55]})
+    fig = Figure(figsize=(13, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.4, 0.55]})
     fine_t = np.geomspace(min(temps), max(temps), 100)
     toy_fine = softmax_table(result["toy_logits"], list(fine_t)).numpy()
     for i in range(toy.shape[1]):
@@ -143,7 +146,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
                 title="logits (0, ln 2, ln 4)")
     axes[0].legend(fontsize=8)
     ex_fine = softmax_table(ex["logits"], list(fine_t)).numpy()
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     for i, n in enumerate(names):
         axes[1].plot(fine_t, ex_fine[:, i], color=cmap(i % 10), lw=2.2 if i == ex["label"] else 1.2,
                      label=n)
@@ -154,10 +157,11 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     h, w = ex["image_shape"]
     axes[2].imshow(np.array(ex["image"]).reshape(h, w), cmap="gray")
     axes[2].set(title="the image", xticks=[], yticks=[])
-    paths.append(rp.save_figure(fig, out_dir / "temperature_softmax.png"))
+    paths.append(save_png(fig, out_dir / "temperature_softmax.png", dpi=110, bbox_inches="tight"))
 
     # -- figure 2: entropy of the soft targets vs T
-    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6), layout="constrained")
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax = fig.subplots(1, 2)
     rp.errorbar_line(ax[0], ent_t, ents, "teacher soft targets (test set)")
     ax[0].axhline(result["log_num_classes"], color="grey", ls="--", lw=1,
                   label=f"uniform: ln {len(names)}")
@@ -169,11 +173,11 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ax[1].set(xscale="log", xlabel="temperature T", ylabel="mean max_i q_i",
               title="confidence of q_T(teacher)")
     ax[1].legend(fontsize=8)
-    paths.append(rp.save_figure(fig, out_dir / "temperature_entropy.png"))
+    paths.append(save_png(fig, out_dir / "temperature_entropy.png", dpi=110, bbox_inches="tight"))
 
     # -- tables
-    toy_rows = [[f"{t:g}"] + [rp.fmt_num(p, 4) for p in row] for t, row in zip(temps, toy, strict=True)]
-    ex_rows = [[f"{t:g}"] + [rp.fmt_num(p, 3) for p in row] for t, row in zip(temps, ex_probs, strict=True)]
+    toy_rows = [[f"{t:g}"] + [format_number(p, 4) for p in row] for t, row in zip(temps, toy, strict=True)]
+    ex_rows = [[f"{t:g}"] + [format_number(p, 3) for p in row] for t, row in zip(temps, ex_probs, strict=True)]
     ent_rows = []
     for j, t in enumerate(ent_t):
         ent_rows.append([f"{t:g}", rp.fmt_ms(ents[:, j], 3),
@@ -182,11 +186,9 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     lab = ex["label"]
     paper_vs = ""
     if p1 is not None and len(names) == 10 and lab == 2:
-        paper_vs = rp.md_table(
-            ["quantity (a test '2' at T = 1)", "paper", "ours"],
-            [["q('3')", "1e-6 (\"one version of a 2\")", rp.fmt_num(p1[3], 3)],
-             ["q('7')", "1e-9", rp.fmt_num(p1[7], 3)],
-             ["q('2')", "~1", rp.fmt_num(p1[2], 4)]])
+        paper_vs = markdown_table(pd.DataFrame([["q('3')", "1e-6 (\"one version of a 2\")", format_number(p1[3], 3)],
+             ["q('7')", "1e-9", format_number(p1[7], 3)],
+             ["q('2')", "~1", format_number(p1[2], 4)]], columns=["quantity (a test '2' at T = 1)", "paper", "ours"]))
     med = [result["per_seed"][s]["median_wrong_prob_t1"] for s in seeds]
     err = [result["per_seed"][s]["test_error_rate"] for s in seeds]
 
@@ -203,14 +205,14 @@ Logits (0, ln 2, ln 4): at T = 1 the softmax is exactly (1, 2, 4)/7 = (0.1429, 0
 0.5714); at T = 2 it is (1, sqrt 2, 2)/(3 + sqrt 2) = (0.2265, 0.3204, 0.4531); as T grows
 it tends to the uniform 1/3 (these values are unit-tested).
 
-{rp.md_table(["T", "q(z = 0)", "q(z = ln 2)", "q(z = ln 4)"], toy_rows)}
+{markdown_table(pd.DataFrame(toy_rows, columns=["T", "q(z = 0)", "q(z = ln 2)", "q(z = ln 4)"]))}
 
 ## A real digit
 
 The first test image of class {names[lab]!r} (#{ex['index_in_test_split']} of the test
 split), seed {ex['seed']}'s teacher:
 
-{rp.md_table(["T"] + list(names), ex_rows)}
+{markdown_table(pd.DataFrame(ex_rows, columns=["T"] + list(names)))}
 
 {paper_vs}
 
@@ -226,7 +228,7 @@ is {float(np.mean(med)):.1e} (per seed: {', '.join(f'{m:.1e}' for m in med)}){
 Mean over the test images of the entropy of q_T(teacher) (nats), its exponential (the
 "effective number of classes"), and the mean largest probability:
 
-{rp.md_table(["T", "mean entropy (nats)", "exp(entropy)", "mean max prob."], ent_rows)}
+{markdown_table(pd.DataFrame(ent_rows, columns=["T", "mean entropy (nats)", "exp(entropy)", "mean max prob."]))}
 
 ![entropy over T](temperature_entropy.png)
 

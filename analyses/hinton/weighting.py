@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.nets import count_errors
 from analyses.hinton.workspace import Workspace
+from kdexplain.utils.render import markdown_table, save_png
 
 NAME = "weighting"
 TITLE = "5. Weighting the hard labels against the soft targets"
@@ -82,8 +84,8 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ws, ts = result["hard_weights"], result["temperatures"]
     i, j = best_cell(result)
 
-    fig, ax = plt.subplots(1, 2, figsize=(11.5, 4), layout="constrained",
-                           gridspec_kw={"width_ratios": [1, 1.2]})
+    fig = Figure(figsize=(11.5, 4), layout="constrained")
+    ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
     im = ax[0].imshow(mean, cmap="viridis_r", aspect="auto")
     for a in range(len(ws)):
         for b in range(len(ts)):
@@ -105,7 +107,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ax[1].set(xlabel="hard-label weight 1 - a", ylabel="test error (%)",
               title="error vs weight (mean ± std over seeds)")
     ax[1].legend(fontsize=8)
-    paths = [rp.save_figure(fig, out_dir / "weighting_grid.png")]
+    paths = [save_png(fig, out_dir / "weighting_grid.png", dpi=110, bbox_inches="tight")]
 
     rows = []
     for a, w in enumerate(ws):
@@ -138,7 +140,7 @@ on the whole training split, loss `a * T^2 * KL(q_T(teacher) || q_T(student)) +
 
 Test error (mean ± std over seeds):
 
-{rp.md_table(["hard weight 1 - a"] + [f"T = {t:g}" for t in ts], rows)}
+{markdown_table(pd.DataFrame(rows, columns=["hard weight 1 - a"] + [f"T = {t:g}" for t in ts]))}
 
 ![weighting grid](weighting_grid.png)
 

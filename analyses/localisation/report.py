@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analyses.localisation.pipeline import METRICS, ROLES  # noqa: E402
-from kdexplain import denormalize  # noqa: E402
-from kdexplain.utils import atomic_write_bytes, atomic_write_text, environment_info, write_json  # noqa: E402
+from analyses.localisation.pipeline import METRICS, ROLES
+from kdexplain import denormalize
+from kdexplain.utils import atomic_write_text, environment_info, write_json
+from kdexplain.utils.render import markdown_table, save_png
 
 SHORT = {"PointingGame": "PG", "RelevanceRankAccuracy": "RRA", "RelevanceMassAccuracy": "RMA"}
 
@@ -40,14 +37,12 @@ def quickstart_table(per_image: pd.DataFrame, metric: str) -> str:
     q = per_image[per_image.group == "quickstart"]
     s = spread(q, metric, ["method", "network"])
     methods = list(dict.fromkeys(q.method))
-    lines = ["| method | " + " | ".join(r[0].upper() + r[1:] for r in ROLES) + " |",
-             "|---|" + "---|" * len(ROLES)]
-    for m in methods:
-        cells = [_cell(s[(s.method == m) & (s.network == r)].iloc[0]) for r in ROLES]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    rows = [[m] + [_cell(s[(s.method == m) & (s.network == r)].iloc[0]) for r in ROLES]
+            for m in methods]
     chance = q.drop_duplicates(["network", "seed", "image"]).mask_share.mean()
-    lines.append(f"| chance (mask share) | {chance:.3f} |" + " |" * (len(ROLES) - 1))
-    return "\n".join(lines)
+    rows.append(["chance (mask share)", f"{chance:.3f}"] + [""] * (len(ROLES) - 1))
+    heads = ["method"] + [r[0].upper() + r[1:] for r in ROLES]
+    return markdown_table(pd.DataFrame(rows, columns=heads))
 
 
 def spurious_differences(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -68,12 +63,12 @@ def spurious_differences(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def spurious_table(diff: pd.DataFrame) -> str:
-    lines = ["| set | method | neutral | spurious | spurious − neutral ± sd (images) | per seed |",
-             "|---|---|---|---|---|---|"]
-    for _, r in diff.iterrows():
-        lines.append(f"| {r['set']} | {r['method']} | {r['neutral']:.3f} | {r['spurious']:.3f} "
-                     f"| {r['diff']:+.3f} ± {r['diff_sd_images']:.3f} | {r['diff_per_seed']} |")
-    return "\n".join(lines)
+    rows = [[r["set"], r["method"], f"{r['neutral']:.3f}", f"{r['spurious']:.3f}",
+             f"{r['diff']:+.3f} ± {r['diff_sd_images']:.3f}", r["diff_per_seed"]]
+            for _, r in diff.iterrows()]
+    heads = ["image set", "method", "neutral network", "spurious network",
+             "spurious − neutral ± sd (images)", "per seed"]
+    return markdown_table(pd.DataFrame(rows, columns=heads))
 
 
 def cost_table(cost: pd.DataFrame) -> str:
@@ -82,18 +77,10 @@ def cost_table(cost: pd.DataFrame) -> str:
     g = c.groupby("method", sort=False).agg(rows=("rows_per_image", "mean"),
                                             secs=("seconds_per_image", "mean"),
                                             total=("seconds", "sum"))
-    lines = ["| method | forward rows per image | seconds per image | seconds in this run |",
-             "|---|---|---|---|"]
-    for m, r in g.iterrows():
-        lines.append(f"| {m} | {r['rows']:.0f} | {r['secs']:.3f} | {r['total']:.1f} |")
-    return "\n".join(lines)
-
-
-def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    rows = [[m, f"{r['rows']:.0f}", f"{r['secs']:.3f}", f"{r['total']:.1f}"]
+            for m, r in g.iterrows()]
+    heads = ["method", "forward rows per image", "seconds per image", "seconds in this run"]
+    return markdown_table(pd.DataFrame(rows, columns=heads))
 
 
 def maps_figure(kept: dict, images: dict, rows: list[tuple], path: Path,
@@ -101,8 +88,8 @@ def maps_figure(kept: dict, images: dict, rows: list[tuple], path: Path,
     """Rows: (group, network, seed, set) x images; columns: the image, then each method."""
     methods = list(dict.fromkeys(k[4] for k in kept))
     pairs = [(r, i) for r in rows for i in range(min(n_images, len(images[r[3]]["labels"])))]
-    fig, axes = plt.subplots(len(pairs), len(methods) + 1,
-                             figsize=(1.6 * (len(methods) + 1), 1.6 * len(pairs)), squeeze=False)
+    fig = Figure(figsize=(1.6 * (len(methods) + 1), 1.6 * len(pairs)))
+    axes = fig.subplots(len(pairs), len(methods) + 1, squeeze=False)
     for row_axes, (key, i) in zip(axes, pairs, strict=True):
         data = images[key[3]]
         rgb = denormalize(data["images"][i]).permute(1, 2, 0).numpy()
@@ -117,7 +104,7 @@ def maps_figure(kept: dict, images: dict, rows: list[tuple], path: Path,
             ax.set_yticks([])
     for ax, title in zip(axes[0], ["image"] + methods, strict=True):
         ax.set_title(title, fontsize=7)
-    return _save(fig, path)
+    return save_png(fig, path, dpi=90, bbox_inches="tight")
 
 
 def answer(per_image: pd.DataFrame, diff: pd.DataFrame | None) -> list[str]:
