@@ -103,3 +103,57 @@ def test_jitter_shape_max_shift_and_determinism():
     assert int(found.abs().max()) == 2  # never more than 2 pixels, in either direction
     assert len({tuple(r) for r in found.tolist()}) == 25  # every shift in [-2, 2]^2 occurs
     assert torch.equal(jitter_images(x, (28, 28), 0), x)
+
+
+# ----------------------------------------------------------------------------- the protocol
+
+FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+
+
+def test_paper_protocol_config():
+    from analyses.hinton.config import make_config, with_epochs
+
+    cfg = make_config(protocol="paper", dataset="fashion")
+    assert cfg.mode == "paper" and cfg.train_size is None and cfg.seeds == (0, 1, 2, 3, 4)
+    t = cfg.teacher
+    assert (t.hidden, t.input_dropout, t.hidden_dropout, t.jitter) == (1200, 0.2, 0.5, 2)
+    assert cfg.student.hidden == 800 and cfg.narrow.hidden == 30 and cfg.missing_class == 3
+    one = with_epochs(cfg, 1)
+    assert {one.teacher.epochs, one.student.epochs, one.narrow.epochs} == {1}
+    assert one.teacher.jitter == 2  # only the epochs change
+    with pytest.raises(ValueError, match="unknown protocol"):
+        make_config(protocol="huge")
+
+
+@pytest.mark.skipif(not FASHION.is_file(), reason="Fashion-MNIST is not installed: "
+                    "`apt-get install dataset-fashion-mnist` (Debian) puts it in "
+                    "/usr/share/datasets/fashion-mnist")
+def test_paper_protocol_smoke_on_fashion(tmp_path, capsys):
+    """The whole protocol, on 600 / 200 real Fashion-MNIST images, 1 epoch, 2 seeds."""
+    import json
+
+    from analyses.hinton.__main__ import cli
+
+    out = tmp_path / "pages"
+    argv = ["distillation,missing-class", "--protocol", "paper", "--dataset", "fashion",
+            "--train-size", "600", "--test-size", "200", "--epochs", "1", "--seeds", "0,1",
+            "--holdout-per-class", "10", "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+            "--threads", "1"]
+    assert cli(argv) == 0
+    dist = json.loads((out / "distillation.json").read_text())
+    assert dist["meta"]["config"]["mode"] == "paper" and dist["n_test"] == 200
+    assert dist["meta"]["config"]["teacher"]["jitter"] == 2
+    assert dist["meta"]["nets"]["nets"] == 2 * (3 + 2 * (1 + 9))  # per seed: 3 + 2 sweeps
+    page = (out / "distillation.md").read_text()
+    for text in ("Share of the small-net-to-teacher gap closed", "one-sided sign-flip p",
+                 "Best temperature of the 2x30 net", "Criterion, fixed before the run",
+                 "--protocol paper", "- Machine: ", "wall-clock for this analysis"):
+        assert text in page, text
+    mc = (out / "missing_class.md").read_text()
+    assert "Share of the 'Dress's recovered" in mc and "prior matching" in mc
+    assert json.loads((out / "missing_class.json").read_text())["per_seed"]["1"]["reference"]
+    # resumable: the second run trains nothing and rebuilds the same pages
+    capsys.readouterr()
+    assert cli(argv) == 0
+    log = capsys.readouterr().err
+    assert "training " not in log and "0 nets trained" in (out / "distillation.md").read_text()

@@ -34,6 +34,7 @@ __all__ = [
     "DIGIT_DATASETS",
     "FASHION_MNIST_CLASSES",
     "DigitData",
+    "dataset_key",
     "load_digits",
     "load_fashion_mnist",
     "load_mnist",
@@ -426,6 +427,11 @@ _ALIASES = {"mnist-5k": "mnist5k", "fashion-mnist": "fashion", "fashionmnist": "
             "digits": "sklearn-digits", "sklearn": "sklearn-digits"}
 
 
+def dataset_key(name: str) -> str:
+    """The canonical key of a data set name or alias (``fashion-mnist`` -> ``fashion``)."""
+    return _ALIASES.get(name.lower(), name.lower())
+
+
 def load_digits(name: str = "mnist5k", root: str | Path | None = None,
                 download: bool = False) -> DigitData:
     """Load one of :data:`DIGIT_DATASETS` by name.
@@ -439,7 +445,7 @@ def load_digits(name: str = "mnist5k", root: str | Path | None = None,
     download : bool
         Only for ``mnist``.
     """
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = dataset_key(name)
     if key == "mnist5k":
         return load_mnist5k()
     if key == "fashion":
