@@ -14,6 +14,7 @@ from kdexplain.data.digits import (
     DigitData,
     load_digits,
     load_fashion_mnist,
+    load_mnist,
     load_mnist5k,
     load_sklearn_digits,
     load_torchvision_mnist,
@@ -26,8 +27,9 @@ def _idx_bytes(arr: np.ndarray) -> bytes:
     return bytes([0, 0, 0x08, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
 
 
-def _write_fashion(folder: Path, n_train: int = 20, n_test: int = 10, gz: bool = True,
+def _write_idx_set(folder: Path, n_train: int = 20, n_test: int = 10, gz: bool = True,
                    ) -> dict[str, np.ndarray]:
+    """The four files of an MNIST-style data set (Fashion-MNIST, MNIST), made up."""
     rng = np.random.default_rng(0)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
@@ -122,10 +124,26 @@ def test_read_idx_rejects_bad_files(tmp_path):
         read_idx(tmp_path / "short")
 
 
+def test_read_idx_missing_and_truncated_gzip(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected the IDX file .*nope.gz"):
+        read_idx(tmp_path / "nope.gz")
+    arr = np.arange(600, dtype=np.uint8).reshape(6, 10, 10)
+    packed = gzip.compress(_idx_bytes(arr))
+    (tmp_path / "cut.gz").write_bytes(packed[: len(packed) // 2])  # a download cut short
+    with pytest.raises(ValueError, match="cut.gz: cannot decompress .*truncated or corrupt"):
+        read_idx(tmp_path / "cut.gz")
+    (tmp_path / "notgz.gz").write_bytes(_idx_bytes(arr))  # named .gz, not gzipped
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        read_idx(tmp_path / "notgz.gz")
+    (tmp_path / "header").write_bytes(_idx_bytes(arr)[:9])  # ends inside the 3 dimensions
+    with pytest.raises(ValueError, match="ends inside the header"):
+        read_idx(tmp_path / "header")
+
+
 @pytest.mark.parametrize("layout", ["flat-gz", "flat-raw", "torchvision"])
 def test_fashion_mnist_from_fabricated_files(tmp_path, layout):
     folder = tmp_path / "FashionMNIST" / "raw" if layout == "torchvision" else tmp_path
-    arrays = _write_fashion(folder, gz=layout != "flat-raw")
+    arrays = _write_idx_set(folder, gz=layout != "flat-raw")
     d = load_fashion_mnist(tmp_path)
     assert d.name == "fashion" and d.class_names[3] == "Dress"
     assert d.x_train.shape == (20, 784) and d.x_test.shape == (10, 784)
@@ -144,17 +162,48 @@ def test_fashion_mnist_missing_files_say_what_to_install(tmp_path):
     assert "apt-get install dataset-fashion-mnist" in msg
     assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
     # one file missing: only that one is named
-    _write_fashion(tmp_path)
+    _write_idx_set(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
     with pytest.raises(FileNotFoundError, match="missing t10k-labels-idx1-ubyte.gz \\("):
         load_fashion_mnist(tmp_path)
 
 
 def test_fashion_mnist_mismatched_counts(tmp_path):
-    _write_fashion(tmp_path)
+    _write_idx_set(tmp_path)
     (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
         gzip.compress(_idx_bytes(np.zeros(7, dtype=np.uint8))))
     with pytest.raises(ValueError, match="disagree"):
+        load_fashion_mnist(tmp_path)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_from_a_fabricated_torchvision_root(tmp_path, gz):
+    arrays = _write_idx_set(tmp_path / "MNIST" / "raw", n_train=30, n_test=10, gz=gz)
+    d = load_mnist(tmp_path)
+    assert d.name == "mnist" and d.class_names[3] == "3" and d.image_shape == (28, 28)
+    assert d.x_train.shape == (30, 784) and d.y_train.dtype == torch.int64
+    np.testing.assert_array_equal(d.y_train.numpy(), arrays["train-labels-idx1-ubyte"])
+    assert "30 train / 10 test" in d.split_note
+    assert load_digits("mnist", root=tmp_path).x_test.shape == (10, 784)
+    assert load_torchvision_mnist(tmp_path).x_train.shape == (30, 784)
+
+
+def test_mnist_missing_file_says_which_and_how_to_get_it(tmp_path):
+    _write_idx_set(tmp_path / "MNIST" / "raw")
+    (tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(FileNotFoundError) as e:
+        load_mnist(tmp_path)
+    msg = str(e.value)
+    assert "missing train-images-idx3-ubyte.gz" in msg and str(tmp_path / "MNIST" / "raw") in msg
+    assert "download=True" in msg and "mnist5k" in msg
+    assert "t10k-labels" not in msg  # only the missing file is named
+
+
+def test_idx_labels_out_of_range(tmp_path):
+    _write_idx_set(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(_idx_bytes(np.full(10, 12, dtype=np.uint8))))
+    with pytest.raises(ValueError, match="labels must lie in 0..9"):
         load_fashion_mnist(tmp_path)
 
 

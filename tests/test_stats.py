@@ -183,6 +183,22 @@ def test_seed_paired_test_golden_p_values():
     assert metric_verdict(down.p_value, down.sign, "less") == HOLDS
 
 
+def test_seed_paired_test_one_sided_golden_p_values():
+    # 5 seeds all one way: one pattern of 32 reaches mean >= observed -> 1/32 < 0.05
+    t = seed_paired_test(np.arange(1.0, 6.0), np.zeros(5), alternative="greater")
+    assert t.p_value == pytest.approx(1 / 32) and t.test.endswith("one-sided (greater)")
+    assert seed_paired_test(np.arange(1.0, 6.0), np.zeros(5), alternative="less").p_value == 1.0
+    # differences 3, 1, -1, 2, 4 (observed sum 9): sums >= 9 are {} , {1a}, {1b} -> 3 of 32
+    t = seed_paired_test(np.array([3.0, 1.0, -1.0, 2.0, 4.0]), np.zeros(5), alternative="greater")
+    assert t.p_value == pytest.approx(3 / 32)
+    # a zero mean with non-zero differences (+1, -1): the 4 patterns give means 0, 1, -1, 0,
+    # three of them >= 0 (no two-sided short cut to p = 1)
+    t = seed_paired_test(np.array([1.0, -1.0]), np.zeros(2), alternative="greater")
+    assert t.p_value == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="alternative"):
+        seed_paired_test(np.ones(3), np.zeros(3), alternative="up")
+
+
 def test_seed_paired_test_edge_cases_and_min_p():
     assert seed_paired_test(np.ones(4), np.ones(4)).p_value == 1.0
     one = seed_paired_test(np.array([2.0]), np.array([1.0]))

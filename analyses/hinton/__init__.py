@@ -24,6 +24,7 @@ Run ``python -m analyses.hinton <analysis|all> [--quick]`` from the repository r
 from __future__ import annotations
 
 import os
+import platform
 import sys
 import time
 from collections.abc import Sequence
@@ -90,6 +91,7 @@ def run_analyses(names: Sequence[str], cfg: HintonConfig, out_dir: str | Path, *
         log(f"{key}: running ({cfg.mode} mode, {len(cfg.seeds)} seeds, data {ws.data.name})")
         t0, trained0, load0 = time.perf_counter(), ws.trained, _load_average()
         cpu0 = time.process_time()
+        ws.reset_usage()
         result = module.run(ws)
         result["meta"] = {"command": command, "config": cfg.as_dict(),
                           "split_note": ws.data.split_note, "dataset": ws.data.name,
@@ -98,6 +100,8 @@ def run_analyses(names: Sequence[str], cfg: HintonConfig, out_dir: str | Path, *
                           "runs_trained": ws.trained - trained0,
                           "load_average": [load0, _load_average()],
                           "cpu_count": os.cpu_count(),
+                          "machine": machine_info(),
+                          "nets": ws.usage(),
                           "environment": environment_info()}
         paths = module.render(result, out_dir)
         write_index(out_dir, PAGE_ORDER)
@@ -124,6 +128,21 @@ def render_only(names: Sequence[str], out_dir: str | Path) -> list[Path]:
         written += module.render(result, out_dir)
     written.append(write_index(out_dir, PAGE_ORDER))
     return written
+
+
+def machine_info() -> dict:
+    """The machine a page was made on: host name, CPU model, cores, torch threads."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f
+                        if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"hostname": platform.node(), "cpu": cpu, "cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "system": platform.platform()}
 
 
 def _load_average() -> float | None:

@@ -174,7 +174,9 @@ def train_mlp(x: torch.Tensor, y: torch.Tensor | None, cfg: NetConfig, seed: int
     total = max(1, cfg.epochs * steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / total)
     model.train()
-    for _ in progress(range(cfg.epochs), desc=desc, unit="epoch", leave=False):
+    # without a terminal: a plain line at least every 30 s (a teacher epoch on 60 000
+    # images takes about that long on one core)
+    for _ in progress(range(cfg.epochs), desc=desc, unit="epoch", leave=False, log_lines=True):
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, cfg.batch_size):
             idx = order[i:i + cfg.batch_size]

@@ -77,14 +77,27 @@ def setup_section(result: dict) -> str:
     load = meta.get("load_average")
     load_txt = (f"; machine load average {load[0]} at the start, {load[1]} at the end, on "
                 f"{meta.get('cpu_count')} cores" if load and load[0] is not None else "")
+    nets = meta.get("nets")
+    nets_txt = ""
+    if nets and nets.get("nets"):
+        nets_txt = (f" The {nets['nets']} nets this page uses took {fmt_duration(nets['train_s'])}"
+                    " to train in all (wall-clock, as recorded when each was trained"
+                    + (f"; {nets['untimed']} of them cached before training times were "
+                       "recorded" if nets.get("untimed") else "") + ").")
+    machine = meta.get("machine")
+    machine_txt = (f"- Machine: {machine['cpu']}, {machine['cores']} cores, "
+                   f"{machine['torch_threads']} torch thread(s), host `{machine['hostname']}` "
+                   f"({machine['system']})." if machine else "")
     lines = [
         "## How this page was made",
         "",
         f"- Command: `{meta['command']}` (mode `{meta['config']['mode']}`, "
-        f"{meta['wall_s']:.0f} s wall-clock for this analysis"
-        + (f", {meta['cpu_s']:.0f} s of CPU time" if "cpu_s" in meta else "")
+        f"{fmt_duration(meta['wall_s'])} wall-clock for this analysis"
+        + (f", {fmt_duration(meta['cpu_s'])} of CPU time" if "cpu_s" in meta else "")
         + f"{load_txt}; "
-        f"{meta.get('runs_trained', 0)} nets trained, the rest read from the run cache).",
+        f"{meta.get('runs_trained', 0)} nets trained, the rest read from the run cache)."
+        + nets_txt,
+        *([machine_txt] if machine_txt else []),
         f"- Data: {meta['split_note']}",
         f"- Seeds: {list(meta['config']['seeds'])}; every ± is the sample standard deviation "
         f"over these n = {len(meta['config']['seeds'])} seeds (teacher and students re-trained "
@@ -172,6 +185,17 @@ def write_index(out_dir: str | Path, order: Sequence[str]) -> Path:
             parts += [f"  - {line}" for r in results for line in r.get("headline", [])]
         parts.append("")
     return atomic_write_text(out_dir / "index.md", "\n".join(parts).rstrip() + "\n")
+
+
+def fmt_duration(seconds: float) -> str:
+    """``"42 s"``, ``"12.5 min"`` or ``"1.75 h"``."""
+    if not math.isfinite(seconds):
+        return "nan"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
 
 
 def scaled_10k(rate: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,6 +59,27 @@ class Workspace:
         self.cache_dir = Path(cache_dir) / data.name if cache_dir is not None else None
         self._memo: dict[str, dict[str, torch.Tensor]] = {}
         self.trained = 0  # runs trained by this workspace (not loaded from the cache)
+        #: key -> seconds its training took (None for cache files older than the record),
+        #: for every run used since the last :meth:`reset_usage`
+        self.used: dict[str, float | None] = {}
+
+    def reset_usage(self) -> None:
+        """Forget which runs were used (call before each analysis to time its nets)."""
+        self.used = {}
+
+    def usage(self) -> dict:
+        """The runs used since :meth:`reset_usage`: how many, and what they took to train.
+
+        Returns
+        -------
+        dict
+            ``"nets"``: runs used (trained now or read from the cache); ``"train_s"``:
+            the wall-clock seconds their training took, as recorded when each was trained;
+            ``"untimed"``: runs whose cache file predates that record.
+        """
+        known = [t for t in self.used.values() if t is not None]
+        return {"nets": len(self.used), "train_s": float(sum(known)),
+                "untimed": len(self.used) - len(known)}
 
     # ------------------------------------------------------------------ caching
     def _key(self, spec: dict) -> str:
@@ -68,23 +90,31 @@ class Workspace:
                 desc: str) -> dict[str, torch.Tensor]:
         key = self._key(spec)
         if key in self._memo:
-            return self._memo[key]
+            return self._use(key, self._memo[key])
         path = self.cache_dir / f"{label}-{key[:16]}.pt" if self.cache_dir is not None else None
         if path is not None and path.is_file():
             try:
                 out = torch.load(path, map_location="cpu", weights_only=True)
                 self._memo[key] = out
-                return out
+                return self._use(key, out)
             except Exception as e:  # a damaged cache file is retrained, not fatal
                 log(f"ignoring unreadable cache file {path} ({e}); training again")
         log(f"training {desc}")
+        t0, c0 = time.perf_counter(), time.process_time()
         model = train_fn()
         out = {"train": predict_logits(model, self.data.x_train),
-               "test": predict_logits(model, self.data.x_test)}
+               "test": predict_logits(model, self.data.x_test),
+               "train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0}
         self.trained += 1
         if path is not None:
-            atomic_torch_save(out, path)
+            atomic_torch_save(out, path)  # one unit at a time: a killed run resumes here
+        log(f"trained {desc} in {out['train_s']:.0f} s ({self.trained} nets trained so far)")
         self._memo[key] = out
+        return self._use(key, out)
+
+    def _use(self, key: str, out: dict) -> dict:
+        t = out.get("train_s")
+        self.used[key] = None if t is None else float(t)
         return out
 
     # ------------------------------------------------------------------ runs

@@ -52,6 +52,7 @@ INCONCLUSIVE = "inconclusive"
 
 Statistic = Literal["mean", "std", "var"]
 Direction = Literal["greater", "less"]
+Alternative = Literal["two-sided", "greater", "less"]
 
 
 @dataclass(frozen=True)
@@ -389,8 +390,8 @@ def min_seed_p_value(n_seeds: int) -> float:
 
 
 def seed_paired_test(s: np.ndarray, b: np.ndarray, *, n_permutations: int = 65536,
-                     seed: int = 0) -> PairedTest:
-    """Exact sign-flip permutation test of S against B, paired by seed (two-sided).
+                     seed: int = 0, alternative: Alternative = "two-sided") -> PairedTest:
+    """Exact sign-flip permutation test of S against B, paired by seed (two-sided by default).
 
     Each pair is one training run: S and B of one seed share their initialisation and data
     order, and the values are that run's per-seed statistic (the mean, or the spread, over
@@ -410,6 +411,10 @@ def seed_paired_test(s: np.ndarray, b: np.ndarray, *, n_permutations: int = 6553
         Largest number of sign patterns enumerated exactly (2^16 = 16 seeds).
     seed : int
         Seed of the random patterns beyond that.
+    alternative : {"two-sided", "greater", "less"}
+        ``"greater"``: the one-sided test of ``mean(diff) > 0``, ``p = #{patterns with
+        mean(diff*) >= mean(diff)} / 2^n`` (smallest: ``2^-n``, 1/32 at 5 seeds), for a
+        direction fixed before looking; ``"less"`` the mirror image.
 
     Returns
     -------
@@ -418,6 +423,9 @@ def seed_paired_test(s: np.ndarray, b: np.ndarray, *, n_permutations: int = 6553
         ``effect_size`` Cohen's ``d_z``; ``sign`` the sign of ``mean(diff)``; ``p = 1`` when
         every difference is 0.
     """
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ValueError(f"alternative must be 'two-sided', 'greater' or 'less', got "
+                         f"{alternative!r}")
     s, b, _ = _paired_finite(s, b, None)
     diff = s - b
     n = int(diff.size)
@@ -431,17 +439,25 @@ def seed_paired_test(s: np.ndarray, b: np.ndarray, *, n_permutations: int = 6553
     d_z = observed / sd if np.isfinite(sd) and sd > 0 else nan
     median = float(np.median(diff))
     tol = 1e-12 * max(1.0, float(np.abs(diff).max()))
-    if n_nonzero == 0 or abs(observed) <= tol:
+    if n_nonzero == 0 or (alternative == "two-sided" and abs(observed) <= tol):
         return PairedTest(name, n, n_nonzero, observed, 1.0, median, d_z, kind, 0)
+
+    def extreme(null: np.ndarray) -> np.ndarray:
+        if alternative == "greater":
+            return null >= observed - tol
+        if alternative == "less":
+            return null <= observed + tol
+        return np.abs(null) >= abs(observed) - tol
+
     if 2 ** n <= n_permutations:
         signs = 1.0 - 2.0 * np.array(list(itertools.product([0, 1], repeat=n)), dtype=np.float64)
-        null = (signs * diff).mean(-1)
-        p = float(np.mean(np.abs(null) >= abs(observed) - tol))
+        p = float(np.mean(extreme((signs * diff).mean(-1))))
     else:
         signs = np.where(np.random.default_rng(seed).random((n_permutations, n)) < 0.5, -1.0, 1.0)
-        null = (signs * diff).mean(-1)
-        p = float((1 + np.count_nonzero(np.abs(null) >= abs(observed) - tol))
+        p = float((1 + np.count_nonzero(extreme((signs * diff).mean(-1))))
                   / (1 + n_permutations))
+    if alternative != "two-sided":
+        name = f"{name}, one-sided ({alternative})"
     return PairedTest(name, n, n_nonzero, observed, p, median, d_z, kind, int(np.sign(observed)))
 
 

@@ -15,13 +15,15 @@ Sources (see ``/work/shared/DATA.md`` of the project for licences):
 ``sklearn-digits``
     scikit-learn's bundled 1797 handwritten digits, 8x8.
 ``mnist``
-    torchvision's MNIST (60 000 + 10 000) from a local root, downloaded when ``download=True``.
+    Full MNIST (60 000 + 10 000): the IDX files of a torchvision root (``root/MNIST/raw``),
+    read directly; downloaded through torchvision only when ``download=True``.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +34,10 @@ __all__ = [
     "DIGIT_DATASETS",
     "FASHION_MNIST_CLASSES",
     "DigitData",
+    "dataset_key",
     "load_digits",
     "load_fashion_mnist",
+    "load_mnist",
     "load_mnist5k",
     "load_sklearn_digits",
     "load_torchvision_mnist",
@@ -46,7 +50,7 @@ DIGIT_CLASSES = tuple(str(d) for d in range(10))
 
 #: The Debian package ``dataset-fashion-mnist`` installs the files here.
 DEBIAN_FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
-_FASHION_FILES = {
+_IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
     "y_train": "train-labels-idx1-ubyte",
     "x_test": "t10k-images-idx3-ubyte",
@@ -223,7 +227,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read one IDX file (the MNIST / Fashion-MNIST format), gzipped or not.
 
     The header is two zero bytes, a type code (``0x08`` = unsigned byte), the number of
-    dimensions, then each dimension as a big-endian int32; the data follow, row-major.
+    dimensions, then each dimension as a big-endian int32; the data follow, row-major. Plain
+    bytes only: nothing is unpickled.
 
     Parameters
     ----------
@@ -235,18 +240,32 @@ def read_idx(path: str | Path) -> np.ndarray:
     ndarray
         Shape as the header states, e.g. ``(60000, 28, 28)`` uint8 for images and
         ``(60000,)`` for labels.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    ValueError
+        Not an IDX file, or truncated (a cut gzip stream, or fewer data bytes than the
+        header announces).
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"expected the IDX file {path}, which does not exist")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (EOFError, OSError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: cannot decompress this gzip file ({e}); it is truncated or "
+                         "corrupt: download or install it again") from e
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
         raise ValueError(f"{path} is not an IDX file: its first bytes {raw[:4]!r} are not "
                          "0x00 0x00 <type code> <number of dimensions>")
     ndim = raw[3]
     if len(raw) < 4 + 4 * ndim:
         raise ValueError(f"{path}: IDX header announces {ndim} dimensions but the file ends "
-                         "inside the header")
+                         "inside the header; the file is truncated")
     dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     count = int(np.prod(dims)) if dims else 1
@@ -258,12 +277,47 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def _find_idx(root: Path, stem: str) -> Path | None:
-    for folder in (root, root / "FashionMNIST" / "raw", root / "raw"):
+def _find_idx(folders: tuple[Path, ...], stem: str) -> Path | None:
+    for folder in folders:
         for name in (stem + ".gz", stem):
             if (folder / name).is_file():
                 return folder / name
     return None
+
+
+def _read_idx_split(folders: tuple[Path, ...], what: str, how_to_get: str
+                    ) -> dict[str, np.ndarray]:
+    """The four IDX arrays of an MNIST-style data set found in the first of ``folders``.
+
+    Raises ``FileNotFoundError`` naming every missing file, the folders searched and
+    ``how_to_get``; ``ValueError`` when the images and labels do not match.
+    """
+    found = {key: _find_idx(folders, stem) for key, stem in _IDX_FILES.items()}
+    missing = [_IDX_FILES[k] + ".gz" for k, p in found.items() if p is None]
+    if missing:
+        looked = ", ".join(str(f) for f in folders)
+        raise FileNotFoundError(
+            f"{what} not found: missing {', '.join(missing)} (looked in {looked}, with and "
+            f"without .gz). {how_to_get}")
+    arrays = {k: read_idx(p) for k, p in found.items()}
+    for part in ("train", "test"):
+        xa, ya = arrays[f"x_{part}"], arrays[f"y_{part}"]
+        if xa.ndim != 3 or ya.ndim != 1 or len(xa) != len(ya):
+            raise ValueError(f"{what} {part} files disagree: images {xa.shape}, labels "
+                             f"{ya.shape}; expected (N, H, W) images and (N,) labels "
+                             f"({found[f'x_{part}']}, {found[f'y_{part}']})")
+        if ya.size and (int(ya.min()) < 0 or int(ya.max()) > 9):
+            raise ValueError(f"{found[f'y_{part}']}: labels must lie in 0..9, found "
+                             f"{int(ya.min())}..{int(ya.max())}")
+    return arrays
+
+
+def _idx_digit_data(arrays: dict[str, np.ndarray], name: str, note: str,
+                    class_names: tuple[str, ...]) -> DigitData:
+    h, w = arrays["x_train"].shape[1:]
+    return DigitData(_to_x(arrays["x_train"]), torch.from_numpy(arrays["y_train"].astype(np.int64)),
+                     _to_x(arrays["x_test"]), torch.from_numpy(arrays["y_test"].astype(np.int64)),
+                     name, note, (int(h), int(w)), class_names)
 
 
 def load_fashion_mnist(root: str | Path | None = None) -> DigitData:
@@ -282,26 +336,55 @@ def load_fashion_mnist(root: str | Path | None = None) -> DigitData:
         ``x_train (60000, 784)``, ``x_test (10000, 784)``; class 3 is "Dress".
     """
     root = Path(root) if root is not None else DEBIAN_FASHION_ROOT
-    found = {key: _find_idx(root, stem) for key, stem in _FASHION_FILES.items()}
-    missing = [_FASHION_FILES[k] + ".gz" for k, p in found.items() if p is None]
-    if missing:
-        raise FileNotFoundError(
-            f"Fashion-MNIST not found under {root}: missing {', '.join(missing)} (looked in "
-            f"{root}, {root / 'FashionMNIST' / 'raw'} and {root / 'raw'}, with and without .gz). "
-            "Install Debian's package with `apt-get install dataset-fashion-mnist` (files in "
-            f"{DEBIAN_FASHION_ROOT}) or pass the root of a torchvision FashionMNIST download")
-    arrays = {k: read_idx(p) for k, p in found.items()}
-    for part in ("train", "test"):
-        xa, ya = arrays[f"x_{part}"], arrays[f"y_{part}"]
-        if xa.ndim != 3 or ya.ndim != 1 or len(xa) != len(ya):
-            raise ValueError(f"Fashion-MNIST {part} files disagree: images {xa.shape}, labels "
-                             f"{ya.shape}; expected (N, H, W) images and (N,) labels")
-    h, w = arrays["x_train"].shape[1:]
+    arrays = _read_idx_split(
+        (root, root / "FashionMNIST" / "raw", root / "raw"), f"Fashion-MNIST under {root}",
+        "Install Debian's package with `apt-get install dataset-fashion-mnist` (files in "
+        f"{DEBIAN_FASHION_ROOT}) or pass the root of a torchvision FashionMNIST download")
     note = (f"Fashion-MNIST, the official split: {len(arrays['y_train'])} train / "
             f"{len(arrays['y_test'])} test images (read from {root}).")
-    return DigitData(_to_x(arrays["x_train"]), torch.from_numpy(arrays["y_train"].astype(np.int64)),
-                     _to_x(arrays["x_test"]), torch.from_numpy(arrays["y_test"].astype(np.int64)),
-                     "fashion", note, (int(h), int(w)), FASHION_MNIST_CLASSES)
+    return _idx_digit_data(arrays, "fashion", note, FASHION_MNIST_CLASSES)
+
+
+def load_mnist(root: str | Path, download: bool = False) -> DigitData:
+    """Full MNIST (60 000 train / 10 000 test, the official split) from its IDX files.
+
+    The files are read directly (gzip + numpy), in torchvision's ``MNIST(root,
+    download=False)`` layout: ``root/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``
+    with or without ``.gz`` (``root/raw`` and ``root`` itself are searched too).
+    torchvision's processed ``*.pt`` files are never loaded.
+
+    Parameters
+    ----------
+    root : str or Path
+        The torchvision root (or the folder of the four files).
+    download : bool
+        When files are missing, fetch them with ``torchvision.datasets.MNIST(root,
+        download=True)`` (needs the internet), then read them as above.
+
+    Returns
+    -------
+    DigitData
+        ``x_train (60000, 784)``, ``x_test (10000, 784)``, name ``mnist``.
+    """
+    root = Path(root)
+    folders = (root / "MNIST" / "raw", root / "raw", root)
+    how = ("Put the four MNIST files there (e.g. `python -c \"from torchvision.datasets import "
+           f"MNIST; MNIST('{root}', download=True)\"` on a machine with internet access, or "
+           "`--download`), or use the offline data set 'mnist5k'")
+    if download and any(_find_idx(folders, stem) is None for stem in _IDX_FILES.values()):
+        from torchvision.datasets import MNIST
+
+        try:
+            MNIST(str(root), train=True, download=True)
+            MNIST(str(root), train=False, download=True)
+        except (RuntimeError, OSError) as e:  # network failure while downloading
+            raise FileNotFoundError(
+                f"could not download MNIST into {root} ({e}); this machine seems to be "
+                "offline: use the offline data set 'mnist5k' instead") from e
+    arrays = _read_idx_split(folders, f"MNIST under {root}", how)
+    note = (f"MNIST, the official split: {len(arrays['y_train'])} train / "
+            f"{len(arrays['y_test'])} test images (IDX files read from {root}).")
+    return _idx_digit_data(arrays, "mnist", note, DIGIT_CLASSES)
 
 
 # ---------------------------------------------------------------------------- others
@@ -335,38 +418,18 @@ def load_sklearn_digits(test_fraction: float = 0.2, seed: int = 0) -> DigitData:
 
 
 def load_torchvision_mnist(root: str | Path, download: bool = False) -> DigitData:
-    """Full MNIST (60 000 train / 10 000 test, the official split) through torchvision.
-
-    Parameters
-    ----------
-    root : str or Path
-        torchvision's root (files in ``root/MNIST/raw``).
-    download : bool
-        Download into ``root`` when missing (needs the internet).
-    """
-    from torchvision.datasets import MNIST
-
-    try:
-        train = MNIST(str(root), train=True, download=download)
-        test = MNIST(str(root), train=False, download=download)
-    except RuntimeError as e:
-        raise FileNotFoundError(
-            f"MNIST not found under {root} (expected {Path(root) / 'MNIST' / 'raw'}/"
-            "train-images-idx3-ubyte and friends). Pass download=True (`--download`) on a "
-            "machine with internet access, or use the offline data set 'mnist5k'") from e
-    except OSError as e:  # network failure while downloading
-        raise FileNotFoundError(
-            f"could not download MNIST into {root} ({e}); this machine seems to be offline: "
-            "use the offline data set 'mnist5k' instead") from e
-    note = (f"MNIST through torchvision, the official split: {len(train.targets)} train / "
-            f"{len(test.targets)} test images.")
-    return DigitData(_to_x(train.data.numpy()), train.targets.long(), _to_x(test.data.numpy()),
-                     test.targets.long(), "mnist", note)
+    """:func:`load_mnist` (kept under its old name): a torchvision ``MNIST`` root's raw files."""
+    return load_mnist(root, download=download)
 
 
 DIGIT_DATASETS = ("mnist5k", "fashion", "sklearn-digits", "mnist")
 _ALIASES = {"mnist-5k": "mnist5k", "fashion-mnist": "fashion", "fashionmnist": "fashion",
             "digits": "sklearn-digits", "sklearn": "sklearn-digits"}
+
+
+def dataset_key(name: str) -> str:
+    """The canonical key of a data set name or alias (``fashion-mnist`` -> ``fashion``)."""
+    return _ALIASES.get(name.lower(), name.lower())
 
 
 def load_digits(name: str = "mnist5k", root: str | Path | None = None,
@@ -382,7 +445,7 @@ def load_digits(name: str = "mnist5k", root: str | Path | None = None,
     download : bool
         Only for ``mnist``.
     """
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = dataset_key(name)
     if key == "mnist5k":
         return load_mnist5k()
     if key == "fashion":
@@ -393,5 +456,5 @@ def load_digits(name: str = "mnist5k", root: str | Path | None = None,
         if root is None:
             raise ValueError("the 'mnist' data set needs a root folder (torchvision layout, "
                              "root/MNIST/raw); pass root=... (and download=True when online)")
-        return load_torchvision_mnist(root, download=download)
+        return load_mnist(root, download=download)
     raise ValueError(f"unknown digit data set {name!r}; choose one of {', '.join(DIGIT_DATASETS)}")
