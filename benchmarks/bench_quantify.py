@@ -1,16 +1,20 @@
-"""Benchmark of the quantification engine (issue 2). Prints figures; asserts nothing.
+"""Benchmark of the quantification engine (issues 2 and 15). Prints figures; asserts nothing.
 
-Three measurements, in one run, on the same model and images:
+Measurements, in one run:
 
 1. The engine (all images x checkpoints in one call) against a straightforward sequential
    implementation (one image and one checkpoint at a time, as the original code), at equal
    work: the same steps and noise samples per (image, checkpoint).
 2. The engine's time per step against the ceiling: a plain forward + input-backward of the
    truncated network at the same batch size (images x samples rows).
-3. Time to accuracy: the sample-passes (steps x samples per image and checkpoint) the
-   default preset spends until it stops, and its distance to the optimum (median over
-   cells of |sigma / sigma* - 1|), on the linear closed-form case and on a small CNN
-   against a long many-sample run; the reference preset spends 80 x 96 = 7,680.
+3. Time to accuracy: the sample-passes (steps x samples per image and checkpoint, plus
+   the closed-form start's probes) of the default and the adam presets, and their distance
+   to the optimum (median over cells of |sigma / sigma* - 1|): the linear closed form, a
+   briefly trained kdnet (conv, fc1) and resnet18 at 112 px against long many-sample runs;
+   the reference preset spends 80 x 96 = 7,680.
+5. Chunk sizes: the calibrated default against hand-set ``max_batch`` on resnet18 and
+   vgg11 at 224 px.
+6. Checkpoints stacked into one vmapped forward against the loop.
 
 Usage::
 
@@ -41,7 +45,8 @@ from kdexplain.quantify.engine import (
 
 def sequential_quantify(model, images, layer, grid, steps, samples, lr=0.1, lam=7.0,
                         sigma0=0.01, d0_samples=64, layout=torch.contiguous_format):
-    """The straightforward way: one image at a time, Adam on log sigma, fixed steps.
+    """The straightforward way: one image at a time, Adam on log sigma, fixed steps (the
+    ``adam`` preset's optimiser, without its plateau stop).
 
     ``layout``: memory format of the noisy batch (the original: contiguous).
     """
@@ -174,7 +179,7 @@ def main() -> None:
         t = time.perf_counter()
         # equal work: fixed steps (the plateau stop off), same d0 samples
         quantify(models, x, layer, steps=steps, samples=samples, device=dev, min_lr_factor=0.0,
-                 plateau=0.0)
+                 plateau=0.0, preset="adam")
         _sync(dev)
         t_eng = time.perf_counter() - t
         print(f"| {layer} | {t_seq:.2f} | {t_eng:.2f} | {t_seq / t_eng:.2f}x | {t_seq_l:.2f} | "
@@ -188,63 +193,148 @@ def main() -> None:
         t_ceil = ceiling_step_time(models[0], layer, x, samples, reps) * K
         n_steps = 4 if args.quick else 15
         t0 = time.perf_counter()
-        quantify(models, x, layer, steps=1, samples=samples, device=dev)
+        quantify(models, x, layer, steps=1, samples=samples, device=dev, preset="adam")
         _sync(dev)
         t_one = time.perf_counter() - t0
         t0 = time.perf_counter()
         quantify(models, x, layer, steps=1 + n_steps, samples=samples, device=dev,
-                 min_lr_factor=0.0, plateau=0.0)
+                 min_lr_factor=0.0, plateau=0.0, preset="adam")
         _sync(dev)
         t_step = (time.perf_counter() - t0 - t_one) / n_steps
         print(f"| {layer} | {B * samples} x {K} ckpts | {1000 * t_ceil:.1f} | {1000 * t_step:.1f} | "
               f"{t_ceil / t_step:.2f} |")
 
-    print("\n## (3) time to accuracy of the default preset (reference preset: 7,680 sample-passes)")
-    print("| case | sample-passes (mean over units) | median over cells of abs(sigma/sigma* - 1) | units within 5% |")
-    print("|---|---|---|---|")
-    lin, opt = linear_case(H=size)
-    xl = torch.randn(4 if not args.quick else 2, 3, size, size)
-    r = quantify(lin.to(dev), xl.to(dev), "1", feature_transform="identity", device=dev)
-    err = (r.sigma / opt - 1).abs().flatten(1).median(1).values
-    passes = (r.steps_run.float() * r.settings["samples"]).mean()
-    print(f"| linear closed form ({size}px, 64 outputs) | {passes:.0f} | {err.median():.3f} "
-          f"(max {err.max():.3f}) | {int((err <= 0.05).sum())}/{len(err)} |")
-    n_img = 2 if args.quick else 4
-    for layer in ("conv", "fc1"):
-        long_steps, long_samples = (60, 64) if args.quick else (200, 96)
-        ref = quantify(models[0], x[:n_img], layer, steps=long_steps, samples=long_samples,
-                       patience=40, min_lr_factor=1e-3, d0_samples=512, device=dev, seed=1)
-        r = quantify(models[0], x[:n_img], layer, device=dev, seed=2)
-        err = (r.sigma / ref.sigma - 1).abs().flatten(1).median(1).values
-        passes = (r.steps_run.float() * r.settings["samples"]).mean()
-        print(f"| kdnet {layer} vs {long_steps}x{long_samples} run | {passes:.0f} | "
-              f"{err.median():.3f} (max {err.max():.3f}) | {int((err <= 0.05).sum())}/{len(err)} |")
-    settings_table(models, x, dev, args.quick)
+    accuracy_table(models, x, dev, args.quick)
+    chunking_table(dev, args.quick)
+    stacking_table(dev, args.quick)
 
 
-def settings_table(models, x, dev, quick):
-    print("\n## (4) default-preset settings: sample-passes and accuracy (median over units of the"
-          " median over cells of abs(sigma/sigma* - 1))")
-    print("| setting | linear: passes | linear: error | kdnet fc1: passes | kdnet fc1: error |")
-    print("|---|---|---|---|---|")
+def passes(r):
+    """Sample-passes per unit: the optimisation's (steps x samples) plus the start's probes."""
+    return float((r.steps_run.float() * r.settings["samples"]).mean()) + r.settings["probes"]
+
+
+def accuracy_row(name, r, ref, seconds):
+    err = (r.sigma / ref - 1).abs().flatten(-2).median(-1).values.flatten()
+    print(f"| {name} | {r.settings['preset']} | {passes(r):.0f} | {err.median():.3f} "
+          f"(max {err.max():.3f}) | {int((err <= 0.05).sum())}/{len(err)} | {seconds:.1f} |")
+
+
+def trained_kdnet(dev, epochs):
+    """A kdnet trained briefly on the built-in scenes (5 classes), and 4 of its images."""
+    from kdexplain.data import build_dataset
+    ds = build_dataset("scenes", "train", image_size=64, images_per_class=60, val_per_class=10,
+                       seed=0, classes=["bird", "cat", "elephant", "giraffe", "zebra"])
+    X = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    Y = torch.tensor([ds[i]["label"] for i in range(len(ds))])
+    torch.manual_seed(0)
+    m = build_model("kdnet", 5, width=16, hidden=256, dropout=0.3)
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(X))
+        for i in range(0, len(X), 16):
+            b = perm[i:i + 16]
+            loss = F.cross_entropy(m(X[b]), Y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    m.eval()
+    acc = float((m(X).argmax(1) == Y).float().mean())
+    return m.to(dev), X[::15][:4].to(dev), acc
+
+
+def timed(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` and the seconds it took."""
+    t = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t
+
+
+def long_run(model, x, layer, dev, quick, steps=100, **kw):
+    """The optimum: the default optimiser's average over many samples (64 probes, and
+    steps x 64 samples; 20 x 32 with quick), seed 1."""
+    steps, samples = (20, 32) if quick else (steps, 64)
+    return quantify(model, x, layer, probes=64, steps=steps, samples=samples, start_weight=0.0,
+                    d0_samples=512, device=dev, seed=1, **kw)
+
+
+def accuracy_table(models, x, dev, quick):
+    print("\n## (3) time to accuracy (the reference preset spends 80 x 96 = 7,680 sample-passes)")
+    print("Distance to the optimum: per unit (image, checkpoint) the median over cells of "
+          "abs(sigma / sigma* - 1); the table gives its median over units (and the largest). "
+          "Sample-passes per unit: the optimisation's steps x samples plus the start's "
+          "probes (D0's 64 forward-only samples are not counted). sigma*: the closed form "
+          "(linear), else a long run of the default optimiser (64 probes, 100 steps x 64 "
+          "samples, no weight on the start, D0 from 512 samples, another seed).\n")
+    print("| case | preset | sample-passes | distance to the optimum | units within 5% | wall s |")
+    print("|---|---|---|---|---|---|")
     size = x.shape[-1]
     lin, opt = linear_case(H=size)
     xl = torch.randn(2 if quick else 4, 3, size, size, device=dev)
+    for preset in ("default", "adam"):
+        r, t = timed(quantify, lin.to(dev), xl, "1", feature_transform="identity",
+                     device=dev, preset=preset)
+        accuracy_row(f"linear closed form ({size}px, 64 outputs)", r, opt.to(dev).cpu(), t)
+    trained, xt, acc = trained_kdnet(dev, 2 if quick else 8)
     n_img = 2 if quick else 4
-    long_steps, long_samples = (60, 64) if quick else (200, 96)
-    ref = quantify(models[0], x[:n_img], "fc1", steps=long_steps, samples=long_samples,
-                   patience=40, min_lr_factor=1e-3, d0_samples=512, device=dev, seed=1)
-    variants = [("default (lr 0.1, 16 samples)", {}), ("lr 0.05", {"lr": 0.05}),
-                ("lr 0.2", {"lr": 0.2}), ("8 samples", {"samples": 8}),
-                ("32 samples", {"samples": 32}), ("patience 5", {"patience": 5})]
-    for name, kw in variants:
-        rl = quantify(lin.to(dev), xl, "1", feature_transform="identity", device=dev, **kw)
-        el = (rl.sigma / opt - 1).abs().flatten(1).median(1).values.median()
-        pl = (rl.steps_run.float() * rl.settings["samples"]).mean()
-        rc = quantify(models[0], x[:n_img], "fc1", device=dev, seed=2, **kw)
-        ec = (rc.sigma / ref.sigma - 1).abs().flatten(1).median(1).values.median()
-        pc = (rc.steps_run.float() * rc.settings["samples"]).mean()
-        print(f"| {name} | {pl:.0f} | {el:.3f} | {pc:.0f} | {ec:.3f} |")
+    for layer in ("conv", "fc1"):
+        ref = long_run(trained, xt[:n_img], layer, dev, quick)
+        for preset in ("default", "adam"):
+            r, t = timed(quantify, trained, xt[:n_img], layer, device=dev, seed=2,
+                         preset=preset)
+            accuracy_row(f"kdnet {layer}, trained (train accuracy {acc:.0%})", r, ref.sigma, t)
+    res = build_model("resnet18", 10).to(dev).eval()
+    px = 64 if quick else 112
+    xr = torch.randn(2, 3, px, px, device=dev)
+    ref = long_run(res, xr, "layer4", dev, quick, steps=40)
+    r, t = timed(quantify, res, xr, "layer4", device=dev, seed=2)
+    accuracy_row(f"resnet18 layer4, {px}px (random weights)", r, ref.sigma, t)
+
+
+def chunking_table(dev, quick):
+    """Rows per forward pass: the default (calibrated on the first call, cached for the
+    next) against hand-set values, at equal work."""
+    from kdexplain.quantify import chunking
+    print("\n## (5) chunk size (rows per forward pass): the default against hand-set values")
+    px = 64 if quick else 224
+    cases = [("resnet18", "layer4", 4, 2), ("vgg11", "features.10", 2, 1)]
+    hand = [1, 8, 32, 64] if not quick else [1, 8]
+    print(f"Equal work per column: the images x 16 samples x the steps, 10 probes, D0 of 64 "
+          f"samples, at {px}px, random weights. 'default, first call' includes the "
+          f"calibration; 'default, cached' is the next call of a sweep.\n")
+    print("| model | " + " | ".join(f"max_batch {h} s" for h in hand)
+          + " | default, first call s | default, cached s | chosen | default / best hand-set |")
+    print("|---|" + "---|" * (len(hand) + 4))
+    for arch, layer, n_img, steps in cases:
+        model = build_model(arch, 10).to(dev).eval()
+        x = torch.randn(n_img, 3, px, px, device=dev)
+        kw = dict(steps=steps, device=dev, probes=10)
+        quantify(model, x[:1], layer, steps=1, samples=2, probes=1, d0_samples=2,
+                 max_batch=2, device=dev)  # warm-up
+        times = [timed(quantify, model, x, layer, max_batch=h, **kw)[1] for h in hand]
+        chunking._CALIBRATED.clear()
+        _, first = timed(quantify, model, x, layer, **kw)
+        _, cached = timed(quantify, model, x, layer, **kw)
+        chosen = next(iter(chunking._CALIBRATED.values()), "not settled")
+        print(f"| {arch} {layer} | " + " | ".join(f"{t:.1f}" for t in times)
+              + f" | {first:.1f} | {cached:.1f} | {chosen} | {first / min(times):.2f} "
+              f"(cached {cached / min(times):.2f}) |")
+
+
+def stacking_table(dev, quick):
+    """K checkpoints as one vmapped forward against the loop, at equal work."""
+    print("\n## (6) K checkpoints: one stacked (vmap) forward against the loop, equal work")
+    print("| model | K | loop s | stacked s | loop / stacked |")
+    print("|---|---|---|---|---|")
+    K = 2 if quick else 6
+    models = [build_model("kdnet", 10).to(dev).eval() for _ in range(K)]
+    x = torch.randn(2 if quick else 8, 3, 64, 64, device=dev)
+    kw = dict(steps=3 if quick else 5, device=dev)
+    quantify(models, x[:1], "conv", steps=1, stack_checkpoints=True, device=dev)  # warm-up
+    _, t_loop = timed(quantify, models, x, "conv", stack_checkpoints=False, **kw)
+    _, t_stack = timed(quantify, models, x, "conv", stack_checkpoints=True, **kw)
+    print(f"| kdnet conv, 64px | {K} | {t_loop:.2f} | {t_stack:.2f} | {t_loop / t_stack:.2f}x |")
+
 
 
 if __name__ == "__main__":

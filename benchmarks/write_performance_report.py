@@ -39,6 +39,21 @@ def machine() -> str:
     return f"{platform.node()}: {cpu}, {os.cpu_count()} cores, {platform.platform()}"
 
 
+def gpu_status(device: str | None) -> str:
+    """Where the GPU rows are, or that they have not been run yet."""
+    if device and device.startswith("cuda"):
+        return ""
+    gpu = ROOT / "reports" / "performance_gpu.md"
+    how = ("`bash benchmarks/gpu_check.sh` on a CUDA machine runs the CUDA tests and these "
+           "benchmarks with `--device cuda`, and writes `reports/performance_gpu.md`: the "
+           "engine against the sequential implementation at equal work (table 1, goal 10x), "
+           "its fraction of the forward + input-backward ceiling (table 2, goal 0.8) and the "
+           "stacked checkpoints (table 6).")
+    if gpu.is_file():
+        return f"\n## GPU\n\nThe GPU rows: [performance_gpu.md](performance_gpu.md). {how}\n"
+    return f"\n## GPU\n\n**The GPU rows have not been run yet** (no GPU was available). {how}\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default=None)
@@ -70,6 +85,7 @@ def main() -> None:
         out = "\n".join(("#" + line) if line.startswith("#") else line
                         for line in proc.stdout.splitlines())
         parts.append("\n" + out + "\n")
+    parts.append(gpu_status(args.device))
     parts.append(f"\nLoad average at the end: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}.\n")
     Path(args.out).write_text("\n".join(parts))
     print(f"wrote {args.out}", file=sys.stderr)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import copy
 import io
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -102,3 +104,103 @@ def test_log_progress_lines_with_rate_and_eta():
                for line in lines[1:-1])
     assert lines[-1].startswith("sweep: 4/4 ckpt (100%)") and "ETA 0 s" in lines[-1]
     assert list(LogProgress(range(3), stream=io.StringIO(), interval=10)) == [0, 1, 2]
+
+
+# --- the closed-form start, the stacked checkpoints, the chunk calibration -------------------
+
+def _linear(dim=32, size=16, grid=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(dim, 3 * size * size, generator=gen)
+    scale = torch.rand(grid, grid, generator=gen) * 3 + 0.2
+    k = size // grid
+    weight = weight * scale.repeat_interleave(k, 0).repeat_interleave(k, 1).flatten().repeat(3)[None]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * size * size, dim, bias=False))
+    model[1].weight.data = weight
+    cell = (torch.arange(grid * grid).reshape(grid, grid).repeat_interleave(k, 0)
+            .repeat_interleave(k, 1).flatten().repeat(3))
+    c = torch.zeros(grid * grid).index_add_(0, cell, (weight**2).sum(0)).reshape(grid, grid)
+    return model, c
+
+
+def test_sensitivity_probes_estimate_the_closed_form_c():
+    from contextlib import ExitStack
+
+    from kdexplain.quantify.distortion import Distortion
+    model, c = _linear()
+    x = torch.randn(2, 3, 16, 16)
+    with ExitStack() as stack, torch.enable_grad():
+        dist = Distortion([model], "1", None, x, lambda t: t, torch.contiguous_format, stack)
+        dist.compute_clean(64)
+        noise = NoiseStreams(["a", "b"], 0, (3, 16, 16), x.device, stream="probe-noise")
+        signs = NoiseStreams(["a", "b"], 0, (32,), x.device, stream="probe")
+        est = dist.sensitivity(noise, signs, 0.01, 4, 400, 64)
+    assert est.shape == (1, 2, 4, 4)
+    rel = (est[0] / c - 1).abs()  # Hutchinson: rank-32 cells, 400 probes -> ~1.3 % per cell
+    assert rel.max() < 0.08, rel
+
+
+def test_closed_form_log_sigma_golden():
+    from kdexplain.quantify.optimizers import closed_form_log_sigma
+    c = torch.tensor([[1.0, 4.0], [9.0, 16.0]])[None, None]
+    dim, sigma0, lam = 8, 0.01, 7.0
+    d0 = torch.tensor([[sigma0**2 * 30.0 / dim]])  # the linear D0 = sigma0^2 sum(c) / dim
+    got = closed_form_log_sigma(c, d0, torch.tensor([[lam]]), dim).exp()
+    # SPEC 3: sigma_i^2 = lambda sigma0^2 sum_j c_j / (2 n c_i) = 7e-4 * 30 / (8 c_i)
+    want = (7e-4 * 30 / (8 * c)).sqrt()
+    torch.testing.assert_close(got, want)
+
+
+def test_stacked_checkpoints_agree_with_the_loop():
+    from kdexplain.models import build_model
+    from kdexplain.quantify import quantify
+    torch.manual_seed(0)
+    models = [build_model("kdnet", 3, width=4, hidden=16).eval() for _ in range(2)]
+    x = torch.randn(2, 3, 16, 16)
+    kw = dict(grid=4, steps=3, samples=4, probes=4, d0_samples=8, seed=1)
+    loop = quantify(models, x, "conv", stack_checkpoints=False, **kw)
+    stacked = quantify(models, x, "conv", stack_checkpoints=True, **kw)
+    torch.testing.assert_close(stacked.sigma, loop.sigma, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(stacked.d0, loop.d0)
+
+
+def test_chunk_sizer_doubles_while_faster_then_keeps_and_caches():
+    from kdexplain.quantify import chunking
+    key = ("test-sizer",)
+    chunking._CALIBRATED.pop(key, None)
+    per_row = {4: 1.0, 8: 0.6, 16: 0.5, 32: 0.49}  # seconds per row at each size
+    sizer = chunking.ChunkSizer(4, 64, key)
+    seen = []
+    while not sizer.settled:
+        seen.append(sizer.size)
+        sizer.record(sizer.size, per_row[sizer.size] * sizer.size)
+    assert seen == [4, 4, 8, 8, 16, 16, 32, 32]  # 32 is < 5 % faster than 16: keep 16
+    assert sizer.size == 16 and chunking._CALIBRATED[key] == 16
+    assert chunking.ChunkSizer(4, 64, key).size == 16  # the next call starts settled
+    assert chunking.ChunkSizer(4, 64, key).settled
+    fixed = chunking.ChunkSizer(5, 5, key=None)
+    fixed.record(5, 1.0)
+    assert fixed.settled and fixed.size == 5
+    partial = chunking.ChunkSizer(4, 64, ("test-sizer-2",))
+    partial.record(3, 1.0)  # a partial chunk (the last of a step) is not a measurement
+    assert partial.size == 4 and not partial.settled
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_stacked_checkpoints_reach_the_closed_form():
+    from kdexplain.quantify import quantify
+    model, c = _linear(seed=4)
+    models = [model, copy.deepcopy(model)]  # two checkpoints: stacked by default on a GPU
+    x = torch.randn(2, 3, 16, 16)
+    res = quantify([m.cuda() for m in models], x.cuda(), "1", grid=4,
+                   feature_transform="identity")
+    want = (7.0 * 0.01**2 * c.sum() / (2 * c.numel() * c)).sqrt()
+    rel = (res.sigma / want - 1).abs()
+    assert res.sigma.shape == (2, 2, 4, 4) and res.sigma.device.type == "cpu"
+    assert rel.flatten(2).median(2).values.max() <= 0.06, rel
+
+
+def test_engine_functions_are_at_most_100_lines_with_their_docstrings():
+    tree = ast.parse((ROOT / "kdexplain/quantify/engine.py").read_text())
+    sizes = {f.name: f.end_lineno - f.lineno + 1 for f in ast.walk(tree)
+             if isinstance(f, ast.FunctionDef)}
+    assert max(sizes.values()) <= 100, sizes

@@ -38,11 +38,15 @@ class Distortion:
         Layout of the perturbed batches.
     stack : ExitStack
         Owns the models' frozen state and hooks; both are undone when it closes.
+    stacked : bool
+        Run the K checkpoints as one batched forward: their weights stacked with
+        ``torch.func.stack_module_state`` and ``vmap`` over ``functional_call``
+        (:meth:`rows_stacked`). Needs K > 1 checkpoints of one class.
     """
 
     def __init__(self, models: Sequence[nn.Module], layer: str, arch: str | None,
                  x: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor],
-                 layout: torch.memory_format, stack: ExitStack) -> None:
+                 layout: torch.memory_format, stack: ExitStack, stacked: bool = False) -> None:
         self.x = x
         self.transform = transform
         self.layout = layout
@@ -56,6 +60,12 @@ class Distortion:
             self.feats.append(by_id[id(m)])
         self.layer = self.feats[0].layer
         self.f0: list[torch.Tensor] = []
+        self._stacked = _stacked_forward(models, self.feats[0]) if stacked else None
+
+    @property
+    def stacked(self) -> bool:
+        """Whether the checkpoints run as one batched forward (:meth:`rows_stacked`)."""
+        return self._stacked is not None
 
     @property
     def checkpoints(self) -> int:
@@ -104,6 +114,67 @@ class Distortion:
         sq = (self.feature(k, xt) - self.f0[k][idx]).pow(2).flatten(1).mean(1)
         return idx, sq
 
+    def rows_stacked(self, sigma: torch.Tensor, rows: Sequence[Row],
+                     noise: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`rows` for every checkpoint in one batched forward.
+
+        Parameters
+        ----------
+        sigma : Tensor (K, B, g, g)
+            Every checkpoint's sigma (differentiable).
+        rows, noise
+            As :meth:`rows`.
+
+        Returns
+        -------
+        idx : LongTensor (R,)
+        sq : Tensor (K, R)
+        """
+        dev = self.x.device
+        H, W = self.x.shape[-2:]
+        imgs = torch.tensor([b for b, _, _ in rows], device=dev)
+        counts = torch.tensor([s1 - s0 for _, s0, s1 in rows], device=dev)
+        idx = torch.repeat_interleave(imgs, counts)
+        up = upsample_grid(sigma[:, imgs].flatten(0, 1), (H, W)).unflatten(0, (len(sigma), -1))
+        eps = torch.cat(list(noise)) if len(noise) > 1 else noise[0]  # (R, C, H, W)
+        up = torch.repeat_interleave(up, counts, 1)[:, :, None]  # (K, R, 1, H, W)
+        xt = torch.addcmul(self.x[idx][None], up, eps[None])  # (K, R, C, H, W)
+        feat = self.transform(self._stacked(xt, self.layout))
+        f0 = torch.stack(self.f0)[:, idx]
+        return idx, (feat - f0).pow(2).flatten(2).mean(2)
+
+    def sensitivity(self, streams: NoiseStreams, probes: NoiseStreams, sigma_init: float,
+                    grid: int, n: int, max_rows: int) -> torch.Tensor:
+        """Per-cell sensitivities ``c_i = sum_{p in cell i} ||J[:, p]||^2`` (SPEC section 3).
+
+        Hutchinson's estimate: for a Rademacher vector ``v`` over the feature,
+        ``E ||J^T v||^2`` summed over a cell's pixels and channels is ``c_i``. ``J`` is the
+        Jacobian of the (transformed) feature at the inputs perturbed with ``sigma_init``, the
+        normaliser's noise, so the ReLU pattern is the one D0 sees. ``n`` probes per image;
+        the noise comes from ``streams``, the probe vectors from ``probes`` (their signs).
+
+        Returns
+        -------
+        Tensor (K, B, g, g)
+        """
+        K, (B, _, H, W) = self.checkpoints, self.x.shape
+        dev = self.x.device
+        ah, aw = _cell_matrix(grid, H, dev), _cell_matrix(grid, W, dev)
+        c = torch.zeros(K, B, grid, grid, device=dev)
+        for chunk in row_chunks(range(B), n, max_rows):
+            noise, signs = streams.rows(chunk, n), probes.rows(chunk, n)
+            imgs = [b for b, _, _ in chunk]
+            counts = torch.tensor([s1 - s0 for _, s0, s1 in chunk], device=dev)
+            idx = torch.repeat_interleave(torch.tensor(imgs, device=dev), counts)
+            eps = torch.cat(noise) if len(noise) > 1 else noise[0]
+            v = torch.cat(signs).sign() if len(signs) > 1 else signs[0].sign()
+            for k in range(K):
+                xt = (self.x[idx] + sigma_init * eps).requires_grad_(True)
+                (g,) = torch.autograd.grad((self.feature(k, xt) * v).sum(), xt)
+                energy = ah @ g.detach().pow(2).sum(1) @ aw.T  # (R, g, g)
+                c[k].index_add_(0, idx, energy)
+        return c / n
+
     @torch.no_grad()
     def normaliser(self, streams: NoiseStreams, sigma_init: float, grid: int, n0: int,
                    max_rows: int) -> torch.Tensor:
@@ -117,3 +188,31 @@ class Distortion:
                 idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, chunk, noise)
                 d0[k].index_add_(0, idx, sq)
         return d0 / n0
+
+
+def _stacked_forward(models: Sequence[nn.Module], feature: LayerFeature
+                     ) -> Callable[[torch.Tensor, torch.memory_format], torch.Tensor]:
+    """``(K, R, C, H, W) -> (K, R, *feature)``: the K checkpoints' truncated forwards as one
+    ``vmap`` over ``functional_call`` with their stacked (gradient-free) weights."""
+    if len(models) < 2 or len({type(m) for m in models}) != 1:
+        raise ValueError("stacked checkpoints need two or more models of one class")
+    params, buffers = torch.func.stack_module_state(list(models))
+    state = {f"model.{k}": v.detach() for k, v in {**params, **buffers}.items()}
+    truncated = feature.truncated
+
+    def one(state_k: dict[str, torch.Tensor], xt: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(truncated, state_k, (xt,))
+
+    batched = torch.func.vmap(one, in_dims=(0, 0))
+
+    def forward(xt: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
+        return batched(state, xt)
+
+    return forward
+
+
+def _cell_matrix(grid: int, size: int, device: torch.device) -> torch.Tensor:
+    """``(grid, size)`` 0/1: pixel p belongs to cell i under nearest upsampling (the adjoint
+    of :func:`~kdexplain.quantify.result.upsample_grid` along one axis)."""
+    cell = (torch.arange(size, device=device) * grid) // size
+    return (cell[None] == torch.arange(grid, device=device)[:, None]).float()

@@ -39,14 +39,24 @@ from kdexplain.quantify.chunking import (  # noqa: F401  (re-exported)
     CPU_CHUNK_BYTES,
     GPU_CHUNK_BYTES,
     MAX_DEFAULT_ROWS,
+    MIN_CALIBRATED_ROWS,
+    ChunkSizer,
     activation_bytes_per_row,
+    calibration_key,
     default_max_batch,
+    memory_rows,
     resolve_memory_format,
 )
 from kdexplain.quantify.distortion import Distortion
 from kdexplain.quantify.features import FEATURE_TRANSFORMS
 from kdexplain.quantify.noise import NOISE_BLOCK, NoiseStreams, row_chunks  # noqa: F401
-from kdexplain.quantify.optimizers import SigmaOptimizer, Traces, build_optimizer, mean_entropy
+from kdexplain.quantify.optimizers import (
+    SigmaOptimizer,
+    Traces,
+    build_optimizer,
+    closed_form_log_sigma,
+    mean_entropy,
+)
 from kdexplain.quantify.result import (  # noqa: F401  (re-exported)
     ENTROPY_OFFSET,
     QuantifyResult,
@@ -73,13 +83,10 @@ def quantify(
     feature_transform: str | None = None,
     entropy_weight: float | None = None,
     sigma_init: float | None = None,
-    steps: int | None = None,
-    samples: int | None = None,
-    lr: float | None = None,
-    seed: int = 0,
-    device: str | torch.device | None = None,
-    max_batch: int | None = None,
-    memory_format: str = "auto",
+    steps: int | None = None, samples: int | None = None, lr: float | None = None,
+    seed: int = 0, device: str | torch.device | None = None,
+    max_batch: int | None = None, memory_format: str = "auto",
+    stack_checkpoints: bool | None = None,
     image_keys: Sequence[str] | None = None,
     arch: str | None = None,
     show_progress: bool | None = False,
@@ -96,16 +103,16 @@ def quantify(
     images : Tensor (B, C, H, W)
         Images in the network's (normalised) input space.
     layer : str
-        Module path (``fc``, ``classifier.4``, ``features.28``, ``layer4.1.conv2``) or the
-        paper's alias (``conv``, ``fc1``, ``fc2``, ``fc3``). The feature is the module's
-        output, before any following activation.
+        Module path (``fc``, ``features.28``, ``layer4.1.conv2``) or the paper's alias
+        (``conv``, ``fc1``, ...); the feature is the module's output.
     grid : int
         Cells per side of sigma (the original: 16).
-    preset : "default" or "reference"
-        ``"reference"`` reproduces the original algorithm exactly (SGD 1e-4 on clamped
-        sigma, 96 samples, 80 steps, lambda by architecture, the x1.5 rule, the iterate
-        closest to entropy -2.8). ``"default"`` minimises the same objective with Adam on
-        log sigma and a convergence stop.
+    preset : "default", "adam" or "reference"
+        ``"default"``: log sigma starts at the linearised closed form (10 probes), then 15
+        stochastic Newton steps of 16 samples (250 sample-passes). ``"adam"``: Adam on log
+        sigma with a convergence stop (about 1,000). ``"reference"``: the original algorithm
+        step for step (SGD 1e-4 on clamped sigma, 80 steps x 96 samples, the x1.5 rule, the
+        iterate closest to entropy -2.8). All minimise the same objective.
     feature_transform : "relu" or "identity", optional
         Applied to the feature before comparing (default ReLU, as the original).
     entropy_weight : float, optional
@@ -119,15 +126,16 @@ def quantify(
     device : str or torch.device, optional
         Default: the device of the model's first parameter.
     max_batch : int, optional
-        Most perturbed images in one forward pass (bounds memory). Default: as many as
-        keep the activations up to the layer within 32 MiB on a CPU (where chunks that
-        stay in cache run fastest per image; kdnet at 64 px: 32) or 2 GiB on a GPU, at
-        most 512 (see :func:`default_max_batch`).
+        Most perturbed images in one forward pass (bounds memory). Default: calibrated on
+        the first chunks (doubling from the activation-footprint rule while the time per
+        row falls) and cached per model, layer, input size and device
+        (:class:`~kdexplain.quantify.chunking.ChunkSizer`).
     memory_format : "auto", "channels_last" or "contiguous"
-        Layout of the perturbed images. ``"auto"``: channels-last on a CPU when the
-        model has 2-d convolutions (oneDNN convolutions run about twice as fast in it),
-        contiguous otherwise. The weights are never touched. Results agree to float
-        rounding.
+        Layout of the perturbed images (``"auto"``: channels-last on a CPU for a CNN,
+        where oneDNN runs about twice as fast). Results agree to float rounding.
+    stack_checkpoints : bool, optional
+        Run the K checkpoints as one batched forward (weights stacked, ``vmap`` over
+        ``functional_call``). None: on a GPU when K > 1 (a CPU runs the loop faster).
     image_keys : sequence of str, optional
         Names of the images' noise streams (default: a hash of each image's pixels).
     arch : str, optional
@@ -135,66 +143,93 @@ def quantify(
     show_progress : bool, optional
         A progress bar over steps (None: when stderr is a terminal).
     **options
-        Further :class:`QuantifySettings` fields (``d0_samples``, ``patience``,
-        ``plateau``, ``clamp``, ``target_entropy``, ...).
+        Further :class:`QuantifySettings` fields (``d0_samples``, ``probes``, ``clamp``, ...).
 
     Returns
     -------
     QuantifyResult
     """
     models, single = _as_models(model)
-    _check_images(images, grid)
-    B, C, H, W = images.shape
     arch = arch or getattr(models[0], "kdexplain_arch", None)
-    settings = resolve_settings(
-        preset, feature_transform=feature_transform, entropy_weight=entropy_weight,
-        sigma_init=sigma_init, steps=steps, samples=samples, lr=lr, **options)
-    if settings.entropy_weight is None:
-        settings = replace(settings, entropy_weight=default_entropy_weight(arch))
-    device = _resolve_device(device, models[0])
-    if max_batch is not None and int(max_batch) < 1:
-        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    settings = _settings(preset, arch, feature_transform=feature_transform,
+                         entropy_weight=entropy_weight, sigma_init=sigma_init, steps=steps,
+                         samples=samples, lr=lr, **options)
+    x, keys, device = _inputs(images, grid, image_keys, device, models[0])
     layout = resolve_memory_format(memory_format, models[0], device)
-    keys = [str(k) for k in (image_keys if image_keys is not None else map(image_key, images))]
-    if len(keys) != B:
-        raise ValueError(f"got {len(keys)} image keys for {B} images")
-    x = images.detach().to(device, torch.float32)
-    K, T = len(models), settings.steps
-    streams = NoiseStreams(keys, seed, (C, H, W), device)
+    streams = NoiseStreams(keys, seed, tuple(x.shape[1:]), device)
 
     with ExitStack() as stack, torch.enable_grad():
         dist = Distortion(models, layer, arch, x, FEATURE_TRANSFORMS[settings.feature_transform],
-                          layout, stack)
-        max_rows = int(max_batch) if max_batch else _footprint_rows(dist, models[0], x, layout)
-        dist.compute_clean(max_rows)
-        d0 = dist.normaliser(streams, settings.sigma_init, grid, settings.d0_samples, max_rows)
+                          layout, stack, stacked=_stacks(stack_checkpoints, models, device))
+        sizer = _chunk_sizer(dist, models[0], x, layout, max_batch, len(x) * settings.samples)
+        dist.compute_clean(sizer.size)
+        d0 = dist.normaliser(streams, settings.sigma_init, grid, settings.d0_samples, sizer.size)
         no_signal = ~(d0 > 0) | ~torch.isfinite(d0)
-        opt = build_optimizer(settings, (K, B, grid, grid), device)
-        traces = Traces(T, K, B, grid, keep_sigma=settings.target_entropy is not None)
-        active = ~no_signal
-        bar = progress(range(T), desc=f"quantify {dist.layer}", enable=show_progress, unit="step")
-        for t in bar:
-            if not bool(active.any()):
-                break
-            active = _step(t, dist, opt, streams, traces, active, d0, settings.samples, max_rows)
+        opt, traces = _optimise(dist, settings, streams, keys, seed, d0, no_signal, grid, sizer,
+                                show_progress)
         sigma_out, selected = opt.kept(traces)
         sigma_out[no_signal.cpu()] = settings.sigma_init
 
-    T_run = max(int(traces.steps_run.max()), 1)
-    result = QuantifyResult(
-        sigma=sigma_out, entropy=sigma_to_entropy(sigma_out), d0=d0.cpu(),
-        no_signal=no_signal.cpu(), loss_trace=traces.loss[:T_run],
-        distortion_trace=traces.distortion[:T_run], entropy_trace=traces.entropy[:T_run],
-        steps_run=traces.steps_run, selected_step=selected.cpu(),
-        entropy_weight=opt.lam.cpu(), image_keys=keys, layer=dist.layer,
-        settings={**settings.to_dict(), "grid": grid, "seed": seed, "arch": arch},
-    )
+    result = _result(sigma_out, selected, d0, no_signal, traces, opt, keys, dist.layer,
+                     {**settings.to_dict(), "grid": grid, "seed": seed, "arch": arch})
     return result.squeeze_checkpoints() if single else result
+
+
+def _result(sigma: torch.Tensor, selected: torch.Tensor, d0: torch.Tensor,
+            no_signal: torch.Tensor, traces: Traces, opt: SigmaOptimizer, keys: list[str],
+            layer: str, settings: dict) -> QuantifyResult:
+    """The result, on the CPU, with the traces cut to the steps that ran."""
+    T_run = max(int(traces.steps_run.max()), 1)
+    return QuantifyResult(
+        sigma=sigma, entropy=sigma_to_entropy(sigma), d0=d0.cpu(), no_signal=no_signal.cpu(),
+        loss_trace=traces.loss[:T_run], distortion_trace=traces.distortion[:T_run],
+        entropy_trace=traces.entropy[:T_run], steps_run=traces.steps_run,
+        selected_step=selected.cpu(), entropy_weight=opt.lam.cpu(), image_keys=keys,
+        layer=layer, settings=settings)
+
+
+def _optimise(dist: Distortion, settings: QuantifySettings, streams: NoiseStreams,
+              keys: list[str], seed: int, d0: torch.Tensor, no_signal: torch.Tensor, grid: int,
+              sizer: ChunkSizer, show_progress: bool | None) -> tuple[SigmaOptimizer, Traces]:
+    """Build the preset's optimiser, start it, and run its steps until every unit stops."""
+    K, B = d0.shape
+    opt = build_optimizer(settings, (K, B, grid, grid), d0.device)
+    if opt.needs_sensitivity:
+        _closed_form_start(opt, dist, keys, seed, d0, settings, grid, sizer.size)
+    traces = Traces(settings.steps, K, B, grid, keep_sigma=settings.target_entropy is not None)
+    active = ~no_signal
+    bar = progress(range(settings.steps), desc=f"quantify {dist.layer}", enable=show_progress,
+                   unit="step")
+    for t in bar:
+        if not bool(active.any()):
+            break
+        active = _step(t, dist, opt, streams, traces, active, d0, settings.samples, sizer)
+    return opt, traces
+
+
+def _settings(preset: str, arch: str | None, **overrides) -> QuantifySettings:
+    """The preset with the overrides, ``lambda_H`` by architecture unless given."""
+    settings = resolve_settings(preset, **overrides)
+    if settings.entropy_weight is None:
+        settings = replace(settings, entropy_weight=default_entropy_weight(arch))
+    return settings
+
+
+def _inputs(images: torch.Tensor, grid: int, image_keys: Sequence[str] | None,
+            device: str | torch.device | None,
+            model: nn.Module) -> tuple[torch.Tensor, list[str], torch.device]:
+    """The checked images on the device, their noise-stream keys, and the device."""
+    _check_images(images, grid)
+    device = _resolve_device(device, model)
+    keys = [str(k) for k in (image_keys if image_keys is not None else map(image_key, images))]
+    if len(keys) != images.shape[0]:
+        raise ValueError(f"got {len(keys)} image keys for {images.shape[0]} images")
+    return images.detach().to(device, torch.float32), keys, device
 
 
 def _step(t: int, dist: Distortion, opt: SigmaOptimizer, streams: NoiseStreams,
           traces: Traces, active: torch.Tensor, d0: torch.Tensor, S: int,
-          max_rows: int) -> torch.Tensor:
+          sizer: ChunkSizer) -> torch.Tensor:
     """One optimisation step of every active unit; returns the units still active."""
     with torch.no_grad():
         opt.prepare()
@@ -206,25 +241,55 @@ def _step(t: int, dist: Distortion, opt: SigmaOptimizer, streams: NoiseStreams,
     K, B = d0.shape
     d_sum = torch.zeros(K, B, device=d0.device)
     images = active.any(0).nonzero().flatten().tolist()
-    for chunk in row_chunks(images, S, max_rows):
-        noise = streams.rows(chunk, S)
-        for k in range(K):
-            keep = [i for i, r in enumerate(chunk) if active[k, r[0]]]
-            if not keep:
+    for chunk in row_chunks(images, S, iter(lambda: sizer.size, 0)):
+        with sizer.timed() as timer:
+            timer.rows = sum(s1 - s0 for _, s0, s1 in chunk)
+            noise = streams.rows(chunk, S)
+            if dist.stacked:  # all checkpoints in one forward; stopped units count zero
+                idx, sq = dist.rows_stacked(opt.sigma(), chunk, noise)
+                sq = sq * active[:, idx]
+                (sq / (S * d0[:, idx])).sum().backward()
+                with torch.no_grad():
+                    d_sum.index_add_(1, idx, sq.detach())
                 continue
-            rows = [chunk[i] for i in keep]
-            sig_k = opt.sigma()[k]
-            idx, sq = dist.rows(k, {b: sig_k[b] for b, _, _ in rows}, rows,
-                                [noise[i] for i in keep])
-            (sq / (S * d0[k, idx])).sum().backward()
-            with torch.no_grad():
-                d_sum[k].index_add_(0, idx, sq.detach())
+            for k in range(K):
+                keep = [i for i, r in enumerate(chunk) if active[k, r[0]]]
+                if not keep:
+                    continue
+                rows = [chunk[i] for i in keep]
+                sig_k = opt.sigma()[k]
+                idx, sq = dist.rows(k, {b: sig_k[b] for b, _, _ in rows}, rows,
+                                    [noise[i] for i in keep])
+                (sq / (S * d0[k, idx])).sum().backward()
+                with torch.no_grad():
+                    d_sum[k].index_add_(0, idx, sq.detach())
     # the entropy term, for the active units only
     (-(opt.lam * active * mean_entropy(opt.sigma())).sum()).backward()
     with torch.no_grad():
         distortion = d_sum / S / torch.where(active, d0, torch.ones_like(d0))
         traces.record(t, active, distortion, opt.lam, mean_h)
     return opt.step(t, active, traces)
+
+
+def _closed_form_start(opt: SigmaOptimizer, dist: Distortion, keys: list[str], seed: int,
+                       d0: torch.Tensor, settings: QuantifySettings, grid: int,
+                       max_rows: int) -> None:
+    """Start ``opt`` at the optimum of the linearised objective, from the per-cell
+    sensitivities (:meth:`Distortion.sensitivity`) of ``settings.probes`` probes."""
+    x = dist.x
+    dim = dist.f0[0][0].numel()
+    noise = NoiseStreams(keys, seed, tuple(x.shape[1:]), x.device, stream="probe-noise")
+    signs = NoiseStreams(keys, seed, tuple(dist.f0[0].shape[1:]), x.device, stream="probe")
+    c = dist.sensitivity(noise, signs, settings.sigma_init, grid, settings.probes, max_rows)
+    opt.start(closed_form_log_sigma(c, d0.clamp(min=1e-30), opt.lam, dim))
+
+
+def _stacks(wanted: bool | None, models: Sequence[nn.Module], device: torch.device) -> bool:
+    """Whether the checkpoints run as one batched forward (see ``stack_checkpoints``)."""
+    can = len(models) > 1 and len({type(m) for m in models}) == 1
+    if wanted and not can:
+        raise ValueError("stack_checkpoints needs two or more checkpoints of one architecture")
+    return can and (device.type == "cuda" if wanted is None else bool(wanted))
 
 
 def _check_images(images: torch.Tensor, grid: int) -> None:
@@ -247,11 +312,22 @@ def _resolve_device(device: str | torch.device | None, model: nn.Module) -> torc
     return torch.device(device)
 
 
-def _footprint_rows(dist: Distortion, model: nn.Module, x: torch.Tensor,
-                    layout: torch.memory_format) -> int:
-    """The default chunk: rows whose activations fit the device's budget."""
+def _chunk_sizer(dist: Distortion, model: nn.Module, x: torch.Tensor,
+                 layout: torch.memory_format, max_batch: int | None, step_rows: int) -> ChunkSizer:
+    """A fixed chunk when ``max_batch`` is given; otherwise one calibrated on the first
+    chunks (:class:`~kdexplain.quantify.chunking.ChunkSizer`), starting from the rows whose
+    activations fit the device's budget."""
+    if max_batch is not None and int(max_batch) < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    if max_batch:
+        return ChunkSizer(int(max_batch), int(max_batch), key=None)
     probe = x[:1].contiguous(memory_format=layout)
-    return default_max_batch(x.device, activation_bytes_per_row(dist.feats[0], model, probe))
+    per_row = activation_bytes_per_row(dist.feats[0], model, probe)
+    limit = min(step_rows, memory_rows(x.device, per_row))
+    sync = torch.cuda.synchronize if x.device.type == "cuda" else None
+    key = calibration_key(model, dist.layer, x, layout, dist.checkpoints)
+    start = max(default_max_batch(x.device, per_row), MIN_CALIBRATED_ROWS)
+    return ChunkSizer(start, limit, key, sync=sync)
 
 
 def _as_models(model: nn.Module | Sequence[nn.Module]) -> tuple[list[nn.Module], bool]:

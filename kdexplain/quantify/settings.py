@@ -27,8 +27,9 @@ class QuantifySettings:
 
     Attributes
     ----------
-    preset : "default" or "reference"
-    optimizer : "adam_log" (Adam on log sigma) or "sgd_clamp" (SGD on raw sigma clamped to
+    preset : "default", "adam" or "reference"
+    optimizer : "newton_log" (stochastic Newton steps on log sigma from a closed-form start),
+        "adam_log" (Adam on log sigma) or "sgd_clamp" (SGD on raw sigma clamped to
         ``clamp``, the original).
     steps : int
         Maximum optimisation steps.
@@ -40,6 +41,13 @@ class QuantifySettings:
         Learning rate (of log sigma for ``adam_log``; of sigma for ``sgd_clamp``).
     entropy_weight : float or None
         ``lambda_H``; None = by architecture (:func:`default_entropy_weight`).
+    probes : int
+        ``newton_log``: vector-Jacobian products (Hutchinson probes, at inputs perturbed with
+        ``sigma_init``) that estimate the per-cell sensitivities of the closed-form start.
+    start_weight : float
+        ``newton_log``: the weight of the closed-form start in the running average of the
+        Newton targets, in steps (0: the first step replaces the start). The start has
+        little noise but the bias of the linearisation; the steps the reverse.
     sigma_init : float
         Initial sigma, and the sigma of the normaliser D0 (``sigma0``).
     feature_transform : "relu" or "identity"
@@ -71,10 +79,12 @@ class QuantifySettings:
     """
 
     preset: str = "default"
-    optimizer: Literal["adam_log", "sgd_clamp"] = "adam_log"
-    steps: int = 100
+    optimizer: Literal["newton_log", "adam_log", "sgd_clamp"] = "newton_log"
+    steps: int = 15
     samples: int = 16
     d0_samples: int = 64
+    probes: int = 10
+    start_weight: float = 3.0
     lr: float = 0.1
     entropy_weight: float | None = None
     sigma_init: float = 0.01
@@ -93,12 +103,15 @@ class QuantifySettings:
 
 
 PRESETS: dict[str, QuantifySettings] = {
-    # Adam on log sigma, a decaying step and a convergence stop; settings justified by
-    # benchmarks/bench_quantify.py (reports/performance.md).
+    # A closed-form start (10 probes) and 15 stochastic Newton steps of 16 samples: 250
+    # sample-passes; benchmarks/bench_quantify.py (reports/performance.md) measures it.
     "default": QuantifySettings(),
+    # Adam on log sigma, a decaying step and a convergence stop (the default before 0.3).
+    "adam": QuantifySettings(preset="adam", optimizer="adam_log", steps=100, probes=0,
+                             start_weight=0.0),
     # The original algorithm (SPEC section 3), step for step.
     "reference": QuantifySettings(
-        preset="reference", optimizer="sgd_clamp", steps=80, samples=96, d0_samples=96,
+        preset="reference", optimizer="sgd_clamp", probes=0, start_weight=0.0, steps=80, samples=96, d0_samples=96,
         lr=1e-4, clamp=(1e-3, 1.0), patience=1, entropy_weight_step=59,
         target_entropy=-2.8),
 }
@@ -124,8 +137,11 @@ def resolve_settings(preset: str = "default", **overrides) -> QuantifySettings:
                          f"got {s.feature_transform!r}")
     if s.steps < 1 or s.samples < 1 or s.d0_samples < 1:
         raise ValueError("steps, samples and d0_samples must be >= 1")
-    if s.optimizer not in ("adam_log", "sgd_clamp"):
-        raise ValueError(f"optimizer must be 'adam_log' or 'sgd_clamp', got {s.optimizer!r}")
+    if s.optimizer not in ("newton_log", "adam_log", "sgd_clamp"):
+        raise ValueError(f"optimizer must be 'newton_log', 'adam_log' or 'sgd_clamp', "
+                         f"got {s.optimizer!r}")
+    if s.probes < 0 or (s.optimizer == "newton_log" and s.probes < 1):
+        raise ValueError(f"probes must be >= 1 for the newton_log optimizer, got {s.probes}")
     if not s.sigma_init > 0:
         raise ValueError(f"sigma_init must be > 0, got {s.sigma_init}")
     if s.entropy_weight is not None and not s.entropy_weight > 0:
