@@ -1,8 +1,10 @@
 """The README's and docs' code snippets, as written.
 
-A fenced block right after ``<!-- snippet: run -->`` is executed (short ones only); after
-``<!-- snippet: check -->`` it is linted for syntax errors and undefined names (too long to
-run in a test: training, sweeps). Every ``kdexplain run`` / ``train-triplet`` command line in
+A fenced block right after ``<!-- snippet: run -->`` is executed as written; after
+``<!-- snippet: tiny -->`` it is executed in a scratch folder with ``configs/quickstart.yaml``
+replaced by ``configs/tiny.yaml`` (the same calls on the toy setting: training and sweeps in
+seconds); after ``<!-- snippet: check -->`` it is only linted for syntax errors and undefined
+names. Every ``kdexplain run`` / ``train-triplet`` command line in
 any block must load its config with its overrides, and overrides need a ``name=`` of their
 own (else the run collides with the base config's run, whose resume check refuses it).
 """
@@ -19,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-_BLOCK = re.compile(r"(?:<!-- snippet: (run|check) -->\n)?```(\w*)\n(.*?)\n```", re.S)
+_BLOCK = re.compile(r"(?:<!-- snippet: (run|tiny|check) -->\n)?```(\w*)\n(.*?)\n```", re.S)
 _INLINE = re.compile(r"`(kdexplain [^`]+)`")
 
 
@@ -39,7 +41,7 @@ MARKED = [b for b in BLOCKS if b[1] is not None]
 
 def test_the_marked_snippets_are_found():
     assert {(b[0].split(":")[0], b[1]) for b in MARKED} >= {
-        ("README.md", "check"), ("data.md", "run"), ("training.md", "check")}
+        ("README.md", "run"), ("README.md", "tiny"), ("data.md", "run"), ("training.md", "tiny")}
 
 
 @pytest.mark.parametrize("where,mode,lang,code", MARKED, ids=[b[0] for b in MARKED])
@@ -51,6 +53,13 @@ def test_marked_snippet(where, mode, lang, code, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
                                "--select", "E9,F63,F7,F82", str(script)],
                               capture_output=True, text=True)
+    elif mode == "tiny":
+        assert "configs/quickstart.yaml" in code, f"{where}: a tiny snippet loads the quickstart"
+        script.write_text(code.replace("configs/quickstart.yaml",
+                                       (ROOT / "configs" / "tiny.yaml").as_posix()) + "\n",
+                          encoding="utf-8")
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
     else:
         proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
                               text=True, timeout=300)

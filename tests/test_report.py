@@ -187,3 +187,24 @@ def test_upsample_nearest_matches_cell_map():
     grid = np.arange(4).reshape(2, 2)
     up = upsample_nearest(grid, (4, 6))
     np.testing.assert_array_equal(up, [[0, 0, 0, 1, 1, 1]] * 2 + [[2, 2, 2, 3, 3, 3]] * 2)
+
+
+def test_report_with_the_threshold_curve(tmp_path):
+    from kdexplain.concepts import threshold_curve
+
+    a = _analysis(seeds=(0, 1))
+    curve = threshold_curve(a.runs, a.settings, thresholds=(0.1, 0.3))
+    paths = write_report(a, tmp_path, threshold_curve=curve)
+    for name in ("threshold_curve.csv", "threshold_curve.md", "figures/threshold_curve.png"):
+        assert paths[name].is_file()
+    assert paths["figures/threshold_curve.png"].read_bytes()[:8] == PNG_MAGIC
+    csv = pd.read_csv(paths["threshold_curve.csv"])
+    assert sorted(set(csv["b"])) == [0.1, 0.2, 0.3]
+    assert len(csv) == 3 * 6  # every verdict-carrying metric at every b
+    text = paths["index.md"].read_text()
+    section = "## How the verdicts move over the concept threshold b"
+    assert text.index("## Seed-level table") < text.index(section) < text.index("## Figures")
+    assert "b = 0.1, 0.2, 0.3 nats" in text and "0.2 (this report)" in text
+    fragile = curve.stability["fragile"].any()
+    assert ("Fragile (the verdict changes" in text) == fragile
+    assert ("No verdict changes over this range" in text) == (not fragile)

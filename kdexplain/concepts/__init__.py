@@ -51,10 +51,12 @@ from kdexplain.concepts.stats import (
     seed_paired_test,
     spread_test,
 )
+from kdexplain.concepts.threshold import DEFAULT_THRESHOLDS, ThresholdCurve, threshold_curve
 
 __all__ = [
     "DEFAULT_CONCEPT_THRESHOLD",
     "DEFAULT_LATE_FRACTION",
+    "DEFAULT_THRESHOLDS",
     "HOLDS",
     "HYPOTHESES",
     "INCONCLUSIVE",
@@ -68,6 +70,7 @@ __all__ = [
     "ModelConcepts",
     "PairedTest",
     "RunEntropies",
+    "ThresholdCurve",
     "analyze_concepts",
     "background_entropy",
     "bootstrap_ci",
@@ -89,5 +92,6 @@ __all__ = [
     "seed_paired_test",
     "spread_test",
     "stability",
+    "threshold_curve",
     "usable_images",
 ]

@@ -29,7 +29,7 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
     out : path
         Report folder (e.g. ``reports/quickstart``).
     """
-    from kdexplain.concepts import ConceptSettings, analyze_concepts
+    from kdexplain.concepts import ConceptSettings, analyze_concepts, threshold_curve
     from kdexplain.report import write_report
 
     run_dirs = [Path(d) for d in run_dirs]
@@ -51,13 +51,15 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
             seed=load_config(shared / "config.yaml").seed)
     settings = ConceptSettings.from_mapping(a.concept_settings())
     analysis = analyze_concepts(runs, settings, teacher=teacher)
+    curve = threshold_curve(runs, settings) if {"student", "baseline"} <= set(
+        analysis.roles) else None
     out = Path(out)
     reproduce = [command] if command else [
         f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
     acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
     write_report(analysis, out, images=sweeps[0].images, config=config.model_dump(mode="json"),
                  title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
-                 accuracies=run_accuracies(acc_dirs))
+                 accuracies=run_accuracies(acc_dirs), threshold_curve=curve)
     return out
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
+from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis, ThresholdCurve
 from kdexplain.report.tables import METRIC_HEADERS
 from kdexplain.utils.render import entropy_colorbar, format_number, save_png, show_entropy
 from kdexplain.vocabulary import ROLES
@@ -28,6 +28,7 @@ __all__ = [
     "plot_concepts_vs_distance",
     "plot_entropy_heatmaps",
     "plot_peak_distance",
+    "plot_threshold_curve",
     "upsample_nearest",
 ]
 
@@ -263,4 +264,36 @@ def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or "Where each image's foreground concepts peak (one dot per image)",
                  fontsize=9)
+    return save_png(fig, path)
+
+
+def plot_threshold_curve(curve: ThresholdCurve, path: str | Path) -> Path:
+    """S - B of every verdict-carrying metric against the concept threshold b, with its
+    interval; the analysis' own b is a dashed line and each point is coloured by the
+    metric's verdict there."""
+    t = curve.tests
+    metrics = list(dict.fromkeys(t["metric"]))
+    cols = min(3, len(metrics))
+    rows = -(-len(metrics) // cols)
+    fig = Figure(figsize=(3.4 * cols, 2.8 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    colour = {"holds": "tab:green", "does not hold": "tab:red"}
+    for ax, metric in zip(axes, metrics, strict=False):
+        sub = t[t["metric"] == metric].sort_values("b")
+        b = sub["b"].to_numpy(dtype=np.float64)
+        ax.fill_between(b, sub["diff_ci_low"], sub["diff_ci_high"], color="0.85", lw=0)
+        ax.plot(b, sub["diff"], color="0.3", lw=1)
+        ax.scatter(b, sub["diff"], s=18, zorder=3,
+                   c=[colour.get(v, "0.55") for v in sub["verdict"]])
+        ax.axhline(0, color="black", lw=0.6)
+        ax.axvline(curve.own_threshold, color="black", lw=0.6, ls="--")
+        ax.set_title(f"{METRIC_HEADERS.get(metric, metric)}, expected "
+                     f"{sub['direction'].iloc[0]}", fontsize=8)
+        ax.set_xlabel("concept threshold b (nats)", fontsize=8)
+        ax.set_ylabel("S − B", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(metrics):]:
+        ax.set_visible(False)
+    fig.suptitle("S − B over the concept threshold (band: interval; green holds, red does "
+                 "not hold, grey inconclusive)", fontsize=9)
     return save_png(fig, path)

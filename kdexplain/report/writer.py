@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis
+from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis, ThresholdCurve
 from kdexplain.report.figures import (
     plot_concepts_vs_distance,
     plot_entropy_heatmaps,
     plot_peak_distance,
+    plot_threshold_curve,
 )
 from kdexplain.report.tables import (
     concept_metrics_markdown,
@@ -188,7 +189,8 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
                  images: np.ndarray | None = None, config: Mapping[str, Any] | None = None,
                  title: str = "kdexplain report", reproduce: Sequence[str] | None = None,
                  heatmap_images: int = 4, heatmap_keys: list[str] | None = None,
-                 accuracies: pd.DataFrame | None = None) -> dict[str, Path]:
+                 accuracies: pd.DataFrame | None = None,
+                 threshold_curve: ThresholdCurve | None = None) -> dict[str, Path]:
     """Write a complete report folder for a concept analysis.
 
     Writes, atomically: ``index.md`` (read top to bottom: what was run, the tables, the
@@ -218,6 +220,10 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     accuracies : DataFrame, optional
         ``seed``, ``role``, ``train_acc``, ``val_acc`` per trained model (the seed-level
         table prints them).
+    threshold_curve : ThresholdCurve, optional
+        From :func:`kdexplain.concepts.threshold_curve`: adds the section on how the verdicts
+        move over the concept threshold b, ``threshold_curve.{csv,md}`` and
+        ``figures/threshold_curve.png``.
 
     Returns
     -------
@@ -228,24 +234,12 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     # the tree look "-dirty" to the revision the report records
     rev = git_revision()
     paths = write_tables(analysis, out, accuracies)
-    fig_dir = out / "figures"
-    figures = []
-    heat = plot_entropy_heatmaps(analysis, fig_dir / "entropy_heatmaps.png", images=images,
-                                 n_images=heatmap_images, keys=heatmap_keys)
-    figures.append((heat, "Entropy of every cell for T, S and B at the checkpoint of "
-                          "hypothesis 1 (first seed), one shared colour scale; the foreground "
-                          "is outlined in cyan and concept cells carry a white dot."))
-    if {"student", "baseline"} & set(analysis.roles):
-        figures.append((plot_concepts_vs_distance(analysis, fig_dir / "concepts_vs_distance.png"),
-                        "Foreground and background concepts per image against the weight "
-                        "distance over training (mean, band: ± one standard deviation over "
-                        "images)."))
-        figures.append((plot_peak_distance(analysis, fig_dir / "peak_distance.png"),
-                        "Weight distance at each image's N_fg peak, d(m^), for S and B: "
-                        "smaller and less spread means concepts are learned faster and more "
-                        "simultaneously (hypothesis 2)."))
+    figures = _figures(analysis, out / "figures", images, heatmap_images, heatmap_keys)
     for p, _ in figures:
         paths[f"figures/{p.name}"] = p
+    curve_lines: list[str] = []
+    if threshold_curve is not None:
+        curve_lines = _threshold_section(threshold_curve, out, paths)
 
     try:
         version = metadata.version("kdexplain")
@@ -271,7 +265,9 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
               hypotheses_markdown(analysis).rstrip(), "",
               "## Seed-level table", "",
               "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
-              per_seed_markdown(analysis, accuracies).rstrip(), "", "## Figures", ""]
+              per_seed_markdown(analysis, accuracies).rstrip(), ""]
+    lines += curve_lines
+    lines += ["## Figures", ""]
     for i, (p, caption) in enumerate(figures, 1):
         lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
     lines += ["## Images used", ""]
@@ -297,6 +293,55 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     }
     paths["summary.json"] = write_json(out / "summary.json", _jsonable(summary))
     return paths
+
+
+def _figures(analysis: ConceptAnalysis, fig_dir: Path, images: np.ndarray | None,
+             heatmap_images: int, heatmap_keys: list[str] | None) -> list[tuple[Path, str]]:
+    """Draw the report's figures: (path, caption) each."""
+    heat = plot_entropy_heatmaps(analysis, fig_dir / "entropy_heatmaps.png", images=images,
+                                 n_images=heatmap_images, keys=heatmap_keys)
+    figures = [(heat, "Entropy of every cell for T, S and B at the checkpoint of "
+                      "hypothesis 1 (first seed), one shared colour scale; the foreground "
+                      "is outlined in cyan and concept cells carry a white dot.")]
+    if {"student", "baseline"} & set(analysis.roles):
+        figures.append((plot_concepts_vs_distance(analysis, fig_dir / "concepts_vs_distance.png"),
+                        "Foreground and background concepts per image against the weight "
+                        "distance over training (mean, band: ± one standard deviation over "
+                        "images)."))
+        figures.append((plot_peak_distance(analysis, fig_dir / "peak_distance.png"),
+                        "Weight distance at each image's N_fg peak, d(m^), for S and B: "
+                        "smaller and less spread means concepts are learned faster and more "
+                        "simultaneously (hypothesis 2)."))
+    return figures
+
+
+def _threshold_section(curve: ThresholdCurve, out: Path, paths: dict[str, Path]) -> list[str]:
+    """Write the threshold curve's files and return its section of ``index.md``."""
+    paths["threshold_curve.csv"] = atomic_write_text(out / "threshold_curve.csv",
+                                                     curve.tests.to_csv(index=False))
+    wide = curve.verdicts.pivot(index="b", columns="hypothesis", values="verdict")
+    wide.columns = [f"hypothesis {h}" for h in wide.columns]
+    wide = wide.reset_index()
+    wide["b"] = [f"{b:g}" + (" (this report)" if np.isclose(b, curve.own_threshold) else "")
+                 for b in wide["b"]]
+    table = markdown_table(wide)
+    paths["threshold_curve.md"] = atomic_write_text(out / "threshold_curve.md", table + "\n")
+    fig = plot_threshold_curve(curve, out / "figures" / "threshold_curve.png")
+    paths[f"figures/{fig.name}"] = fig
+    fragile = curve.stability[curve.stability["fragile"]]
+    if fragile.empty:
+        words = ("No verdict changes over this range: every hypothesis reads the same at each "
+                 "threshold.")
+    else:
+        words = "Fragile (the verdict changes inside this range): " + "; ".join(
+            f"hypothesis {r.hypothesis} ({r.verdicts})" for r in fragile.itertuples()) + "."
+    grid = ", ".join(f"{b:g}" for b in curve.thresholds)
+    return ["## How the verdicts move over the concept threshold b", "",
+            f"Every verdict-carrying test recomputed at b = {grid} nats, everything else as "
+            f"above (this report uses b = {curve.own_threshold:g}). {words} Files: "
+            "`threshold_curve.csv` (S − B, interval, p and verdict per metric and b), "
+            "`threshold_curve.md`.", "", table, "",
+            f"![S − B over b](figures/{fig.name})", ""]
 
 
 def _jsonable(obj: Any) -> Any:
