@@ -59,7 +59,7 @@ def test_report_writes_every_file_and_nothing_half_written(report):
     expected = {"concept_metrics.csv", "concept_metrics.md", "concept_metrics.tex",
                 "hypotheses.csv", "hypotheses.md", "hypotheses.tex", "per_image.csv",
                 "trajectories.csv", "images.csv", "index.md", "summary.json",
-                "per_seed.csv", "per_seed.md",
+                "per_seed.csv", "per_seed.md", "distance_drivers.csv",
                 "figures/entropy_heatmaps.png", "figures/concepts_vs_distance.png",
                 "figures/peak_distance.png"}
     assert set(paths) == expected
@@ -208,3 +208,6 @@ def test_report_with_the_threshold_curve(tmp_path):
     fragile = curve.stability["fragile"].any()
     assert ("Fragile (the verdict changes" in text) == fragile
     assert ("No verdict changes over this range" in text) == (not fragile)
+    section = "## What drives the direction of D_mean"
+    assert text.index("## How the verdicts move") < text.index(section) < text.index("## Fig")
+    assert "seeds level, 2 pairs" in text and "d(m^) / d(M)" in text

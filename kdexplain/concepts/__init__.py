@@ -18,6 +18,7 @@ from kdexplain.concepts.analysis import (
     RunEntropies,
     analyze_concepts,
 )
+from kdexplain.concepts.drivers import DISTANCE_FORMS, distance_drivers, drivers_sentence
 from kdexplain.concepts.metrics import (
     DEFAULT_CONCEPT_THRESHOLD,
     DEFAULT_LATE_FRACTION,
@@ -57,6 +58,7 @@ __all__ = [
     "DEFAULT_CONCEPT_THRESHOLD",
     "DEFAULT_LATE_FRACTION",
     "DEFAULT_THRESHOLDS",
+    "DISTANCE_FORMS",
     "HOLDS",
     "HYPOTHESES",
     "INCONCLUSIVE",
@@ -76,7 +78,9 @@ __all__ = [
     "bootstrap_ci",
     "concept_cells",
     "count_concepts",
+    "distance_drivers",
     "distance_spread",
+    "drivers_sentence",
     "effective_images",
     "foreground_ratio",
     "holm",

@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis, ThresholdCurve
+from kdexplain.concepts import (
+    ROLE_LABELS,
+    ConceptAnalysis,
+    ThresholdCurve,
+    distance_drivers,
+    drivers_sentence,
+)
 from kdexplain.report.figures import (
     plot_concepts_vs_distance,
     plot_entropy_heatmaps,
@@ -267,6 +273,7 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
               "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
               per_seed_markdown(analysis, accuracies).rstrip(), ""]
     lines += curve_lines
+    lines += _drivers_section(analysis, out, paths)
     lines += ["## Figures", ""]
     for i, (p, caption) in enumerate(figures, 1):
         lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
@@ -342,6 +349,28 @@ def _threshold_section(curve: ThresholdCurve, out: Path, paths: dict[str, Path])
             "`threshold_curve.csv` (S − B, interval, p and verdict per metric and b), "
             "`threshold_curve.md`.", "", table, "",
             f"![S − B over b](figures/{fig.name})", ""]
+
+
+def _drivers_section(analysis: ConceptAnalysis, out: Path, paths: dict[str, Path]) -> list[str]:
+    """Write ``distance_drivers.csv`` and return the section on what drives D_mean."""
+    drivers = distance_drivers(analysis)
+    if drivers.empty:
+        return []
+    paths["distance_drivers.csv"] = atomic_write_text(out / "distance_drivers.csv",
+                                                      drivers.to_csv(index=False))
+    level = int(round(analysis.settings.ci_level * 100))
+    shown = pd.DataFrame({
+        "form": drivers["meaning"], "S": drivers["S"].map(format_number),
+        "B": drivers["B"].map(format_number),
+        "S − B": [f"{format_number(d)} ({format_number(lo)} to {format_number(hi)})"
+                  for d, lo, hi in zip(drivers["diff"], drivers["diff_ci_low"],
+                                       drivers["diff_ci_high"], strict=True)],
+        "p": drivers["p_value"].map(format_p)})
+    shown = shown.rename(columns={"S − B": f"S − B ({level}% CI)"})
+    return ["## What drives the direction of D_mean", "",
+            drivers_sentence(drivers) + " Tests as for the verdicts "
+            f"({drivers['level'].iloc[0]} level, {int(drivers['n_pairs'].max())} pairs); file: "
+            "`distance_drivers.csv`.", "", markdown_table(shown), ""]
 
 
 def _jsonable(obj: Any) -> Any:
