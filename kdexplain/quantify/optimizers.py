@@ -14,7 +14,7 @@ engine asks it for ``sigma`` (differentiable), lets autograd fill ``theta.grad``
   takes stochastic Newton steps on the true objective with a ``1 / (t + 1 + w)`` step (a
   running average of the Newton targets in which the start counts ``w`` steps,
   Robbins-Monro), 250 sample-passes in all.
-* :class:`AdamLog` — the ``"adam"`` preset (the default before 0.3): Adam on log sigma with
+* :class:`AdamLog` — the ``"adam"`` preset (the previous default): Adam on log sigma with
   a learning rate per unit that decays on a plateau, a convergence stop and an average of
   the last iterates.
 """

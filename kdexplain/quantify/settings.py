@@ -106,7 +106,7 @@ PRESETS: dict[str, QuantifySettings] = {
     # A closed-form start (10 probes) and 15 stochastic Newton steps of 16 samples: 250
     # sample-passes; benchmarks/bench_quantify.py (reports/performance.md) measures it.
     "default": QuantifySettings(),
-    # Adam on log sigma, a decaying step and a convergence stop (the default before 0.3).
+    # Adam on log sigma, a decaying step and a convergence stop (the previous default).
     "adam": QuantifySettings(preset="adam", optimizer="adam_log", steps=100, probes=0,
                              start_weight=0.0),
     # The original algorithm (SPEC section 3), step for step.
