@@ -46,9 +46,10 @@ def main(
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     runs = run or [Path("runs/quickstart")]
-    # sized for a shared 2-core machine: about 20 minutes for the default
+    # the default: the engine's default preset (250 sample-passes per image, within 5 % of
+    # the optimum, reports/performance.md); quick: a shorter optimisation for a smoke test
     settings = (MethodSettings(samples=4, steps=20, ig_steps=8) if quick else
-                MethodSettings(samples=4, steps=30, occlusion_window=8, occlusion_stride=8))
+                MethodSettings(occlusion_window=8, occlusion_stride=8))
     n_images = images or (2 if quick else 8)
     out = out or (Path("runs/localisation/quick") if quick else Path("reports/localisation"))
     command = "python -m analyses.localisation" + "".join(" " + shlex.quote(a)

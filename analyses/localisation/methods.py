@@ -43,7 +43,7 @@ class MethodSettings:
 
     grid: int = 16
     ablation_grid: int = 8
-    samples: int | None = 8
+    samples: int | None = None
     steps: int | None = None
     occlusion_window: int = 8
     occlusion_stride: int = 4

@@ -150,7 +150,9 @@ def write_report(per_image: pd.DataFrame, cost: pd.DataFrame, kept: dict, images
              f"- machine: {env.get('platform')}, torch threads {env.get('torch_threads')}, "
              f"GPU {env.get('gpu') or 'none'}", f"- date (UTC): {env.get('time_utc')}",
              f"- git revision: {env.get('git_revision')}",
-             "- settings: " + ", ".join(f"{k}={v}" for k, v in settings.items()), ""]
+             "- settings: " + ", ".join(
+                 f"{k}={'the default preset' if v is None else v}" for k, v in settings.items()),
+             ""]
     lines += [f"- note: {n}" for n in notes]
     diff = None
     if (per_image.group == "spurious").any():
