@@ -16,6 +16,7 @@ from analyses.localisation.methods import MethodSettings
 from analyses.localisation.pipeline import (
     log,
     quickstart_networks,
+    quickstart_run_dirs,
     score_networks,
     spurious_networks,
 )
@@ -55,7 +56,8 @@ def main(
     command = "python -m analyses.localisation" + "".join(" " + shlex.quote(a)
                                                            for a in sys.argv[1:])
     t0 = time.perf_counter()
-    networks = [n for r in runs for n in quickstart_networks(r, n_images)]
+    seen: set[Path] = set()  # a shared teacher is analysed once
+    networks = [n for r in quickstart_run_dirs(runs) for n in quickstart_networks(r, n_images, seen)]
     notes = []
     if quick:
         notes.append("--quick: the spurious-background networks are left out")

@@ -36,8 +36,27 @@ class Network:
     sets: dict[str, dict] = field(default_factory=dict)  # set name -> images, labels, masks, keys
 
 
-def quickstart_networks(run_dir: Path, n_images: int) -> list[Network]:
-    """T, S and B of one quickstart run at their last state, on the run's sweep images."""
+def quickstart_run_dirs(paths: list[Path]) -> list[Path]:
+    """Each seed's run folder: a multi-seed run (``runs/quickstart`` with ``seed_*``
+    folders, as ``kdexplain run`` writes it) is expanded to its seeds."""
+    out = []
+    for p in map(Path, paths):
+        if not (p / "sweep" / "images.pt").is_file():
+            seeds = sorted(q for q in p.glob("seed_*") if (q / "sweep" / "images.pt").is_file())
+            if seeds:
+                out += seeds
+                continue
+        out.append(p)
+    return out
+
+
+def quickstart_networks(run_dir: Path, n_images: int, seen: set[Path] | None = None
+                        ) -> list[Network]:
+    """T, S and B of one quickstart run (one seed) at their last state, on the run's sweep
+    images. A teacher shared by several seeds (``teacher.json``) is analysed once: with the
+    first seed whose run is given (``seen`` holds the shared teachers already taken)."""
+    from kdexplain.train.triplet import shared_teacher_of
+
     run_dir = Path(run_dir)
     images_pt = run_dir / "sweep" / "images.pt"
     if not images_pt.is_file():
@@ -48,9 +67,17 @@ def quickstart_networks(run_dir: Path, n_images: int) -> list[Network]:
     n = min(n_images, len(saved["labels"]))
     images = {"images": saved["images"][:n].float(), "labels": saved["labels"][:n].long(),
               "masks": saved["masks"][:n].bool(), "keys": list(saved["keys"][:n])}
+    shared = shared_teacher_of(run_dir)
+    seen = set() if seen is None else seen
     out = []
     for role in ROLES:
-        model, ckpt = load_checkpoint(run_dir / role / "last.pt")
+        where = run_dir / role / "last.pt"
+        if role == "teacher" and shared is not None:
+            if shared in seen:
+                continue
+            seen.add(shared)
+            where = shared / "teacher" / "last.pt"
+        model, ckpt = load_checkpoint(where)
         out.append(Network("quickstart", role, int(cfg.get("seed", 0)), model.eval(),
                            str(ckpt.get("layer") or cfg["model"]["layer"]), {"val": images}))
     return out
