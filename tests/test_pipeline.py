@@ -206,3 +206,15 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
         (0, "baseline"), (0, "student"), (0, "teacher"), (1, "baseline"), (1, "student")]
     assert per_seed[["train_acc", "val_acc"]].notna().all().all()
     assert per_seed["val_acc"].between(0, 1).all()
+    # the localisation analysis reads the same folder: two seeds, the shared teacher once
+    from analyses.localisation.pipeline import quickstart_networks, quickstart_run_dirs
+
+    dirs = quickstart_run_dirs([base])
+    assert dirs == [base / "seed_0", base / "seed_1"]
+    seen: set[Path] = set()
+    nets = [n for d in dirs for n in quickstart_networks(d, 2, seen)]
+    assert [(n.seed, n.name) for n in nets] == [
+        (0, "teacher"), (0, "student"), (0, "baseline"), (1, "student"), (1, "baseline")]
+    assert seen == {teacher.resolve()}
+    assert len({n.layer for n in nets}) == 1  # the distilled layer, as its module path
+    assert all(len(n.sets["val"]["keys"]) == 2 for n in nets)
