@@ -85,6 +85,9 @@ def run_analyses(names: Sequence[str], cfg: HintonConfig, out_dir: str | Path, *
     ws = workspace or Workspace(cfg, load_data(cfg, root, download), cache_dir)
     command = command or "python -m analyses.hinton " + " ".join(sys.argv[1:])
     out_dir = Path(out_dir)
+    # the revision before any page is written: a rewritten committed page must not make
+    # the next page's tree look "-dirty"
+    revision = environment_info().get("git_revision")
     results = {}
     for key in keys:
         module = ANALYSES[key]
@@ -102,7 +105,7 @@ def run_analyses(names: Sequence[str], cfg: HintonConfig, out_dir: str | Path, *
                           "cpu_count": os.cpu_count(),
                           "machine": machine_info(),
                           "nets": ws.usage(),
-                          "environment": environment_info()}
+                          "environment": {**environment_info(), "git_revision": revision}}
         paths = module.render(result, out_dir)
         write_index(out_dir, PAGE_ORDER)
         log(f"{key}: done in {result['meta']['wall_s']:.0f} s -> {paths[0]}")
