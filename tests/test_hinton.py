@@ -208,7 +208,11 @@ def test_config_validation():
         make_config(weighting_hard_weights=(1.5,))
     assert replace(make_config(quick=True), seeds=(3,)).seeds == (3,)
     assert teacher_preset("paper").hidden_dropout == 0.5 and teacher_preset("paper").jitter == 2
+    # nojitter: light's dropout, unshifted inputs
+    assert teacher_preset("nojitter").jitter == 0
+    assert teacher_preset("nojitter").hidden_dropout == teacher_preset("light").hidden_dropout
     assert make_config().teacher == teacher_preset(default_teacher(quick=False))
     assert make_config(quick=True).teacher == teacher_preset(default_teacher(quick=True), True)
-    with pytest.raises(ValueError, match="unknown teacher preset"):
+    with pytest.raises(ValueError, match="unknown teacher preset 'huge'; choose one of paper, "
+                                         "light, nojitter"):
         teacher_preset("huge")

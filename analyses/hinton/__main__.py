@@ -46,7 +46,8 @@ def main(
     download: bool = typer.Option(False, help="download torchvision MNIST into --root"),
     teacher: Optional[str] = typer.Option(None, help="teacher preset: paper (dropout 0.2 / "
                                           "0.5, 2-pixel jitter; full mode's default) or light "
-                                          "(0.1 / 0.3, 1 pixel; quick mode's default)"),
+                                          "(0.1 / 0.3, 1 pixel; quick mode's default) or "
+                                          "nojitter (0.1 / 0.3, no jitter)"),
     seeds: Optional[str] = typer.Option(None, help="comma-separated seeds, e.g. 0,1,2 "
                                         "(default: 0,1,2,3,4 full, 0,1 quick)"),
     train_size: Optional[int] = typer.Option(None, help="stratified training subset (default: "
