@@ -19,7 +19,7 @@ app = typer.Typer(
 )
 
 # Order = order in `kdexplain --help`.
-_COMMAND_MODULES = ("pipeline", "data", "train", "quantify", "report")
+_COMMAND_MODULES = ("pipeline", "data", "train", "quantify", "report", "calibrate")
 
 
 def _register_all() -> None:

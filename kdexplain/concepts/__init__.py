@@ -52,6 +52,7 @@ from kdexplain.concepts.stats import (
     seed_paired_test,
     spread_test,
 )
+from kdexplain.concepts.calibration import ThresholdCalibration, calibrate_threshold, concept_margins
 from kdexplain.concepts.threshold import DEFAULT_THRESHOLDS, ThresholdCurve, threshold_curve
 
 __all__ = [
@@ -72,11 +73,14 @@ __all__ = [
     "ModelConcepts",
     "PairedTest",
     "RunEntropies",
+    "ThresholdCalibration",
     "ThresholdCurve",
     "analyze_concepts",
     "background_entropy",
     "bootstrap_ci",
+    "calibrate_threshold",
     "concept_cells",
+    "concept_margins",
     "count_concepts",
     "distance_drivers",
     "distance_spread",
