@@ -18,6 +18,11 @@ from kdexplain.concepts.analysis import (
     RunEntropies,
     analyze_concepts,
 )
+from kdexplain.concepts.calibration import (
+    ThresholdCalibration,
+    calibrate_threshold,
+    concept_margins,
+)
 from kdexplain.concepts.drivers import DISTANCE_FORMS, distance_drivers, drivers_sentence
 from kdexplain.concepts.metrics import (
     DEFAULT_CONCEPT_THRESHOLD,
@@ -52,7 +57,6 @@ from kdexplain.concepts.stats import (
     seed_paired_test,
     spread_test,
 )
-from kdexplain.concepts.calibration import ThresholdCalibration, calibrate_threshold, concept_margins
 from kdexplain.concepts.threshold import DEFAULT_THRESHOLDS, ThresholdCurve, threshold_curve
 
 __all__ = [

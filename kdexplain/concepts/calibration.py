@@ -87,7 +87,7 @@ class ThresholdCalibration:
         return {**asdict(self), "scale": self.scale}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ThresholdCalibration":
+    def from_dict(cls, d: dict) -> ThresholdCalibration:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__})
 
 
@@ -163,7 +163,7 @@ def calibrate_threshold(reference: Sequence[np.ndarray], other: Sequence[np.ndar
         raise ValueError("give one reference array, one other array and one foreground per "
                          f"network (got {len(reference)}, {len(other)}, {len(foreground)})")
     ref_m, oth_m, ratios = [], [], []
-    for k, (r, o, fg) in enumerate(zip(reference, other, foreground)):
+    for k, (r, o, fg) in enumerate(zip(reference, other, foreground, strict=True)):
         r, o = np.asarray(r, dtype=np.float64), np.asarray(o, dtype=np.float64)
         if r.shape != o.shape:
             raise ValueError(f"network {k}: the reference grids {r.shape} and the other "
