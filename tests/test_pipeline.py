@@ -218,3 +218,26 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
     assert seen == {teacher.resolve()}
     assert len({n.layer for n in nets}) == 1  # the distilled layer, as its module path
     assert all(len(n.sets["val"]["keys"]) == 2 for n in nets)
+    # the reference preset on a subset of the same sweeps (SPEC 4's calibration), resumable
+    cal_out = tmp_path / "calibration"
+    assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
+    units = sorted((base).glob("*/calibration/*/epoch_*.pt"))
+    assert [(u.parts[-4], u.parts[-2]) for u in units] == [
+        ("seed_0", "baseline"), ("seed_0", "student"), ("seed_1", "baseline"),
+        ("seed_1", "student"), ("shared_teacher", "teacher")]
+    assert all(u.name == "epoch_0002.pt" for u in units)  # each model's last checkpoint
+    unit = torch.load(units[0], weights_only=True)
+    assert unit["settings"]["preset"] == "reference" and len(unit["image_keys"]) == 2
+    import json
+
+    result = json.loads((cal_out / "calibration.json").read_text())
+    cal = result["calibration"]
+    assert cal["grids"] == 5 * 2 and cal["reference_concepts"] == cal["concepts_calibrated"]
+    assert [r["estimator"] for r in result["hypothesis1"]][::3] == [
+        "reference preset, b", "default preset, b", "default preset, calibrated b'"]
+    assert all(r["n_seeds"] == 2 for r in result["hypothesis1"])
+    assert "## Hypothesis 1 under each estimator" in (cal_out / "calibration.md").read_text()
+    stamps = [u.stat().st_mtime_ns for u in units]
+    assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
+    assert [u.stat().st_mtime_ns for u in units] == stamps  # nothing recomputed
+    assert json.loads((cal_out / "calibration.json").read_text())["calibration"] == cal

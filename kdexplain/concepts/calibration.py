@@ -173,14 +173,14 @@ def calibrate_threshold(reference: Sequence[np.ndarray], other: Sequence[np.ndar
         ok = np.isfinite(mr) & np.isfinite(mo)
         ref_m.append(mr[ok])
         oth_m.append(mo[ok])
-        flat_r, flat_o = r.reshape(-1, r.shape[-2] * r.shape[-1]), o.reshape(
-            -1, o.shape[-2] * o.shape[-1])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rng_r = np.nanmax(flat_r, 1) - np.nanmin(flat_r, 1) if np.isfinite(
-                flat_r).any() else np.array([np.nan])
-            rng_o = np.nanmax(flat_o, 1) - np.nanmin(flat_o, 1) if np.isfinite(
-                flat_o).any() else np.array([np.nan])
-            ratios.append(rng_o / rng_r)
+        flat_r = r.reshape(-1, r.shape[-2] * r.shape[-1])
+        flat_o = o.reshape(-1, o.shape[-2] * o.shape[-1])
+        rows = np.isfinite(flat_r).any(1) & np.isfinite(flat_o).any(1)  # grids with a signal
+        if rows.any():
+            fr, fo = flat_r[rows], flat_o[rows]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                ratios.append((np.nanmax(fo, 1) - np.nanmin(fo, 1))
+                              / (np.nanmax(fr, 1) - np.nanmin(fr, 1)))
     mr, mo = np.concatenate(ref_m), np.concatenate(oth_m)
     if mr.size == 0:
         raise ValueError("no cell has a finite entropy under both estimators; nothing to "
