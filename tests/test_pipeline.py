@@ -241,3 +241,17 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
     assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
     assert [u.stat().st_mtime_ns for u in units] == stamps  # nothing recomputed
     assert json.loads((cal_out / "calibration.json").read_text())["calibration"] == cal
+    # the localisation analysis end to end on these runs (--quick: 2 images, no spurious nets)
+    pytest.importorskip("quantus", reason="the localisation analysis scores maps with quantus "
+                        "(pip install -e '.[quantus]')")
+    from analyses.localisation.__main__ import cli as localisation_cli
+
+    loc = tmp_path / "localisation"
+    assert localisation_cli(["--quick", "--run", str(base), "--out", str(loc)]) == 0
+    page = (loc / "index.md").read_text(encoding="utf-8")
+    for section in ("## Answer", "RelevanceRankAccuracy", "RelevanceMassAccuracy", "## Cost"):
+        assert section in page
+    scores = pd.read_csv(loc / "per_image.csv")
+    assert {"PE layer", "PE logit", "Occlusion", "FeatureAblation", "Saliency",
+            "IntegratedGradients"} <= set(scores["method"])
+    assert (loc / "figures" / "quickstart_maps.png").is_file()
