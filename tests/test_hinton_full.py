@@ -157,3 +157,34 @@ def test_paper_protocol_smoke_on_fashion(tmp_path, capsys):
     assert cli(argv) == 0
     log = capsys.readouterr().err
     assert "training " not in log and "0 nets trained" in (out / "distillation.md").read_text()
+
+
+def _fabricated(teacher, labels, distilled, jitter=2):
+    per_seed = {str(i): {"teacher": t, "labels": s, "distilled": d,
+                         "sweep": {w: {"labels": s, "distilled": [d, s, s]}
+                                   for w in ("wide", "narrow")}}
+                for i, (t, s, d) in enumerate(zip(teacher, labels, distilled, strict=True))}
+    return {"n_test": 1000, "per_seed": per_seed, "sweep_temperatures": [1.0, 4.0, 20.0],
+            "distill_temperature": 20.0, "widths": {"wide": 300, "narrow": 30},
+            "meta": {"config": {"teacher": {"input_dropout": 0.2, "hidden_dropout": 0.5,
+                                            "jitter": jitter, "epochs": 15}}}}
+
+
+def test_the_page_says_what_limits_an_unmet_criterion():
+    from analyses.hinton.distillation import limits_text, seed_level
+
+    # a teacher worse than the small net (136 vs 110 errors of 1000), distilled worse too
+    r = _fabricated([136, 137, 135], [110, 111, 109], [133, 132, 134])
+    text = limits_text(r, seed_level(r))
+    assert "the teacher is not better than the small net trained on labels (13.60% against " \
+           "11.00% test error; better in 0 of 3 seeds)" in text
+    assert "`--teacher nojitter`" in text
+    assert "distillation at T = 20 made the small net worse" in text and "worse in 3 of 3" in text
+    # a good teacher and a small, uneven gain: too few seeds
+    r = _fabricated([90, 91, 89], [110, 111, 109], [105, 112, 100])
+    text = limits_text(r, seed_level(r))
+    assert "distillation helps" in text and "in 2 of 3 seeds" in text
+    assert "the smallest possible is 0.12" in text
+    # met: nothing to explain
+    r = _fabricated([90] * 5, [110] * 5, [91, 92, 90, 93, 91])
+    assert seed_level(r)["target_met"] and limits_text(r, seed_level(r)) == ""

@@ -224,6 +224,7 @@ that is at most 50 000); with so few seeds such intervals are rough and tend to 
 narrow.
 
 {_seed_level_text(result, st)}
+{limits_text(result, st)}
 
 ## Temperature sweep of small students
 
@@ -310,6 +311,48 @@ def _seed_level_text(result: dict, st: dict) -> str:
             + (" (paper: 2.5-4 for 30-unit nets)." if width == "narrow" else
                " (paper: for 300 units or more, any T above 8 works about as well)."))
     return "\n".join(lines)
+
+
+def limits_text(result: dict, st: dict) -> str:
+    """When the criterion is not met: what the numbers say limits it ("" when it is met).
+
+    Three limits are told apart: the teacher is not better than the small net (no gap to
+    close), distillation at the headline T made the small net worse, or a gain too small
+    for the number of seeds.
+    """
+    if st["target_met"]:
+        return ""
+    t, s, d = (_rates(result, k) * 100 for k in ("teacher", "labels", "distilled"))
+    n, temp = len(t), result["distill_temperature"]
+    tc = result.get("meta", {}).get("config", {}).get("teacher", {})
+    reasons = []
+    if t.mean() >= s.mean():
+        reg = (f" Its regularisation (input dropout {tc['input_dropout']:g}, hidden dropout "
+               f"{tc['hidden_dropout']:g}, shifts of up to {tc['jitter']} pixel(s), "
+               f"{tc['epochs']} epochs) leaves it behind on this data set"
+               + ("; `--teacher nojitter` trains the same net without the shifts" if
+                  tc.get("jitter") else "") if tc else "")
+        reasons.append(
+            f"the teacher is not better than the small net trained on labels "
+            f"({t.mean():.2f}% against {s.mean():.2f}% test error; better in "
+            f"{int((t < s).sum())} of {n} seeds), so there is no gap for distillation to "
+            f"close: a student can only be taught what its teacher knows better.{reg}")
+    if d.mean() >= s.mean():
+        best = st["best_T"]["wide"]["best"]
+        reasons.append(
+            f"distillation at T = {temp:g} made the small net worse, not better "
+            f"({d.mean():.2f}% against {s.mean():.2f}%; worse in {int((d > s).sum())} of {n} "
+            f"seeds); in the sweep the 2x{result['widths']['wide']} net did best at "
+            f"T = {best:g}, so on this data set the soft targets at high T carry less than "
+            "the labels they are mixed with")
+    if not reasons:
+        g = st["gap"]
+        reasons.append(
+            f"distillation helps (by {g['mean_gain'] * 100:.2f} points on average, in "
+            f"{g['better_seeds']} of {n} seeds), but the gain is too small or too uneven "
+            f"for {n} seeds (one-sided sign-flip p = {g['sign_flip_p']:.2g}; the smallest "
+            f"possible is {2.0 ** -n:.2g}): more seeds, or a larger gap, would settle it")
+    return "- What limits it: " + "; ".join(reasons) + "."
 
 
 def _wide_reading(width: int, temps: np.ndarray, means: np.ndarray, dist: np.ndarray,
