@@ -176,7 +176,7 @@ def test_run_end_to_end_through_the_cli(tmp_path):
     assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
 
 
-def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
+def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     import pandas as pd
 
     cfg = _write_config(tmp_path, name="seeds", seeds=[0, 1],
@@ -241,6 +241,20 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path):
     assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
     assert [u.stat().st_mtime_ns for u in units] == stamps  # nothing recomputed
     assert json.loads((cal_out / "calibration.json").read_text())["calibration"] == cal
+    # a sweep unit gone: one clear line naming it, nothing written
+    gone = base / "seed_1" / "sweep" / "student" / "epoch_0002.pt"
+    kept_unit = gone.read_bytes()
+    gone.unlink()
+    (base / "seed_1" / "calibration" / "student" / ".epoch_0002.pt.x1.tmp").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 2
+    err = capsys.readouterr().err
+    assert "lacks student@2" in err and f"kdexplain sweep {base / 'seed_1'}" in err
+    gone.write_bytes(kept_unit)
+    # the leftover of an interrupted save is removed under the lock; nothing is recomputed
+    assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
+    assert not (base / "seed_1" / "calibration" / "student" / ".epoch_0002.pt.x1.tmp").exists()
+    assert [u.stat().st_mtime_ns for u in units] == stamps
     # the localisation analysis end to end on these runs (--quick: 2 images, no spurious nets)
     pytest.importorskip("quantus", reason="the localisation analysis scores maps with quantus "
                         "(pip install -e '.[quantus]')")

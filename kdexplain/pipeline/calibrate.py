@@ -38,6 +38,7 @@ import torch
 
 from kdexplain.config import load_config
 from kdexplain.pipeline.sweep import _read_unit, run_roles
+from kdexplain.pipeline.sweep import _unit_path as _sweep_unit_path
 from kdexplain.utils import (
     UnreadableFileError,
     atomic_torch_save,
@@ -47,6 +48,7 @@ from kdexplain.utils import (
     load_torch_file,
     progress,
     read_json,
+    remove_stale_temporaries,
     write_json,
 )
 
@@ -116,6 +118,10 @@ def reference_sweep(run_dir: str | Path, *, n_images: int = 8, checkpoints: str 
     n = min(n_images, len(data["keys"]))
     fingerprint = _fingerprint(manifest["fingerprint"], n)
     ckpt = {(u["role"], u["epoch"]): run_dir / u["checkpoint"] for u in manifest["units"]}
+    missing = [f"{r}@{e}" for r, e in units if not _sweep_unit_path(run_dir / "sweep", r, e).is_file()]
+    if missing:
+        raise FileNotFoundError(f"the sweep in {run_dir / 'sweep'} lacks {', '.join(missing)}: "
+                                f"run `kdexplain sweep {run_dir}` to finish it, then calibrate")
     todo = []
     for role, epoch in units:
         path = _unit_path(run_dir, role, epoch)
@@ -127,6 +133,9 @@ def reference_sweep(run_dir: str | Path, *, n_images: int = 8, checkpoints: str 
                 log.warning("%s -- recomputing it", e)
         todo.append((role, epoch))
     with folder_lock(run_dir):
+        if (run_dir / "calibration").is_dir():
+            for p in remove_stale_temporaries(run_dir / "calibration"):
+                log.info("removed %s, left by an interrupted save", p)
         bar = progress(total=len(todo), desc="reference preset", enable=show_progress,
                        unit="ckpt", log_lines=True)
         bar.update(0)
