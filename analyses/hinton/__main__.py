@@ -38,7 +38,7 @@ def main(
     protocol: Optional[str] = typer.Option(None, help="preset: full (default), quick (= "
                                            "--quick) or paper (the paper's protocol at full "
                                            "size: all 60 000 training images of --dataset "
-                                           "fashion or mnist, 5 seeds; about 100 min of one "
+                                           "fashion or mnist, 5 seeds; about 60 min of one "
                                            "core for distillation,missing-class)"),
     dataset: str = typer.Option("mnist5k", help="mnist5k (offline), fashion (Debian's "
                                 "dataset-fashion-mnist), mnist (torchvision), sklearn-digits"),
