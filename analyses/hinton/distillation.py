@@ -142,7 +142,11 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     w = result["widths"]
     temps = np.array(result["sweep_temperatures"])
     t_r, s_r, d_r = (_rates(result, k) for k in ("teacher", "labels", "distilled"))
-    names = {"teacher": f"teacher 2x{w['teacher']} (dropout, jitter), labels",
+    tc = result.get("meta", {}).get("config", {}).get("teacher", {})
+    regs = [r for r, on in (("dropout", tc.get("input_dropout", 1) or tc.get("hidden_dropout", 1)),
+                            ("jitter", tc.get("jitter", 1))) if on]
+    names = {"teacher": f"teacher 2x{w['teacher']}"
+                        + (f" ({', '.join(regs)})" if regs else "") + ", labels",
              "labels": f"small net 2x{w['student']}, labels only",
              "distilled": f"small net 2x{w['student']}, distilled at T = "
                           f"{result['distill_temperature']:g}"}
