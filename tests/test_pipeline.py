@@ -201,6 +201,8 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     assert (carrying["level"] == "seeds").all() and (carrying["n_pairs"] == 2).all()
     index = (out / "index.md").read_text(encoding="utf-8")
     assert "shared by every seed" in index and "## Seed-level table" in index
+    assert "T is one training run, shared by every seed, so its ± and interval are over its " \
+           "images only" in index
     per_seed = pd.read_csv(out / "per_seed.csv")
     assert sorted(zip(per_seed["seed"], per_seed["role"], strict=True)) == [
         (0, "baseline"), (0, "student"), (0, "teacher"), (1, "baseline"), (1, "student")]

@@ -94,6 +94,12 @@ def _spread_note(analysis: ConceptAnalysis) -> str:
     level = int(round(analysis.settings.ci_level * 100))
     if n_seeds > 1:
         spread = f"± is the standard deviation over the {n_seeds} seeds of the per-seed value"
+        summ = analysis.summary
+        t_seeds = summ.loc[summ["role"] == "teacher", "n_seeds"] if "role" in summ else []
+        if len(t_seeds) and int(t_seeds.max()) == 1:
+            spread += ("; T is one training run, shared by every seed, so its ± and interval "
+                       "are over its images only: a re-run of the teacher's training can land "
+                       "outside them")
     else:
         spread = ("± is the standard deviation over images (ddof 1); for D_std, itself a "
                   "spread over images, it is the bootstrap standard error")
