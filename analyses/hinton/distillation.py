@@ -142,11 +142,8 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     w = result["widths"]
     temps = np.array(result["sweep_temperatures"])
     t_r, s_r, d_r = (_rates(result, k) for k in ("teacher", "labels", "distilled"))
-    tc = result.get("meta", {}).get("config", {}).get("teacher", {})
-    regs = [r for r, on in (("dropout", tc.get("input_dropout", 1) or tc.get("hidden_dropout", 1)),
-                            ("jitter", tc.get("jitter", 1))) if on]
-    names = {"teacher": f"teacher 2x{w['teacher']}"
-                        + (f" ({', '.join(regs)})" if regs else "") + ", labels",
+    tc = _teacher_config(result)
+    names = {"teacher": f"teacher 2x{w['teacher']}{_regularisation_label(tc)}, labels",
              "labels": f"small net 2x{w['student']}, labels only",
              "distilled": f"small net 2x{w['student']}, distilled at T = "
                           f"{result['distill_temperature']:g}"}
@@ -187,8 +184,6 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
                        rp.fmt_ms(nlab, 2, 100, "%")])
     reading = [_wide_reading(w["wide"], temps, wmeans, wdist, wbest),
                _narrow_reading(w["narrow"], temps, nmeans, ndist, nbest)]
-    tc = result["meta"]["config"]["teacher"]
-
     body = f"""
 **Paper (section 3).** Teacher: two hidden layers of 1200 ReLUs, strongly regularised with
 dropout and weight constraints, inputs jittered by up to two pixels: 67 test errors.
@@ -317,6 +312,20 @@ def _seed_level_text(result: dict, st: dict) -> str:
     return "\n".join(lines)
 
 
+def _teacher_config(result: dict) -> dict:
+    """The teacher's NetConfig as recorded in the result ({} for results without one)."""
+    return result.get("meta", {}).get("config", {}).get("teacher", {})
+
+
+def _regularisation_label(tc: dict) -> str:
+    """`` (dropout, jitter)``, or the part of it that the teacher used; a result without a
+    recorded config keeps the full label."""
+    regs = [name for name, used in (
+        ("dropout", tc.get("input_dropout", 1) or tc.get("hidden_dropout", 1)),
+        ("jitter", tc.get("jitter", 1))) if used]
+    return f" ({', '.join(regs)})" if regs else ""
+
+
 def limits_text(result: dict, st: dict) -> str:
     """When the criterion is not met: what the numbers say limits it ("" when it is met).
 
@@ -328,7 +337,7 @@ def limits_text(result: dict, st: dict) -> str:
         return ""
     t, s, d = (_rates(result, k) * 100 for k in ("teacher", "labels", "distilled"))
     n, temp = len(t), result["distill_temperature"]
-    tc = result.get("meta", {}).get("config", {}).get("teacher", {})
+    tc = _teacher_config(result)
     reasons = []
     if t.mean() >= s.mean():
         reg = (f" Its regularisation (input dropout {tc['input_dropout']:g}, hidden dropout "

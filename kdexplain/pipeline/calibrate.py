@@ -68,18 +68,21 @@ def _unit_path(run_dir: Path, role: str, epoch: int) -> Path:
     return run_dir / "calibration" / role / f"epoch_{epoch:04d}.pt"
 
 
-def _wanted_units(run_dir: Path, checkpoints: str) -> list[tuple[str, int]]:
+def _read_manifest(run_dir: Path) -> dict:
+    path = run_dir / "sweep" / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run `kdexplain sweep {run_dir}` "
+                                "(or `kdexplain run`) before calibrating")
+    return read_json(path)
+
+
+def _wanted_units(run_dir: Path, manifest: dict, models: Sequence[str],
+                  checkpoints: str) -> list[tuple[str, int]]:
     """(role, epoch) of the sweep's units to calibrate on: the last of each role, or all."""
     if checkpoints not in ("last", "all"):
         raise ValueError(f"checkpoints must be 'last' or 'all', got {checkpoints!r}")
-    manifest_path = run_dir / "sweep" / "manifest.json"
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path} does not exist: run `kdexplain sweep {run_dir}` "
-                                "(or `kdexplain run`) before calibrating")
-    manifest = read_json(manifest_path)
-    cfg = load_config(run_dir / "config.yaml")
     out = []
-    for role in run_roles(run_dir, cfg.analysis.models):
+    for role in run_roles(run_dir, models):
         eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
         out += [(role, e) for e in (eps[-1:] if checkpoints == "last" else eps)]
     return out
@@ -112,8 +115,8 @@ def reference_sweep(run_dir: str | Path, *, n_images: int = 8, checkpoints: str 
     a = cfg.analysis
     if n_images < 1:
         raise ValueError(f"n_images must be at least 1, got {n_images}")
-    units = _wanted_units(run_dir, checkpoints)
-    manifest = read_json(run_dir / "sweep" / "manifest.json")
+    manifest = _read_manifest(run_dir)
+    units = _wanted_units(run_dir, manifest, a.models, checkpoints)
     data = load_torch_file(run_dir / "sweep" / "images.pt", what="sweep images file")
     n = min(n_images, len(data["keys"]))
     fingerprint = _fingerprint(manifest["fingerprint"], n)
@@ -155,10 +158,11 @@ def reference_sweep(run_dir: str | Path, *, n_images: int = 8, checkpoints: str 
     return units
 
 
-def _grids(run_dir: Path, role: str, epochs: Sequence[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(reference (M, n, g, g), default (M, n, g, g), foreground (n, g, g)) of one model."""
+def _grids(run_dir: Path, role: str, epochs: Sequence[int], foreground: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reference (M, n, g, g), default (M, n, g, g), foreground (n, g, g)) of one model;
+    ``foreground`` is the sweep's (N, g, g), of which the first n are used."""
     ref, dflt = [], []
-    data = load_torch_file(run_dir / "sweep" / "images.pt", what="sweep images file")
     n = None
     for e in epochs:
         cu = load_torch_file(_unit_path(run_dir, role, e), what="calibration unit")
@@ -174,8 +178,7 @@ def _grids(run_dir: Path, role: str, epochs: Sequence[int]) -> tuple[np.ndarray,
         d[su["no_signal"][:n].numpy()] = np.nan
         ref.append(r)
         dflt.append(d)
-    fg = data["foreground"][:n].numpy().astype(bool)
-    return np.stack(ref), np.stack(dflt), fg
+    return np.stack(ref), np.stack(dflt), foreground[:n]
 
 
 def _h1_counts(grids: np.ndarray, fg: np.ndarray, b: float, mode: str) -> dict[str, float]:
@@ -232,9 +235,11 @@ def calibrate_experiment(run_dirs: Sequence[str | Path], out: str | Path | None 
         units = reference_sweep(d, n_images=n_images, checkpoints=checkpoints, device=device,
                                 show_progress=show_progress)
         seed = load_config(d / "config.yaml").seed
+        foreground = load_torch_file(d / "sweep" / "images.pt", what="sweep images file")[
+            "foreground"].numpy().astype(bool)
         for role in dict.fromkeys(r for r, _ in units):
             eps = [e for r, e in units if r == role]
-            r, g, fg = _grids(d, role, eps)
+            r, g, fg = _grids(d, role, eps, foreground)
             ref_all.append(r)
             dflt_all.append(g)
             fg_all.append(fg)
