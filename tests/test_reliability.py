@@ -25,6 +25,7 @@ from PIL import Image
 
 from kdexplain.cli import main
 from kdexplain.utils import atomic_write_bytes, folder_lock
+from kdexplain.utils.io import UnreadableFileError, load_torch_file
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -386,7 +387,7 @@ def test_quantify_out_that_is_a_file_fails_first(finished, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("content,expected", [
-    (os.urandom(512), "is not a readable torch file"),
+    (np.random.default_rng(0).bytes(512), "is not a readable torch file"),
     (b"", "is empty"),
     (None, "is truncated or corrupt"),
 ])
@@ -400,6 +401,19 @@ def test_unreadable_checkpoints(finished, tmp_path, capsys, content, expected):
                  str(tmp_path / "q")]) == 2
     line = _one_error_line(capsys)
     assert "bad.pt" in line and expected in line
+
+
+def test_any_garbage_is_a_clear_error(tmp_path):
+    # read as a legacy pickle, random bytes stop the weights-only unpickler in many ways
+    # (UnpicklingError, IndexError, KeyError, struct.error, ...); every one must come out as
+    # the one clear error, never as a traceback
+    bad = tmp_path / "bad.pt"
+    rng = np.random.default_rng(12)
+    for _ in range(400):
+        bad.write_bytes(rng.bytes(int(rng.integers(1, 2048))))
+        with pytest.raises(UnreadableFileError, match="bad.pt is (not a readable torch file|"
+                                                      "truncated or corrupt)"):
+            load_torch_file(bad, what="checkpoint")
 
 
 def test_last_pt_without_a_phase(finished, tmp_path, capsys):

@@ -12,6 +12,7 @@ import os
 import pickle
 import re
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,11 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "file",
         raise UnreadableFileError(f"{what} {path} is empty (an interrupted copy or save?); "
                                   "delete it and recreate it", path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # random bytes read as a legacy pickle announce an odd protocol first; the error
+            # below says what is wrong, so the warning would only be noise
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
         found = re.search(r"GLOBAL ([\w.]+)", text)
@@ -149,6 +154,12 @@ def load_torch_file(path: str | os.PathLike, *, what: str = "file",
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise UnreadableFileError(f"{what} {path} is truncated or corrupt ({first}); delete it "
                                   "and recreate it", path) from None
+    except Exception as e:  # noqa: BLE001 - the safe unpickler fails on garbage in many ways
+        # bytes that are neither a torch zip archive nor a pickle: the weights-only unpickler
+        # can stop with IndexError, KeyError, struct.error, ... on an opcode it cannot use
+        raise UnreadableFileError(f"{what} {path} is not a readable torch file (corrupt or not "
+                                  f"written by torch.save: {type(e).__name__}); delete it and "
+                                  "recreate it", path) from None
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
