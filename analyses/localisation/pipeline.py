@@ -13,6 +13,7 @@ import yaml
 
 from analyses.localisation.methods import MapResult, MethodSettings, methods, run_method
 from kdexplain.train.checkpoints import load_checkpoint
+from kdexplain.utils.io import load_torch_file
 
 #: The triplet's roles in the order of the tables.
 ROLES = ("teacher", "student", "baseline")
@@ -63,7 +64,7 @@ def quickstart_networks(run_dir: Path, n_images: int, seen: set[Path] | None = N
         raise FileNotFoundError(f"{images_pt} does not exist: give a finished quickstart run "
                                 "(kdexplain run configs/quickstart.yaml writes runs/quickstart)")
     cfg = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    saved = torch.load(images_pt, map_location="cpu", weights_only=True)
+    saved = load_torch_file(images_pt, what="sweep image file")
     n = min(n_images, len(saved["labels"]))
     images = {"images": saved["images"][:n].float(), "labels": saved["labels"][:n].long(),
               "masks": saved["masks"][:n].bool(), "keys": list(saved["keys"][:n])}
