@@ -230,15 +230,22 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     assert all(u.name == "epoch_0002.pt" for u in units)  # each model's last checkpoint
     unit = torch.load(units[0], weights_only=True)
     assert unit["settings"]["preset"] == "reference" and len(unit["image_keys"]) == 2
+    # the subset follows the report's own selection: each model's first 2 used images
+    images = pd.read_csv(out / "images.csv")
+    used = images[images["used"] & (images["seed"] == 0) & (images["role"] == "baseline")]
+    assert unit["image_keys"] == used["image_key"].tolist()[:2]
     import json
 
     result = json.loads((cal_out / "calibration.json").read_text())
     cal = result["calibration"]
     assert cal["grids"] == 5 * 2 and cal["reference_concepts"] == cal["concepts_calibrated"]
-    assert [r["estimator"] for r in result["hypothesis1"]][::3] == [
-        "reference preset, b", "default preset, b", "default preset, calibrated b'"]
-    assert all(r["n_seeds"] == 2 for r in result["hypothesis1"])
-    assert "## Hypothesis 1 under each estimator" in (cal_out / "calibration.md").read_text()
+    # the last checkpoints: hypothesis 1 only, under each estimator, paired by seed
+    assert [(v["estimator"], v["hypothesis"]) for v in result["verdicts"]] == [
+        ("reference preset, b", 1), ("default preset, b", 1), ("default preset, calibrated b'", 1)]
+    assert {(t["level"], t["n_pairs"]) for t in result["tests"]} == {("seeds", 2)}
+    assert [t["metric"] for t in result["tests"]][:3] == ["N_fg", "N_bg", "fg_ratio"]
+    md = (cal_out / "calibration.md").read_text()
+    assert "## The hypotheses under each estimator" in md and "need every checkpoint" in md
     stamps = [u.stat().st_mtime_ns for u in units]
     assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
     assert [u.stat().st_mtime_ns for u in units] == stamps  # nothing recomputed
@@ -251,12 +258,26 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     capsys.readouterr()
     assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 2
     err = capsys.readouterr().err
-    assert "lacks student@2" in err and f"kdexplain sweep {base / 'seed_1'}" in err
+    assert "missing (student@2)" in err and f"kdexplain sweep {base / 'seed_1'}" in err
     gone.write_bytes(kept_unit)
     # the leftover of an interrupted save is removed under the lock; nothing is recomputed
     assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
     assert not (base / "seed_1" / "calibration" / "student" / ".epoch_0002.pt.x1.tmp").exists()
     assert [u.stat().st_mtime_ns for u in units] == stamps
+    # every checkpoint: all three hypotheses under each estimator; the last checkpoints,
+    # made on the same images, are not recomputed
+    all_out = tmp_path / "calibration_all"
+    assert main(["calibrate", str(base), "--n-images", "2", "--checkpoints", "all",
+                 "--out", str(all_out)]) == 0
+    assert [u.stat().st_mtime_ns for u in units] == stamps
+    assert len(list(base.glob("*/calibration/*/epoch_*.pt"))) == 3 + 2 * 2 * 3  # T 0, 1, 2
+    full = json.loads((all_out / "calibration.json").read_text())
+    assert sorted({(v["estimator"], v["hypothesis"]) for v in full["verdicts"]}) == sorted(
+        (e, h) for e in ("reference preset, b", "default preset, b",
+                         "default preset, calibrated b'") for h in (1, 2, 3))
+    assert {t["metric"] for t in full["tests"]} == {"N_fg", "N_bg", "fg_ratio", "D_mean",
+                                                    "D_std", "rho"}
+    assert "need every checkpoint" not in (all_out / "calibration.md").read_text()
     # the localisation analysis end to end on these runs (--quick: 2 images, no spurious nets)
     pytest.importorskip("quantus", reason="the localisation analysis scores maps with quantus "
                         "(pip install -e '.[quantus]')")

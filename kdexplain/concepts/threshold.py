@@ -102,11 +102,37 @@ def threshold_curve(runs: RunEntropies | Sequence[RunEntropies],
     tests_df = pd.concat(tests, ignore_index=True)
     tests_df = tests_df[["b", *[c for c in tests_df.columns if c != "b"]]]
     verdicts_df = pd.concat(verdicts, ignore_index=True)[["b", "hypothesis", "verdict"]]
-    rows = []
-    for hyp, sub in verdicts_df.groupby("hypothesis", sort=True):
-        seen = list(dict.fromkeys(sub.sort_values("b")["verdict"]))
-        own = sub.loc[np.isclose(sub["b"], settings.concept_threshold), "verdict"]
-        rows.append({"hypothesis": int(hyp), "verdicts": " / ".join(seen),
-                     "fragile": len(seen) > 1, "verdict_at_b": own.iloc[0]})
-    return ThresholdCurve(tests=tests_df, verdicts=verdicts_df, stability=pd.DataFrame(rows),
+    return ThresholdCurve(tests=tests_df, verdicts=verdicts_df,
+                          stability=_stability(verdicts_df, settings.concept_threshold),
                           thresholds=grid, own_threshold=float(settings.concept_threshold))
+
+
+def _stability(verdicts: pd.DataFrame, own_threshold: float) -> pd.DataFrame:
+    """One row per hypothesis: its distinct verdicts over b, fragile, the verdict at b."""
+    rows = []
+    for hyp, sub in verdicts.groupby("hypothesis", sort=True):
+        seen = list(dict.fromkeys(sub.sort_values("b")["verdict"]))
+        own = sub.loc[np.isclose(sub["b"], own_threshold), "verdict"]
+        rows.append({"hypothesis": int(hyp), "verdicts": " / ".join(seen),
+                     "fragile": len(seen) > 1,
+                     "verdict_at_b": own.iloc[0] if len(own) else None})
+    return pd.DataFrame(rows, columns=["hypothesis", "verdicts", "fragile", "verdict_at_b"])
+
+
+def stability_from_tests(tests: pd.DataFrame, own_threshold: float, alpha: float = 0.05
+                         ) -> pd.DataFrame:
+    """:attr:`ThresholdCurve.stability` from the curve's tests alone (``threshold_curve.csv``
+    of a report): each hypothesis's verdict at each ``b`` by the same rule as the report's
+    (:func:`~kdexplain.concepts.stats.hypothesis_verdict`), then its distinct verdicts."""
+    from kdexplain.concepts.stats import hypothesis_verdict
+
+    rows = []
+    for (b, hyp), sub in tests.groupby(["b", "hypothesis"], sort=True):
+        directions = ["greater" if d == "S > B" else "less" for d in sub["direction"]]
+        # the test's sign: of the mean per-seed difference (= S - B of the seed means) at
+        # the seed level, of the effect size (rank-biserial r) over images
+        raw = np.where(sub["level"] == "seeds", sub["S"] - sub["B"], sub["effect_size"])
+        signs = [int(np.sign(x)) if np.isfinite(x) else 0 for x in raw.astype(float)]
+        rows.append({"b": float(b), "hypothesis": int(hyp), "verdict": hypothesis_verdict(
+            sub["p_value"].astype(float).tolist(), signs, directions, alpha)})
+    return _stability(pd.DataFrame(rows, columns=["b", "hypothesis", "verdict"]), own_threshold)

@@ -7,15 +7,83 @@ import os
 import time
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from kdexplain.config import ExperimentConfig, load_config
-from kdexplain.pipeline.sweep import load_sweep, sweep
+from kdexplain.pipeline.sweep import SweepData, load_sweep, sweep
 from kdexplain.utils import check_writable_folder, folder_lock
 
+if TYPE_CHECKING:
+    from kdexplain.concepts import ConceptAnalysis, ConceptSettings, RunEntropies
+
 log = logging.getLogger("kdexplain.pipeline")
+
+
+@dataclass
+class ReportInputs:
+    """What a report of finished sweeps is computed from (:func:`report_inputs`).
+
+    Attributes
+    ----------
+    run_dirs : list of Path
+        One per seed.
+    sweeps : list of SweepData
+        Each run's sweep, in the order of ``run_dirs``.
+    runs : list of RunEntropies
+        The same as the analysis's input, each with its run's seed.
+    shared : Path, optional
+        The shared teacher's run, when the seeds share one.
+    teacher : RunEntropies, optional
+        Its grids, when the teacher is analysed.
+    config : ExperimentConfig
+        The first run's config (the experiment's).
+    settings : ConceptSettings
+        The concept settings of the config's ``analysis`` section.
+    """
+
+    run_dirs: list[Path]
+    sweeps: list[SweepData]
+    runs: list[RunEntropies]
+    shared: Path | None
+    teacher: RunEntropies | None
+    config: ExperimentConfig
+    settings: ConceptSettings
+
+    def analyse(self) -> ConceptAnalysis:
+        """The report's :class:`~kdexplain.concepts.ConceptAnalysis` of these sweeps."""
+        from kdexplain.concepts import analyze_concepts
+
+        return analyze_concepts(self.runs, self.settings, teacher=self.teacher)
+
+
+def report_inputs(run_dirs: Sequence[str | Path], config: ExperimentConfig | None = None
+                  ) -> ReportInputs:
+    """Load the finished sweeps of an experiment's runs (and of its shared teacher)."""
+    from kdexplain.concepts import ConceptSettings
+
+    run_dirs = [Path(d) for d in run_dirs]
+    if not run_dirs:
+        raise ValueError("a report needs at least one run directory")
+    if config is None:
+        config = load_config(run_dirs[0] / "config.yaml")
+    a = config.analysis
+    runs, sweeps = [], []
+    for d in run_dirs:
+        data = load_sweep(d)
+        sweeps.append(data)
+        runs.append(data.to_run_entropies(seed=load_config(d / "config.yaml").seed))
+    teacher = None
+    shared = _shared_teachers(run_dirs)
+    if shared and "teacher" in a.models:
+        teacher = load_sweep(shared).to_run_entropies(
+            seed=load_config(shared / "config.yaml").seed)
+    settings = ConceptSettings.from_mapping(a.concept_settings())
+    return ReportInputs(run_dirs=run_dirs, sweeps=sweeps, runs=runs, shared=shared,
+                        teacher=teacher, config=config, settings=settings)
 
 
 def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str | None = None,
@@ -29,35 +97,22 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
     out : path
         Report folder (e.g. ``reports/quickstart``).
     """
-    from kdexplain.concepts import ConceptSettings, analyze_concepts, threshold_curve
+    from kdexplain.concepts import threshold_curve
     from kdexplain.report import write_report
 
-    run_dirs = [Path(d) for d in run_dirs]
     if not run_dirs:
         raise ValueError("make_report needs at least one run directory")
-    if config is None:
-        config = load_config(run_dirs[0] / "config.yaml")
-    a = config.analysis
-    runs, sweeps = [], []
-    for d in run_dirs:
-        cfg_d = load_config(d / "config.yaml")
-        data = load_sweep(d)
-        sweeps.append(data)
-        runs.append(data.to_run_entropies(seed=cfg_d.seed))
-    teacher = None
-    shared = _shared_teachers(run_dirs)
-    if shared and "teacher" in a.models:
-        teacher = load_sweep(shared).to_run_entropies(
-            seed=load_config(shared / "config.yaml").seed)
-    settings = ConceptSettings.from_mapping(a.concept_settings())
-    analysis = analyze_concepts(runs, settings, teacher=teacher)
-    curve = threshold_curve(runs, settings) if {"student", "baseline"} <= set(
+    inputs = report_inputs(run_dirs, config)
+    run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
+    analysis = inputs.analyse()
+    curve = threshold_curve(inputs.runs, inputs.settings) if {"student", "baseline"} <= set(
         analysis.roles) else None
     out = Path(out)
     reproduce = [command] if command else [
         f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
     acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
-    write_report(analysis, out, images=sweeps[0].images, config=config.model_dump(mode="json"),
+    write_report(analysis, out, images=inputs.sweeps[0].images,
+                 config=config.model_dump(mode="json"),
                  title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
                  accuracies=run_accuracies(acc_dirs), threshold_curve=curve)
     return out
