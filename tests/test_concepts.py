@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from kdexplain.concepts import (
@@ -473,6 +474,14 @@ def test_threshold_curve_finds_a_verdict_that_flips_with_b():
     st = curve.stability.set_index("hypothesis")
     assert st.loc[1, "fragile"] and st.loc[1, "verdicts"] == "inconclusive / does not hold"
     assert st.loc[1, "verdict_at_b"] == "does not hold"
+    # the stability again from the tests alone (a report's threshold_curve.csv), seeds and
+    # a single run's image-level rows alike
+    from kdexplain.concepts.threshold import stability_from_tests
+
+    pd.testing.assert_frame_equal(stability_from_tests(curve.tests, 0.2), curve.stability)
+    one = threshold_curve(runs[:1], settings, thresholds=(0.1, 0.25, 0.35))
+    assert (one.tests["level"] == "images").all()
+    pd.testing.assert_frame_equal(stability_from_tests(one.tests, 0.2), one.stability)
     # the same analysis at b = 0.2 gives the same test row as the curve
     a = analyze_concepts(runs, settings)
     row = a.tests[a.tests["carries_verdict"]].set_index("metric").loc["N_fg"]

@@ -292,3 +292,51 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     assert {"PE layer", "PE logit", "Occlusion", "FeatureAblation", "Saliency",
             "IntegratedGradients"} <= set(scores["method"])
     assert (loc / "figures" / "quickstart_maps.png").is_file()
+
+
+def test_study_index_shows_each_verdict_over_b_and_under_each_estimator(tmp_path):
+    import json
+
+    from kdexplain.pipeline.study_index import render_variants_index
+
+    cfg = _write_config(tmp_path, name="st", seeds=[0, 1],
+                        analysis={**TINY["analysis"], "n_images": 3},
+                        variants={"fc": ["model.layer=fc1"],
+                                  "soft": ["model.layer=fc1", "student.mode=soft"]})
+    out = tmp_path / "reports" / "st"
+    assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
+    meta = json.loads((out / "index.json").read_text())
+    assert meta["variants"] == {"fc": ["model.layer=fc1"],
+                                "soft": ["model.layer=fc1", "student.mode=soft"]}
+    assert set(meta["seconds"]) == {"fc", "soft"} and meta["n_seeds"] == 2
+    index = (out / "index.md").read_text()
+    assert "| hypothesis | report: default preset, b = 0.2 | over b = 0.1 ... 0.4 |" in index
+    assert re.search(r"\| 1 \| \*\*[a-z ]+\*\* \| (fragile|stable) \(", index)
+    assert "subset: reference" not in index
+    # a calibration of one variant shows up in the index, next to the report's verdicts
+    assert main(["calibrate", str(tmp_path / "runs" / "st" / "fc"), "--n-images", "2",
+                 "--checkpoints", "all", "--out", str(out / "fc" / "calibration")]) == 0
+    index = (out / "index.md").read_text()
+    fc, soft = index.split("## fc\n")[1].split("## soft\n")
+    assert "subset: reference, b = 0.2" in fc and "subset: default, b' = " in fc
+    cal = json.loads((out / "fc" / "calibration" / "calibration.json").read_text())
+    ref = {v["hypothesis"]: v["verdict"] for v in cal["verdicts"]
+           if v["estimator"] == "reference preset, b"}
+    for h in (1, 2, 3):
+        row = next(line for line in fc.splitlines() if line.startswith(f"| {h} |"))
+        assert row.split(" | ")[3] == ref[h]
+    assert "subset:" not in soft
+    # an index written before index.json existed keeps its own header lines
+    (out / "index.json").unlink()
+    (out / "index.md").write_text(
+        "# kdexplain study: st\n\nVariants of one experiment, each a report of its own.\n\n"
+        "- Wall time of this session: 12.3 min (fc 6.1 min, soft 6.2 min).\n\n"
+        "## fc\n\nOverrides: `model.layer=fc1`. Report: [fc/index.md](fc/index.md).\n\n"
+        "## soft\n\nOverrides: `model.layer=fc1`, `student.mode=soft`. Report: "
+        "[soft/index.md](soft/index.md).\n\n## How to reproduce\n\n```bash\nkdexplain run "
+        "st.yaml\n```\n")
+    render_variants_index(out)
+    again = (out / "index.md").read_text()
+    assert "- Wall time of this session: 12.3 min (fc 6.1 min, soft 6.2 min)." in again
+    assert "subset: reference, b = 0.2" in again and again.endswith("kdexplain run st.yaml\n```\n")
+    assert render_variants_index(out).read_text() == again  # index.json now holds the header

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from kdexplain.config import ExperimentConfig, load_config
+from kdexplain.pipeline.study_index import write_variants_index
 from kdexplain.pipeline.sweep import SweepData, load_sweep, sweep
 from kdexplain.utils import check_writable_folder, folder_lock
 
@@ -207,37 +208,3 @@ def _run_one(cfg: ExperimentConfig, out: Path, run_base: str | Path | None,
             sweep(d, device=device, show_progress=show_progress)
         log.info("swept in %.0f s", time.perf_counter() - t1)
         return make_report(dirs, out, config=cfg, command=command)
-
-
-def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[str, float]],
-                         seconds: float, command: str | None) -> Path:
-    """``out/index.md`` over the variants' reports: each variant's overrides, its
-    verdicts and the scope they cover, the wall time of this session and the machine."""
-    from kdexplain.utils import atomic_write_text, environment_info, read_json
-
-    env = environment_info()
-    machine = (f"{env.get('platform')}, {os.cpu_count()} CPU core(s), torch "
-               f"{(env.get('packages') or {}).get('torch')} with {env.get('torch_threads')} "
-               f"thread(s), GPU {env.get('gpu') or 'none'}; finished "
-               f"{env.get('time_utc')}")
-    lines = [f"# kdexplain study: {cfg.name}", "",
-             f"Variants of one experiment, each a report of its own (same structure as the "
-             f"quickstart's), with {len(cfg.run_seeds())} seed(s) each.", "",
-             f"- Wall time of this session: {seconds / 60:.1f} min "
-             f"({', '.join(f'{v} {s / 60:.1f} min' for v, s in done)}); a resumed session "
-             "counts only what it computed.",
-             f"- Machine: {machine}.", ""]
-    for variant, _ in done:
-        summ = read_json(out / variant / "summary.json")
-        lines += [f"## {variant}", "", "Overrides: " + ", ".join(
-            f"`{o}`" for o in cfg.variants[variant]) + f". Report: [{variant}/index.md]"
-            f"({variant}/index.md).", "", "| hypothesis | verdict | level | pairs | scope |",
-            "|---:|---|---|---:|---|"]
-        for v in summ.get("verdicts", []):
-            lines.append(f"| {v['hypothesis']} | **{v['verdict']}** | {v.get('level')} | "
-                         f"{v.get('n_pairs')} | {v.get('scope')} |")
-        lines.append("")
-    if command:
-        lines += ["## How to reproduce", "", "```bash", command, "```"]
-    atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
-    return out
