@@ -74,3 +74,21 @@ def test_the_module_example_runs():
     from kdexplain.concepts import calibration
 
     assert doctest.testmod(calibration).failed == 0
+
+
+def test_the_units_calibrated_are_the_count_checkpoint_or_all():
+    from kdexplain.pipeline.calibrate import _wanted_units
+
+    manifest = {"units": [{"role": r, "epoch": e} for r in ("student", "baseline")
+                          for e in (0, 5, 10)] + [{"role": "teacher", "epoch": 7}]}
+    roles = ["teacher", "student", "baseline"]
+    assert _wanted_units(manifest, roles, "last") == [
+        ("teacher", 7), ("student", 10), ("baseline", 10)]
+    # hypothesis 1 counts at analysis.count_epoch: the calibration follows it where a model
+    # has that checkpoint (the teacher, without it, keeps its last)
+    assert _wanted_units(manifest, roles, "last", count_epoch=5) == [
+        ("teacher", 7), ("student", 5), ("baseline", 5)]
+    assert _wanted_units(manifest, ["student"], "all") == [
+        ("student", 0), ("student", 5), ("student", 10)]
+    with pytest.raises(ValueError, match="'last' or 'all'"):
+        _wanted_units(manifest, roles, "first")

@@ -78,15 +78,19 @@ def _read_manifest(run_dir: Path) -> dict:
     return read_json(path)
 
 
-def _wanted_units(manifest: dict, roles: Sequence[str], checkpoints: str
-                  ) -> list[tuple[str, int]]:
-    """(role, epoch) of the sweep's units to calibrate on: the last of each role, or all."""
+def _wanted_units(manifest: dict, roles: Sequence[str], checkpoints: str,
+                  count_epoch: int | None = None) -> list[tuple[str, int]]:
+    """(role, epoch) of the sweep's units to calibrate on: each role's count checkpoint
+    (``count_epoch`` where the role has it, else its last), or all."""
     if checkpoints not in ("last", "all"):
         raise ValueError(f"checkpoints must be 'last' or 'all', got {checkpoints!r}")
     out = []
     for role in roles:
         eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
-        out += [(role, e) for e in (eps[-1:] if checkpoints == "last" else eps)]
+        if checkpoints == "all":
+            out += [(role, e) for e in eps]
+        else:
+            out.append((role, count_epoch if count_epoch in eps else eps[-1]))
     return out
 
 
@@ -104,7 +108,8 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
         ones the report used). Without it, the first ``n_images`` of the sweep's images for
         every analysed role of the run.
     checkpoints : {"last", "all"}
-        Each role's last checkpoint, or every one of the sweep.
+        Each role's count checkpoint (hypothesis 1's: ``analysis.count_epoch``, by default
+        the last), or every one of the sweep.
 
     Returns
     -------
@@ -132,7 +137,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
         if unknown:
             raise ValueError(f"the sweep of {run_dir} has no image {unknown[0]!r}; give keys "
                              "of its images (sweep/images.pt)")
-    units = _wanted_units(manifest, list(keys), checkpoints)
+    units = _wanted_units(manifest, list(keys), checkpoints, a.count_epoch)
     ckpt = {(u["role"], u["epoch"]): run_dir / u["checkpoint"] for u in manifest["units"]}
     missing = [f"{r}@{e}" for r, e in units if not _sweep_unit_path(run_dir / "sweep", r, e).is_file()]
     if missing:
@@ -386,7 +391,8 @@ def write_calibration(result: dict, out: str | Path) -> Path:
         "verdict": r["verdict"]} for r in result["tests"]])
     verdicts = verdict_table(result)
     last = s["checkpoints"] == "last"
-    which = ("each model's last checkpoint" if last else "every analysed checkpoint")
+    which = ("each model's count checkpoint (its last unless analysis.count_epoch)" if last
+             else "every analysed checkpoint")
     selection = ("usable and effective" if s.get("select_effective") else "usable")
     lines = [
         "# Concept threshold: the default preset calibrated against the reference", "",
@@ -413,7 +419,7 @@ def write_calibration(result: dict, out: str | Path) -> Path:
         "images, under the reference preset at b, the default preset at b and the default "
         "preset at b'. The report's verdicts come from the default preset at b, on all its "
         "images; a verdict that differs between the columns depends on the estimator."
-        + (" Only hypothesis 1 (counts at the last checkpoint): hypotheses 2 and 3 need "
+        + (" Only hypothesis 1 (the counts at the count checkpoint): hypotheses 2 and 3 need "
            "every checkpoint (`--checkpoints all`)." if last else ""), ""]
     if not verdicts.empty:
         lines += [markdown_table(verdicts), "", markdown_table(tests), ""]
