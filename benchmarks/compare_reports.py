@@ -8,7 +8,8 @@ Usage::
 For every model and metric of ``concept_metrics.csv`` it prints the old value with its 95 %
 interval, the new value and whether the new value lies inside the old interval; then the
 seed-level S - B differences of ``hypotheses.csv`` side by side, with their intervals and
-verdicts. ``--old-rev`` reads the old report from git (``git show REV:PATH``), so a re-run
+verdicts; then each training run's values (``per_seed.csv``), old -> new, to see which
+run moved. ``--old-rev`` reads the old report from git (``git show REV:PATH``), so a re-run
 can be checked against the committed report without a second copy. Used for issue 15 (the
 engine's new default against the previous one) and issue 10 (a re-run inside the committed
 seed-level intervals). Exit status 1 when a value lies outside.
@@ -40,6 +41,24 @@ def _read(folder: Path, name: str, rev: str | None) -> pd.DataFrame:
 
 def _verdict_rows(h: pd.DataFrame) -> pd.DataFrame:
     return h[h["carries_verdict"]].set_index("metric")
+
+
+def _per_seed(new: Path, old: Path, rev: str | None) -> list[str]:
+    """Each training run's values, old -> new (``per_seed.csv``): which run moved."""
+    try:
+        pn = _read(new, "per_seed.csv", None).set_index(["role", "seed"])
+        po = _read(old, "per_seed.csv", rev).set_index(["role", "seed"])
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        return []
+    cols = [c for c in (*METRICS, "val_acc") if c in po.columns and c in pn.columns]
+    lines = ["", "Each training run, old -> new (`per_seed.csv`):", "",
+             "| model | seed | " + " | ".join(cols) + " |", "|---|---:|" + "---|" * len(cols)]
+    for key in po.index:
+        if key not in pn.index:
+            continue
+        cells = [f"{po.loc[key, c]:.4g} -> {pn.loc[key, c]:.4g}" for c in cols]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def compare(new: Path, old: Path, rev: str | None) -> tuple[str, int]:
@@ -74,6 +93,7 @@ def compare(new: Path, old: Path, rev: str | None) -> tuple[str, int]:
                      f"{n['diff_ci_high']:.4g}] | {o['verdict']} | {n['verdict']} |")
     lines += ["", f"{outside} of {len(co.index) * len(METRICS)} values lie outside the old "
               "intervals."]
+    lines += _per_seed(new, old, rev)
     return "\n".join(lines) + "\n", outside
 
 
