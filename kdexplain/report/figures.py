@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis, ThresholdCurve
+from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis, RunEntropies, ThresholdCurve
 from kdexplain.report.tables import METRIC_HEADERS
 from kdexplain.utils.render import entropy_colorbar, format_number, save_png, show_entropy
 from kdexplain.vocabulary import ROLES
@@ -78,6 +78,40 @@ def _validate_images(images: np.ndarray, n: int) -> np.ndarray:
     return images
 
 
+def _heatmap_grids(analysis: ConceptAnalysis, seed: int, keys: list[str] | None,
+                   n_images: int
+                   ) -> tuple[RunEntropies, list[str], list[str], dict, dict]:
+    """(run, roles shown, image keys, role -> grids (n, g, g), role -> concepts) of the
+    heatmap figure at each model's count checkpoint."""
+    if seed not in analysis.seeds:
+        raise ValueError(f"seed {seed} is not one of the analysed runs {analysis.seeds}")
+    run = analysis.runs[analysis.seeds.index(seed)]
+    models = analysis.models[seed]
+    # a shared teacher is shown when it was analysed on this run's images (same seed)
+    roles = [r for r in ROLES if r in models
+             and (src := analysis.run_of(seed, r)) is not None
+             and src.image_keys == run.image_keys]
+    common = [k for k in run.image_keys if all(k in analysis.used_keys[seed][r] for r in roles)]
+    if keys is None:
+        keys = common[:n_images]
+    missing = [k for k in keys if k not in common]
+    if missing:
+        raise ValueError(f"images {missing} are not used by every model; used ones are e.g. "
+                         f"{common[:5]}")
+    if not keys:
+        raise ValueError("no image is used by every model; nothing to show")
+    pos = {k: i for i, k in enumerate(run.image_keys)}
+    grids, concepts = {}, {}
+    for role in roles:
+        mc = models[role]
+        used = analysis.used_keys[seed][role]
+        sub = [used.index(k) for k in keys]
+        grids[role] = analysis.run_of(seed, role).entropy[role][mc.count_index][
+            [pos[k] for k in keys]]
+        concepts[role] = mc.concepts[mc.count_index][sub]
+    return run, roles, keys, grids, concepts
+
+
 def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
                           images: np.ndarray | None = None, n_images: int = 4,
                           keys: list[str] | None = None, seed: int | None = None,
@@ -103,34 +137,11 @@ def plot_entropy_heatmaps(analysis: ConceptAnalysis, path: str | Path, *,
         Which run to show (default: the first).
     """
     seed = analysis.seeds[0] if seed is None else seed
-    if seed not in analysis.seeds:
-        raise ValueError(f"seed {seed} is not one of the analysed runs {analysis.seeds}")
-    run = analysis.runs[analysis.seeds.index(seed)]
-    models = analysis.models[seed]
-    # a shared teacher is shown when it was analysed on this run's images (same seed)
-    roles = [r for r in ROLES if r in models
-             and (src := analysis.run_of(seed, r)) is not None
-             and src.image_keys == run.image_keys]
-    common = [k for k in run.image_keys if all(k in analysis.used_keys[seed][r] for r in roles)]
-    if keys is None:
-        keys = common[:n_images]
-    missing = [k for k in keys if k not in common]
-    if missing:
-        raise ValueError(f"images {missing} are not used by every model; used ones are e.g. "
-                         f"{common[:5]}")
-    if not keys:
-        raise ValueError("no image is used by every model; nothing to show")
+    run, roles, keys, grids, concepts = _heatmap_grids(analysis, seed, keys, n_images)
     if images is not None:
         images = _validate_images(images, run.n_images)
+    models = analysis.models[seed]
     pos = {k: i for i, k in enumerate(run.image_keys)}
-    grids, concepts = {}, {}
-    for role in roles:
-        mc = models[role]
-        used = analysis.used_keys[seed][role]
-        sub = [used.index(k) for k in keys]
-        grids[role] = analysis.run_of(seed, role).entropy[role][mc.count_index][
-            [pos[k] for k in keys]]
-        concepts[role] = mc.concepts[mc.count_index][sub]
     shown = np.concatenate([g.ravel() for g in grids.values()])
     vmin, vmax = np.percentile(shown, [2, 98])
     if vmax <= vmin:

@@ -279,17 +279,27 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
         lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
     lines += ["## Images used", ""]
     lines += _images_section(analysis)
-    lines += ["", "## How to reproduce", ""]
-    if reproduce:
-        lines += ["```bash", *reproduce, "```"]
-    else:
-        lines.append("This report was written from Python with "
-                     "`kdexplain.report.write_report`; the per-image numbers it rests on are "
-                     "in `per_image.csv` and `trajectories.csv`, the settings above.")
+    lines += _reproduce_section(reproduce)
     if analysis.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in analysis.notes]
     paths["index.md"] = atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
-    summary = {
+    paths["summary.json"] = write_json(out / "summary.json",
+                                       _jsonable(_summary(analysis, title, version, rev)))
+    return paths
+
+
+def _reproduce_section(reproduce: Sequence[str] | None) -> list[str]:
+    lines = ["", "## How to reproduce", ""]
+    if reproduce:
+        return lines + ["```bash", *reproduce, "```"]
+    return lines + ["This report was written from Python with "
+                    "`kdexplain.report.write_report`; the per-image numbers it rests on are "
+                    "in `per_image.csv` and `trajectories.csv`, the settings above."]
+
+
+def _summary(analysis: ConceptAnalysis, title: str, version: str, rev: str | None) -> dict:
+    """``summary.json``: the settings, the images used, every summary, test and verdict."""
+    return {
         "title": title, "kdexplain_version": version, "git_revision": rev,
         "settings": analysis.settings.to_dict(), "seeds": analysis.seeds,
         "used_images": {str(s): v for s, v in analysis.used_keys.items()},
@@ -298,8 +308,6 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
         "verdicts": analysis.verdicts.to_dict("records"),
         "notes": analysis.notes,
     }
-    paths["summary.json"] = write_json(out / "summary.json", _jsonable(summary))
-    return paths
 
 
 def _figures(analysis: ConceptAnalysis, fig_dir: Path, images: np.ndarray | None,
