@@ -451,3 +451,25 @@ def test_atomic_writes_respect_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert (p.stat().st_mode & 0o777) == mode
+
+
+def test_git_revision_is_dirty_for_code_not_for_regenerated_reports(tmp_path):
+    import subprocess
+
+    from kdexplain.utils.runinfo import git_revision
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "index.md").write_text("old\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    rev = git_revision(tmp_path)
+    assert rev is not None and not rev.endswith("-dirty")
+    (tmp_path / "reports" / "index.md").write_text("regenerated\n")
+    assert git_revision(tmp_path) == rev
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_revision(tmp_path) == rev + "-dirty"

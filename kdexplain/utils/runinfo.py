@@ -13,15 +13,26 @@ _PACKAGES = ("kdexplain", "torch", "torchvision", "captum", "numpy", "scipy", "p
              "matplotlib", "pydantic", "scikit-image", "scikit-learn")
 
 
+#: Where the commands write what they generate; a changed file there does not make the
+#: source "dirty" (a regenerated committed report is not a change to the code that wrote it).
+GENERATED = ("reports",)
+
+
 def git_revision(path: str | Path | None = None) -> str | None:
-    """The git commit of the source tree at ``path`` (default: this package), or None."""
+    """The git commit of the source tree at ``path`` (default: this package), or None.
+
+    ``-dirty`` is appended when a tracked file outside :data:`GENERATED` differs from the
+    commit, so a report regenerated into ``reports/`` still names the clean commit.
+    """
     where = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
                              text=True, timeout=5, check=True)
         rev = out.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        spec = [":(top)", *(f":(top,exclude){g}" for g in GENERATED)]
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                *spec], cwd=where, capture_output=True, text=True,
+                               timeout=5).stdout.strip()
         return rev + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
