@@ -1,10 +1,13 @@
 """The README's and docs' code snippets, as written.
 
-A fenced block right after ``<!-- snippet: run -->`` is executed as written; after
-``<!-- snippet: tiny -->`` it is executed in a scratch folder with ``configs/quickstart.yaml``
-replaced by ``configs/tiny.yaml`` (the same calls on the toy setting: training and sweeps in
-seconds); after ``<!-- snippet: check -->`` it is only linted for syntax errors and undefined
-names. Every ``kdexplain run`` / ``train-triplet`` command line in
+A fenced block right after ``<!-- snippet: run -->`` is executed as written (a block that
+imports quantus skips without the optional extra); after ``<!-- snippet: tiny -->`` it is
+executed in a scratch folder with ``configs/quickstart.yaml`` replaced by ``configs/tiny.yaml``
+(the same calls on the toy setting: training and sweeps in seconds); after
+``<!-- snippet: scratch -->`` it is executed as written in a scratch folder; after
+``<!-- snippet: check -->`` it is only linted for syntax errors and undefined names (the
+analyses' examples, which train networks for minutes). Every Python block of these files is
+marked: an unmarked one fails. Every ``kdexplain run`` / ``train-triplet`` command line in
 any block must load its config with its overrides, and overrides need a ``name=`` of their
 own (else the run collides with the base config's run, whose resume check refuses it).
 """
@@ -20,8 +23,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-_BLOCK = re.compile(r"(?:<!-- snippet: (run|tiny|check) -->\n)?```(\w*)\n(.*?)\n```", re.S)
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "analyses").glob("*/README.md"))]
+_BLOCK = re.compile(r"(?:<!-- snippet: (run|tiny|scratch|check) -->\n)?```(\w*)\n(.*?)\n```", re.S)
 _INLINE = re.compile(r"`(kdexplain [^`]+)`")
 
 
@@ -44,6 +48,11 @@ def test_the_marked_snippets_are_found():
         ("README.md", "run"), ("README.md", "tiny"), ("data.md", "run"), ("training.md", "tiny")}
 
 
+def test_every_python_snippet_is_marked():
+    unmarked = [b[0] for b in BLOCKS if b[2] == "python" and b[1] is None]
+    assert not unmarked, f"Python blocks without a <!-- snippet: ... --> mark: {unmarked}"
+
+
 @pytest.mark.parametrize("where,mode,lang,code", MARKED, ids=[b[0] for b in MARKED])
 def test_marked_snippet(where, mode, lang, code, tmp_path):
     assert lang == "python", f"{where}: only python snippets are marked"
@@ -53,6 +62,9 @@ def test_marked_snippet(where, mode, lang, code, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
                                "--select", "E9,F63,F7,F82", str(script)],
                               capture_output=True, text=True)
+    elif mode == "scratch":
+        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
     elif mode == "tiny":
         assert "configs/quickstart.yaml" in code, f"{where}: a tiny snippet loads the quickstart"
         script.write_text(code.replace("configs/quickstart.yaml",
@@ -61,6 +73,8 @@ def test_marked_snippet(where, mode, lang, code, tmp_path):
         proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600)
     else:
+        if re.search(r"^import quantus|^from quantus", code, re.M):
+            pytest.importorskip("quantus", reason="the optional extra: pip install -e '.[quantus]'")
         proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
                               text=True, timeout=300)
     assert proc.returncode == 0, f"{where}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"

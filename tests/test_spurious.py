@@ -23,6 +23,7 @@ from analyses.spurious import (
     select_balanced,
     verdict,
     weights_digest,
+    within_run_tests,
     write_report,
 )
 from analyses.spurious.config import SpuriousConfig
@@ -132,16 +133,16 @@ def test_verdict_rule():
     assert verdict(float("nan"), +1, +1, [1]) == "no clear difference"
 
 
-def _per_image(diffs: dict[str, float], n: int = 12, seeds=(0, 1), epoch: int = 5):
-    """A per-image table where spurious - neutral = diffs[metric] * (1 + 0.1 image)."""
+def _per_image(diffs: dict[str, float], n: int = 12, seeds=tuple(range(8)), epoch: int = 5):
+    """A per-image table: spurious - neutral = diffs[metric] * (1 + 0.1 image) * (1 + 0.1 seed)."""
     rng = np.random.default_rng(0)
     rows = []
     for seed in seeds:
         for i in range(n):
             base = {m: float(rng.normal(10, 2)) for m in METRICS}
             for condition in ("neutral", "spurious"):
-                # spurious = neutral + diff * (1 + 0.1 i): positive, distinct differences
-                vals = {m: base[m] + (diffs.get(m, 0.0) * (1 + 0.1 * i)
+                # positive, distinct differences within a seed, growing with the seed
+                vals = {m: base[m] + (diffs.get(m, 0.0) * (1 + 0.1 * i) * (1 + 0.1 * seed)
                                       if condition == "spurious" else 0.0) for m in METRICS}
                 rows.append({"seed": seed, "condition": condition, "layer": "fc1",
                              "epoch": epoch, "image_set": "tied", "image": i, **vals})
@@ -154,15 +155,24 @@ def test_compare_conditions_differences_and_verdicts():
     comp = compare_conditions(df, n_resamples=200)
     assert set(comp.columns) >= {"layer", "image_set", "epoch", "metric", "neutral", "spurious",
                                  "diff", "diff_ci_low", "diff_ci_high", "per_seed_diff", "n_pairs",
-                                 "p_value", "p_holm", "effect_size", "expected", "verdict"}
+                                 "n_images", "min_p", "p_value", "p_holm", "effect_size",
+                                 "expected", "verdict"}
     assert len(comp) == 2 * len(METRICS)
     assert set(comp.group) == {"SPEC 4", "entropy", "diagnostic"}
     row = comp[(comp.epoch == 5) & (comp.metric == "N_bg")].iloc[0]
-    # spurious - neutral = 2 * (1 + 0.1 i), i = 0..11, the same in both seeds
-    assert row["diff"] == pytest.approx(2 * (1 + 0.1 * 5.5))
+    # per seed s: mean over i = 0..11 of 2 (1 + 0.1 i) (1 + 0.1 s) = 3.1 (1 + 0.1 s);
+    # over the 8 seeds: 3.1 * 1.35
+    assert row["diff"] == pytest.approx(3.1 * 1.35)
     assert row["spurious"] - row["neutral"] == pytest.approx(row["diff"])
     assert row.diff_ci_low <= row["diff"] <= row.diff_ci_high
-    assert row.n_pairs == 24 and row.effect_size == 1.0
+    # the seeds are the pairs: 8 of them (96 image pairs in all)
+    assert row.n_pairs == 8 and row.n_images == 96
+    # every seed positive: exact two-sided sign-flip p = 2 / 2^8, the smallest possible
+    assert row.p_value == pytest.approx(2 / 256) and row.min_p == pytest.approx(2 / 256)
+    # Holm within the SPEC 4 family (N_fg p = 1, N_bg and fg_ratio 2/256): 3 x 2/256
+    assert row.p_holm == pytest.approx(3 * 2 / 256)
+    # d_z = mean / sd over seeds of 3.1 (1 + 0.1 s): 1.35 / (0.1 sd(0..7))
+    assert row.effect_size == pytest.approx(1.35 / (0.1 * np.std(np.arange(8), ddof=1)))
     assert row.verdict == "shows the effect" and row.expected == "+"
     # fg_ratio rose although it should fall: significant the other way
     assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == "opposite"
@@ -173,6 +183,21 @@ def test_compare_conditions_differences_and_verdicts():
     assert (zero.verdict == "no clear difference").all()
     # Holm: adjusted p-values are never below the raw ones
     assert (comp.p_holm >= comp.p_value - 1e-12).all()
+
+
+def test_two_seeds_give_no_verdict_however_many_images():
+    """The images of a run are not replicates: 2 seeds x 40 consistent images stay unclear."""
+    comp = compare_conditions(_per_image({"N_bg": 2.0}, n=40, seeds=(0, 1)), n_resamples=100)
+    row = comp[comp.metric == "N_bg"].iloc[0]
+    assert row.n_pairs == 2 and row.p_value == pytest.approx(0.5)
+    assert row.verdict == "no clear difference"
+    # within each run the two networks do differ: the diagnostics say so, per seed
+    within = within_run_tests(_per_image({"N_bg": 2.0}, n=12, seeds=(0, 1)))
+    w = within[within.metric == "N_bg"]
+    assert list(w.seed) == [0, 1] and (w.n_pairs == 12).all()
+    # 12 positive distinct differences: exact Wilcoxon p = 2 / 2^12, rank-biserial r = 1
+    assert np.allclose(w.p_value, 2 / 4096) and (w.effect_size == 1.0).all()
+    assert w["diff"].to_numpy() == pytest.approx([3.1, 3.1 * 1.1])
 
 
 def test_compare_conditions_needs_both_conditions():
@@ -241,7 +266,7 @@ def test_pipeline_tiny_end_to_end(tmp_path):
     cfg = make_config(
         classes=("bird", "elephant"), image_size=32, train_per_class=4, val_per_class=2,
         test_per_class=6, epochs=1, checkpoints=(0, 1), images_per_set=2, grid=4, steps=2,
-        samples=2, device="cpu", data_root=str(tmp_path / "data"),
+        samples=2, device="cpu", data_root=str(tmp_path / "data"), seeds=(0, 1),
         model_kwargs={"width": 4, "hidden": 16, "dropout": 0.0})
     res = run_validation(cfg, tmp_path / "work", show_progress=False)
 
@@ -263,14 +288,19 @@ def test_pipeline_tiny_end_to_end(tmp_path):
     zero = res.comparison[res.comparison.epoch == 0]
     assert np.allclose(zero["diff"].to_numpy(dtype=float), 0.0)
     assert len(res.comparison) == 2 * 2 * len(METRICS)
+    assert (res.comparison.n_pairs == 2).all()  # the seeds are the pairs
+    # within-run diagnostics: one row per seed, set, epoch and metric
+    assert len(res.within_run) == 2 * 2 * 2 * len(METRICS)
+    assert (res.within_run.n_pairs <= cfg.images_per_set).all()
 
     index = write_report(res, tmp_path / "report", command="python -m analyses.spurious --test")
     text = index.read_text()
     for part in ("## What was run", "python -m analyses.spurious --test", "## Answer",
+                 "unit of replication is the training run", "within_run.csv",
                  "## Accuracy", "## Control: epoch 0", "heatmaps.png", "per_image_fc1.png"):
         assert part in text
-    for name in ("accuracy.csv", "comparison.csv", "per_image.csv", "config.yaml",
-                 "environment.json", "heatmaps.png", "per_image_fc1.png",
+    for name in ("accuracy.csv", "comparison.csv", "within_run.csv", "per_image.csv",
+                 "config.yaml", "environment.json", "heatmaps.png", "per_image_fc1.png",
                  "experiment_spurious-seed0.yaml"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     comp = pd.read_csv(tmp_path / "report" / "comparison.csv")

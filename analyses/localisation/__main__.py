@@ -49,8 +49,10 @@ def main(
     runs = run or [Path("runs/quickstart")]
     # the default: the engine's default preset (250 sample-passes per image, within 5 % of
     # the optimum, reports/performance.md); quick: a shorter optimisation for a smoke test
+    # Occlusion slides its 8-pixel patch by 4 pixels (overlapping patches); with a stride of
+    # 8 it would be FeatureAblation on the same 8 x 8 grid of cells, the same map twice.
     settings = (MethodSettings(samples=4, steps=20, ig_steps=8) if quick else
-                MethodSettings(occlusion_window=8, occlusion_stride=8))
+                MethodSettings())
     n_images = images or (2 if quick else 8)
     out = out or (Path("runs/localisation/quick") if quick else Path("reports/localisation"))
     command = "python -m analyses.localisation" + "".join(" " + shlex.quote(a)

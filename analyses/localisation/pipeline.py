@@ -14,9 +14,8 @@ import yaml
 from analyses.localisation.methods import MapResult, MethodSettings, methods, run_method
 from kdexplain.train.checkpoints import load_checkpoint
 from kdexplain.utils.io import load_torch_file
+from kdexplain.vocabulary import ROLES
 
-#: The triplet's roles in the order of the tables.
-ROLES = ("teacher", "student", "baseline")
 #: Quantus localisation metrics (higher = more of the map on the object).
 METRICS = ("PointingGame", "RelevanceRankAccuracy", "RelevanceMassAccuracy")
 

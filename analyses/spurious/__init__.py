@@ -5,7 +5,8 @@ A network trained with the tie relies on the background, which gives the concept
 (SPEC section 4) a ground truth: per seed, the same architecture is trained with p = 0
 (``neutral``) and with p high (``spurious``), both are quantified on the same images, and
 the concept counts ``N_fg``, ``N_bg``, ``fg_ratio`` (and the mean object / background
-entropies) are compared image by image.
+entropies) are compared: per seed over the images, then over seeds (the unit of
+replication is the training run).
 
 Run ``python -m analyses.spurious [--quick]``; see ``analyses/spurious/README.md``.
 """
@@ -21,6 +22,7 @@ from analyses.spurious.metrics import (
     image_metrics,
     shared_counts,
     verdict,
+    within_run_tests,
 )
 from analyses.spurious.pipeline import (
     ValidationResults,
@@ -57,5 +59,6 @@ __all__ = [
     "train_networks",
     "verdict",
     "weights_digest",
+    "within_run_tests",
     "write_report",
 ]

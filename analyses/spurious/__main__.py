@@ -29,7 +29,7 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
 def main(
     quick: bool = typer.Option(False, "--quick", help="fewer images and epochs (~1-2 min); "
                                "a smoke test, too short for the networks to learn the objects"),
-    seeds: Optional[str] = typer.Option(None, help="training seeds, e.g. 0,1,2 (default 0,1)"),
+    seeds: Optional[str] = typer.Option(None, help="training seeds, e.g. 0,1,2 (default 0-7; fewer than 7 can give no verdict)"),
     layers: Optional[str] = typer.Option(None, help="layers to quantify, e.g. fc1,conv "
                                          "(default fc1)"),
     p: Optional[float] = typer.Option(None, "--p", help="spurious_background of the spurious "

@@ -12,10 +12,16 @@ does: ``N_bg_near`` / ``N_bg_far`` split ``N_bg`` into background cells that tou
 ``N_fg_shared`` count concepts against one threshold shared by both networks (the mean of
 their two ``H_bar``), so that a shift of the whole background cannot hide in ``H_bar``.
 
-The comparison pairs the two networks of one seed on the same image (same pixels, same
-noise): ``spurious - neutral`` per (seed, image), a Wilcoxon signed-rank test over all
-pairs (:func:`kdexplain.concepts.paired_test`) and a bootstrap interval of the mean
-difference that resamples seeds, then images (:func:`kdexplain.concepts.paired_bootstrap_ci`).
+The comparison pairs the two networks of one seed (one training run per condition, from the
+same initial weights) on the same images (same pixels, same noise). The unit of replication
+is the training run: each seed gives one difference ``spurious - neutral``, the mean over its
+images, and the verdicts rest on the exact sign-flip test of these per-seed differences
+(:func:`kdexplain.concepts.seed_paired_test`), Holm-corrected within each family of metrics
+(:data:`GROUPS`) of one layer, image set and epoch. The interval of the mean difference
+resamples seeds, then images (:func:`kdexplain.concepts.paired_bootstrap_ci`). The images of
+one run are not independent evidence about the training condition: their Wilcoxon tests
+(:func:`kdexplain.concepts.paired_test`), one per seed, are within-run diagnostics
+(:func:`within_run_tests`), never pooled over seeds.
 """
 
 from __future__ import annotations
@@ -30,13 +36,15 @@ from kdexplain.concepts import (
     count_concepts,
     foreground_ratio,
     holm,
+    min_seed_p_value,
     paired_bootstrap_ci,
     paired_test,
     region_means,
+    seed_paired_test,
 )
 
 __all__ = ["EXPECTED", "GROUPS", "METRICS", "border_cells", "compare_conditions", "image_metrics",
-           "shared_counts", "verdict"]
+           "shared_counts", "verdict", "within_run_tests"]
 
 #: The per-image metrics, in table order.
 METRICS = ("N_fg", "N_bg", "fg_ratio", "H_fg", "H_bg", "bg_minus_fg", "N_bg_near", "N_bg_far",
@@ -166,9 +174,9 @@ def verdict(p_adjusted: float, sign: int, expected: int, seed_signs: list[int],
             alpha: float = 0.05) -> str:
     """Whether one metric shows the expected effect.
 
-    ``shows the effect``: significant (``p_adjusted < alpha``), in the expected direction,
-    and no seed's mean difference points the other way. ``opposite``: significant the other
-    way. Otherwise ``no clear difference``.
+    ``shows the effect``: significant at the seed level (``p_adjusted < alpha``), in the
+    expected direction, and no seed's mean difference points the other way. ``opposite``:
+    significant the other way. Otherwise ``no clear difference``.
     """
     if not np.isfinite(p_adjusted) or p_adjusted >= alpha or sign == 0:
         return UNCLEAR
@@ -177,9 +185,31 @@ def verdict(p_adjusted: float, sign: int, expected: int, seed_signs: list[int],
     return OPPOSITE
 
 
+def _paired_wide(per_image: pd.DataFrame):
+    """``(layer, image_set, epoch), metric, s, b, seeds`` per block of ``per_image``."""
+    keys = ["layer", "image_set", "epoch"]
+    for key, df in per_image.groupby(keys, sort=False):
+        wide = df.pivot_table(index=["seed", "image"], columns="condition",
+                              values=list(METRICS), dropna=False)
+        groups = wide.index.get_level_values("seed").to_numpy()
+        for metric in METRICS:
+            if (metric, "neutral") not in wide or (metric, "spurious") not in wide:
+                raise ValueError(f"per-image table lacks one condition for {key[0]}/{key[1]}/"
+                                 f"epoch {key[2]}: both 'neutral' and 'spurious' are needed")
+            b = wide[(metric, "neutral")].to_numpy(dtype=float)
+            s = wide[(metric, "spurious")].to_numpy(dtype=float)
+            yield key, metric, s, b, groups
+
+
 def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
                        alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
-    """The paired comparison ``spurious - neutral`` per (layer, image set, epoch, metric).
+    """The comparison ``spurious - neutral`` per (layer, image set, epoch, metric), by seed.
+
+    Per seed, the two networks' values are averaged over the images where both are finite;
+    the per-seed differences are tested with the exact two-sided sign-flip test (smallest p
+    ``2 / 2^n`` for n seeds: 0.0078 at 8). Holm's correction runs within each family of
+    :data:`GROUPS` (the SPEC 4 counts, the entropies, the diagnostics) of one layer, image
+    set and epoch: each family answers its own question about one image set.
 
     Parameters
     ----------
@@ -189,8 +219,7 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
     n_resamples : int
         Bootstrap resamples.
     alpha : float
-        Level of the tests and of the verdicts (after Holm's correction over all rows of
-        the same epoch).
+        Level of the tests and of the verdicts (after Holm's correction).
     seed : int
         Seed of the bootstrap.
 
@@ -198,46 +227,71 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
     -------
     DataFrame
         One row per (layer, image_set, epoch, metric): ``neutral`` and ``spurious`` (means
-        over seeds and images), ``diff`` (mean of the paired differences, seeds weighted
-        equally), ``diff_ci_low``/``diff_ci_high`` (95% bootstrap), ``per_seed_diff`` (text),
-        ``n_pairs``, ``p_value`` (Wilcoxon), ``p_holm``, ``effect_size`` (rank-biserial r), ``expected``
+        over seeds of the per-seed means), ``diff`` (mean of the per-seed differences),
+        ``diff_ci_low``/``diff_ci_high`` (95% hierarchical bootstrap: seeds, then images),
+        ``per_seed_diff`` (text), ``n_pairs`` (seeds), ``n_images`` (image pairs in all),
+        ``min_p`` (the smallest p the seed-level test can give), ``p_value`` (sign-flip over
+        seeds), ``p_holm``, ``effect_size`` (Cohen's d_z over seeds), ``group``, ``expected``
         (``+``/``-``), ``verdict``.
     """
-    keys = ["layer", "image_set", "epoch"]
     rows = []
-    for (layer, image_set, epoch), df in per_image.groupby(keys, sort=False):
-        wide = df.pivot_table(index=["seed", "image"], columns="condition",
-                              values=list(METRICS), dropna=False)
-        for metric in METRICS:
-            if (metric, "neutral") not in wide or (metric, "spurious") not in wide:
-                raise ValueError(f"per-image table lacks one condition for {layer}/{image_set}/"
-                                 f"epoch {epoch}: both 'neutral' and 'spurious' are needed")
-            b = wide[(metric, "neutral")].to_numpy(dtype=float)
-            s = wide[(metric, "spurious")].to_numpy(dtype=float)
-            groups = wide.index.get_level_values("seed").to_numpy()
-            test = paired_test(s, b)
-            ci = paired_bootstrap_ci(s, b, groups=groups, n_resamples=n_resamples, seed=seed)
-            seed_diffs = []
-            for sd in np.unique(groups):
-                m = groups == sd
-                seed_diffs.append(float(np.nanmean(s[m] - b[m])))
-            rows.append({
-                "layer": layer, "image_set": image_set, "epoch": int(epoch), "metric": metric,
-                "neutral": float(np.nanmean(b)), "spurious": float(np.nanmean(s)),
-                "diff": ci.estimate, "diff_ci_low": ci.low, "diff_ci_high": ci.high,
-                "per_seed_diff": " / ".join(f"{d:+.3g}" for d in seed_diffs),
-                "seed_signs": [int(np.sign(d)) if np.isfinite(d) else 0 for d in seed_diffs],
-                "n_pairs": test.n, "p_value": test.p_value,
-                "effect_size": test.effect_size, "sign": test.sign, "group": GROUPS[metric],
-                "expected": "+" if EXPECTED[metric] > 0 else "-",
-            })
+    for (layer, image_set, epoch), metric, s, b, groups in _paired_wide(per_image):
+        both = np.isfinite(s) & np.isfinite(b)
+        seeds = np.unique(groups)
+        s_k = np.array([s[(groups == k) & both].mean() if ((groups == k) & both).any()
+                        else np.nan for k in seeds])
+        b_k = np.array([b[(groups == k) & both].mean() if ((groups == k) & both).any()
+                        else np.nan for k in seeds])
+        test = seed_paired_test(s_k, b_k)
+        ci = paired_bootstrap_ci(s, b, groups=groups, n_resamples=n_resamples, seed=seed)
+        seed_diffs = s_k - b_k
+        rows.append({
+            "layer": layer, "image_set": image_set, "epoch": int(epoch), "metric": metric,
+            "neutral": float(np.nanmean(b_k)), "spurious": float(np.nanmean(s_k)),
+            "diff": ci.estimate, "diff_ci_low": ci.low, "diff_ci_high": ci.high,
+            "per_seed_diff": " / ".join(f"{d:+.3g}" for d in seed_diffs),
+            "seed_signs": [int(np.sign(d)) if np.isfinite(d) else 0 for d in seed_diffs],
+            "n_pairs": test.n, "n_images": int(both.sum()), "min_p": min_seed_p_value(test.n),
+            "p_value": test.p_value, "effect_size": test.effect_size, "sign": test.sign,
+            "group": GROUPS[metric], "expected": "+" if EXPECTED[metric] > 0 else "-",
+        })
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["p_holm"] = np.nan
-    for _, idx in out.groupby("epoch").groups.items():
+    for _, idx in out.groupby(["epoch", "layer", "image_set", "group"]).groups.items():
         out.loc[idx, "p_holm"] = holm(out.loc[idx, "p_value"].to_numpy(dtype=float))
     out["verdict"] = [
         verdict(r.p_holm, int(r.sign), EXPECTED[r.metric], r.seed_signs, alpha)
         for r in out.itertuples()]
     return out.drop(columns=["seed_signs", "sign"])
+
+
+def within_run_tests(per_image: pd.DataFrame) -> pd.DataFrame:
+    """Within-run diagnostics: the images of one seed, ``spurious - neutral``, one test each.
+
+    Given the two networks of a seed, its images are independent draws, so a Wilcoxon
+    signed-rank test over them (:func:`kdexplain.concepts.paired_test`) says whether *those
+    two networks* differ; it says nothing about the training condition, and no verdict
+    rests on it.
+
+    Returns
+    -------
+    DataFrame
+        One row per (layer, image_set, epoch, metric, seed): ``neutral``, ``spurious``,
+        ``diff`` (means over the seed's image pairs), ``n_pairs`` (images), ``p_value``
+        (Wilcoxon), ``effect_size`` (rank-biserial r).
+    """
+    rows = []
+    for (layer, image_set, epoch), metric, s, b, groups in _paired_wide(per_image):
+        for k in np.unique(groups):
+            m = (groups == k) & np.isfinite(s) & np.isfinite(b)
+            test = paired_test(s[m], b[m])
+            rows.append({
+                "layer": layer, "image_set": image_set, "epoch": int(epoch), "metric": metric,
+                "seed": int(k), "neutral": float(b[m].mean()) if m.any() else np.nan,
+                "spurious": float(s[m].mean()) if m.any() else np.nan,
+                "diff": float((s[m] - b[m]).mean()) if m.any() else np.nan,
+                "n_pairs": test.n, "p_value": test.p_value, "effect_size": test.effect_size,
+            })
+    return pd.DataFrame(rows)

@@ -37,7 +37,7 @@ from analyses.spurious.config import (
     experiment_config,
 )
 from analyses.spurious.images import ImageSet, analysed_sets, load_test_split
-from analyses.spurious.metrics import compare_conditions, image_metrics
+from analyses.spurious.metrics import compare_conditions, image_metrics, within_run_tests
 from kdexplain.config import ConfigError, flatten_config, key_under, read_yaml
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.quantify import quantify
@@ -375,7 +375,7 @@ class ValidationResults:
     per_image : DataFrame
         See :func:`per_image_table`.
     comparison : DataFrame
-        See :func:`analyses.spurious.metrics.compare_conditions`.
+        See :func:`analyses.spurious.metrics.compare_conditions` (seed level: the verdicts).
     grids : dict (seed, condition, layer, epoch) -> array (N, g, g)
     spans : dict set name -> slice
     sets : dict set name -> ImageSet
@@ -386,6 +386,8 @@ class ValidationResults:
         Runs found finished in the work folder (not trained now).
     cached_units : int
         Quantifications (network x layer) read from the cache instead of computed.
+    within_run : DataFrame
+        See :func:`analyses.spurious.metrics.within_run_tests` (per seed: diagnostics).
     """
 
     cfg: SpuriousConfig
@@ -400,6 +402,7 @@ class ValidationResults:
     timings: dict = field(default_factory=dict)
     reused: list = field(default_factory=list)
     cached_units: int = 0
+    within_run: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def run_validation(cfg: SpuriousConfig, work_dir: str | Path,
@@ -439,6 +442,7 @@ def run_validation(cfg: SpuriousConfig, work_dir: str | Path,
     t = time.perf_counter()
     per_image = per_image_table(cfg, grids, sets, spans)
     comparison = compare_conditions(per_image)
+    within_run = within_run_tests(per_image)
     timings["metrics and tests"] = time.perf_counter() - t
     return ValidationResults(cfg, accuracy, per_image, comparison, grids, spans, sets, runs,
-                             digests, timings, reused, qstats.get("cached", 0))
+                             digests, timings, reused, qstats.get("cached", 0), within_run)

@@ -4,7 +4,8 @@ Files written into the output folder (atomically):
 
 - ``index.md``: what was run (command, settings, time), the accuracy check, the comparison
   tables, the answer in words, the figures;
-- ``accuracy.csv``, ``comparison.csv``, ``per_image.csv``: the numbers behind it;
+- ``accuracy.csv``, ``comparison.csv`` (seed level), ``within_run.csv`` (per seed, over its
+  images: diagnostics), ``per_image.csv``: the numbers behind it;
 - ``heatmaps.png``: entropy grids of both networks on the same images, one colour scale;
 - ``per_image_<layer>.png``: per-image ``N_bg``, ``N_bg_shared``, ``fg_ratio`` and
   ``H_bg - H_fg`` of both networks, paired by image;
@@ -25,6 +26,7 @@ from matplotlib.figure import Figure
 from analyses.spurious.config import CONDITIONS, condition_name, experiment_config
 from analyses.spurious.metrics import METRICS
 from analyses.spurious.pipeline import SET_ORDER, ValidationResults
+from kdexplain.concepts import min_seed_p_value
 from kdexplain.config import dump_config
 from kdexplain.data import denormalize
 from kdexplain.report.figures import outline_foreground, upsample_nearest
@@ -83,7 +85,7 @@ def accuracy_markdown(acc: pd.DataFrame) -> str:
 def comparison_markdown(comp: pd.DataFrame) -> str:
     """One comparison block (one layer, image set and epoch) as a Markdown table."""
     head = ["metric", "kind", "expected", "neutral net", "spurious net", "difference [95% CI]",
-            "per seed", "pairs", "Wilcoxon p", "Holm p", "rank-biserial r", "verdict"]
+            "per seed", "seeds", "sign-flip p", "Holm p", "d_z", "verdict"]
     rows = []
     for r in comp.itertuples():
         rows.append([
@@ -460,6 +462,7 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
 
     atomic_write_text(out / "accuracy.csv", res.accuracy.to_csv(index=False))
     atomic_write_text(out / "comparison.csv", res.comparison.to_csv(index=False))
+    atomic_write_text(out / "within_run.csv", res.within_run.to_csv(index=False))
     atomic_write_text(out / "per_image.csv", res.per_image.to_csv(index=False))
     atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     first_seed = cfg.seeds[0]
@@ -522,11 +525,19 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         f"- concepts: `kdexplain.concepts`, b = {cfg.concept_threshold}, `H_bar` "
         f"{cfg.baseline_entropy} over each set's images per network and checkpoint, masks to "
         f"grid by the `{cfg.mask_rule}` rule",
-        "- statistics: pairs = (seed, image); difference = spurious - neutral; Wilcoxon "
-        "signed-rank test over all pairs (`kdexplain.concepts.paired_test`), Holm-corrected "
-        "over all metrics, sets and layers of one epoch; 95% bootstrap interval resampling "
-        "seeds, then images. A verdict *shows the effect* needs Holm p < 0.05 in the expected "
-        "direction and no seed pointing the other way.",
+        "- statistics: the unit of replication is the training run (a seed: the neutral and "
+        "the spurious network of one seed share their initial weights). Per seed, difference "
+        "= spurious - neutral of the means over that seed's images; exact two-sided sign-flip "
+        "test of the per-seed differences (`kdexplain.concepts.seed_paired_test`; with "
+        f"{len(cfg.seeds)} seeds the smallest possible p is "
+        f"{format_p(min_seed_p_value(len(cfg.seeds)))}), Holm-corrected within each kind of "
+        "metric (SPEC 4 counts, entropies, diagnostics) of one layer, image set and epoch; "
+        "effect size Cohen's d_z over seeds; 95% bootstrap interval resampling seeds, then "
+        "images. A verdict *shows the effect* needs Holm p < 0.05 in the expected direction "
+        "and no seed pointing the other way. The images of one seed are not independent "
+        "evidence about the training condition: their Wilcoxon tests, one per seed, are "
+        "within-run diagnostics in [within_run.csv](within_run.csv), and no verdict rests on "
+        "them.",
         "- settings: [config.yaml](config.yaml); the kdexplain config of one network: "
         f"[experiment_{exp_name}.yaml](experiment_{exp_name}.yaml)",
         "",
@@ -606,7 +617,7 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         "`entropy` = mean entropies; `diagnostic` = the counts above that locate the effect.",
         "",
         "Files: " + ", ".join(f"[{p}]({p})" for p in [
-            "accuracy.csv", "comparison.csv", "per_image.csv", "config.yaml",
+            "accuracy.csv", "comparison.csv", "within_run.csv", "per_image.csv", "config.yaml",
             f"experiment_{exp_name}.yaml", "environment.json"] + [f.name for f in figures]),
         "",
     ]

@@ -17,6 +17,7 @@ from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.study_index import write_variants_index
 from kdexplain.pipeline.sweep import SweepData, load_sweep, sweep
 from kdexplain.utils import check_writable_folder, folder_lock
+from kdexplain.vocabulary import ROLES
 
 if TYPE_CHECKING:
     from kdexplain.concepts import ConceptAnalysis, ConceptSettings, RunEntropies
@@ -130,7 +131,7 @@ def run_accuracies(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for d in map(Path, run_dirs):
         seed = load_config(d / "config.yaml").seed
-        for role in ("teacher", "student", "baseline"):
+        for role in ROLES:
             path = d / role / "metrics.csv"
             if not path.is_file():
                 continue

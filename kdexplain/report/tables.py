@@ -27,6 +27,7 @@ from kdexplain.utils.render import (
     format_pm,
     markdown_table,
 )
+from kdexplain.vocabulary import ROLES
 
 __all__ = [
     "METRIC_HEADERS",
@@ -320,7 +321,7 @@ def per_seed_table(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = 
             row[metric] = float(fn(x)) if x.size else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows)
-    order = {r: i for i, r in enumerate(("teacher", "student", "baseline"))}
+    order = {r: i for i, r in enumerate(ROLES)}
     table = table.sort_values(["seed", "role"], key=lambda c: c.map(order) if c.name == "role"
                               else c, ignore_index=True)
     if accuracies is not None and not accuracies.empty:
