@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from analyses.localisation.pipeline import METRICS, ROLES
 from kdexplain import denormalize
 from kdexplain.utils import atomic_write_text, environment_info, write_json
-from kdexplain.utils.render import markdown_table, save_png
+from kdexplain.utils.render import RELEVANCE_CMAP, markdown_table, save_png
 
 SHORT = {"PointingGame": "PG", "RelevanceRankAccuracy": "RRA", "RelevanceMassAccuracy": "RMA"}
 
@@ -97,7 +97,7 @@ def maps_figure(kept: dict, images: dict, rows: list[tuple], path: Path,
         row_axes[0].imshow(rgb)
         row_axes[0].set_ylabel(f"{key[1]} s{key[2]}\n{key[3]} #{i}", fontsize=7)
         for ax, method in zip(row_axes[1:], methods, strict=True):
-            ax.imshow(kept[(*key, method)][i].numpy(), cmap="inferno")
+            ax.imshow(kept[(*key, method)][i].numpy(), cmap=RELEVANCE_CMAP)
             ax.contour(mask, levels=[0.5], colors="cyan", linewidths=0.6)
         for ax in row_axes:
             ax.set_xticks([])

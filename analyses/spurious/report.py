@@ -236,9 +236,17 @@ def _row(comp: pd.DataFrame, layer: str, name: str, epoch: int, metric: str) -> 
     return r.iloc[0] if len(r) else None
 
 
+def _seeds_agreeing(r: pd.Series) -> str:
+    """``"in 7 of 8 seeds"``: how many per-seed differences share the sign of the mean."""
+    diffs = [float(d) for d in str(r["per_seed_diff"]).split(" / ") if d.strip()]
+    sign = np.sign(r["diff"])
+    return f"in {sum(np.sign(d) == sign for d in diffs)} of {len(diffs)} seeds"
+
+
 def _metric_sentence(r: pd.Series) -> str:
     direction = "higher" if r["diff"] > 0 else "lower" if r["diff"] < 0 else "equal"
     return (f"{METRIC_TEXT[r['metric']]} is {direction} for the spurious network "
+            f"{_seeds_agreeing(r)} "
             f"({format_number(r['spurious'])} vs {format_number(r['neutral'])}; difference {format_number(r['diff'])}, "
             f"95% CI [{format_number(r['diff_ci_low'])}, {format_number(r['diff_ci_high'])}], Holm p {format_p(r['p_holm'])}): "
             f"*{r['verdict']}*")
@@ -285,7 +293,7 @@ def _brief(r: pd.Series | None) -> str:
     if r is None:
         return "-"
     return (f"{format_number(r['spurious'])} vs {format_number(r['neutral'])} on {r['image_set']} images "
-            f"(Holm p {format_p(r['p_holm'])}, *{r['verdict']}*)")
+            f"({_seeds_agreeing(r)}, Holm p {format_p(r['p_holm'])}, *{r['verdict']}*)")
 
 
 def _mean_h_bar(res: ValidationResults, layer: str, name: str, epoch: int, condition: str

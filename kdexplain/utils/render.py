@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ENTROPY_CMAP",
     "ENTROPY_LABEL",
+    "RELEVANCE_CMAP",
     "entropy_colorbar",
     "format_interval",
     "format_number",
@@ -49,6 +50,9 @@ __all__ = [
 #: Colour map of every entropy grid: inverted magma, so low entropy (a cell whose
 #: information the layer uses) is bright and high entropy (ignored) is dark.
 ENTROPY_CMAP = "magma_r"
+#: Colour map of a relevance map where high = used (``map="normalized"``, Captum's
+#: attributions): plain magma, so a used region looks as bright as in an entropy grid.
+RELEVANCE_CMAP = "magma"
 #: Label of the colour bar of an entropy grid.
 ENTROPY_LABEL = "entropy per cell (nats); bright = low = information used"
 #: What a missing or undefined number prints as.
