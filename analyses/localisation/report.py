@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from analyses.localisation.pipeline import METRICS, ROLES
 from kdexplain import denormalize
+from kdexplain.concepts import seed_paired_test
 from kdexplain.utils import atomic_write_text, environment_info, write_json
-from kdexplain.utils.render import RELEVANCE_CMAP, markdown_table, save_png
+from kdexplain.utils.render import RELEVANCE_CMAP, format_p, markdown_table, save_png
 
 SHORT = {"PointingGame": "PG", "RelevanceRankAccuracy": "RRA", "RelevanceMassAccuracy": "RMA"}
 
@@ -54,20 +56,25 @@ def spurious_differences(per_image: pd.DataFrame, metric: str) -> pd.DataFrame:
     rows = []
     for (set_name, method), g in wide.groupby(["set", "method"], sort=False):
         per_seed = g.groupby("seed")["diff"].mean()
+        # the seed is the unit of replication: the exact sign-flip test over the per-seed
+        # differences (two-sided; the images of one seed are not independent evidence)
+        test = seed_paired_test(per_seed.to_numpy(), np.zeros(len(per_seed)))
         rows.append({"set": set_name, "method": method, "neutral": g.neutral.mean(),
                      "spurious": g.spurious.mean(), "diff": g["diff"].mean(),
                      "diff_sd_images": g["diff"].std(ddof=1),
                      "diff_per_seed": ", ".join(f"{v:+.3f}" for v in per_seed),
+                     "n_seeds": test.n, "p_value": test.p_value,
                      "all_seeds_lower": bool((per_seed < 0).all())})
     return pd.DataFrame(rows)
 
 
 def spurious_table(diff: pd.DataFrame) -> str:
     rows = [[r["set"], r["method"], f"{r['neutral']:.3f}", f"{r['spurious']:.3f}",
-             f"{r['diff']:+.3f} ± {r['diff_sd_images']:.3f}", r["diff_per_seed"]]
+             f"{r['diff']:+.3f} ± {r['diff_sd_images']:.3f}", r["diff_per_seed"],
+             format_p(r["p_value"])]
             for _, r in diff.iterrows()]
     heads = ["image set", "method", "neutral network", "spurious network",
-             "spurious − neutral ± sd (images)", "per seed"]
+             "spurious − neutral ± sd (images)", "per seed", "sign-flip p (seeds)"]
     return markdown_table(pd.DataFrame(rows, columns=heads))
 
 
@@ -127,10 +134,13 @@ def answer(per_image: pd.DataFrame, diff: pd.DataFrame | None) -> list[str]:
         tied = diff[diff.set == "tied"]
         moved = [m for m, low in zip(tied.method, tied.all_seeds_lower, strict=True) if low]
         kept = [m for m in tied.method if m not in moved]
+        n_seeds = int(tied.n_seeds.max())
         out.append(f"- **spurious background** (tied images, mass accuracy, spurious − neutral "
-                   f"network): the map moves off the object in every seed for "
-                   f"{', '.join(moved) or 'no method'}; not in every seed for "
-                   f"{', '.join(kept) or 'no method'}.")
+                   f"network, {n_seeds} seeds): the map moves off the object in every seed for "
+                   f"{', '.join(moved) or 'no method'}"
+                   + (f" (exact sign-flip p over seeds {format_p(tied.p_value.max())} or less)"
+                      if moved else "")
+                   + f"; not in every seed for {', '.join(kept) or 'no method'}.")
     return out
 
 
@@ -166,8 +176,9 @@ def write_report(per_image: pd.DataFrame, cost: pd.DataFrame, kept: dict, images
               "entropy of the analysed layer's whole feature (no class), PE logit = the "
               "class-conditional perturbation entropy of the label's logit, both as the "
               "`normalized` map (`(max H - H_i) / (max H - min H)`); Captum's Occlusion "
-              f"(a {settings.get('occlusion_window', '?')}-pixel square patch of zeros slid "
-              f"by {settings.get('occlusion_stride', '?')} pixels), FeatureAblation (each "
+              f"(a square of {settings.get('occlusion_window', '?')} x "
+              f"{settings.get('occlusion_window', '?')} pixels set to zero, slid by "
+              f"{settings.get('occlusion_stride', '?')} pixels), FeatureAblation (each "
               f"cell of a {settings.get('ablation_grid', '?')} x "
               f"{settings.get('ablation_grid', '?')} grid set to zero), Saliency and "
               "IntegratedGradients explain the label's logit, read as the magnitude summed "
