@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import yaml
@@ -149,14 +150,14 @@ def plot_heatmaps(res: ValidationResults, path: Path, *, layer: str, seed: int, 
                     rr, cc = np.nonzero(sel)
                     ax.scatter((cc + 0.5) * scale - 0.5, (rr + 0.5) * scale - 0.5, s=size,
                                c=colour, linewidths=0)
-                ax.set_title(f"concepts: {int(row['N_fg'].iloc[0])} foreground, "
+                ax.set_title(f"concepts: {int(row['N_fg'].iloc[0])} foreground,\n"
                              f"{int(row['N_bg'].iloc[0])} background", fontsize=7)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
     for r, label in enumerate(["image", "neutral net", "spurious net"]):
         axes[r, 0].set_ylabel(label, fontsize=9)
-    fig.subplots_adjust(left=0.04, right=0.9, top=0.9, bottom=0.03, wspace=0.08, hspace=0.35)
+    fig.subplots_adjust(left=0.04, right=0.9, top=0.9, bottom=0.03, wspace=0.08, hspace=0.45)
     cax = fig.add_axes([0.92, 0.06, 0.015, 0.55])
     if im is not None:
         entropy_colorbar(fig, im, cax=cax)
@@ -170,15 +171,16 @@ def plot_per_image(res: ValidationResults, path: Path, *, layer: str, epoch: int
 
     Rows: the two analysed image sets; columns: the metrics. Each line joins one image's
     value for the neutral network (left) and the spurious network (right) of one seed
-    (colour: seed); black: mean with its 95% bootstrap interval over images; dashed: the
-    shared initialisation (epoch 0) when it was quantified.
+    (colour: seed); black: the mean over seeds of each seed's mean, with its 95% bootstrap
+    interval over seeds (the training run is the unit); dashed: the shared initialisation
+    (epoch 0) when it was quantified.
     """
     cfg = res.cfg
     shown = ("N_bg", "N_bg_shared", "fg_ratio", "bg_minus_fg")
     pi = res.per_image[(res.per_image.layer == layer)]
     fig = Figure(figsize=(13.5, 6.2))
     axes = fig.subplots(len(SET_ORDER), len(shown), squeeze=False)
-    seed_colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+    seed_colours = [matplotlib.colormaps["tab10"](i) for i in range(10)]
     rng = np.random.default_rng(0)
     for r, name in enumerate(SET_ORDER):
         df = pi[(pi.image_set == name) & (pi.epoch == epoch)]
@@ -198,7 +200,8 @@ def plot_per_image(res: ValidationResults, path: Path, *, layer: str, epoch: int
                             alpha=0.35, lw=0.8, marker="o", ms=2.5)
                 ax.plot([], [], color=colour, label=f"seed {seed}")
             for x, condition in enumerate(CONDITIONS):
-                vals = df.loc[df.condition == condition, metric].to_numpy(dtype=float)
+                per_seed = df[df.condition == condition].groupby("seed")[metric].mean()
+                vals = per_seed.to_numpy(dtype=float)
                 vals = vals[np.isfinite(vals)]
                 if vals.size:
                     boot = rng.choice(vals, size=(2000, vals.size)).mean(axis=1)
@@ -221,10 +224,12 @@ def plot_per_image(res: ValidationResults, path: Path, *, layer: str, epoch: int
             ax.tick_params(axis="y", labelsize=7)
             if c == 0:
                 ax.set_ylabel(f"{name} images", fontsize=9)
-        axes[0, 0].legend(fontsize=6, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right", frameon=False)
     fig.suptitle(f"layer {layer}, epoch {epoch}: per-image metrics, neutral vs spurious network "
-                 "(same images, same noise)", fontsize=9)
-    fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.06, wspace=0.3, hspace=0.45)
+                 "(same images, same noise; black: mean over seeds, 95% interval over seeds)",
+                 fontsize=9)
+    fig.subplots_adjust(left=0.07, right=0.89, top=0.88, bottom=0.06, wspace=0.3, hspace=0.45)
     return save_png(fig, path, dpi=110)
 
 
@@ -602,8 +607,9 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
                   "threshold (`N_bg_shared`), the foreground share (`fg_ratio`) and background "
                   f"minus foreground entropy (`bg_minus_fg`) at layer {layer}, epoch "
                   f"{final}: each line joins one image's value for the neutral (left) and the "
-                  "spurious network (right) of one seed; black squares: means with 95% "
-                  "bootstrap intervals; dashed: the shared initialisation.", ""]
+                  "spurious network (right) of one seed; black squares: the mean over seeds "
+                  "of each seed's mean, with a 95% bootstrap interval over seeds; dashed: the "
+                  "shared initialisation.", ""]
     lines += [
         "## Definitions",
         "",
