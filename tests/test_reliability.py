@@ -176,6 +176,9 @@ _DRIVER = textwrap.dedent("""
 
     role, phase, epoch, sig, where = sys.argv[1:6]
     sig = getattr(signal, sig)
+    # Ctrl-C as in a terminal: a process started in the background by a non-interactive
+    # shell inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     save = ModelTrainer._save_bytes
 
     def killing_save(obj, paths):
