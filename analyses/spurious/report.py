@@ -309,14 +309,113 @@ def _mean_h_bar(res: ValidationResults, layer: str, name: str, epoch: int, condi
     return float(d["H_bar"].mean()) if len(d) else float("nan")
 
 
+def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
+    """The answer for one layer at the final epoch: which counts see the background."""
+    cfg = res.cfg
+    comp = res.comparison
+    final = cfg.epochs
+    lines = []
+    nbg = _sets_where(comp, layer, final, "N_bg", "shows the effect")
+    nbg_opp = _sets_where(comp, layer, final, "N_bg", "opposite")
+    ratio = _sets_where(comp, layer, final, "fg_ratio", "shows the effect")
+    nfg = _sets_where(comp, layer, final, "N_fg", "shows the effect")
+    gap = _sets_where(comp, layer, final, "bg_minus_fg", "shows the effect")
+    lines.append(f"**Answer for layer {layer} (final epoch {final}).**")
+    lines.append("")
+    if nbg:
+        lines.append(f"- **`N_bg` shows the effect** on {_on(nbg)}: the spurious network "
+                     "has more background concepts.")
+    else:
+        lines.append(
+            "- **`N_bg` does not show the effect**: the spurious network does not have "
+            "significantly more background concepts"
+            + (f"; on {_on(nbg_opp)} it has significantly *fewer*" if nbg_opp else "")
+            + ". Counted the SPEC 4 way, the expected ground truth is not recovered.")
+    if ratio:
+        lines.append(f"- **`fg_ratio` shows the effect** on {_on(ratio)}: a lower "
+                     "foreground share for the spurious network.")
+    else:
+        lines.append("- **`fg_ratio` does not show the effect** on either image set.")
+    if nfg or gap:
+        parts = []
+        if nfg:
+            parts.append(f"`N_fg` falls (fewer foreground concepts) on {_on(nfg)}")
+        if gap:
+            parts.append(f"the entropy gap `H_bg - H_fg` shrinks on {_on(gap)}")
+        lines.append("- " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:]
+                     + ": the measure does see the network turn from the object towards "
+                     "the background, in the balance between the two.")
+    else:
+        lines.append("- Nor do `N_fg` or the entropy gap `H_bg - H_fg` differ significantly.")
+    if not nbg:
+        for name in SET_ORDER:
+            hb_n = _mean_h_bar(res, layer, name, final, "neutral")
+            hb_s = _mean_h_bar(res, layer, name, final, "spurious")
+            r = _row(comp, layer, name, final, "N_bg_shared")
+            moved = name in _sets_where(comp, layer, final, "H_bg", "shows the effect")
+            lines.append(
+                f"- The threshold, {name} images: `H_bar`, the spurious network's own mean "
+                f"background entropy, is {format_number(hb_s)} nats against {format_number(hb_n)} for the "
+                "neutral network"
+                + (" (significantly lower: the threshold moved with the background)"
+                   if moved else " (not significantly lower)")
+                + "; counted against one threshold shared by both (the mean of the two "
+                f"`H_bar`), background concepts are {_brief(r)}.")
+        near = [_row(comp, layer, n, final, "N_bg_near") for n in SET_ORDER]
+        far = [_row(comp, layer, n, final, "N_bg_far") for n in SET_ORDER]
+        lines.append(
+            "- Where the background concepts lie: on background cells touching the object "
+            "(`N_bg_near`, the object's outline in cells less than half covered) "
+            + "; ".join(_brief(r) for r in near)
+            + ". On the far background (`N_bg_far`) "
+            + "; ".join(_brief(r) for r in far) + ".")
+        near_opp = _sets_where(comp, layer, final, "N_bg_near", "opposite")
+        if near_opp:
+            lines.append(
+                f"- On {_on(near_opp)}, the neutral network has significantly more "
+                "background concepts on the cells touching the object: part of what "
+                "`N_bg` counts for a network that reads the object is the object's own "
+                "outline, which lowers the contrast `N_bg` is meant to draw.")
+        moved = [m for m in ("N_bg_shared", "H_bg", "fg_ratio")
+                 if _sets_where(comp, layer, final, m, "shows the effect")]
+        lines.append(
+            "- Reading: a concept is a cell at least b = "
+            f"{cfg.concept_threshold} nats below `H_bar`, and `H_bar` is each network's "
+            "*own* mean background entropy (the quantification normalises the distortion "
+            "by `D0` per image and network, so entropies say where a network is "
+            "sensitive relative to itself). A network that reads the whole background "
+            "lowers the background cells and `H_bar` together, so `N_bg` need not grow. "
+            + (f"Here the shift shows in {', '.join(f'`{m}`' for m in moved)} (on at "
+               "least one image set). "
+               if moved else "Here nothing else shows the shift either. ")
+            + "`N_bg` as defined counts background cells that stand out from the rest of "
+            "the background; it does not measure how much the background is used.")
+    discussed = ("N_bg", "N_bg_near") if not nbg else ("N_bg",)
+    opposite = [(m, n) for m in METRICS for n in SET_ORDER
+                if m not in discussed and (r := _row(comp, layer, n, final, m)) is not None
+                and r["verdict"] == "opposite"]
+    if opposite:
+        lines.append("- Other metrics significant in the unexpected direction: "
+                     + "; ".join(f"`{m}` on {n} images" for m, n in opposite) + ".")
+    lines.append("")
+    lines.append(f"<details><summary>Every metric at layer {layer}, in words</summary>")
+    lines.append("")
+    for name in SET_ORDER:
+        lines.append(f"- On {SET_TEXT[name]}:")
+        for metric in METRICS:
+            r = _row(comp, layer, name, final, metric)
+            if r is not None:
+                lines.append(f"  - {_metric_sentence(r)}.")
+    lines += ["", "</details>", ""]
+    return lines
+
+
 def answer_lines(res: ValidationResults) -> list[str]:
     """The plain answer: which measures show the effect, on which images, at which layer.
 
     Every statement is derived from the comparison table and the accuracies of ``res``.
     """
     cfg = res.cfg
-    comp = res.comparison
-    final = cfg.epochs
     lines = []
     reliance, uses = reliance_sentences(res.accuracy)
     chance = 1.0 / len(cfg.classes)
@@ -332,98 +431,7 @@ def answer_lines(res: ValidationResults) -> list[str]:
         "that reads little of anything, and says less about the measure."))
     lines.append("")
     for layer in cfg.layers:
-        nbg = _sets_where(comp, layer, final, "N_bg", "shows the effect")
-        nbg_opp = _sets_where(comp, layer, final, "N_bg", "opposite")
-        ratio = _sets_where(comp, layer, final, "fg_ratio", "shows the effect")
-        nfg = _sets_where(comp, layer, final, "N_fg", "shows the effect")
-        gap = _sets_where(comp, layer, final, "bg_minus_fg", "shows the effect")
-        lines.append(f"**Answer for layer {layer} (final epoch {final}).**")
-        lines.append("")
-        if nbg:
-            lines.append(f"- **`N_bg` shows the effect** on {_on(nbg)}: the spurious network "
-                         "has more background concepts.")
-        else:
-            lines.append(
-                "- **`N_bg` does not show the effect**: the spurious network does not have "
-                "significantly more background concepts"
-                + (f"; on {_on(nbg_opp)} it has significantly *fewer*" if nbg_opp else "")
-                + ". Counted the SPEC 4 way, the expected ground truth is not recovered.")
-        if ratio:
-            lines.append(f"- **`fg_ratio` shows the effect** on {_on(ratio)}: a lower "
-                         "foreground share for the spurious network.")
-        else:
-            lines.append("- **`fg_ratio` does not show the effect** on either image set.")
-        if nfg or gap:
-            parts = []
-            if nfg:
-                parts.append(f"`N_fg` falls (fewer foreground concepts) on {_on(nfg)}")
-            if gap:
-                parts.append(f"the entropy gap `H_bg - H_fg` shrinks on {_on(gap)}")
-            lines.append("- " + "; ".join(parts)[0].upper() + "; ".join(parts)[1:]
-                         + ": the measure does see the network turn from the object towards "
-                         "the background, in the balance between the two.")
-        else:
-            lines.append("- Nor do `N_fg` or the entropy gap `H_bg - H_fg` differ significantly.")
-        if not nbg:
-            for name in SET_ORDER:
-                hb_n = _mean_h_bar(res, layer, name, final, "neutral")
-                hb_s = _mean_h_bar(res, layer, name, final, "spurious")
-                r = _row(comp, layer, name, final, "N_bg_shared")
-                moved = name in _sets_where(comp, layer, final, "H_bg", "shows the effect")
-                lines.append(
-                    f"- The threshold, {name} images: `H_bar`, the spurious network's own mean "
-                    f"background entropy, is {format_number(hb_s)} nats against {format_number(hb_n)} for the "
-                    "neutral network"
-                    + (" (significantly lower: the threshold moved with the background)"
-                       if moved else " (not significantly lower)")
-                    + "; counted against one threshold shared by both (the mean of the two "
-                    f"`H_bar`), background concepts are {_brief(r)}.")
-            near = [_row(comp, layer, n, final, "N_bg_near") for n in SET_ORDER]
-            far = [_row(comp, layer, n, final, "N_bg_far") for n in SET_ORDER]
-            lines.append(
-                "- Where the background concepts lie: on background cells touching the object "
-                "(`N_bg_near`, the object's outline in cells less than half covered) "
-                + "; ".join(_brief(r) for r in near)
-                + ". On the far background (`N_bg_far`) "
-                + "; ".join(_brief(r) for r in far) + ".")
-            near_opp = _sets_where(comp, layer, final, "N_bg_near", "opposite")
-            if near_opp:
-                lines.append(
-                    f"- On {_on(near_opp)}, the neutral network has significantly more "
-                    "background concepts on the cells touching the object: part of what "
-                    "`N_bg` counts for a network that reads the object is the object's own "
-                    "outline, which lowers the contrast `N_bg` is meant to draw.")
-            moved = [m for m in ("N_bg_shared", "H_bg", "fg_ratio")
-                     if _sets_where(comp, layer, final, m, "shows the effect")]
-            lines.append(
-                "- Reading: a concept is a cell at least b = "
-                f"{cfg.concept_threshold} nats below `H_bar`, and `H_bar` is each network's "
-                "*own* mean background entropy (the quantification normalises the distortion "
-                "by `D0` per image and network, so entropies say where a network is "
-                "sensitive relative to itself). A network that reads the whole background "
-                "lowers the background cells and `H_bar` together, so `N_bg` need not grow. "
-                + (f"Here the shift shows in {', '.join(f'`{m}`' for m in moved)} (on at "
-                   "least one image set). "
-                   if moved else "Here nothing else shows the shift either. ")
-                + "`N_bg` as defined counts background cells that stand out from the rest of "
-                "the background; it does not measure how much the background is used.")
-        discussed = ("N_bg", "N_bg_near") if not nbg else ("N_bg",)
-        opposite = [(m, n) for m in METRICS for n in SET_ORDER
-                    if m not in discussed and (r := _row(comp, layer, n, final, m)) is not None
-                    and r["verdict"] == "opposite"]
-        if opposite:
-            lines.append("- Other metrics significant in the unexpected direction: "
-                         + "; ".join(f"`{m}` on {n} images" for m, n in opposite) + ".")
-        lines.append("")
-        lines.append(f"<details><summary>Every metric at layer {layer}, in words</summary>")
-        lines.append("")
-        for name in SET_ORDER:
-            lines.append(f"- On {SET_TEXT[name]}:")
-            for metric in METRICS:
-                r = _row(comp, layer, name, final, metric)
-                if r is not None:
-                    lines.append(f"  - {_metric_sentence(r)}.")
-        lines += ["", "</details>", ""]
+        lines += _layer_answer_lines(res, layer)
     return lines
 
 
@@ -454,47 +462,12 @@ def _control_lines(res: ValidationResults) -> list[str]:
     return lines
 
 
-def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -> Path:
-    """Write ``index.md``, the CSV tables, the figures and the settings into ``out_dir``.
-
-    Parameters
-    ----------
-    res : ValidationResults
-    out_dir : str or Path
-    command : str
-        The command line that produced the results (quoted in the report).
-
-    Returns
-    -------
-    Path of ``index.md``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -> list[str]:
+    """The title, what the report asks, and what was run (command, data, networks, statistics)."""
     cfg = res.cfg
-    final = cfg.epochs
-
-    atomic_write_text(out / "accuracy.csv", res.accuracy.to_csv(index=False))
-    atomic_write_text(out / "comparison.csv", res.comparison.to_csv(index=False))
-    atomic_write_text(out / "within_run.csv", res.within_run.to_csv(index=False))
-    atomic_write_text(out / "per_image.csv", res.per_image.to_csv(index=False))
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    first_seed = cfg.seeds[0]
-    exp_name = condition_name("spurious", first_seed)
-    work_dir = Path(next(iter(res.runs.values()))).parent if res.runs else Path(".")
-    atomic_write_text(out / f"experiment_{exp_name}.yaml",
-                      dump_config(experiment_config(cfg, "spurious", first_seed, work_dir)))
-    env = environment_info()
-    write_json(out / "environment.json", env)
-
-    figures = [plot_heatmaps(res, out / "heatmaps.png", layer=cfg.layers[0], seed=first_seed,
-                             epoch=final)]
-    for layer in cfg.layers:
-        figures.append(plot_per_image(res, out / f"per_image_{layer}.png", layer=layer,
-                                      epoch=final))
-
     total = sum(res.timings.values())
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
+    return [
         "# Spurious background: does the concept measure see a network rely on it?",
         "",
         "Generated by `analyses/spurious` (never hand-edited). The built-in `scenes` dataset "
@@ -554,9 +527,14 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         "- settings: [config.yaml](config.yaml); the kdexplain config of one network: "
         f"[experiment_{exp_name}.yaml](experiment_{exp_name}.yaml)",
         "",
-        "## Answer",
-        "",
-        *answer_lines(res),
+    ]
+
+
+def _table_lines(res: ValidationResults) -> list[str]:
+    """The accuracy table and one comparison table per layer, image set and analysed epoch."""
+    cfg = res.cfg
+    final = cfg.epochs
+    lines = [
         "## Accuracy: the spurious network uses the background",
         "",
         "Final epoch, test split. *tied*: rendered with p = 1; *neutral*: rendered with p = 0; "
@@ -568,7 +546,8 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         "",
         "## Concept metrics, neutral vs spurious network",
         "",
-        "Means over seeds and images; *expected*: the sign of spurious - neutral if the "
+        "Means over seeds of each seed's mean over its images; *per seed*: each seed's "
+        "difference; *expected*: the sign of spurious - neutral if the "
         "measure sees the reliance on the background. Table: [comparison.csv](comparison.csv); "
         "per image: [per_image.csv](per_image.csv).",
         "",
@@ -589,8 +568,15 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
                                        & (res.comparison.epoch == epoch)]
                 lines += [f"### Layer {layer}, {name} images, epoch {epoch}", "",
                           comparison_markdown(block), ""]
-    lines += _control_lines(res)
-    lines += [
+    return lines
+
+
+def _figure_lines(res: ValidationResults, figures: list[Path]) -> list[str]:
+    """The figures with their captions."""
+    cfg = res.cfg
+    final = cfg.epochs
+    first_seed = cfg.seeds[0]
+    lines = [
         "## Figures",
         "",
         f"![entropy heatmaps]({figures[0].name})",
@@ -610,7 +596,12 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
                   "spurious network (right) of one seed; black squares: the mean over seeds "
                   "of each seed's mean, with a 95% bootstrap interval over seeds; dashed: the "
                   "shared initialisation.", ""]
-    lines += [
+    return lines
+
+
+def _definition_lines(exp_name: str, figures: list[Path]) -> list[str]:
+    """What each number means, and the files beside the page."""
+    return [
         "## Definitions",
         "",
         "- `H_i`: entropy of grid cell i (nats per dimension), learnt by the perturbation "
@@ -635,6 +626,49 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
             f"experiment_{exp_name}.yaml", "environment.json"] + [f.name for f in figures]),
         "",
     ]
+
+
+def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -> Path:
+    """Write ``index.md``, the CSV tables, the figures and the settings into ``out_dir``.
+
+    Parameters
+    ----------
+    res : ValidationResults
+    out_dir : str or Path
+    command : str
+        The command line that produced the results (quoted in the report).
+
+    Returns
+    -------
+    Path of ``index.md``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = res.cfg
+    final = cfg.epochs
+
+    atomic_write_text(out / "accuracy.csv", res.accuracy.to_csv(index=False))
+    atomic_write_text(out / "comparison.csv", res.comparison.to_csv(index=False))
+    atomic_write_text(out / "within_run.csv", res.within_run.to_csv(index=False))
+    atomic_write_text(out / "per_image.csv", res.per_image.to_csv(index=False))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    first_seed = cfg.seeds[0]
+    exp_name = condition_name("spurious", first_seed)
+    work_dir = Path(next(iter(res.runs.values()))).parent if res.runs else Path(".")
+    atomic_write_text(out / f"experiment_{exp_name}.yaml",
+                      dump_config(experiment_config(cfg, "spurious", first_seed, work_dir)))
+    env = environment_info()
+    write_json(out / "environment.json", env)
+
+    figures = [plot_heatmaps(res, out / "heatmaps.png", layer=cfg.layers[0], seed=first_seed,
+                             epoch=final)]
+    for layer in cfg.layers:
+        figures.append(plot_per_image(res, out / f"per_image_{layer}.png", layer=layer,
+                                      epoch=final))
+
+    lines = [*_run_lines(res, command, env, exp_name), "## Answer", "", *answer_lines(res),
+             *_table_lines(res), *_control_lines(res), *_figure_lines(res, figures),
+             *_definition_lines(exp_name, figures)]
     index = out / "index.md"
     atomic_write_text(index, "\n".join(lines))
     return index
