@@ -35,7 +35,8 @@ def _blocks() -> list[tuple[str, str | None, str, str]]:
         text = doc.read_text(encoding="utf-8")
         for m in _BLOCK.finditer(text):
             line = text[:m.start()].count("\n") + 1
-            out.append((f"{doc.name}:{line}", m.group(1), m.group(2), m.group(3)))
+            out.append((f"{doc.relative_to(ROOT).as_posix()}:{line}", m.group(1), m.group(2),
+                        m.group(3)))
     return out
 
 
@@ -45,7 +46,9 @@ MARKED = [b for b in BLOCKS if b[1] is not None]
 
 def test_the_marked_snippets_are_found():
     assert {(b[0].split(":")[0], b[1]) for b in MARKED} >= {
-        ("README.md", "run"), ("README.md", "tiny"), ("data.md", "run"), ("training.md", "tiny")}
+        ("README.md", "run"), ("README.md", "tiny"), ("docs/data.md", "run"),
+        ("docs/training.md", "tiny"), ("docs/metrics.md", "scratch"),
+        ("analyses/hinton/README.md", "check"), ("analyses/spurious/README.md", "check")}
 
 
 def test_every_python_snippet_is_marked():
@@ -89,7 +92,7 @@ def _command_lines() -> list[tuple[str, list[str]]]:
     inline = []
     for doc in DOCS:
         text = _BLOCK.sub("", doc.read_text(encoding="utf-8"))
-        inline += [(f"{doc.name} (inline)", None, "", " ".join(m.split()))
+        inline += [(f"{doc.relative_to(ROOT).as_posix()} (inline)", None, "", " ".join(m.split()))
                    for m in _INLINE.findall(text)]
     for where, _, _, code in BLOCKS + inline:
         for line in code.replace("\\\n", " ").splitlines():
