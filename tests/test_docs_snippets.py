@@ -65,21 +65,17 @@ def test_marked_snippet(where, mode, lang, code, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--isolated",
                                "--select", "E9,F63,F7,F82", str(script)],
                               capture_output=True, text=True)
-    elif mode == "scratch":
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300)
-    elif mode == "tiny":
-        assert "configs/quickstart.yaml" in code, f"{where}: a tiny snippet loads the quickstart"
-        script.write_text(code.replace("configs/quickstart.yaml",
-                                       (ROOT / "configs" / "tiny.yaml").as_posix()) + "\n",
-                          encoding="utf-8")
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600)
     else:
+        if mode == "tiny":
+            assert "configs/quickstart.yaml" in code, f"{where}: a tiny snippet loads the quickstart"
+            script.write_text(code.replace("configs/quickstart.yaml",
+                                           (ROOT / "configs" / "tiny.yaml").as_posix()) + "\n",
+                              encoding="utf-8")
         if re.search(r"^import quantus|^from quantus", code, re.M):
             pytest.importorskip("quantus", reason="the optional extra: pip install -e '.[quantus]'")
-        proc = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
+        # run: as written, from the repository; tiny and scratch: in a scratch folder
+        proc = subprocess.run([sys.executable, str(script)], cwd=ROOT if mode == "run" else tmp_path,
+                              capture_output=True, text=True, timeout=600 if mode == "tiny" else 300)
     assert proc.returncode == 0, f"{where}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}"
 
 

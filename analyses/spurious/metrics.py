@@ -201,6 +201,17 @@ def _paired_wide(per_image: pd.DataFrame):
             yield key, metric, s, b, groups
 
 
+def _seed_masks(s: np.ndarray, b: np.ndarray, groups: np.ndarray
+                ) -> list[tuple[int, np.ndarray]]:
+    """``(seed, mask)`` per seed: that seed's image pairs where both values are finite."""
+    both = np.isfinite(s) & np.isfinite(b)
+    return [(int(k), (groups == k) & both) for k in np.unique(groups)]
+
+
+def _mean(x: np.ndarray, mask: np.ndarray) -> float:
+    return float(x[mask].mean()) if mask.any() else float("nan")
+
+
 def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
                        alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """The comparison ``spurious - neutral`` per (layer, image set, epoch, metric), by seed.
@@ -236,12 +247,9 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
     """
     rows = []
     for (layer, image_set, epoch), metric, s, b, groups in _paired_wide(per_image):
-        both = np.isfinite(s) & np.isfinite(b)
-        seeds = np.unique(groups)
-        s_k = np.array([s[(groups == k) & both].mean() if ((groups == k) & both).any()
-                        else np.nan for k in seeds])
-        b_k = np.array([b[(groups == k) & both].mean() if ((groups == k) & both).any()
-                        else np.nan for k in seeds])
+        masks = _seed_masks(s, b, groups)
+        s_k = np.array([_mean(s, m) for _, m in masks])
+        b_k = np.array([_mean(b, m) for _, m in masks])
         test = seed_paired_test(s_k, b_k)
         ci = paired_bootstrap_ci(s, b, groups=groups, n_resamples=n_resamples, seed=seed)
         seed_diffs = s_k - b_k
@@ -251,7 +259,8 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
             "diff": ci.estimate, "diff_ci_low": ci.low, "diff_ci_high": ci.high,
             "per_seed_diff": " / ".join(f"{d:+.3g}" for d in seed_diffs),
             "seed_signs": [int(np.sign(d)) if np.isfinite(d) else 0 for d in seed_diffs],
-            "n_pairs": test.n, "n_images": int(both.sum()), "min_p": min_seed_p_value(test.n),
+            "n_pairs": test.n, "n_images": int(sum(m.sum() for _, m in masks)),
+            "min_p": min_seed_p_value(test.n),
             "p_value": test.p_value, "effect_size": test.effect_size, "sign": test.sign,
             "group": GROUPS[metric], "expected": "+" if EXPECTED[metric] > 0 else "-",
         })
@@ -284,14 +293,11 @@ def within_run_tests(per_image: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (layer, image_set, epoch), metric, s, b, groups in _paired_wide(per_image):
-        for k in np.unique(groups):
-            m = (groups == k) & np.isfinite(s) & np.isfinite(b)
+        for k, m in _seed_masks(s, b, groups):
             test = paired_test(s[m], b[m])
             rows.append({
                 "layer": layer, "image_set": image_set, "epoch": int(epoch), "metric": metric,
-                "seed": int(k), "neutral": float(b[m].mean()) if m.any() else np.nan,
-                "spurious": float(s[m].mean()) if m.any() else np.nan,
-                "diff": float((s[m] - b[m]).mean()) if m.any() else np.nan,
-                "n_pairs": test.n, "p_value": test.p_value, "effect_size": test.effect_size,
+                "seed": k, "neutral": _mean(b, m), "spurious": _mean(s, m),
+                "diff": _mean(s - b, m), "n_pairs": test.n, "p_value": test.p_value, "effect_size": test.effect_size,
             })
     return pd.DataFrame(rows)
