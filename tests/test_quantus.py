@@ -1,4 +1,4 @@
-"""The Quantus adapter, and the README example of Quantus metrics on the scenes masks."""
+"""The Quantus adapter, and the docs example (docs/attribution.md) of Quantus metrics on the scenes masks."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def test_explain_func_shape_and_maps(scenes_batch):
 
 def test_readme_example_runs_the_four_metrics(scenes_batch):
     model, x_batch, y_batch, s_batch = scenes_batch
-    # --- the README example (Quantus on the built-in scenes masks) ------------------
+    # --- the docs example (Quantus on the built-in scenes masks) ------------------
     kwargs = {"layer": "conv", "grid": 8, "steps": 6, "samples": 4, "seed": 0}
     metrics = {
         "PointingGame": quantus.PointingGame(disable_warnings=True),

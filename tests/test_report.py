@@ -134,10 +134,18 @@ def test_figures_are_valid_pngs(report):
 def test_index_reads_top_to_bottom(report):
     a, out, _ = report
     text = (out / "index.md").read_text()
-    order = ["# Tiny report", "## What was run", "## Concept metrics",
-             "## Hypotheses: verdicts", "## Figures", "## Images used", "## How to reproduce"]
+    # the answer first: the verdicts, what limits them, the seed-level (accuracy) table;
+    # the full configuration at the end
+    order = ["# Tiny report", "## Hypotheses: verdicts", "What limits these verdicts:",
+             "## Seed-level table", "## Concept metrics", "## Figures", "## Images used",
+             "## What was run", "name: tiny", "## How to reproduce"]
     positions = [text.index(h) for h in order]
     assert positions == sorted(positions)
+    top = "\n".join(text.splitlines()[:40])
+    assert "Verdict:" in top and "Tests that carry the verdicts" in top
+    assert "- Seeds: one training run" in top  # tiny has one seed
+    assert "- Estimator: the entropies as given; b was set for the reference" in top
+    assert "- Threshold: b = 0.2 nats only (not varied in this report)." in top
     assert "name: tiny" in text  # the config
     assert "kdexplain run configs/tiny.yaml" in text
     for i, name in enumerate(("entropy_heatmaps", "concepts_vs_distance", "peak_distance"), 1):
@@ -204,10 +212,18 @@ def test_report_with_the_threshold_curve(tmp_path):
     text = paths["index.md"].read_text()
     section = "## How the verdicts move over the concept threshold b"
     assert text.index("## Seed-level table") < text.index(section) < text.index("## Figures")
+    # two seeds: the smallest exact p (0.5) cannot reach alpha, and 6 seeds can
+    assert ("- Seeds: 2 training runs; the exact sign-flip test cannot give p below 0.500, "
+            "so no verdict can reach alpha = 0.05 here (it takes 6 seeds)") in text
+    assert text.index("## Concept metrics") < text.index("## Within-run diagnostics") \
+        < text.index(section)
     assert "b = 0.1, 0.2, 0.3 nats" in text and "0.2 (this report)" in text
     fragile = curve.stability["fragile"].any()
     assert ("Fragile (the verdict changes" in text) == fragile
     assert ("No verdict changes over this range" in text) == (not fragile)
+    limits = text.split("## Seed-level")[0]
+    assert ("- Threshold: b = 0.2 nats; between b = 0.1 and 0.3 no verdict changes."
+            in limits) == (not fragile)
     section = "## What drives the direction of D_mean"
     assert text.index("## How the verdicts move") < text.index(section) < text.index("## Fig")
     assert "seeds level, 2 pairs" in text and "d(m^) / d(M)" in text

@@ -35,6 +35,7 @@ __all__ = [
     "concept_metrics_latex",
     "concept_metrics_markdown",
     "concept_metrics_table",
+    "diagnostics_markdown",
     "format_pm",
     "hypotheses_latex",
     "hypotheses_markdown",
@@ -241,9 +242,10 @@ def _test_rows(rows: list[dict], level: int, with_seed: bool) -> str:
     return markdown_table(frame, ("r" if with_seed else "") + "rlll" + "r" * 7 + "l")
 
 
-def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
+def hypotheses_markdown(analysis: ConceptAnalysis, diagnostics: bool = True) -> str:
     """Markdown: the tests that carry the verdicts, one line per hypothesis with its
-    verdict, then (with several seeds) the within-run diagnostics of each seed."""
+    verdict, then (with several seeds, unless ``diagnostics`` is False) the within-run
+    diagnostics of each seed (:func:`diagnostics_markdown`)."""
     if analysis.tests.empty:
         return "No hypothesis was tested: " + "; ".join(analysis.notes) + "\n"
     level = int(round(analysis.settings.ci_level * 100))
@@ -259,13 +261,25 @@ def hypotheses_markdown(analysis: ConceptAnalysis) -> str:
          for v in analysis.verdicts.to_dict("records")],
         columns=["hypothesis", "claim", "verdict", "support", "scope"])
     lines += ["", markdown_table(verdicts, "rllll")]
-    diagnostics = tests[~tests["carries_verdict"]].sort_values(
+    within = diagnostics_markdown(analysis) if diagnostics else ""
+    if within:
+        lines += ["", within.rstrip()]
+    return "\n".join(lines).rstrip() + "\n\n" + _rule_note(analysis) + "\n"
+
+
+def diagnostics_markdown(analysis: ConceptAnalysis) -> str:
+    """Markdown: the within-run (image-level) tests of each seed; empty with one seed, where
+    the image-level tests carry the verdicts."""
+    if analysis.tests.empty:
+        return ""
+    level = int(round(analysis.settings.ci_level * 100))
+    tests = analysis.tests
+    rows = tests[~tests["carries_verdict"]].sort_values(
         ["seed", "hypothesis"], kind="stable").to_dict("records")
-    if diagnostics:
-        lines += ["", "Within-run diagnostics (image level, one run at a time; no verdict "
-                  "rests on them):", ""]
-        lines.append(_test_rows(diagnostics, level, with_seed=True))
-    return "\n".join(lines) + "\n\n" + _rule_note(analysis) + "\n"
+    if not rows:
+        return ""
+    return ("Within-run diagnostics (image level, one run at a time; no verdict rests on "
+            "them):\n\n" + _test_rows(rows, level, with_seed=True) + "\n")
 
 
 def hypotheses_latex(analysis: ConceptAnalysis) -> str:

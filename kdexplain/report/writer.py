@@ -17,6 +17,7 @@ from kdexplain.concepts import (
     ThresholdCurve,
     distance_drivers,
     drivers_sentence,
+    min_seed_p_value,
 )
 from kdexplain.report.figures import (
     plot_concepts_vs_distance,
@@ -26,6 +27,7 @@ from kdexplain.report.figures import (
 )
 from kdexplain.report.tables import (
     concept_metrics_markdown,
+    diagnostics_markdown,
     hypotheses_markdown,
     per_seed_markdown,
     write_tables,
@@ -82,6 +84,52 @@ def verdict_sentences(analysis: ConceptAnalysis) -> list[str]:
         out.append(f"**Hypothesis {v['hypothesis']}: {v['claim']}. Verdict: {v['verdict']}** "
                    f"({v['support']}; {v['scope']}). " + "; ".join(parts) + ".")
     return out
+
+
+def _min_seeds(alpha: float) -> int:
+    """The fewest seeds whose smallest exact sign-flip p-value lies below ``alpha``."""
+    n = 2
+    while min_seed_p_value(n) >= alpha:
+        n += 1
+    return n
+
+
+def _limits(analysis: ConceptAnalysis, config: Mapping[str, Any] | None,
+            curve: ThresholdCurve | None) -> list[str]:
+    """What limits the verdicts: one sentence each on the seeds, the estimator and b."""
+    st = analysis.settings
+    n = len(analysis.seeds)
+    if n > 1:
+        floor = min_seed_p_value(n)
+        seeds = (f"{n} training runs; the exact sign-flip test cannot give p below "
+                 f"{format_p(floor)}")
+        seeds += (f", so no verdict can reach alpha = {st.alpha:g} here (it takes "
+                  f"{_min_seeds(st.alpha)} seeds): read S − B and its interval."
+                  if floor >= st.alpha else f" (alpha = {st.alpha:g}).")
+    else:
+        seeds = ("one training run: the verdicts compare these two networks over their "
+                 "images, not distillation in general; use several seeds for that.")
+    preset = _get(config, "analysis", "preset") if config else None
+    if preset == "reference":
+        estimator = "the reference preset, the optimisation that b was set for."
+    else:
+        estimator = ((f"the `{preset}` preset" if preset else "the entropies as given")
+                     + "; b was set for the reference preset, whose within-image entropy "
+                     "range is narrower, so the counts are not the paper's (`kdexplain "
+                     "calibrate` measures the matching threshold and the verdicts under the "
+                     "reference; docs/method.md section 6).")
+    threshold = f"b = {st.concept_threshold:g} nats"
+    if curve is None:
+        threshold += " only (not varied in this report)."
+    else:
+        lo, hi = min(curve.thresholds), max(curve.thresholds)
+        fragile = curve.stability[curve.stability["fragile"]]
+        threshold += (f"; between b = {lo:g} and {hi:g} " + (
+            "no verdict changes." if fragile.empty else
+            "the verdict of " + ", ".join(f"hypothesis {h}" for h in fragile["hypothesis"])
+            + " changes (see the threshold section)."))
+    return ["What limits these verdicts:", "",
+            f"- Seeds: {seeds}", f"- Estimator: {estimator}", f"- Threshold: {threshold}", ""]
 
 
 def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -> list[str]:
@@ -199,8 +247,10 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
                  threshold_curve: ThresholdCurve | None = None) -> dict[str, Path]:
     """Write a complete report folder for a concept analysis.
 
-    Writes, atomically: ``index.md`` (read top to bottom: what was run, the tables, the
-    verdicts in words, the figures, the images used, how to reproduce), ``summary.json``,
+    Writes, atomically: ``index.md`` (the answer first: the verdicts in words and what
+    limits them, the tests that carry them and the seed-level table with the accuracies;
+    then the concept metrics, the within-run diagnostics, the figures, the images used, what
+    was run with the full configuration, and how to reproduce), ``summary.json``,
     ``concept_metrics.{csv,md,tex}``, ``hypotheses.{csv,md,tex}``, ``per_image.csv``,
     ``trajectories.csv``, ``images.csv`` and ``figures/{entropy_heatmaps,
     concepts_vs_distance,peak_distance}.png``.
@@ -258,20 +308,22 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
              f"clearly below the background's (H_bar - H_i > "
              f"{analysis.settings.concept_threshold:g}); definitions in `docs/metrics.md`.",
              "", f"Written by kdexplain {version}" + (f", git {rev}" if rev else "") + ".", "",
-             "## What was run", ""]
-    lines += _what_was_run(analysis, config)
-    lines += ["", "## Concept metrics", "",
-              "Files: `concept_metrics.csv` (every spread and interval), "
-              "`concept_metrics.md`, `concept_metrics.tex`.", "",
-              concept_metrics_markdown(analysis).rstrip(), "",
-              "## Hypotheses: verdicts", ""]
+             "## Hypotheses: verdicts", ""]
     for s in verdict_sentences(analysis):
         lines += [s, ""]
+    lines += _limits(analysis, config, threshold_curve)
     lines += ["Files: `hypotheses.csv`, `hypotheses.md`, `hypotheses.tex`.", "",
-              hypotheses_markdown(analysis).rstrip(), "",
+              hypotheses_markdown(analysis, diagnostics=False).rstrip(), "",
               "## Seed-level table", "",
               "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
               per_seed_markdown(analysis, accuracies).rstrip(), ""]
+    lines += ["## Concept metrics", "",
+              "Files: `concept_metrics.csv` (every spread and interval), "
+              "`concept_metrics.md`, `concept_metrics.tex`.", "",
+              concept_metrics_markdown(analysis).rstrip(), ""]
+    within = diagnostics_markdown(analysis)
+    if within:
+        lines += ["## Within-run diagnostics", "", within.rstrip(), ""]
     lines += curve_lines
     lines += _drivers_section(analysis, out, paths)
     lines += ["## Figures", ""]
@@ -279,6 +331,8 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
         lines += [f"![figure {i}](figures/{p.name})", "", f"*Figure {i}.* {caption}", ""]
     lines += ["## Images used", ""]
     lines += _images_section(analysis)
+    lines += ["", "## What was run", ""]
+    lines += _what_was_run(analysis, config)
     lines += _reproduce_section(reproduce)
     if analysis.notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in analysis.notes]
