@@ -91,7 +91,7 @@ def test_resumed_recording_equals_an_uninterrupted_one(trained):
 def test_recorder_refuses_a_model_of_another_architecture(trained, tmp_path):
     cfg = trained["cfg"]
     model = plain.init_model(cfg, trained["classes"])
-    with pytest.raises(ValueError, match="does not fit the architecture"):
+    with pytest.raises(ValueError, match="does not fit kdnet"):
         Recorder(tmp_path / "x", model, arch="kdnet", layer="fc1", keep=[0], num_classes=5,
                  role="student", model_kwargs=cfg.model.kwargs)
     with pytest.raises(ValueError, match="role must be one of"):

@@ -45,15 +45,16 @@ def check_state_dict(state: dict[str, torch.Tensor], reference: nn.Module, what:
     """Raise a one-line ``ValueError`` unless ``state`` has exactly the keys and shapes of
     ``reference.state_dict()`` (prefixes ``module.``/``_orig_mod.`` already removed)."""
     ref = reference.state_dict()
+    arch = getattr(reference, "kdexplain_arch", "the architecture")
     missing = [k for k in ref if k not in state]
     unexpected = [k for k in state if k not in ref]
     if missing or unexpected:
-        raise ValueError(f"{what} does not fit the architecture: missing {missing[:4]}, "
+        raise ValueError(f"{what} does not fit {arch}: missing {missing[:4]}, "
                          f"unexpected {unexpected[:4]}")
     wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
              for k, v in ref.items() if tuple(state[k].shape) != tuple(v.shape)]
     if wrong:
-        raise ValueError(f"{what} does not fit the architecture: shapes " + "; ".join(wrong[:3]))
+        raise ValueError(f"{what} does not fit {arch}: shapes " + "; ".join(wrong[:3]))
 
 
 class Recorder:
