@@ -98,6 +98,20 @@ def test_recorder_refuses_a_model_of_another_architecture(trained, tmp_path):
         Recorder(tmp_path / "x", model, arch="kdnet", layer="fc1", keep=[0], num_classes=3,
                  role="pupil", model_kwargs=cfg.model.kwargs)
     assert not (tmp_path / "x").exists()
+    again = Recorder(trained["mine"]["baseline"], model, arch="kdnet", layer="fc1", keep=[0],
+                     num_classes=3, role="baseline", model_kwargs=cfg.model.kwargs)
+    with pytest.raises(FileExistsError, match="already holds a recording"):
+        again.start()
+
+
+def test_assemble_refuses_a_recording_of_another_role(trained, tmp_path):
+    run = trained["run"]
+    with pytest.raises(ValueError, match="was recorded as the baseline"):
+        assemble_run(tmp_path / "run", teacher=run / "teacher" / "checkpoints" /
+                     "epoch_0002.pt", student=trained["mine"]["baseline"],
+                     baseline=trained["mine"]["baseline"], num_classes=trained["classes"],
+                     config=trained["cfg"])
+    assert not (tmp_path / "run").exists()
 
 
 def test_report_of_the_recorded_run_has_the_trainers_distances(trained):

@@ -80,6 +80,9 @@ def _from_recorder(role: str, folder: Path, arch: str, layer: str, reference) ->
         ckpt = load_torch_file(path, what=f"{role} checkpoint")
         if not isinstance(ckpt, dict) or "model" not in ckpt:
             raise ValueError(f"{role}: {path} is not a checkpoint written by the Recorder")
+        if ckpt.get("role") != role:
+            raise ValueError(f"{role}: {path} was recorded as the {ckpt.get('role')} "
+                             f"(Recorder role={ckpt.get('role')!r}); give the {role}'s folder")
         if ckpt.get("arch") != arch or ckpt.get("layer") != layer:
             raise ValueError(f"{role}: {path} records arch {ckpt.get('arch')!r} layer "
                              f"{ckpt.get('layer')!r}; this run is arch {arch!r} layer {layer!r}")

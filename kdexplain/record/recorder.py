@@ -111,7 +111,16 @@ class Recorder:
 
     # -- the three calls of a training loop ---------------------------------------------------
     def start(self, **metrics: float | None) -> None:
-        """Record epoch 0 (the weights before any step); ``metrics`` as in :meth:`end_epoch`."""
+        """Record epoch 0 (the weights before any step); ``metrics`` as in :meth:`end_epoch`.
+
+        Refuses a folder that already holds a recording (resume with :meth:`load_state_dict`
+        instead, or choose a new folder): its checkpoints would mix with this run's.
+        """
+        old = sorted((self.dir / "checkpoints").glob("epoch_*.pt"))
+        if old:
+            raise FileExistsError(f"{self.dir} already holds a recording ({len(old)} "
+                                  "checkpoints); choose a new folder, delete it, or resume "
+                                  "with Recorder.load_state_dict(state)")
         self.records.reset()
         self.traj.start()
         self.epoch, self.global_step = 0, 0
