@@ -123,3 +123,18 @@ def test_epoch_of_file():
     assert epoch_of_file("12.pth") == 12
     with pytest.raises(ValueError, match="holds no number"):
         epoch_of_file("final.pt")
+
+
+def test_one_assembled_run_per_seed_makes_a_multi_seed_report(state_dicts):
+    """Seeds: one assembled run per seed in <experiment>/seed_<s>; the report reads the
+    experiment folder as it reads a multi-seed kdexplain experiment."""
+    sd = state_dicts
+    exp = sd["tmp"] / "experiment"
+    for seed in (0, 1):
+        args = _args(sd, exp / f"seed_{seed}")
+        args[args.index("--seed") + 1] = str(seed)
+        assert main(args) == 0
+        assert main(["sweep", str(exp / f"seed_{seed}")]) == 0
+    assert main(["report", str(exp), "--out", str(sd["tmp"] / "report_seeds")]) == 0
+    index = (sd["tmp"] / "report_seeds" / "index.md").read_text()
+    assert "- Runs (seeds): 2 (0, 1)." in index
