@@ -10,7 +10,7 @@ import torch
 
 from kdexplain.cli import main
 from kdexplain.record import assemble_run, epoch_of_file
-from tests import _plain_loop as plain
+from tests import plain_loop as plain
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 
 from kdexplain.models import load_model
 from kdexplain.record import Recorder, assemble_run
-from tests import _plain_loop as plain
+from tests import plain_loop as plain
 
 
 @pytest.fixture(scope="module")
