@@ -72,7 +72,9 @@ class Recorder:
     layer : str
         The analysed layer: a module path or the paper's alias (``conv``, ``fc1``, ...).
     keep : iterable of int
-        Epochs whose checkpoints are kept; 0 (before training) is always kept.
+        Epochs whose checkpoints are kept; 0 (before training) is always kept. Include the
+        last epoch (kdexplain's trainer always keeps it): an assembled run takes the length
+        of the training from the last kept epoch.
     num_classes : int
         The head size.
     role : {"teacher", "student", "baseline"}
