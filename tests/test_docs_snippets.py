@@ -47,7 +47,7 @@ MARKED = [b for b in BLOCKS if b[1] is not None]
 def test_the_marked_snippets_are_found():
     assert {(b[0].split(":")[0], b[1]) for b in MARKED} >= {
         ("README.md", "run"), ("docs/attribution.md", "run"), ("docs/data.md", "run"),
-        ("docs/training.md", "tiny"), ("docs/metrics.md", "scratch"),
+        ("docs/training.md", "tiny"), ("docs/metrics.md", "scratch"), ("docs/own-models.md", "tiny"),
         ("analyses/hinton/README.md", "check"), ("analyses/spurious/README.md", "check")}
 
 

@@ -19,7 +19,8 @@ app = typer.Typer(
 )
 
 # Order = order in `kdexplain --help`.
-_COMMAND_MODULES = ("pipeline", "data", "train", "quantify", "report", "calibrate")
+_COMMAND_MODULES = ("pipeline", "data", "train", "quantify", "report", "calibrate",
+                    "assemble")
 
 
 def _register_all() -> None:

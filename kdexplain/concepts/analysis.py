@@ -106,7 +106,8 @@ class RunEntropies:
         Strictly increasing checkpoint epochs.
     distance : dict role -> float array (M_r,)
         Normalised weight distance ``d`` of the analysed layer at each checkpoint, the
-        path length over optimiser steps (SPEC 4).
+        path length over optimiser steps (SPEC 4); all NaN where it was not recorded (a run
+        assembled from per-epoch state dicts: only ``distance_epoch`` exists).
     foreground : bool array (N, g, g)
         The images' masks on the grid.
     image_keys : list of str (N)
@@ -196,7 +197,8 @@ class RunEntropies:
                 if d is None:
                     continue
                 dist = _as_array(d[role], f"{name}[{role!r}]", np.float64)
-                if dist.shape != (m,) or not np.isfinite(dist).all():
+                unrecorded = name == "distance" and np.isnan(dist).all()
+                if dist.shape != (m,) or not (np.isfinite(dist).all() or unrecorded):
                     raise ValueError(f"{name}[{role!r}] must be {m} finite values, got "
                                      f"shape {dist.shape}")
                 d[role] = dist
@@ -692,6 +694,16 @@ def _analyse_run(run: RunEntropies, seed: int, settings: ConceptSettings, notes:
         if settings.distance == "epoch" and run.distance_epoch is None:
             raise ValueError("distance='epoch' needs RunEntropies.distance_epoch "
                              "(the per-epoch weight distance); it was not given")
+        if np.isnan(run.distance[role]).all():
+            if settings.distance == "step":
+                raise ValueError(f"the per-step weight distance of the {role} was not recorded "
+                                 "(a run assembled from per-epoch state dicts): set "
+                                 "analysis.distance=epoch (kdexplain report --set distance=epoch)")
+            note = ("only the per-epoch form of the weight distance is available (a run "
+                    "assembled from per-epoch state dicts): hypothesis 2 uses d_epoch and "
+                    "the per-step columns are empty")
+            if note not in notes:
+                notes.append(note)
         dist = run.distance_epoch[role] if settings.distance == "epoch" else run.distance[role]
         count_epoch = settings.count_epoch
         if count_epoch is not None and count_epoch not in run.epochs[role]:
