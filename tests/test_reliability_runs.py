@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from kdexplain.cli import main
@@ -56,6 +57,10 @@ def _copy(run: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "copy"
     shutil.copytree(run, dst, ignore=shutil.ignore_patterns(".kdexplain.lock"))
     return dst
+
+
+def _env() -> dict:
+    return dict(os.environ, OMP_NUM_THREADS="1", KDEXPLAIN_PROGRESS="0")
 
 
 def _units(run: Path) -> dict[tuple[str, int], dict]:
@@ -115,6 +120,23 @@ def test_retrained_models_are_swept_again(finished, tmp_path):
     assert not torch.equal(after[("student", 1)]["entropy"], before[("student", 1)]["entropy"])
 
 
+def test_images_drawn_from_other_data_are_drawn_again(finished, tmp_path, caplog):
+    run = _copy(finished, tmp_path)
+    before = torch.load(run / "sweep" / "images.pt", weights_only=True)["images"]
+    config = run / "config.yaml"
+    raw = yaml.safe_load(config.read_text())
+    raw["data"]["options"]["seed"] = 5  # the run's images are now drawn from other scenes
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with caplog.at_level("WARNING", logger="kdexplain.pipeline"):
+        assert main(["sweep", str(run)]) == 0
+    assert "was drawn from other data settings" in caplog.text
+    assert "computed on other images" in caplog.text
+    after = torch.load(run / "sweep" / "images.pt", weights_only=True)["images"]
+    assert not torch.equal(after, before)
+    sha = {u["images_sha256"] for u in _units(run).values()}
+    assert len(sha) == 1
+
+
 # ---- 2. a refused run leaves config.yaml as it was -----------------------------------------
 
 
@@ -149,6 +171,23 @@ def test_report_folder_that_is_or_holds_a_run_is_refused(finished, tmp_path, cap
     assert expected in line and "choose another folder" in line
     assert (run / "summary.json").read_bytes() == summary
     assert not (run / "index.md").exists()
+
+
+def test_a_second_report_into_the_same_folder_is_refused(finished, tmp_path, capsys):
+    run = _copy(finished, tmp_path)
+    out = tmp_path / "rep"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from kdexplain.utils import folder_lock\n"
+         f"with folder_lock({str(out)!r}, 'report'):\n    print('held', flush=True); "
+         "time.sleep(300)"], stdout=subprocess.PIPE, text=True, env=_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["report", str(run), "--out", str(out)]) == 2
+        assert f"rep is in use by process {holder.pid}" in _one_error_line(capsys)
+        assert not (out / "index.md").exists()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 # ---- 4. 16-bit images keep their range ------------------------------------------------------
@@ -231,9 +270,8 @@ def test_sigterm_during_a_report_is_handled_like_ctrl_c(finished, tmp_path):
     out = tmp_path / "rep"
     driver = tmp_path / "driver.py"
     driver.write_text(_SIGTERM_DRIVER)
-    env = dict(os.environ, OMP_NUM_THREADS="1", KDEXPLAIN_PROGRESS="0")
     proc = subprocess.run([sys.executable, str(driver), "report", str(run), "--out", str(out)],
-                          env=env, capture_output=True, text=True, timeout=600)
+                          env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 130, (proc.returncode, proc.stderr[-2000:])
     assert proc.returncode != -signal.SIGTERM
     assert "interrupted" in proc.stderr

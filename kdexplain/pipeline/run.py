@@ -106,19 +106,21 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
     if not run_dirs:
         raise ValueError("make_report needs at least one run directory")
     check_report_folder(out)
-    inputs = report_inputs(run_dirs, config)
-    run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
-    analysis = inputs.analyse()
-    curve = threshold_curve(inputs.runs, inputs.settings) if {"student", "baseline"} <= set(
-        analysis.roles) else None
-    out = Path(out)
-    reproduce = [command] if command else [
-        f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
-    acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
-    write_report(analysis, out, images=inputs.sweeps[0].images,
-                 config=config.model_dump(mode="json"),
-                 title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
-                 accuracies=run_accuracies(acc_dirs), threshold_curve=curve)
+    # one writer per report folder, taken before the analysis is computed
+    with folder_lock(out, "report"):
+        inputs = report_inputs(run_dirs, config)
+        run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
+        analysis = inputs.analyse()
+        curve = threshold_curve(inputs.runs, inputs.settings) if {"student", "baseline"} <= set(
+            analysis.roles) else None
+        out = Path(out)
+        reproduce = [command] if command else [
+            f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
+        acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
+        write_report(analysis, out, images=inputs.sweeps[0].images,
+                     config=config.model_dump(mode="json"),
+                     title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
+                     accuracies=run_accuracies(acc_dirs), threshold_curve=curve)
     return out
 
 
