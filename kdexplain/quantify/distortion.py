@@ -78,6 +78,7 @@ class Distortion:
     @torch.no_grad()
     def compute_clean(self, max_rows: int) -> None:
         """The clean features ``f0[k]``, ``(B, *feature)``, in chunks of ``max_rows``."""
+        self.check_depends_on_input()
         B = self.x.shape[0]
         self.f0 = [torch.cat([self.feature(k, self.x[i:i + max_rows]) for i in range(0, B, max_rows)])
                    for k in range(self.checkpoints)]

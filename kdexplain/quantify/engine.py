@@ -163,7 +163,6 @@ def quantify(
                           layout, stack, stacked=_stacks(stack_checkpoints, models, device))
         sizer = _chunk_sizer(dist, models[0], x, layout, max_batch, len(x) * settings.samples)
         dist.compute_clean(sizer.size)
-        dist.check_depends_on_input()
         d0 = dist.normaliser(streams, settings.sigma_init, grid, settings.d0_samples, sizer.size)
         no_signal = ~(d0 > 0) | ~torch.isfinite(d0)
         opt, traces = _optimise(dist, settings, streams, keys, seed, d0, no_signal, grid, sizer,
