@@ -149,7 +149,9 @@ def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
             old = load_torch_file(path, what="sweep images file")
             if old.get("source") == source:
                 return old
-            log.warning("%s was drawn from other data settings; drawing the images again", path)
+            log.warning("%s %s; drawing the images again", path,
+                        "was drawn from other data settings" if "source" in old else
+                        "records no data settings (an older kdexplain)")
         except UnreadableFileError as e:
             log.warning("%s; recomputing it", e)
     a = cfg.analysis
