@@ -247,6 +247,7 @@ def test_a_rerun_report_removes_stale_temporaries(finished, tmp_path):
     assert main(["report", str(run), "--out", str(out)]) == 0
     assert not list(out.rglob("*.tmp"))
     assert (out / "index.md").is_file()
+    assert not (out / ".kdexplain.lock").exists()  # users commit report folders
 
 
 _SIGTERM_DRIVER = textwrap.dedent("""

@@ -107,7 +107,7 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
         raise ValueError("make_report needs at least one run directory")
     check_report_folder(out)
     # one writer per report folder, taken before the analysis is computed
-    with folder_lock(out, "report"):
+    with folder_lock(out, "report", leave_no_file=True):
         inputs = report_inputs(run_dirs, config)
         run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
         analysis = inputs.analyse()

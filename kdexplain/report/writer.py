@@ -239,7 +239,7 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     out = Path(out_dir)
     # one writer per report folder; the temporary files of an interrupted report (which
     # users commit) are removed under the lock, as training and the sweep do
-    with folder_lock(out, "report"):
+    with folder_lock(out, "report", leave_no_file=True):
         remove_stale_temporaries(out)
         return _write_report(analysis, out, images=images, config=config, title=title,
                              reproduce=reproduce, heatmap_images=heatmap_images,
