@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,7 +63,13 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and infinity are no setting (``lr: .nan`` would train a network of NaNs)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+#: Seeds seed NumPy's legacy generator too, which takes 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 
 
 class SourceDataConfig(_Strict):
@@ -271,7 +277,7 @@ class AnalysisConfig(_Strict):
     ci_level: float = Field(0.95, gt=0, lt=1)
     n_resamples: int = Field(2000, ge=2)
     n_permutations: int = Field(5000, ge=1)
-    stats_seed: int = 0
+    stats_seed: Seed = 0
 
     @model_validator(mode="before")
     @classmethod
@@ -298,8 +304,8 @@ class ExperimentConfig(_Strict):
     """
 
     name: str = "experiment"
-    seed: int = 0
-    seeds: list[int] | None = None
+    seed: Seed = 0
+    seeds: list[Seed] | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     deterministic: bool = Field(True, description="deterministic kernels where torch has them; "
                                                   "false lets cuDNN pick the fastest ones")
@@ -444,9 +450,17 @@ class YamlAliasError(ConfigError):
     """A YAML document uses an alias (``*name``), which kdexplain configs refuse."""
 
 
+#: The deepest nesting of lists and mappings a config may have (a config has 4 levels; a
+#: file of 100,000 ``[`` would exhaust Python's recursion).
+MAX_YAML_DEPTH = 32
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` without aliases (``*name``): a few lines of nested aliases (a
-    "billion laughs" document) expand into gigabytes, and a config never needs them."""
+    "billion laughs" document) expand into gigabytes, and a config never needs them. The
+    nesting depth is capped at :data:`MAX_YAML_DEPTH`."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):  # noqa: D401 - PyYAML's hook
         # an alias of a defined anchor is what expands; an undefined one is PyYAML's error
@@ -456,7 +470,16 @@ class _NoAliasLoader(yaml.SafeLoader):
                 f"{mark.name}, line {mark.line + 1}: YAML aliases (*name) are not allowed in "
                 "kdexplain configs (nested aliases can expand a small file into gigabytes); "
                 "write the value out in full")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{mark.name}, line {mark.line + 1}: lists and mappings nested "
+                              f"deeper than {MAX_YAML_DEPTH} levels; a config is a page of "
+                              "settings")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def read_yaml(text: str, source: str = "<string>") -> Any:

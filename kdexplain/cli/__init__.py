@@ -6,7 +6,10 @@ Each command lives in its own module of this package, which defines ``register(a
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 import typer
 
@@ -78,12 +81,33 @@ def run_app(app: typer.Typer, argv: list[str] | None, *, prog_name: str,
     return 0
 
 
+def _interrupt_on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    # `kill`, a scheduler's time limit, torchrun stopping its workers: unwind as Ctrl-C does,
+    # so that atomic writes remove their temporary files and locks are released
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` (as SIGINT does)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the console script (see :func:`run_app` for the exit statuses)."""
+    """Entry point of the console script (see :func:`run_app` for the exit statuses;
+    SIGTERM stops a command as Ctrl-C does)."""
     _register_all()
-    return run_app(app, argv, prog_name="kdexplain",
-                   interrupted="interrupted: finished units are kept; run the same command "
-                               "again to resume")
+    with sigterm_as_interrupt():
+        return run_app(app, argv, prog_name="kdexplain",
+                       interrupted="interrupted: finished units are kept; run the same "
+                                   "command again to resume")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,13 +12,26 @@ from typing import Annotated, Optional
 import typer
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to the current ``sys.stderr``, which a notebook or a test may
+    have replaced since the handler was made (a stream bound once would then be closed)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def _log_to_stderr() -> None:
     if int(os.environ.get("RANK", "0")) != 0:
         return
     for name in ("kdexplain.pipeline", "kdexplain.train"):
         logger = logging.getLogger(name)
         if not logger.handlers:
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _StderrHandler()
             handler.setFormatter(logging.Formatter("%(message)s"))
             logger.addHandler(handler)
             logger.propagate = False

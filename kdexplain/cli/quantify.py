@@ -112,6 +112,7 @@ def quantify_command(
         typer.echo(f"skipped {len(skipped)} unreadable image(s): "
                    + "; ".join(f"{s.path} ({s.reason})" for s in skipped[:5]), err=True)
     x = torch.stack([it["image"] for it in items])
+    _check_input_size(model, x[:1], size)
     masks = torch.stack([it["mask"] for it in items]) if "mask" in items[0] else None
     keys = [str(it.get("key", i)) for i, it in enumerate(items)]
     labels = [int(it["label"]) for it in items] if "label" in items[0] else None
@@ -140,6 +141,24 @@ def quantify_command(
     flagged = int(res.no_signal.sum())
     typer.echo(f"mean entropy {float(res.entropy[~res.no_signal].mean()):.3f} nats; "
                f"{flagged} image(s) without signal; wrote {out}")
+
+
+def _check_input_size(model, x, size: int) -> None:
+    """One forward of one image, so that a network that cannot take this input size (a
+    ViT's fixed 224 x 224) is one clear error, not a traceback from inside the model."""
+    import torch
+
+    from kdexplain.cli import UserError
+
+    try:
+        with torch.no_grad():
+            model(x)
+    except (AssertionError, RuntimeError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        arch = getattr(model, "kdexplain_arch", type(model).__name__)
+        raise UserError(f"{arch} cannot take {size} x {size} images ({first}); quantify at "
+                        "the input size the network was built for (--image-size, e.g. 224 "
+                        "for torchvision's ImageNet models)") from None
 
 
 def _check_quantify_options(*, n: int, grid: int, steps: int | None, samples: int | None,

@@ -80,12 +80,36 @@ def load_rgb(path: str | Path) -> torch.Tensor:
     """
     try:
         with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
+            if im.mode.startswith("I") or im.mode == "F":
+                arr = _wide_grey_to_rgb(np.asarray(im), im.mode, path)
+            else:
+                arr = np.asarray(im.convert("RGB"))
     except FileNotFoundError as e:
         raise CorruptImageError(path, "file does not exist") from e
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def _wide_grey_to_rgb(arr: np.ndarray, mode: str, path: str | Path) -> np.ndarray:
+    """A 16-bit, 32-bit integer or float grey image (H, W) as uint8 RGB (H, W, 3), scaled by
+    its bit depth (``Image.convert("RGB")`` would clip every value above 255 to white).
+
+    16-bit modes (``I;16*``) and 32-bit integers within 0..65535 (how 16-bit files open as
+    mode ``I``) are divided by 65535; floats must lie in [0, 1]. Anything else is refused
+    (:class:`CorruptImageError`: the image is left out with a warning naming it).
+    """
+    arr = arr.astype(np.float64)
+    if mode.startswith("I;16") or (mode == "I" and arr.min() >= 0 and arr.max() <= 65535):
+        top = 65535.0
+    elif mode == "F" and np.isfinite(arr).all() and arr.min() >= 0 and arr.max() <= 1:
+        top = 1.0
+    else:
+        raise CorruptImageError(path, f"a mode-{mode} image with values in [{arr.min():g}, "
+                                f"{arr.max():g}] has no known bit depth; save it as 8- or "
+                                "16-bit")
+    grey = np.rint(arr / top * 255.0).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
 
 
 def load_label_png(path: str | Path) -> np.ndarray:

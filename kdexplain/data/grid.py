@@ -80,6 +80,9 @@ def mask_to_grid(mask: torch.Tensor, grid: int = 16, rule: str = "fraction",
         raise ValueError(f"mask must have shape (..., H, W), got shape {tuple(mask.shape)}")
     if grid < 1:
         raise ValueError(f"grid must be a positive number of cells, got {grid}")
+    if mask.is_floating_point() and not torch.isfinite(mask).all():
+        raise ValueError("mask holds NaN or infinite values; give a bool mask or shares in "
+                         "[0, 1]")
     lead, (h, w) = mask.shape[:-2], mask.shape[-2:]
     m = mask.reshape(-1, 1, h, w).to(torch.float32)
     nearest = F.interpolate(m, size=(grid, grid), mode="nearest") > 0

@@ -30,6 +30,8 @@ import json
 import math
 import os
 import time
+import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
@@ -416,8 +418,8 @@ def _load_cache(path: Path, cfg: ScenesConfig) -> dict[str, np.ndarray] | None:
         with np.load(path, allow_pickle=False) as z:
             stored = json.loads(str(z["config"]))
             arrays = {k: z[k] for k in ("images", "masks", "labels", "families", "silhouettes")}
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
-        return None  # unreadable: rebuilt (atomically) by the caller
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None  # unreadable (truncated, corrupt): rebuilt (atomically) by the caller
     if stored != json.loads(json.dumps(asdict(cfg))) or len(arrays["labels"]) != cfg.num_images:
         return None
     return arrays

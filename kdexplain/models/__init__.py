@@ -14,6 +14,7 @@ from kdexplain.models.zoo import (
     build_model,
     load_model,
     load_state_dict,
+    model_for_state,
 )
 
 __all__ = [
@@ -27,5 +28,6 @@ __all__ = [
     "layer_names",
     "load_model",
     "load_state_dict",
+    "model_for_state",
     "resolve_layer_name",
 ]

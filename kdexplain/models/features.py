@@ -71,6 +71,9 @@ class TruncatedModel(nn.Module):
         if out is None:
             raise RuntimeError(f"layer {self.layer!r} was not reached by the forward pass of "
                                f"{type(self.model).__name__}; choose a module the forward calls")
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"layer {self.layer!r} returns a value of type {type(out).__name__}, not a "
+                             "tensor; choose a module whose output is a tensor (its feature)")
         return out
 
     def remove(self) -> nn.Module:

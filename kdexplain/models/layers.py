@@ -55,6 +55,17 @@ def resolve_layer_name(model: nn.Module, layer: str, arch: str | None = None) ->
     LayerNotFoundError
         Naming the closest valid module paths and the aliases of the architecture.
     """
+    if isinstance(layer, nn.Module):  # the module object itself
+        found = [n for n, m in model.named_modules() if m is layer and n]
+        if not found:
+            raise LayerNotFoundError(
+                f"the {type(layer).__name__} given as the layer is not a module of this "
+                f"{type(model).__name__} (a module of another model, or a copy?); give its "
+                "module path, e.g. 'features.3'")
+        return found[0]
+    if not isinstance(layer, str):
+        raise LayerNotFoundError(f"layer must be a module path (str) or a module of the model, "
+                                 f"got {type(layer).__name__}")
     names = layer_names(model)
     if layer in names:
         return layer

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -225,15 +226,55 @@ def load_model(path: str | Path, arch: str | None = None, num_classes: int | Non
         if not head:
             raise ValueError(f"cannot infer the number of classes from {path}; pass num_classes")
         num_classes = int(head[-1].shape[0])
-    model_kwargs = {**meta.get("model_kwargs", {}), **kwargs}
+    stored_kwargs = meta.get("model_kwargs", {})
+    if not isinstance(stored_kwargs, dict):
+        raise ValueError(f"{path}: model_kwargs must be a mapping, got "
+                         f"{type(stored_kwargs).__name__}")
+    model_kwargs = {**stored_kwargs, **kwargs}
     if arch == "kdnet" and not meta:
         # a plain kdnet state dict: its widths are in the weights' shapes
         if "features.0.weight" in state and "classifier.0.weight" in state:
             model_kwargs.setdefault("width", int(state["features.0.weight"].shape[0]))
             model_kwargs.setdefault("hidden", int(state["classifier.0.weight"].shape[0]))
+    return model_for_state(arch, num_classes, model_kwargs, state, path).eval()
+
+
+def model_for_state(arch: str, num_classes: Any, model_kwargs: dict[str, Any],
+                    state: dict[str, torch.Tensor], source: str | Path) -> nn.Module:
+    """Build ``arch`` and load ``state`` into it, after checking that they fit.
+
+    The metadata (``num_classes``, ``model_kwargs``) are checked against the state dict's
+    shapes on a model built without memory (PyTorch's meta device) before the real one is
+    built, so that a wrong ``--arch`` or a corrupt ``hidden: 10**9`` is one clear error, not
+    a page of keys or a terabyte allocation; the weights must be finite.
+
+    Raises
+    ------
+    ValueError
+        Naming ``source`` and what does not fit.
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"{source}: num_classes must be a positive integer, got {num_classes!r}")
+    with torch.device("meta"):
+        probe = build_model(arch, num_classes, **model_kwargs)
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    wrong = [k for k in expected if k in got and expected[k] != got[k]]
+    if missing or unexpected or wrong:
+        example = (f"{wrong[0]}: file {got[wrong[0]]}, model {expected[wrong[0]]}" if wrong
+                   else f"missing {missing[0]}" if missing else f"unexpected {unexpected[0]}")
+        raise ValueError(
+            f"{source} does not fit {arch} with {num_classes} classes and options "
+            f"{model_kwargs or '{}'}: {len(wrong)} shape(s) differ, {len(missing)} key(s) "
+            f"missing, {len(unexpected)} unexpected (e.g. {example}); give the architecture "
+            "and options the file was saved from (--arch)")
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ValueError(f"{source} holds non-finite weights (NaN or infinity) in {bad[0]}"
+                         f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}; the "
+                         "training diverged or the file is corrupt: use another checkpoint")
     model = build_model(arch, num_classes, **model_kwargs)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"{path} does not fit {arch} with {num_classes} classes: {e}") from e
-    return model.eval()
+    model.load_state_dict(state)
+    return model

@@ -18,8 +18,9 @@ Layout::
     RUN_DIR/calibration/<role>/epoch_XXXX.pt   the reference preset's grids of the subset
     OUT/calibration.json, OUT/calibration.md   the result (``kdexplain calibrate``)
 
-Units are written atomically and skipped when they exist with the same settings, so an
-interrupted calibration resumes.
+Units are written atomically and skipped when they exist with the same settings and the
+same checkpoint (:mod:`kdexplain.pipeline.binding`), so an interrupted calibration
+resumes; a unit bound to another checkpoint is recomputed, and named when it is read.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import pandas as pd
 import torch
 
 from kdexplain.config import load_config
+from kdexplain.pipeline.binding import binding_problem, file_sha256
 from kdexplain.pipeline.sweep import SweepData, load_sweep, run_roles
 from kdexplain.pipeline.sweep import _unit_path as _sweep_unit_path
 from kdexplain.utils import (
@@ -144,14 +146,19 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
         raise FileNotFoundError(f"the sweep in {run_dir / 'sweep'} lacks {', '.join(missing)}: "
                                 f"run `kdexplain sweep {run_dir}` to finish it, then calibrate")
     fingerprint = {r: _fingerprint(manifest["fingerprint"], ks) for r, ks in keys.items()}
+    hashes = {u: file_sha256(ckpt[u]) for u in units}
     todo = []
     for role, epoch in units:
         path = _unit_path(run_dir, role, epoch)
         if path.is_file():
             try:
-                if load_torch_file(path, what="calibration unit").get("fingerprint") == \
-                        fingerprint[role]:
+                unit = load_torch_file(path, what="calibration unit")
+                problem = binding_problem(unit, role, epoch, hashes[(role, epoch)])
+                if unit.get("fingerprint") == fingerprint[role] and not problem:
                     continue
+                if problem:
+                    log.warning("calibration unit %s does not measure this run's checkpoint: "
+                                "%s; recomputing it", path, problem)
             except UnreadableFileError as e:
                 log.warning("%s -- recomputing it", e)
         todo.append((role, epoch))
@@ -171,6 +178,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
                            image_keys=keys[role])
             atomic_torch_save({
                 "role": role, "epoch": epoch, "fingerprint": fingerprint[role],
+                "checkpoint_sha256": hashes[(role, epoch)],
                 "image_keys": keys[role], "entropy": res.entropy[0].clone(),
                 "no_signal": res.no_signal[0].clone(), "settings": res.settings,
             }, _unit_path(run_dir, role, epoch))
@@ -197,8 +205,15 @@ def _subset(run_dir: Path, role: str, epochs: Sequence[int], sweep: SweepData) -
     pos = {int(e): j for j, e in enumerate(sweep.epochs[role])}
     index = {k: i for i, k in enumerate(sweep.image_keys)}
     ref, rows, keys = [], None, None
+    ckpt = {(u["role"], u["epoch"]): run_dir / u["checkpoint"]
+            for u in _read_manifest(run_dir)["units"]}
     for e in epochs:
         cu = load_torch_file(_unit_path(run_dir, role, e), what="calibration unit")
+        problem = binding_problem(cu, role, e, file_sha256(ckpt[(role, e)]))
+        if problem:
+            raise ValueError(f"calibration unit {_unit_path(run_dir, role, e)} does not "
+                             f"measure this run's checkpoint: {problem}; run `kdexplain "
+                             f"calibrate` again to recompute it")
         if keys is None:
             keys = [str(k) for k in cu["image_keys"]]
             rows = np.array([index[k] for k in keys if k in index])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from kdexplain.config import ExperimentConfig, load_config
+from kdexplain.pipeline.preflight import check_before_training, check_report_folder
 from kdexplain.pipeline.study_index import write_variants_index
 from kdexplain.pipeline.sweep import SweepData, load_sweep, sweep
 from kdexplain.utils import check_writable_folder, folder_lock
@@ -104,19 +105,22 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
 
     if not run_dirs:
         raise ValueError("make_report needs at least one run directory")
-    inputs = report_inputs(run_dirs, config)
-    run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
-    analysis = inputs.analyse()
-    curve = threshold_curve(inputs.runs, inputs.settings) if {"student", "baseline"} <= set(
-        analysis.roles) else None
-    out = Path(out)
-    reproduce = [command] if command else [
-        f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
-    acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
-    write_report(analysis, out, images=inputs.sweeps[0].images,
-                 config=config.model_dump(mode="json"),
-                 title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
-                 accuracies=run_accuracies(acc_dirs), threshold_curve=curve)
+    check_report_folder(out)
+    # one writer per report folder, taken before the analysis is computed
+    with folder_lock(out, "report", leave_no_file=True):
+        inputs = report_inputs(run_dirs, config)
+        run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
+        analysis = inputs.analyse()
+        curve = threshold_curve(inputs.runs, inputs.settings) if {"student", "baseline"} <= set(
+            analysis.roles) else None
+        out = Path(out)
+        reproduce = [command] if command else [
+            f"kdexplain report {' '.join(str(d) for d in run_dirs)} --out {out}"]
+        acc_dirs = list(run_dirs) + ([shared] if shared is not None else [])
+        write_report(analysis, out, images=inputs.sweeps[0].images,
+                     config=config.model_dump(mode="json"),
+                     title=title or f"kdexplain report: {config.name}", reproduce=reproduce,
+                     accuracies=run_accuracies(acc_dirs), threshold_curve=curve)
     return out
 
 
@@ -194,11 +198,15 @@ def _run_one(cfg: ExperimentConfig, out: Path, run_base: str | Path | None,
     from kdexplain.train import train_all_seeds
 
     check_writable_folder(out, "report folder")
+    check_report_folder(out)
     base = Path(run_base) if run_base is not None else Path(cfg.out_dir) / cfg.name
     check_writable_folder(base.parent, "run folder's parent (out_dir)")
     # one pipeline per experiment folder at a time (under torchrun: rank 0 holds it)
     main = int(os.environ.get("RANK", "0")) == 0
     with folder_lock(base) if main else nullcontext():
+        # everything that would refuse the run later is checked before a run folder's
+        # config.yaml is rewritten or a model is trained
+        check_before_training(cfg, base)
         t0 = time.perf_counter()
         dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
         log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)

@@ -8,7 +8,11 @@ Layout, inside the run directory::
 
 A unit is one checkpoint of one model (teacher, student or baseline) with all analysed
 images. Units are written atomically as they finish; a sweep started again skips the units
-that exist, so an interrupted sweep loses at most the checkpoints being computed. Several
+that exist, so an interrupted sweep loses at most the checkpoints being computed. A unit is
+bound to what it measured (:mod:`kdexplain.pipeline.binding`: its role, epoch, the hash of
+its checkpoint file and of the images): one that no longer matches the run is recomputed
+here and named by :func:`load_sweep`. The analysed layer is the config's
+(``model.layer``); a checkpoint trained for another layer is refused. Several
 checkpoints of one model are quantified in one batched engine call
 (``checkpoints_per_call``). Under ``torchrun`` the units are sharded over the ranks
 (round-robin); each rank writes its own units, so a 2-process sweep gives exactly the
@@ -30,7 +34,8 @@ import torch
 
 from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig, load_config
 from kdexplain.data import build_dataset, mask_to_grid, readable_items
-from kdexplain.models import load_model
+from kdexplain.models import load_model, resolve_layer_name
+from kdexplain.pipeline.binding import binding_problem, file_sha256, tensor_sha256
 from kdexplain.quantify import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
 from kdexplain.train.triplet import shared_teacher_of
@@ -128,11 +133,25 @@ def select_images(n_available: int, n: int, seed: int) -> list[int]:
     return sorted(int(i) for i in rng.choice(n_available, size=n, replace=False))
 
 
+def _image_source(cfg: ExperimentConfig) -> str:
+    """What the analysed images are drawn from (a change redraws them)."""
+    a = cfg.analysis
+    return json.dumps({"data": cfg.data.model_dump(mode="json"), "split": a.split,
+                       "n_images": a.n_images, "grid": a.grid, "mask_rule": a.mask_rule,
+                       "seed": cfg.seed}, sort_keys=True)
+
+
 def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
     path = sweep_dir / "images.pt"
+    source = _image_source(cfg)
     if path.is_file():
         try:
-            return load_torch_file(path, what="sweep images file")
+            old = load_torch_file(path, what="sweep images file")
+            if old.get("source") == source:
+                return old
+            log.warning("%s %s; drawing the images again", path,
+                        "was drawn from other data settings" if "source" in old else
+                        "records no data settings (an older kdexplain)")
         except UnreadableFileError as e:
             log.warning("%s; recomputing it", e)
     a = cfg.analysis
@@ -153,6 +172,7 @@ def _prepare_images(cfg: ExperimentConfig, sweep_dir: Path, rank: int) -> dict:
         "images": torch.stack([it["image"] for it in items]).float(),
         "masks": masks,
         "foreground": mask_to_grid(masks, a.grid, rule=a.mask_rule),
+        "source": source,
     }
     if rank == 0:
         atomic_torch_save(data, path)
@@ -216,7 +236,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     if not units:
         raise ValueError(f"no checkpoints to analyse in {run_dir}")
 
-    layer = load_torch_file(units[0][2], what="checkpoint").get("layer") or cfg.model.layer
+    layer = _analysed_layer(cfg, units[0][2])
     fingerprint = _fingerprint(a, layer, cfg.seed)
     manifest_path = sweep_dir / "manifest.json"
     old = {"fingerprint": fingerprint}
@@ -226,25 +246,27 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
         except UnreadableFileError as e:  # rewritten below; the units carry their fingerprints
             log.warning("%s -- rewriting it", e)
         if old.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"{sweep_dir} holds a sweep made with other analysis settings "
-                f"(fingerprint {old.get('fingerprint')} != {fingerprint}); delete that folder "
-                "or copy the run to analyse it with new settings")
+            raise ValueError(_other_settings(sweep_dir, old.get("fingerprint"), fingerprint))
+    hashes = {(r, e): file_sha256(p) for r, e, p in units}
     if rank == 0:
         write_json(manifest_path, {
             "fingerprint": fingerprint, "layer": layer, "seed": cfg.seed,
             "analysis": a.model_dump(mode="json"),
-            "units": [{"role": r, "epoch": e, "checkpoint": str(p.relative_to(run_dir))}
-                      for r, e, p in units],
+            "units": [{"role": r, "epoch": e, "checkpoint": str(p.relative_to(run_dir)),
+                       "checkpoint_sha256": hashes[(r, e)]} for r, e, p in units],
         })
     ctx.barrier()
     data = _prepare_images(cfg, sweep_dir, rank)
     if world > 1:
         ctx.barrier()
         data = load_torch_file(sweep_dir / "images.pt", what="sweep images file")
+    images_sha = tensor_sha256(data["images"])
 
     mine = units[rank::world]
-    todo = [u for u in mine if not _unit_is_valid(sweep_dir, u[0], u[1], fingerprint)]
+    todo = [u for u in mine if not _unit_is_valid(sweep_dir, u[0], u[1], fingerprint,
+                                                  hashes[(u[0], u[1])], images_sha)]
+    for role, _, path in todo:  # refused before anything is computed
+        _check_checkpoint_meta(path, role, layer, cfg.model.layer)
     groups: list[list[tuple[str, int, Path]]] = []
     for role in a.models:
         of_role = [u for u in todo if u[0] == role]
@@ -263,6 +285,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
             atomic_torch_save({
                 "role": role, "epoch": epoch, "checkpoint": str(path.relative_to(run_dir)),
                 "layer": res.layer, "fingerprint": fingerprint, "image_keys": data["keys"],
+                "checkpoint_sha256": hashes[(role, epoch)], "images_sha256": images_sha,
                 "sigma": res.sigma[k].clone(), "entropy": res.entropy[k].clone(),
                 "d0": res.d0[k].clone(), "no_signal": res.no_signal[k].clone(),
                 "steps_run": res.steps_run[k].clone(),
@@ -273,6 +296,51 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     bar.close()
     ctx.barrier()
     return sweep_dir
+
+
+def _other_settings(sweep_dir: Path, old: str | None, new: str) -> str:
+    return (f"{sweep_dir} holds a sweep made with other analysis settings (fingerprint {old} "
+            f"!= {new}); delete that folder or copy the run to analyse it with new settings")
+
+
+def _analysed_layer(cfg: ExperimentConfig, first_checkpoint: Path) -> str:
+    """The module path of the config's ``model.layer`` in the run's architecture."""
+    model = load_model(first_checkpoint)
+    return resolve_layer_name(model, cfg.model.layer, cfg.model.arch)
+
+
+def _check_checkpoint_meta(path: Path, role: str, layer: str, configured: str) -> None:
+    """Refuse a checkpoint whose metadata disagree with the run it lies in."""
+    meta = load_torch_file(path, what="checkpoint")
+    said = meta.get("layer") if isinstance(meta, dict) else None
+    if said is not None and said != layer:
+        raise ValueError(f"checkpoint {path} was trained for layer {said!r}, but the run's "
+                         f"config analyses model.layer = {configured!r} ({layer}); it does not "
+                         "belong to this run: retrain it (delete it and run again) or fix "
+                         "config.yaml")
+    said = meta.get("role") if isinstance(meta, dict) else None
+    if said is not None and said != role:
+        raise ValueError(f"checkpoint {path} is a {said}'s, but lies in the {role}'s folder; it "
+                         "does not belong there: retrain it (delete it and run again)")
+
+
+def check_sweep_settings(run_dir: str | Path, cfg: ExperimentConfig) -> None:
+    """Refuse, before anything is trained or written, a config whose analysis settings
+    differ from those of the sweep already in ``run_dir`` (the sweep would refuse it later,
+    after ``config.yaml`` had been rewritten)."""
+    sweep_dir = Path(run_dir) / "sweep"
+    manifest_path = sweep_dir / "manifest.json"
+    if not manifest_path.is_file():
+        return
+    try:
+        old = read_json(manifest_path)
+    except UnreadableFileError:  # the sweep rewrites a broken manifest
+        return
+    if not isinstance(old, dict) or "layer" not in old:
+        return
+    fingerprint = _fingerprint(cfg.analysis, old["layer"], cfg.seed)
+    if old.get("fingerprint") != fingerprint:
+        raise ValueError(_other_settings(sweep_dir, old.get("fingerprint"), fingerprint))
 
 
 def _read_unit(sweep_dir: Path, role: str, epoch: int) -> dict:
@@ -286,11 +354,13 @@ def _read_unit(sweep_dir: Path, role: str, epoch: int) -> dict:
     return unit
 
 
-def _unit_is_valid(sweep_dir: Path, role: str, epoch: int, fingerprint: str) -> bool:
-    """Whether a finished, readable unit of these settings exists (else: compute it).
+def _unit_is_valid(sweep_dir: Path, role: str, epoch: int, fingerprint: str,
+                   checkpoint_sha256: str, images_sha256: str) -> bool:
+    """Whether a finished, readable unit of these settings, this checkpoint and these
+    images exists (else: compute it).
 
-    A unit that is corrupt (a truncated copy, a disk error) or made with other settings is
-    recomputed, with a warning naming it.
+    A unit that is corrupt (a truncated copy, a disk error), made with other settings, or
+    bound to another checkpoint or other images is recomputed, with a warning naming it.
     """
     path = _unit_path(sweep_dir, role, epoch)
     if not path.is_file():
@@ -303,7 +373,21 @@ def _unit_is_valid(sweep_dir: Path, role: str, epoch: int, fingerprint: str) -> 
     if unit.get("fingerprint") != fingerprint:
         log.warning("sweep unit %s was made with other analysis settings; recomputing it", path)
         return False
+    problem = binding_problem(unit, role, epoch, checkpoint_sha256, images_sha256)
+    if problem:
+        log.warning("sweep unit %s does not measure this run's checkpoint: %s; recomputing it",
+                    path, problem)
+        return False
     return True
+
+
+def _checkpoint_sha(run_dir: Path, entry: dict) -> str:
+    """The hash of a unit's checkpoint as it is now (as the manifest recorded it, when the
+    checkpoint file has since been deleted)."""
+    path = run_dir / entry["checkpoint"]
+    if path.is_file():
+        return file_sha256(path)
+    return entry.get("checkpoint_sha256", f"(checkpoint {path} does not exist)")
 
 
 def _final(trace: torch.Tensor, steps_run: torch.Tensor) -> torch.Tensor:
@@ -329,6 +413,8 @@ def load_sweep(run_dir: str | Path) -> SweepData:
             f"`kdexplain sweep {run_dir}` (or `kdexplain run` again) to finish it")
     entropy, epochs, dist, dist_ep = {}, {}, {}, {}
     roles = [r for r in ROLES if any(u["role"] == r for u in manifest["units"])]
+    entries = {(u["role"], u["epoch"]): u for u in manifest["units"]}
+    images_sha, unbound = tensor_sha256(data["images"]), []
     for role in roles:
         eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
         grids = []
@@ -338,10 +424,18 @@ def load_sweep(run_dir: str | Path) -> SweepData:
             except UnreadableFileError as err:
                 raise UnreadableFileError(f"{err}: run `kdexplain sweep {run_dir}` (or "
                                           "`kdexplain run` again) to recompute it", err.path) from None
+            problem = ("it was made with other analysis settings than the sweep's manifest"
+                       if unit["fingerprint"] != manifest.get("fingerprint") else
+                       binding_problem(unit, role, e, _checkpoint_sha(run_dir, entries[(role, e)]),
+                                       images_sha))
+            if problem:
+                unbound.append(f"{_unit_path(sweep_dir, role, e)} ({problem})")
             ent = unit["entropy"].double().numpy().copy()
             ent[unit["no_signal"].numpy()] = np.nan
             grids.append(ent)
         entropy[role] = np.stack(grids)
+        if unbound:
+            continue
         epochs[role] = np.asarray(eps)
         wd = weight_distances(run_dir / role).set_index("epoch")
         absent = [e for e in eps if e not in wd.index]
@@ -349,6 +443,11 @@ def load_sweep(run_dir: str | Path) -> SweepData:
             raise ValueError(f"{run_dir / role}/weight_distance.csv has no row for epochs {absent}")
         dist[role] = wd.loc[eps, "d_step"].to_numpy(dtype=float)
         dist_ep[role] = wd.loc[eps, "d_epoch"].to_numpy(dtype=float)
+    if unbound:
+        raise ValueError(
+            f"{len(unbound)} sweep unit(s) of {run_dir} do not measure this run's checkpoints: "
+            f"{unbound[0]}{'; ...' if len(unbound) > 1 else ''}; run `kdexplain sweep {run_dir}` "
+            "(or `kdexplain run` again) to recompute them")
     from kdexplain.data import denormalize
 
     cfg = load_config(run_dir / "config.yaml")

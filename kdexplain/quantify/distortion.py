@@ -78,9 +78,21 @@ class Distortion:
     @torch.no_grad()
     def compute_clean(self, max_rows: int) -> None:
         """The clean features ``f0[k]``, ``(B, *feature)``, in chunks of ``max_rows``."""
+        self.check_depends_on_input()
         B = self.x.shape[0]
         self.f0 = [torch.cat([self.feature(k, self.x[i:i + max_rows]) for i in range(0, B, max_rows)])
                    for k in range(self.checkpoints)]
+
+    def check_depends_on_input(self) -> None:
+        """Refuse a layer whose feature does not depend on the image (no gradient to learn
+        sigma from; torch would fail later with "does not require grad")."""
+        x = self.x[:1].detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            for k in range(self.checkpoints):
+                if not self.feature(k, x).requires_grad:
+                    raise ValueError(f"the output of layer {self.layer!r} does not depend on "
+                                     "the input image (a constant, or computed without "
+                                     "autograd); choose a layer the image flows through")
 
     def rows(self, k: int, sigma_of: dict[int, torch.Tensor], rows: Sequence[Row],
              noise: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

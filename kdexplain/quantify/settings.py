@@ -7,6 +7,7 @@ optimisers themselves are in :mod:`kdexplain.quantify.optimizers`.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
@@ -131,6 +132,11 @@ def resolve_settings(preset: str = "default", **overrides) -> QuantifySettings:
     unknown = set(overrides) - set(QuantifySettings.__dataclass_fields__)
     if unknown:
         raise TypeError(f"unknown quantify option(s): {', '.join(sorted(unknown))}")
+    for key, value in overrides.items():
+        default = getattr(PRESETS[preset], key)
+        if (isinstance(default, int) and not isinstance(default, bool)
+                and (isinstance(value, bool) or not isinstance(value, numbers.Integral))):
+            raise ValueError(f"{key} must be a whole number, got {value!r}")
     s = replace(PRESETS[preset], **overrides)
     if s.feature_transform not in FEATURE_TRANSFORMS:
         raise ValueError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, "

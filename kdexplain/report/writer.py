@@ -32,7 +32,8 @@ from kdexplain.report.tables import (
     per_seed_markdown,
     write_tables,
 )
-from kdexplain.utils.io import atomic_write_text, write_json
+from kdexplain.utils.io import atomic_write_text, remove_stale_temporaries, write_json
+from kdexplain.utils.lock import folder_lock
 from kdexplain.utils.render import format_number, format_p, markdown_table
 from kdexplain.utils.runinfo import git_revision
 
@@ -286,6 +287,21 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
     dict file name -> Path
     """
     out = Path(out_dir)
+    # one writer per report folder; the temporary files of an interrupted report (which
+    # users commit) are removed under the lock, as training and the sweep do
+    with folder_lock(out, "report", leave_no_file=True):
+        remove_stale_temporaries(out)
+        return _write_report(analysis, out, images=images, config=config, title=title,
+                             reproduce=reproduce, heatmap_images=heatmap_images,
+                             heatmap_keys=heatmap_keys, accuracies=accuracies,
+                             threshold_curve=threshold_curve)
+
+
+def _write_report(analysis: ConceptAnalysis, out: Path, *, images: np.ndarray | None,
+                  config: Mapping[str, Any] | None, title: str,
+                  reproduce: Sequence[str] | None, heatmap_images: int,
+                  heatmap_keys: list[str] | None, accuracies: pd.DataFrame | None,
+                  threshold_curve: ThresholdCurve | None) -> dict[str, Path]:
     # read before anything is written: a committed report being rewritten must not make
     # the tree look "-dirty" to the revision the report records
     rev = git_revision()

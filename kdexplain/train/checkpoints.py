@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdexplain.models import build_model
+from kdexplain.models import model_for_state
 from kdexplain.utils.io import load_torch_file
 
 __all__ = [
@@ -98,8 +98,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"
     if missing:
         raise ValueError(f"{path} is not a kdexplain checkpoint (missing {', '.join(missing)}); "
                          "for a plain state dict use kdexplain.models.load_model(path, arch=...)")
-    model = build_model(ckpt["arch"], int(ckpt["num_classes"]), **ckpt.get("model_kwargs", {}))
-    model.load_state_dict(ckpt["model"])
+    model_kwargs = ckpt.get("model_kwargs", {})
+    if not isinstance(model_kwargs, dict):
+        raise ValueError(f"{path}: model_kwargs must be a mapping, got "
+                         f"{type(model_kwargs).__name__}")
+    model = model_for_state(ckpt["arch"], ckpt["num_classes"], model_kwargs, ckpt["model"], path)
     model.to(map_location)
     return model.eval(), ckpt
 

@@ -26,7 +26,8 @@ __all__ = ["FolderLockedError", "LOCK_NAME", "folder_lock"]
 
 LOCK_NAME = ".kdexplain.lock"
 
-_held: dict[Path, tuple[int, int, bool]] = {}  # folder -> (fd, depth, created) in this process
+# folder -> (fd, depth, created, leave_no_file) in this process
+_held: dict[Path, tuple[int, int, bool, bool]] = {}
 _guard = threading.Lock()
 
 
@@ -35,7 +36,8 @@ class FolderLockedError(OSError):
 
 
 @contextmanager
-def folder_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[Path]:
+def folder_lock(folder: str | os.PathLike, what: str = "run", *,
+                leave_no_file: bool = False) -> Iterator[Path]:
     """Hold the exclusive lock of ``folder`` (created if needed) for the ``with`` block.
 
     Parameters
@@ -43,6 +45,9 @@ def folder_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[Path]:
     folder : str or Path
     what : str
         What the folder holds, for the message (``"run"``, ``"sweep"``).
+    leave_no_file : bool
+        Remove the lock file when the outermost block ends (for folders that users commit,
+        such as a report's). Taken from the outermost block.
 
     Raises
     ------
@@ -52,26 +57,28 @@ def folder_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[Path]:
     folder = Path(folder).resolve()
     with _guard:
         if folder in _held:
-            fd, depth, created = _held[folder]
-            _held[folder] = (fd, depth + 1, created)
+            fd, depth, created, remove = _held[folder]
+            _held[folder] = (fd, depth + 1, created, remove)
         else:
             created = not folder.exists()
             folder.mkdir(parents=True, exist_ok=True)
             fd = _acquire(folder, what)
-            _held[folder] = (fd, 1, created)
+            _held[folder] = (fd, 1, created, leave_no_file)
     try:
         yield folder
     finally:
         with _guard:
-            fd, depth, created = _held[folder]
+            fd, depth, created, remove = _held[folder]
             if depth > 1:
-                _held[folder] = (fd, depth - 1, created)
+                _held[folder] = (fd, depth - 1, created, remove)
             else:
                 del _held[folder]
                 if created and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
                     # a command that failed before writing anything leaves no folder behind
                     (folder / LOCK_NAME).unlink(missing_ok=True)
                     folder.rmdir()
+                elif remove:  # removed while still held: no other process has it
+                    (folder / LOCK_NAME).unlink(missing_ok=True)
                 if fcntl is not None:
                     fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
