@@ -33,8 +33,8 @@ def register(app: typer.Typer) -> None:
 def run_command(
     args: Annotated[Optional[list[str]], typer.Argument(
         metavar="[CONFIG] [KEY=VALUE]...",
-        help="Experiment YAML (or the name of one in configs/; default configs/quickstart.yaml), "
-             "then config overrides key.sub=value.", show_default=False)] = None,
+        help="Experiment YAML, or a shipped config's name (`kdexplain configs`; default "
+             "quickstart), then config overrides key.sub=value.", show_default=False)] = None,
     report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<name>).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: the config's).")] = None,
 ) -> None:
