@@ -1,0 +1,307 @@
+"""A dry run of ``kdexplain run``: validate a config end to end and estimate its cost.
+
+Nothing is written: the datasets are opened (data root, splits, analysis images), the
+architecture is built and its layer resolved, the checkpoints the analysis asks for are
+checked against those the training keeps, the quantification settings and grid are
+checked, and the output folders are checked for writing. Then a short probe times a few
+training steps and one quantification (a couple of images, few samples) on this machine,
+and the counts are multiplied out.
+
+The estimate is linear in the measured per-image costs: it leaves out data loading,
+evaluation overheads beyond a forward pass, and the speed-up a large batch gets over the
+probe's small one (so on a GPU it is an upper bound).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from kdexplain.config import ExperimentConfig
+from kdexplain.data import build_dataset, readable_items
+from kdexplain.models import build_model, resolve_layer_name
+from kdexplain.quantify import quantify
+from kdexplain.quantify.settings import resolve_settings
+from kdexplain.utils import check_writable_folder
+from kdexplain.utils.device import resolve_device
+
+__all__ = ["VariantPlan", "format_plan", "plan_experiment", "plan_variant"]
+
+
+@dataclass
+class VariantPlan:
+    """What one experiment (a config, or one variant of it) will do, and its measured cost.
+
+    ``epochs``: training epochs per model kind, over all seeds (``teacher`` includes its
+    pre-training). ``units``: quantified (model, checkpoint) pairs; each quantifies
+    ``images`` images. ``seconds``: estimated seconds per device, ``{"cpu": {"training": s,
+    "quantification": s}}``.
+    """
+
+    name: str
+    seeds: int
+    layer: str
+    epochs: dict[str, int]
+    train_images: int
+    val_images: int
+    source_images: tuple[int, int]
+    units: dict[str, int]
+    images: int
+    passes_per_image: int
+    seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(self.epochs.values())
+
+    @property
+    def total_units(self) -> int:
+        return sum(self.units.values())
+
+
+def plan_experiment(cfg: ExperimentConfig, *, report_dir: str | Path | None = None,
+                    device: str | None = None, probe: bool = True) -> list[VariantPlan]:
+    """Validate ``cfg`` (each variant) and estimate its cost; writes nothing.
+
+    Parameters
+    ----------
+    cfg : ExperimentConfig
+    report_dir : str or Path, optional
+        The report folder ``run`` would write (default ``reports/<name>``).
+    device : str, optional
+        Overrides the config's device. Where CUDA is present and the device is not CUDA,
+        the GPU is probed too.
+    probe : bool
+        Time the probe (False: counts only).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        The first problem found (data root, layer, checkpoints, settings, folders).
+    """
+    out = Path(report_dir) if report_dir is not None else Path("reports") / cfg.name
+    check_writable_folder(out, "report folder")
+    check_writable_folder(Path(cfg.out_dir), "run folder (out_dir)")
+    subs = [cfg.for_variant(v) for v in cfg.variants] if cfg.variants else [cfg]
+    return [plan_variant(sub, device=device, probe=probe) for sub in subs]
+
+
+def _open(name: str, split: str, root, image_size: int, **options):
+    """A dataset as the run opens it, without writing: ``scenes`` draws its images on
+    demand instead of writing its cache file."""
+    if name == "scenes":
+        options = {**options, "cache": False}
+    return build_dataset(name, split=split, root=root, image_size=image_size, **options)
+
+
+def _kept(checkpoints: list[int], epochs: int) -> list[int]:
+    """The epochs a phase of ``epochs`` keeps: those listed up to its end, and its end."""
+    return sorted({e for e in checkpoints if e <= epochs} | {epochs})
+
+
+def plan_variant(cfg: ExperimentConfig, *, device: str | None = None,
+                 probe: bool = True) -> VariantPlan:
+    """:func:`plan_experiment` for one experiment without variants."""
+    d, m, a = cfg.data, cfg.model, cfg.analysis
+    train_set = _open(d.name, split=d.train_split, root=d.root, image_size=d.image_size,
+                              **d.options)
+    val_set = _open(d.name, split=d.val_split, root=d.root, image_size=d.image_size,
+                            **d.options)
+    analysis_set = _open(d.name, split=a.split, root=d.root, image_size=d.image_size,
+                                 **d.options)  # as the sweep opens it
+    num_classes = int(getattr(train_set, "num_classes", 0) or 0)
+    if num_classes < 2:
+        raise ValueError(f"dataset {d.name!r} ({d.train_split}) has {num_classes} class(es); "
+                         "training needs at least 2")
+    model = build_model(m.arch, num_classes, **m.kwargs)
+    layer = resolve_layer_name(model, m.layer, m.arch)
+    for t in m.track_layers:
+        resolve_layer_name(model, t, m.arch)
+    settings = resolve_settings(a.preset, steps=a.steps, samples=a.samples,
+                                feature_transform=a.feature_transform,
+                                entropy_weight=a.entropy_weight)
+    if a.grid > d.image_size:
+        raise ValueError(f"analysis.grid {a.grid} exceeds data.image_size {d.image_size}")
+    notes = _check_teacher(cfg)
+
+    seeds = len(cfg.seeds) if cfg.seeds else 1
+    t, s = cfg.teacher, cfg.student
+    teachers = seeds if (t.per_seed or seeds == 1) else 1
+    student_epochs = s.phase1_epochs + (s.phase2_epochs if s.mode == "feature" else 0)
+    pretrain = t.pretrain_epochs if t.pretrained is None else 0
+    epochs = {"teacher pre-training": teachers * pretrain, "teacher": teachers * t.epochs,
+              "baseline": seeds * cfg.baseline.epochs, "student": seeds * student_epochs}
+    source_images = _source_images(cfg) if pretrain else (0, 0)
+    analysed = {"teacher": (t.epochs, teachers), "baseline": (cfg.baseline.epochs, seeds),
+                "student": (s.phase1_epochs, seeds)}
+    units = {}
+    for role in a.models:
+        end, copies = analysed[role]
+        kept = _kept(cfg.checkpoints, end)
+        if a.checkpoints != "all":
+            missing = sorted(set(a.checkpoints) - set(kept))
+            if missing:
+                raise ValueError(f"analysis.checkpoints asks for epochs {missing} that the "
+                                 f"{role} does not keep (it keeps {kept})")
+            kept = [e for e in kept if e in a.checkpoints]
+        units[role] = copies * len(kept)
+    images = min(a.n_images, len(analysis_set))
+    if images < a.n_images:
+        notes.append(f"analysis.split {a.split!r} has {len(analysis_set)} images: "
+                     f"{images} analysed, not {a.n_images}")
+    passes = settings.d0_samples + (settings.probes if settings.optimizer == "newton_log"
+                                    else 0) + settings.steps * settings.samples
+    plan = VariantPlan(name=cfg.name, seeds=seeds, layer=layer, epochs=epochs,
+                       train_images=len(train_set), val_images=len(val_set),
+                       source_images=source_images, units=units, images=images,
+                       passes_per_image=passes, notes=notes)
+    if probe:
+        for dev in _probe_devices(device or cfg.device):
+            plan.seconds[dev] = _probe(cfg, model, layer, train_set, analysis_set, settings,
+                                       plan, torch.device(dev))
+    return plan
+
+
+def _source_images(cfg: ExperimentConfig) -> tuple[int, int]:
+    """Training and validation images of the teacher's pre-training data (``data.source``)."""
+    src, d = cfg.data.source, cfg.data
+    if src is None:
+        raise ValueError("teacher.pretrain_epochs > 0 with teacher.pretrained null needs "
+                         "data.source (the pre-training data)")
+    size = src.image_size or d.image_size
+    n_train = len(_open(src.name, split=src.split, root=src.root, image_size=size,
+                                **src.options))
+    n_val = 0 if src.val_split is None else len(_open(
+        src.name, split=src.val_split, root=src.root, image_size=size, **src.options))
+    return n_train, n_val
+
+
+def _check_teacher(cfg: ExperimentConfig) -> list[str]:
+    pretrained = cfg.teacher.pretrained
+    if pretrained is None or pretrained == "torchvision":
+        return (["teacher.pretrained: torchvision's ImageNet weights (downloaded on first use "
+                 "unless in torch's hub cache)"] if pretrained == "torchvision" else [])
+    if not Path(pretrained).is_file():
+        raise FileNotFoundError(f"teacher.pretrained: weights file {pretrained} does not exist")
+    return []
+
+
+def _probe_devices(device: str | None) -> list[str]:
+    main = resolve_device(device or "auto")
+    devices = ["cuda" if main.type == "cuda" else "cpu"]
+    if devices[0] == "cpu" and torch.cuda.is_available():
+        devices.append("cuda")
+    return devices
+
+
+def _batch(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    items = readable_items(dataset, range(len(dataset)), limit=n)
+    if not items:
+        raise ValueError("no readable images in the dataset")
+    return (torch.stack([it["image"] for it in items]).float(),
+            torch.tensor([int(it["label"]) for it in items]))
+
+
+def _timed(fn, repeats: int, device: torch.device) -> float:
+    """Seconds per call of ``fn`` (one warm-up call first)."""
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - t0) / repeats
+
+
+def _probe(cfg: ExperimentConfig, model: nn.Module, layer: str, train_set, analysis_set,
+           settings, plan: VariantPlan, device: torch.device) -> dict[str, float]:
+    """Estimated seconds of the training and of the quantification on ``device``."""
+    batch = cfg.optim.batch_size
+    x, y = _batch(train_set, min(batch, 2 if device.type == "cpu" else batch))
+    x, y = x.to(device), y.to(device)
+    model = model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def evaluate() -> None:
+        with torch.no_grad():
+            model(x)
+
+    per_image_train = _timed(step, 2, device) / len(x)
+    model.eval()
+    per_image_eval = _timed(evaluate, 2, device) / len(x)
+    # an epoch: a training step per image, and the validation pass (forward only)
+    epoch = plan.train_images * per_image_train + plan.val_images * per_image_eval
+    src_train, src_val = plan.source_images
+    pretrain = plan.epochs["teacher pre-training"]
+    training = ((plan.total_epochs - pretrain) * epoch
+                + pretrain * (src_train * per_image_train + src_val * per_image_eval))
+
+    images, _ = _batch(analysis_set, 2)
+    small = device.type == "cpu"  # a CPU probe with few samples, scaled by the passes
+    options = ({"d0_samples": 4, "probes": min(settings.probes, 2) or settings.probes}
+               if small else {})
+    samples = min(settings.samples, 4) if small else settings.samples
+    probe_passes = (options.get("d0_samples", settings.d0_samples)
+                    + (options.get("probes", settings.probes)
+                       if settings.optimizer == "newton_log" else 0) + samples)
+    t0 = time.perf_counter()
+    quantify(model, images, layer, grid=cfg.analysis.grid, preset=settings.preset, steps=1,
+             samples=samples, seed=0, device=device, show_progress=False, **options)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    per_image = (time.perf_counter() - t0) / len(images) * plan.passes_per_image / probe_passes
+    model.to("cpu")
+    return {"training": training, "quantification": plan.total_units * plan.images * per_image,
+            "epoch": epoch, "unit_image": per_image}
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.1f} {unit}"
+    return f"{seconds:.2g} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def format_plan(plans: list[VariantPlan], threads: int | None = None) -> str:
+    """The dry run's printout: what each experiment does, and the estimated time."""
+    lines = []
+    threads = threads or torch.get_num_threads()
+    for p in plans:
+        lines.append(f"{p.name}: {p.seeds} seed(s), layer {p.layer}")
+        lines.append("  training epochs: " + ", ".join(f"{k} {v}" for k, v in p.epochs.items())
+                     + f" (total {p.total_epochs}; {p.train_images} training images)")
+        lines.append("  quantification units (model x checkpoint): "
+                     + ", ".join(f"{k} {v}" for k, v in p.units.items())
+                     + f" (total {p.total_units}), each on {p.images} images, "
+                       f"{p.passes_per_image} noise passes per image")
+        for dev, sec in p.seconds.items():
+            where = f"{dev}, {threads} thread(s)" if dev == "cpu" else dev
+            lines.append(f"  estimate on {where}: training {_duration(sec['training'])} "
+                         f"({_duration(sec['epoch'])} per epoch), quantification "
+                         f"{_duration(sec['quantification'])} "
+                         f"({sec['unit_image']:.3g} s per image and checkpoint); total "
+                         f"{_duration(sec['training'] + sec['quantification'])}")
+        lines += [f"  note: {n}" for n in p.notes]
+    if len(plans) > 1 and all(p.seconds for p in plans):
+        for dev in plans[0].seconds:
+            total = sum(p.seconds[dev]["training"] + p.seconds[dev]["quantification"]
+                        for p in plans if dev in p.seconds)
+            lines.append(f"all {len(plans)} variants on {dev}: {_duration(total)}")
+    lines.append("dry run: nothing was written (probe: a few training steps and one short "
+                 "quantification, timed; data loading not included)")
+    return "\n".join(lines)
