@@ -209,39 +209,26 @@ def _batch(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _timed(fn, repeats: int, device: torch.device) -> float:
-    """Seconds per call of ``fn`` (one warm-up call first)."""
+    """Seconds of one call of ``fn``: the fastest of ``repeats`` calls after a warm-up call
+    (the fastest, as other work on the machine only ever slows a call down)."""
     fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
+    best = math.inf
     for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
         fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / repeats
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def _probe(cfg: ExperimentConfig, model: nn.Module, layer: str, train_set, analysis_set,
            settings, plan: VariantPlan, device: torch.device) -> dict[str, float]:
     """Estimated seconds of the training and of the quantification on ``device``."""
-    batch = cfg.optim.batch_size
-    x, y = _batch(train_set, min(batch, 2 if device.type == "cpu" else batch))
-    x, y = x.to(device), y.to(device)
-    model = model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    def evaluate() -> None:
-        with torch.no_grad():
-            model(x)
-
-    per_image_train = _timed(step, 2, device) / len(x)
-    model.eval()
-    per_image_eval = _timed(evaluate, 2, device) / len(x)
+    per_image_train, per_image_eval = _training_seconds(model, train_set, cfg.optim.batch_size,
+                                                        device)
     # an epoch: a training step per image, and the validation pass (forward only)
     epoch = plan.train_images * per_image_train + plan.val_images * per_image_eval
     src_train, src_val = plan.source_images
@@ -250,22 +237,83 @@ def _probe(cfg: ExperimentConfig, model: nn.Module, layer: str, train_set, analy
                 + pretrain * (src_train * per_image_train + src_val * per_image_eval))
 
     images, _ = _batch(analysis_set, 2)
-    small = device.type == "cpu"  # a CPU probe with few samples, scaled by the passes
-    options = ({"d0_samples": 4, "probes": min(settings.probes, 2) or settings.probes}
-               if small else {})
-    samples = min(settings.samples, 4) if small else settings.samples
-    probe_passes = (options.get("d0_samples", settings.d0_samples)
-                    + (options.get("probes", settings.probes)
-                       if settings.optimizer == "newton_log" else 0) + samples)
-    t0 = time.perf_counter()
-    quantify(model, images, layer, grid=cfg.analysis.grid, preset=settings.preset, steps=1,
-             samples=samples, seed=0, device=device, show_progress=False, **options)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    per_image = (time.perf_counter() - t0) / len(images) * plan.passes_per_image / probe_passes
+    per_image = _quantify_seconds(model, images, layer, cfg.analysis.grid, settings,
+                                  plan.passes_per_image, plan.images, device)
     model.to("cpu")
     return {"training": training, "quantification": plan.total_units * plan.images * per_image,
-            "epoch": epoch, "unit_image": per_image}
+            "epoch": epoch, "unit_image": per_image, "train_image": per_image_train,
+            "eval_image": per_image_eval}
+
+
+def _training_seconds(model: nn.Module, dataset, batch_size: int,
+                      device: torch.device) -> tuple[float, float]:
+    """Seconds per image of a training step and of an evaluation forward pass.
+
+    The probe batch doubles from 2 images while a step takes under a second, up to the
+    config's batch size: small networks are timed at a batch where they run as in training
+    (per image, a batch of 2 costs several times a batch of 64), large ones stay short.
+    """
+    model = model.to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+    n, per_train, per_eval = 2, 0.0, 0.0
+    while True:
+        x, y = _batch(dataset, min(n, batch_size))
+        x, y = x.to(device), y.to(device)
+
+        def step(x: torch.Tensor = x, y: torch.Tensor = y) -> None:
+            opt.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        def evaluate(x: torch.Tensor = x) -> None:
+            with torch.no_grad():
+                model(x)
+
+        model.train()
+        per_train = _timed(step, 3, device) / len(x)
+        model.eval()
+        per_eval = _timed(evaluate, 3, device) / len(x)
+        if per_train * len(x) >= 1.0 or n >= min(batch_size, len(dataset)):
+            return per_train, per_eval
+        n *= 2
+
+
+def _quantify_seconds(model: nn.Module, images: torch.Tensor, layer: str, grid: int, settings,
+                      passes: int, n_images: int, device: torch.device) -> float:
+    """Seconds per (image, checkpoint) of the quantification.
+
+    Two timed calls on ``images`` (after a warm-up call that also calibrates the chunk
+    size) that differ only in their optimisation steps give the cost of one noise pass
+    per image (the slope) and the fixed cost of a call; the estimate is ``passes`` noise
+    passes plus the fixed cost shared by the ``n_images`` images of a sweep call. A CPU is
+    probed with few samples, a GPU with the settings' own (its speed depends on the batch).
+    """
+    t0 = time.perf_counter()
+    quantify(model, images[:1], layer, grid=grid, preset=settings.preset, steps=1, samples=1,
+             d0_samples=1, probes=1, seed=0, device=device, show_progress=False)
+    # a cheap network is probed as the sweep runs it (its speed depends on the batch);
+    # an expensive one on a CPU with few samples, scaled by the passes
+    small = device.type == "cpu" and time.perf_counter() - t0 > 1.0
+    if not small:
+        images = torch.cat([images] * -(-min(n_images, 16) // len(images)))[:min(n_images, 16)]
+    samples = min(settings.samples, 4) if small else settings.samples
+    options = {"d0_samples": min(settings.d0_samples, 4) if small else settings.d0_samples,
+               "probes": min(settings.probes, 2) if small else settings.probes}
+
+    def call(steps: int) -> float:
+        def run() -> None:
+            quantify(model, images, layer, grid=grid, preset=settings.preset, steps=steps,
+                     samples=samples, seed=0, device=device, show_progress=False, **options)
+        return _timed(run, 1 if small else 2, device)  # after a warm-up call (chunk sizes)
+
+    one, three = call(1), call(3)
+    first = options["d0_samples"] + (options["probes"] if settings.optimizer == "newton_log"
+                                     else 0) + samples
+    slope = (three - one) / (2 * samples * len(images))
+    if not slope > 0:  # timing noise on a busy machine: the upper bound of the first call
+        slope = one / (first * len(images))
+    fixed = max(one - slope * first * len(images), 0.0)
+    return slope * passes + fixed / max(n_images, 1)
 
 
 def _duration(seconds: float) -> str:
@@ -296,6 +344,9 @@ def format_plan(plans: list[VariantPlan], threads: int | None = None) -> str:
                          f"{_duration(sec['quantification'])} "
                          f"({sec['unit_image']:.3g} s per image and checkpoint); total "
                          f"{_duration(sec['training'] + sec['quantification'])}")
+            lines.append(f"    measured per image: training step {sec['train_image']:.3g} s, "
+                         f"evaluation {sec['eval_image']:.3g} s, quantification "
+                         f"{sec['unit_image']:.3g} s ({p.passes_per_image} passes)")
         lines += [f"  note: {n}" for n in p.notes]
     if len(plans) > 1 and all(p.seconds for p in plans):
         for dev in plans[0].seconds:
