@@ -32,6 +32,9 @@ from kdexplain.utils.device import resolve_device
 
 __all__ = ["VariantPlan", "format_plan", "plan_experiment", "plan_variant"]
 
+#: Checkpoints the sweep quantifies in one engine call (``kdexplain sweep``'s default).
+SWEEP_CHECKPOINTS_PER_CALL = 4
+
 
 @dataclass
 class VariantPlan:
@@ -110,11 +113,11 @@ def plan_variant(cfg: ExperimentConfig, *, device: str | None = None,
     """:func:`plan_experiment` for one experiment without variants."""
     d, m, a = cfg.data, cfg.model, cfg.analysis
     train_set = _open(d.name, split=d.train_split, root=d.root, image_size=d.image_size,
-                              **d.options)
+                      **d.options)
     val_set = _open(d.name, split=d.val_split, root=d.root, image_size=d.image_size,
-                            **d.options)
+                    **d.options)
     analysis_set = _open(d.name, split=a.split, root=d.root, image_size=d.image_size,
-                                 **d.options)  # as the sweep opens it
+                         **d.options)  # as the sweep opens it
     num_classes = int(getattr(train_set, "num_classes", 0) or 0)
     if num_classes < 2:
         raise ValueError(f"dataset {d.name!r} ({d.train_split}) has {num_classes} class(es); "
@@ -132,7 +135,7 @@ def plan_variant(cfg: ExperimentConfig, *, device: str | None = None,
 
     seeds = len(cfg.seeds) if cfg.seeds else 1
     t, s = cfg.teacher, cfg.student
-    teachers = seeds if (t.per_seed or seeds == 1) else 1
+    teachers = seeds if t.per_seed else 1  # else one teacher shared by the seeds
     student_epochs = s.phase1_epochs + (s.phase2_epochs if s.mode == "feature" else 0)
     pretrain = t.pretrain_epochs if t.pretrained is None else 0
     epochs = {"teacher pre-training": teachers * pretrain, "teacher": teachers * t.epochs,
@@ -176,7 +179,7 @@ def _source_images(cfg: ExperimentConfig) -> tuple[int, int]:
                          "data.source (the pre-training data)")
     size = src.image_size or d.image_size
     n_train = len(_open(src.name, split=src.split, root=src.root, image_size=size,
-                                **src.options))
+                        **src.options))
     n_val = 0 if src.val_split is None else len(_open(
         src.name, split=src.val_split, root=src.root, image_size=size, **src.options))
     return n_train, n_val
@@ -184,9 +187,11 @@ def _source_images(cfg: ExperimentConfig) -> tuple[int, int]:
 
 def _check_teacher(cfg: ExperimentConfig) -> list[str]:
     pretrained = cfg.teacher.pretrained
-    if pretrained is None or pretrained == "torchvision":
-        return (["teacher.pretrained: torchvision's ImageNet weights (downloaded on first use "
-                 "unless in torch's hub cache)"] if pretrained == "torchvision" else [])
+    if pretrained is None:
+        return []
+    if pretrained == "torchvision":
+        return ["teacher.pretrained: torchvision's ImageNet weights (downloaded on first use "
+                "unless in torch's hub cache)"]
     if not Path(pretrained).is_file():
         raise FileNotFoundError(f"teacher.pretrained: weights file {pretrained} does not exist")
     return []
@@ -208,10 +213,11 @@ def _batch(dataset, n: int) -> tuple[torch.Tensor, torch.Tensor]:
             torch.tensor([int(it["label"]) for it in items]))
 
 
-def _timed(fn, repeats: int, device: torch.device) -> float:
-    """Seconds of one call of ``fn``: the fastest of ``repeats`` calls after a warm-up call
+def _timed(fn, repeats: int, device: torch.device, warm_up: bool = True) -> float:
+    """Seconds of one call of ``fn``: the fastest of ``repeats`` calls, after a warm-up call
     (the fastest, as other work on the machine only ever slows a call down)."""
-    fn()
+    if warm_up:
+        fn()
     best = math.inf
     for _ in range(repeats):
         if device.type == "cuda":
@@ -282,38 +288,45 @@ def _quantify_seconds(model: nn.Module, images: torch.Tensor, layer: str, grid: 
                       passes: int, n_images: int, device: torch.device) -> float:
     """Seconds per (image, checkpoint) of the quantification.
 
-    Two timed calls on ``images`` (after a warm-up call that also calibrates the chunk
-    size) that differ only in their optimisation steps give the cost of one noise pass
-    per image (the slope) and the fixed cost of a call; the estimate is ``passes`` noise
-    passes plus the fixed cost shared by the ``n_images`` images of a sweep call. A CPU is
-    probed with few samples, a GPU with the settings' own (its speed depends on the batch).
+    Two timed calls (after a warm-up call that also calibrates the chunk size) that differ
+    only in their optimisation steps give the cost of one noise pass per image and
+    checkpoint (the slope) and the fixed cost of a call; the estimate is ``passes`` noise
+    passes plus the fixed cost shared by a sweep call's images and checkpoints. A cheap
+    network (that probe would take under 20 s) is probed as the sweep runs it (the
+    checkpoints of a call, up to 8 images, the settings' samples: its speed depends on the
+    batch); an expensive one on a CPU with 2 images and few samples, scaled by the passes.
     """
-    t0 = time.perf_counter()
-    quantify(model, images[:1], layer, grid=grid, preset=settings.preset, steps=1, samples=1,
-             d0_samples=1, probes=1, seed=0, device=device, show_progress=False)
-    # a cheap network is probed as the sweep runs it (its speed depends on the batch);
-    # an expensive one on a CPU with few samples, scaled by the passes
-    small = device.type == "cpu" and time.perf_counter() - t0 > 1.0
+    def mini() -> None:  # D0, one probe, one sample: about 3 passes of one image
+        quantify(model, images[:1], layer, grid=grid, preset=settings.preset, steps=1,
+                 samples=1, d0_samples=1, probes=1, seed=0, device=device, show_progress=False)
+
+    per_pass = _timed(mini, 1, device) / 3
+    n = min(n_images, 8)
+    full = 3 * (settings.d0_samples + settings.probes + 3 * settings.samples) * n
+    small = device.type == "cpu" and per_pass * full * SWEEP_CHECKPOINTS_PER_CALL > 20.0
+    models = [model] if small else [model] * SWEEP_CHECKPOINTS_PER_CALL
     if not small:
-        images = torch.cat([images] * -(-min(n_images, 16) // len(images)))[:min(n_images, 16)]
+        images = torch.cat([images] * -(-n // len(images)))[:n]
     samples = min(settings.samples, 4) if small else settings.samples
     options = {"d0_samples": min(settings.d0_samples, 4) if small else settings.d0_samples,
                "probes": min(settings.probes, 2) if small else settings.probes}
 
-    def call(steps: int) -> float:
+    def call(steps: int, warm_up: bool) -> float:
         def run() -> None:
-            quantify(model, images, layer, grid=grid, preset=settings.preset, steps=steps,
+            quantify(models, images, layer, grid=grid, preset=settings.preset, steps=steps,
                      samples=samples, seed=0, device=device, show_progress=False, **options)
-        return _timed(run, 1 if small else 2, device)  # after a warm-up call (chunk sizes)
+        return _timed(run, 1, device, warm_up)
 
-    one, three = call(1), call(3)
+    one = call(1, warm_up=True)  # the warm-up calibrates the chunk size (cached)
+    three = call(3, warm_up=False)
+    units = len(models) * len(images)
     first = options["d0_samples"] + (options["probes"] if settings.optimizer == "newton_log"
                                      else 0) + samples
-    slope = (three - one) / (2 * samples * len(images))
+    slope = (three - one) / (2 * samples * units)
     if not slope > 0:  # timing noise on a busy machine: the upper bound of the first call
-        slope = one / (first * len(images))
-    fixed = max(one - slope * first * len(images), 0.0)
-    return slope * passes + fixed / max(n_images, 1)
+        slope = one / (first * units)
+    fixed = max(one - slope * first * units, 0.0)
+    return slope * passes + fixed / (max(n_images, 1) * len(models))
 
 
 def _duration(seconds: float) -> str:
