@@ -141,9 +141,7 @@ def quantify(
     arch : str, optional
         Architecture, for layer aliases and lambda (default ``model.kdexplain_arch``).
     show_progress : bool, optional
-        Progress over the steps: a bar on a terminal, off one a line with the rate and ETA
-        at least every 30 s (None: the bar on a terminal, the lines off one unless
-        ``KDEXPLAIN_PROGRESS=0``).
+        Progress over the steps: a bar, or off a terminal a line with rate and ETA every 30 s.
     **options
         Further :class:`QuantifySettings` fields (``d0_samples``, ``probes``, ``clamp``, ...).
 
