@@ -45,10 +45,13 @@ __all__ = [
     "flatten_config",
     "key_under",
     "apply_overrides",
+    "config_description",
     "dump_config",
     "find_run_config",
     "load_config",
     "parse_config",
+    "resolve_config",
+    "shipped_configs",
 ]
 
 #: Checkpoint epochs of the original protocol (SPEC section 2).
@@ -553,14 +556,56 @@ def parse_config(raw: dict[str, Any] | None, source: str = "<dict>") -> Experime
         raise ConfigError(_format_errors(e, source)) from None
 
 
+def shipped_configs() -> dict[str, Path]:
+    """The configs that ship with the package, ``{name: path}`` (sorted by name).
+
+    They are package data (``kdexplain/configs``, a link to the repository's ``configs/``),
+    so a name works from any folder, in a clone or from an installed wheel.
+    """
+    from importlib.resources import files
+
+    folder = Path(str(files("kdexplain") / "configs"))
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def config_description(path: str | Path) -> str:
+    """A config's one-line description: the first line of its leading comment, up to the
+    end of its first sentence or clause, without a closing parenthesis ('' without one)."""
+    first = Path(path).read_text(encoding="utf-8").splitlines()[:1]
+    if not first or not first[0].startswith("#"):
+        return ""
+    text = re.split(r"(?<=[^.])\.\s+(?=[A-Z`])|;\s", first[0].lstrip("#").strip())[0]
+    text = re.sub(r"\s*\([^)]*\)\.?$", "", text.rstrip(",;: ."))
+    return text.rstrip(",;: .")
+
+
+def resolve_config(path: str | Path) -> Path:
+    """The YAML file of ``path``: an existing file, else a shipped config's name
+    (``quickstart`` or ``quickstart.yaml``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither: the message lists the shipped configs.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    shipped = shipped_configs()
+    if len(path.parts) == 1 and path.suffix in ("", ".yaml") and path.stem in shipped:
+        return shipped[path.stem]
+    hint = f" Shipped configs (give the name): {', '.join(shipped)}." if shipped else ""
+    raise FileNotFoundError(f"config file {path} does not exist.{hint}")
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment config.
 
     Parameters
     ----------
     path : str or Path
-        A YAML file. A bare name (``quickstart``) is looked up in ``configs/`` as
-        ``configs/<name>.yaml``.
+        A YAML file, or the name of a shipped config (``quickstart``; see
+        :func:`shipped_configs`).
     overrides : list of str
         ``key.sub=value`` items applied before validation (see :func:`apply_overrides`).
 
@@ -572,13 +617,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentCo
         Invalid YAML, an unknown key, or a bad value: the message names each bad key and
         the allowed keys or values.
     """
-    path = Path(path)
-    if not path.is_file() and path.suffix == "" and (Path("configs") / f"{path}.yaml").is_file():
-        path = Path("configs") / f"{path}.yaml"
-    if not path.is_file():
-        shipped = sorted(p.name for p in Path("configs").glob("*.yaml")) if Path("configs").is_dir() else []
-        hint = f" Shipped configs: {', '.join(shipped)}." if shipped else ""
-        raise FileNotFoundError(f"config file {path} does not exist.{hint}")
+    path = resolve_config(path)
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
                           "is a page of settings, not data")

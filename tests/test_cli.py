@@ -73,8 +73,8 @@ def test_config_and_overrides_share_one_form():
     from kdexplain.cli import config_and_overrides
 
     assert config_and_overrides(["configs/tiny.yaml", "a=1"]) == ("configs/tiny.yaml", ["a=1"])
-    assert config_and_overrides(["a=1"]) == ("configs/quickstart.yaml", ["a=1"])
-    assert config_and_overrides([]) == ("configs/quickstart.yaml", [])
+    assert config_and_overrides(["a=1"]) == ("quickstart", ["a=1"])
+    assert config_and_overrides([]) == ("quickstart", [])
 
 
 def test_package_names_load_on_first_use():
@@ -89,3 +89,63 @@ def test_package_names_load_on_first_use():
 
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         kdexplain.nope  # noqa: B018
+
+
+def _help(capsys, *argv: str) -> str:
+    from kdexplain.cli import main
+
+    assert main([*argv, "--help"]) == 0
+    return capsys.readouterr().out
+
+
+def test_help_has_no_stray_type_tags_and_one_name_per_option(capsys):
+    commands = [("run",), ("sweep",), ("train-triplet",), ("quantify",), ("report",),
+                ("calibrate",), ("configs",), ("docs",), ("data", "build"), ("data", "info"),
+                ("data", "preview")]
+    texts = {c: _help(capsys, *c) for c in commands}
+    for command, text in texts.items():
+        # typer's rich panels tag flags, --help and arguments with their Python type
+        assert "<bool>" not in text and "<list[" not in text, command
+        assert "SPEC" not in text, command
+    assert "[CONFIG] [KEY=VALUE]..." in texts[("run",)].splitlines()[0]
+    for command in [("quantify",), ("data", "info"), ("data", "preview")]:
+        assert "--data-root" in texts[command] and "--root " not in texts[command]
+        assert "[default: val]" in " ".join(texts[command].split()), command
+    assert "--config" not in texts[("train-triplet",)]
+    assert "adam (Adam on log sigma)" in " ".join(texts[("quantify",)].split())
+
+
+def test_version_configs_and_docs(capsys):
+    from importlib.metadata import version
+
+    from kdexplain.cli import main
+    from kdexplain.config import shipped_configs
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"kdexplain {version('kdexplain')}"
+    assert main(["configs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(shipped_configs())
+    assert {"tiny", "quickstart", "vgg16_cub"} <= set(shipped_configs())
+    tiny = next(line for line in lines if line.startswith("tiny "))
+    assert tiny.split(None, 1)[1] == "Tiny: the whole pipeline in seconds"
+    assert main(["docs"]) == 0
+    assert "data " in capsys.readouterr().out
+    assert main(["docs", "data"]) == 0
+    assert "mask" in capsys.readouterr().out
+    assert main(["docs", "nope"]) == 2
+    assert capsys.readouterr().err.startswith("error: no document 'nope'; shipped: ")
+
+
+def test_a_config_name_resolves_from_any_folder(tmp_path, monkeypatch):
+    import pytest
+
+    from kdexplain.config import load_config, resolve_config, shipped_configs
+
+    monkeypatch.chdir(tmp_path)  # no configs/ here
+    assert resolve_config("tiny") == resolve_config("tiny.yaml") == shipped_configs()["tiny"]
+    assert load_config("tiny").name == "tiny"
+    with pytest.raises(FileNotFoundError, match="Shipped configs .*tiny"):
+        resolve_config("nope")
+    (tmp_path / "tiny").write_text("x")  # an existing file wins over a shipped name
+    assert resolve_config("tiny") == tmp_path / "tiny" or resolve_config("tiny").name == "tiny"

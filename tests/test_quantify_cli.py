@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 from PIL import Image
 
@@ -26,7 +27,9 @@ def test_quantify_state_dict_on_builtin_images(tmp_path):
     assert len(cells) == 2 * 64 and {"sigma", "entropy", "foreground", "row", "col"} <= set(cells)
     images = pd.read_csv(out / "images.csv")
     assert list(images["steps_run"]) == [3, 3]
-    assert len(list((out / "heatmaps").glob("*.png"))) == 2
+    names = sorted(p.name for p in (out / "heatmaps").glob("*.png"))  # named after the images
+    assert list(images["key"]) == ["scenes/val/000000", "scenes/val/000001"]
+    assert names == ["scenes_val_000000.png", "scenes_val_000001.png"]
 
 
 def test_quantify_torchvision_arch_on_a_folder(tmp_path):
@@ -61,22 +64,25 @@ def test_quantify_errors_are_one_line(tmp_path, capsys):
     rc = main(["quantify", "--checkpoint", str(weights), "--layer", "fc1", "--out", str(tmp_path / "q")])
     assert rc == 2
     assert "--arch" in capsys.readouterr().err
-    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
-               "--out", str(tmp_path / "q"), "--n", "1", "--n-images", "2"])
-    assert rc == 2 and "--n is the old name of --n-images" in capsys.readouterr().err
+    for old in (["--n", "1"], ["--images", "scenes"]):  # the old names are gone, not hidden
+        rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
+                   "--out", str(tmp_path / "q"), *old])
+        assert rc == 2 and "No such option" in capsys.readouterr().err
 
 
-def test_old_quantify_flags_work_with_a_deprecation_message(tmp_path, capsys):
+def test_bad_layer_and_preset_are_refused_before_the_first_progress_line(tmp_path, capsys):
     weights = tmp_path / "w.pth"
     torch.save(build_model("kdnet", 10, width=4, hidden=16).state_dict(), weights)
-    out = tmp_path / "q"
-    rc = main(["quantify", "--checkpoint", str(weights), "--arch", "kdnet", "--layer", "fc1",
-               "--out", str(out), "--images", "scenes", "--n", "1", "--image-size", "32",
-               "--grid", "4", "--steps", "1", "--samples", "2"])
-    assert rc == 0
-    err = capsys.readouterr().err
-    assert "--images is deprecated" in err and "use --dataset" in err and "use --n-images" in err
-    assert load_result(out / "quantify.pt").sigma.shape == (1, 4, 4)
+    base = ["quantify", "--checkpoint", str(weights), "--arch", "kdnet",
+            "--out", str(tmp_path / "q"), "--n-images", "1", "--image-size", "32"]
+    for extra, message in ((["--layer", "fc9"], "layer 'fc9' does not exist"),
+                           (["--layer", "fc1", "--preset", "newton"], "unknown preset 'newton'"),
+                           (["--layer", "fc1", "--feature-transform", "tanh"],
+                            "feature_transform must be one of")):
+        assert main([*base, *extra]) == 2
+        out, err = capsys.readouterr()
+        assert "quantifying" not in out and message in err and err.startswith("error: ")
+    assert not (tmp_path / "q").exists()
 
 
 def test_quantify_any_torchvision_classifier_from_a_state_dict(tmp_path):
@@ -154,6 +160,24 @@ def test_folder_masks_from_mask_dir(tmp_path, capsys):
                                                               values="foreground")
     assert fg.to_numpy().astype(bool).tolist() == [[False, False, True, True]] * 4
     assert res.sigma.shape == (2, 4, 4)
+    # the concept summary, computed by hand from the grids: H_bar pooled over both images
+    images = pd.read_csv(out / "images.csv")
+    h = res.entropy.double().numpy()
+    right = np.zeros((4, 4), bool)
+    right[:, 2:] = True
+    h_bar = np.mean([h[b][~right].mean() for b in range(2)])
+    for b in range(2):
+        row = images.iloc[b]
+        assert row["fg_entropy"] == pytest.approx(h[b][right].mean())
+        assert row["bg_entropy"] == pytest.approx(h[b][~right].mean())
+        assert row["n_fg"] == int((h_bar - h[b][right] > 0.2).sum())
+        assert row["n_bg"] == int((h_bar - h[b][~right] > 0.2).sum())
+    printed = capsys.readouterr().out
+    assert "concepts at b = 0.2" in printed and "N_fg, N_bg" in printed
+    assert f"  0.png: {images.iloc[0]['fg_entropy']:.3f} / " in printed
+    assert main([*args, "--mask-dir", str(masks), "--concept-threshold", "-10"]) == 0
+    images = pd.read_csv(out / "images.csv")  # b = -10: every cell with signal is a concept
+    assert list(images["n_fg"]) == [8, 8] and list(images["n_bg"]) == [8, 8]
     assert main([*args[:-8], "--dataset", "scenes", "--mask-dir", str(masks),
                  "--out", str(out)]) == 2
     assert "--mask-dir gives the masks of a folder" in capsys.readouterr().err

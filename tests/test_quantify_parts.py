@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from kdexplain.models.features import frozen, parameter_state
+from kdexplain.quantify import quantify
 from kdexplain.quantify.noise import NoiseStreams, row_chunks
 from kdexplain.utils.progress import LogProgress
 
@@ -104,6 +105,57 @@ def test_log_progress_lines_with_rate_and_eta():
                for line in lines[1:-1])
     assert lines[-1].startswith("sweep: 4/4 ckpt (100%)") and "ETA 0 s" in lines[-1]
     assert list(LogProgress(range(3), stream=io.StringIO(), interval=10)) == [0, 1, 2]
+
+
+class _FakeClock:
+    """Seconds that move only when the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_log_progress_rate_and_eta_from_a_fake_clock():
+    clock, buf = _FakeClock(), io.StringIO()
+    bar = LogProgress(total=4, desc="quantify fc1", unit="step", interval=3600, stream=buf,
+                      clock=clock)
+    clock.now += 10.0
+    bar.update(2)  # 2 steps in 10 s: 0.2 step/s, 2 left: ETA 10 s
+    assert bar.line() == "quantify fc1: 2/4 step (50%), 0.2 step/s, ETA 10 s, elapsed 10 s"
+    clock.now += 590.0
+    bar.update(1)  # 3 in 600 s: 0.005 step/s, 1 left: 200 s
+    assert bar.line() == ("quantify fc1: 3/4 step (75%), 0.005 step/s, ETA 3.3 min, "
+                          "elapsed 10.0 min")
+    bar.close()
+    lines = buf.getvalue().splitlines()
+    assert lines[0] == "quantify fc1: 0/4 step (0%), 0 step/s, ETA ?, elapsed 0 s"
+    assert lines[-1].startswith("quantify fc1: 3/4 step (75%)") and len(lines) == 2
+    assert LogProgress(total=1, stream=io.StringIO()).interval == 30.0  # the default
+
+
+def test_quantify_prints_progress_lines_off_a_terminal(monkeypatch, capsys):
+    """Off a terminal (pytest's captured stderr is not one), quantify with progress asked
+    for (the CLI's None, PerturbationEntropy's show_progress=True) prints plain lines with
+    the rate and ETA: the first when the work starts, the last when it ends."""
+    from kdexplain.quantify import PerturbationEntropy
+
+    monkeypatch.delenv("KDEXPLAIN_PROGRESS", raising=False)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 5)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    quantify(model, x, "3", grid=4, steps=3, samples=2, show_progress=None)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == "quantify 3: 0/3 step (0%), 0 step/s, ETA ?, elapsed 0 s"
+    assert lines[-1].startswith("quantify 3: 3/3 step (100%), ") and "step/s, ETA 0 s" in lines[-1]
+    PerturbationEntropy(model, "3", grid=4, steps=2, samples=2).attribute(x, show_progress=True)
+    assert "quantify 3: 2/2 step (100%)" in capsys.readouterr().err
+    quantify(model, x, "3", grid=4, steps=2, samples=2)  # the API's default: silent
+    monkeypatch.setenv("KDEXPLAIN_PROGRESS", "0")
+    quantify(model, x, "3", grid=4, steps=2, samples=2, show_progress=None)
+    assert capsys.readouterr().err == ""
 
 
 # --- the closed-form start, the stacked checkpoints, the chunk calibration -------------------

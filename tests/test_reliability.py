@@ -102,7 +102,7 @@ def test_malicious_pretrained_teacher(finished, tmp_path, capsys):
     marker = tmp_path / "pwned"
     mal = tmp_path / "teacher.pth"
     _plant(mal, marker, like=finished / "teacher" / "checkpoints" / "epoch_0001.pt")
-    rc = main(["train-triplet", "--config", str(TINY), f"out_dir={tmp_path}", "name=p", *FAST,
+    rc = main(["train-triplet", str(TINY), f"out_dir={tmp_path}", "name=p", *FAST,
                f"teacher.pretrained={mal}"])
     assert rc == 2 and not marker.exists()
     assert "teacher.pth holds Python objects" in _one_error_line(capsys)
@@ -123,7 +123,7 @@ def test_malicious_last_pt_under_resume(finished, tmp_path, capsys):
     run = _copy(finished, tmp_path)
     marker = tmp_path / "pwned"
     _plant(run / "student" / "last.pt", marker, like=run / "student" / "last.pt")
-    rc = main(["train-triplet", "--config", str(run / "config.yaml"), "--run-dir", str(run),
+    rc = main(["train-triplet", str(run / "config.yaml"), "--run-dir", str(run),
                "--resume"])
     assert rc == 2 and not marker.exists()
     assert "last.pt holds Python objects" in _one_error_line(capsys)
@@ -200,7 +200,7 @@ _DRIVER = textwrap.dedent("""
 
 
 def _train_cmd(out: Path, name: str, *extra: str) -> list[str]:
-    return ["train-triplet", "--config", str(TINY), f"out_dir={out}", f"name={name}", *FAST,
+    return ["train-triplet", str(TINY), f"out_dir={out}", f"name={name}", *FAST,
             "-q", *extra]
 
 
@@ -424,7 +424,7 @@ def test_last_pt_without_a_phase(finished, tmp_path, capsys):
     state = torch.load(run / "baseline" / "last.pt", weights_only=True)
     del state["phase"]
     torch.save(state, run / "baseline" / "last.pt")
-    rc = main(["train-triplet", "--config", str(run / "config.yaml"), "--run-dir", str(run),
+    rc = main(["train-triplet", str(run / "config.yaml"), "--run-dir", str(run),
                "--resume"])
     assert rc == 2
     assert "last.pt is not a kdexplain resume point (missing phase)" in _one_error_line(capsys)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,3 +228,59 @@ def test_report_with_the_threshold_curve(tmp_path):
     section = "## What drives the direction of D_mean"
     assert text.index("## How the verdicts move") < text.index(section) < text.index("## Fig")
     assert "seeds level, 2 pairs" in text and "d(m^) / d(M)" in text
+
+
+def _text_outside_canvas(fig) -> list[str]:
+    """What of ``fig`` is drawn outside its canvas (cut off in the PNG): each axes whose
+    drawn extent (tick labels, axis labels, title, legend) leaves it, and each figure-level
+    text (suptitle, ...) that does. Tick labels outside an axis' view are never drawn, so
+    the axes' own extent, not every Text object, is what is checked."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()  # runs the layout engine, as savefig does
+    renderer = fig.canvas.get_renderer()
+    width, height = fig.canvas.get_width_height()
+
+    def outside(box) -> bool:
+        return box.x0 < -0.5 or box.y0 < -0.5 or box.x1 > width + 0.5 or box.y1 > height + 0.5
+
+    bad = [f"axes {ax.get_label() or i}: {ax.get_ylabel() or ax.get_title()}"
+           for i, ax in enumerate(fig.axes) if outside(ax.get_tightbbox(renderer))]
+    texts = [t for t in fig.texts if t.get_text().strip()]  # the suptitle is one
+    return bad + [t.get_text() for t in texts if outside(t.get_window_extent(renderer))]
+
+
+def test_every_figure_keeps_its_text_inside_the_canvas(tmp_path, monkeypatch):
+    """Each figure the package makes (report, quantify heatmap, data preview) is checked
+    just before it is saved: no label, title or tick text is cut off at the edge."""
+    import torch
+
+    import kdexplain.data.preview as preview
+    import kdexplain.report.figures as figures
+    import kdexplain.utils.render as render
+    from kdexplain.concepts import threshold_curve
+    from kdexplain.data import build_dataset
+    from kdexplain.quantify.plot import plot_entropy_overlay
+
+    checked: dict[str, list[str]] = {}
+    real = render.save_png
+
+    def save_checked(fig, path, *args, **kwargs):
+        checked[Path(path).name] = _text_outside_canvas(fig)
+        return real(fig, path, *args, **kwargs)
+
+    for module in (render, figures, preview):
+        monkeypatch.setattr(module, "save_png", save_checked)
+    a = _analysis()
+    curve = threshold_curve(a.runs, a.settings, thresholds=(0.1, 0.3))
+    write_report(a, tmp_path / "r", images=np.random.default_rng(1).random((N, 3, 32, 32)),
+                 config={"name": "tiny"}, threshold_curve=curve)
+    plot_entropy_overlay(torch.rand(3, 32, 32), torch.rand(4, 4) - 3, tmp_path / "o.png",
+                         foreground=torch.ones(32, 32), title="scenes/val/000000  layer fc1")
+    ds = build_dataset("scenes", split="val", image_size=32, cache=False,
+                       images_per_class=2, classes=["bear", "cow"])
+    preview.draw_preview(ds, tmp_path / "p.png", n=4, grid=4)
+    expected = {"entropy_heatmaps.png", "concepts_vs_distance.png", "peak_distance.png",
+                "threshold_curve.png", "o.png", "p.png"}
+    assert expected <= set(checked), sorted(checked)
+    assert {name: bad for name, bad in checked.items() if bad} == {}

@@ -232,11 +232,10 @@ def test_ddp_two_gloo_processes(tmp_path):
 
 
 def test_bad_layer_lists_valid_names(tmp_path, capsys):
-    rc = main(["train-triplet", "--config", str(TINY), f"out_dir={tmp_path}", "model.layer=fc9"])
+    rc = main(["train-triplet", str(TINY), f"out_dir={tmp_path}", "model.layer=fc9"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "layer 'fc9' does not exist" in err and "classifier.0" in err and "fc1=" in err
-    assert "--config CONFIG is deprecated" in err  # the old form still works, for one release
     assert not (tmp_path / "tiny" / "teacher").exists()
     rc = main(["train-triplet", f"out_dir={tmp_path}", "model.layer=fc9"])  # the quickstart's
     assert rc == 2 and "layer 'fc9' does not exist" in capsys.readouterr().err

@@ -10,8 +10,10 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from typing import Annotated
 
 import typer
+from typer.core import TyperArgument, TyperCommand
 
 app = typer.Typer(
     name="kdexplain",
@@ -19,20 +21,80 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: typer's rich panels tag every option with its type, flags and --help
+    # included (`--heatmaps <bool>`), and break docstring lines where the source does
+    rich_markup_mode=None,
 )
 
 # Order = order in `kdexplain --help`.
 _COMMAND_MODULES = ("pipeline", "data", "train", "quantify", "report", "calibrate",
-                    "assemble")
+                    "assemble", "package")
+
+
+class _Argument(TyperArgument):
+    """A positional argument shown by its metavar alone: typer appends the Python type
+    (``[CONFIG] [KEY=VALUE]... <list[str]>``) and wraps the usage in a second ``[...]...``;
+    the help text says what the argument is."""
+
+    def display_type_rich(self, ctx):  # noqa: ARG002 (typer's signature)
+        return None
+
+    def _usage_display_name(self) -> str:
+        return self.metavar
+
+
+class _Command(TyperCommand):
+    """Every kdexplain command: arguments shown by their metavar (default: the name in
+    capitals, ``...`` when repeatable)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is TyperArgument:
+                if param.metavar is None:
+                    param.metavar = param.name.upper() + ("..." if param.nargs != 1 else "")
+                param.__class__ = _Argument
+
+
+def _use_command_class(typer_app: typer.Typer) -> None:
+    for info in typer_app.registered_commands:
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+    for group in typer_app.registered_groups:
+        _use_command_class(group.typer_instance)
 
 
 def _register_all() -> None:
+    if app.registered_commands:  # main() called again (tests): registered once
+        return
     for name in _COMMAND_MODULES:
         module = importlib.import_module(f"kdexplain.cli.{name}")
         module.register(app)
+    _use_command_class(app)
 
 
-DEFAULT_CONFIG = "configs/quickstart.yaml"
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"kdexplain {version('kdexplain')}")
+        except PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+            typer.echo("kdexplain (not installed: no version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Explain knowledge distillation by quantifying the knowledge inside networks."""
+
+
+#: The config of ``run`` and ``train-triplet`` without one (a shipped config's name).
+DEFAULT_CONFIG = "quickstart"
 
 
 def config_and_overrides(args: list[str]) -> tuple[str, list[str]]:
@@ -41,18 +103,6 @@ def config_and_overrides(args: list[str]) -> tuple[str, list[str]]:
     if args and "=" not in args[0]:
         return args[0], list(args[1:])
     return DEFAULT_CONFIG, list(args)
-
-
-def renamed_option(old: str, new: str, old_value, new_value, default):
-    """The value of an option renamed from ``old`` to ``new`` (``old`` works for one release,
-    with a warning on stderr); giving both is an error."""
-    if old_value is None:
-        return new_value
-    if new_value != default:
-        raise UserError(f"{old} is the old name of {new}: give only {new}")
-    typer.secho(f"warning: {old} is deprecated and will be removed in the next release: "
-                f"use {new}", fg=typer.colors.YELLOW, err=True)
-    return old_value
 
 
 class UserError(Exception):

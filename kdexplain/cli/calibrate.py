@@ -22,7 +22,7 @@ def calibrate_command(
 ) -> None:
     """Run the reference preset (the original optimisation, for which b = 0.2 was set) on a
     subset of a finished sweep: the threshold b' at which the default preset marks as many
-    concepts, how well the two agree, and the hypotheses under each estimator (SPEC 4):
+    concepts, how well the two agree, and the hypotheses under each estimator (docs/method.md section 4):
     hypothesis 1 at the last checkpoints; all three with --checkpoints all.
 
     About 30x the sweep's cost per (image, checkpoint); resumable.

@@ -44,15 +44,18 @@ def _open(name: str, root: Optional[Path], split: str, image_size: Optional[int]
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
             raise
-        raise ValueError(f"{e}; see docs/data.md for the options of {name!r}") from e
+        raise ValueError(f"{e}; the options of {name!r}: `kdexplain docs data`") from e
 
 
-_NAME = typer.Argument(help="scenes, cub, voc, pets, ilsvrc, folder, or a folder of images.")
-_ROOT = typer.Option("--root", help="Root folder of a real dataset (scenes: the cache root).")
+_NAME = typer.Argument(metavar="[NAME]",
+                       help="scenes, cub, voc, pets, ilsvrc, folder, or a folder of images "
+                            "[default: scenes].", show_default=False)
+_ROOT = typer.Option("--data-root", help="Root folder of a real dataset (scenes: the cache "
+                                         "root).")
 _SPLIT = typer.Option("--split", help="train, val or test (trainval where the dataset has it).")
 _SIZE = typer.Option("--image-size", help="Output size in pixels (default 64 for scenes, "
                                           "224 otherwise).")
-_OPTS = typer.Option("--option", "-o", help="A dataset option key=value (repeatable), e.g. "
+_OPTS = typer.Option("--option", "-o", metavar="KEY=VALUE", help="A dataset option key=value (repeatable), e.g. "
                                             "-o images_per_class=20 -o border=bg.")
 
 
@@ -90,8 +93,8 @@ def build_command(
 @data_app.command("info")
 def info_command(
     name: Annotated[str, _NAME] = "scenes",
-    root: Annotated[Optional[Path], _ROOT] = None,
-    split: Annotated[str, _SPLIT] = "train",
+    data_root: Annotated[Optional[Path], _ROOT] = None,
+    split: Annotated[str, _SPLIT] = "val",
     image_size: Annotated[Optional[int], _SIZE] = None,
     option: Annotated[Optional[list[str]], _OPTS] = None,
     limit: Annotated[int, typer.Option(
@@ -103,7 +106,7 @@ def info_command(
     """Summarise a dataset: images per class, foreground share, unreadable files."""
     from kdexplain.data.preview import dataset_summary, format_summary
 
-    ds = _open(name, root, split, image_size, option)
+    ds = _open(name, data_root, split, image_size, option)
     summary = dataset_summary(ds, limit=limit or None, grid=grid)
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
@@ -112,21 +115,17 @@ def info_command(
 def preview_command(
     name: Annotated[str, _NAME] = "scenes",
     out: Annotated[Path, typer.Option(help="The PNG to write.")] = Path("preview.png"),
-    root: Annotated[Optional[Path], _ROOT] = None,
-    split: Annotated[str, _SPLIT] = "train",
+    data_root: Annotated[Optional[Path], _ROOT] = None,
+    split: Annotated[str, _SPLIT] = "val",
     image_size: Annotated[Optional[int], _SIZE] = None,
     option: Annotated[Optional[list[str]], _OPTS] = None,
     n_images: Annotated[int, typer.Option(help="Number of images.")] = 16,
     start: Annotated[int, typer.Option(help="Index of the first image.")] = 0,
     grid: Annotated[int, typer.Option(help="Cells per side of the grid drawn (0: none).")] = 16,
-    old_n: Annotated[Optional[int], typer.Option("--n", hidden=True)] = None,
 ) -> None:
     """Draw images with their mask outline, foreground grid cells and box to a PNG."""
-    from kdexplain.cli import renamed_option
-
-    n = renamed_option("--n", "--n-images", old_n, n_images, 16)
     from kdexplain.data.preview import draw_preview
 
-    ds = _open(name, root, split, image_size, option)
-    path = draw_preview(ds, out, n=n, grid=grid, start=start)
-    typer.echo(f"wrote {path} ({min(n, len(ds) - start)} images of {len(ds)})")
+    ds = _open(name, data_root, split, image_size, option)
+    path = draw_preview(ds, out, n=n_images, grid=grid, start=start)
+    typer.echo(f"wrote {path} ({min(n_images, len(ds) - start)} images of {len(ds)})")

@@ -46,20 +46,27 @@ def register(app: typer.Typer) -> None:
 def run_command(
     args: Annotated[Optional[list[str]], typer.Argument(
         metavar="[CONFIG] [KEY=VALUE]...",
-        help="Experiment YAML (or the name of one in configs/; default configs/quickstart.yaml), "
-             "then config overrides key.sub=value.", show_default=False)] = None,
+        help="Experiment YAML, or a shipped config's name (`kdexplain configs`; default "
+             "quickstart), then config overrides key.sub=value.", show_default=False)] = None,
     report_dir: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<name>).")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda (default: the config's).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate everything (data root, layer, images, checkpoints, grid, folders) without writing, print the training epochs and quantification units, and estimate the time from a short timed probe on this machine (and on the GPU where CUDA is present).")] = False,
 ) -> None:
     """Build the data, train the triplet, quantify every checkpoint, write the report.
 
     Each stage resumes where an interrupted run stopped: run the same command again.
+    `kdexplain configs` lists the shipped configs; `--dry-run` says what a config costs.
     """
     from kdexplain.cli import config_and_overrides
     from kdexplain.config import load_config
 
     config, overrides = config_and_overrides(list(args or []))
-    load_config(config, overrides)  # a bad config is reported before the heavy imports
+    cfg = load_config(config, overrides)  # a bad config is reported before the heavy imports
+    if dry_run:
+        from kdexplain.pipeline.plan import format_plan, plan_experiment
+
+        typer.echo(format_plan(plan_experiment(cfg, report_dir=report_dir, device=device)))
+        return
     from kdexplain.pipeline import run_experiment
 
     _log_to_stderr()

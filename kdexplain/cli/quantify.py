@@ -52,12 +52,12 @@ def quantify_command(
     arch: Annotated[Optional[str], typer.Option(help="Architecture of a plain state-dict file: kdnet or any torchvision classification model (resnet18, vgg16, mobilenet_v3_small, ...).")] = None,
     num_classes: Annotated[Optional[int], typer.Option(help="Head size of a plain state-dict file (default: inferred).")] = None,
     data_root: Annotated[Optional[Path], typer.Option(help="Root of a real dataset on disk.")] = None,
-    mask_dir: Annotated[Optional[Path], typer.Option(help="Foreground masks of a folder of images: a PNG at each image's relative path (see docs/data.md).")] = None,
+    mask_dir: Annotated[Optional[Path], typer.Option(help="Foreground masks of a folder of images: a PNG at each image's relative path (`kdexplain docs data`); adds the concept summary per image.")] = None,
     split: Annotated[str, typer.Option(help="Dataset split.")] = "val",
     n_images: Annotated[int, typer.Option(help="Number of images (the first ones of the split).")] = 16,
     image_size: Annotated[Optional[int], typer.Option(help="Input size (default 64 for scenes, 224 otherwise).")] = None,
     grid: Annotated[int, typer.Option(help="Cells per side of the sigma grid.")] = 16,
-    preset: Annotated[str, typer.Option(help="default (Adam on log sigma) or reference (the original algorithm).")] = "default",
+    preset: Annotated[str, typer.Option(help="default (closed-form start, then stochastic Newton steps on log sigma), adam (Adam on log sigma) or reference (the original algorithm).")] = "default",
     steps: Annotated[Optional[int], typer.Option(help="Maximum optimisation steps (default: the preset's).")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Noise samples per step (default: the preset's).")] = None,
     entropy_weight: Annotated[Optional[float], typer.Option(help="lambda_H (default: 7, or 6 for ResNets).")] = None,
@@ -65,28 +65,25 @@ def quantify_command(
     seed: Annotated[int, typer.Option(help="Seed of the noise.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, or auto.")] = "auto",
     max_batch: Annotated[Optional[int], typer.Option(help="Most perturbed images per forward pass (memory bound).")] = None,
-    heatmaps: Annotated[bool, typer.Option(help="Draw a heatmap PNG per image.")] = False,
-    old_images: Annotated[Optional[str], typer.Option("--images", hidden=True)] = None,
-    old_n: Annotated[Optional[int], typer.Option("--n", hidden=True)] = None,
+    heatmaps: Annotated[bool, typer.Option("--heatmaps", help="Draw a heatmap PNG per image, named after it.")] = False,
+    concept_threshold: Annotated[float, typer.Option(help="b of the concept rule H_bar - H_i > b, for the summary with --mask-dir (0.2 is the paper's, set for the reference preset; `kdexplain calibrate` finds the default preset's b').")] = 0.2,
 ) -> None:
-    """Quantify the knowledge a layer uses: entropy grids per image (SPEC section 3).
+    """Quantify the knowledge a layer uses: entropy grids per image (docs/method.md section 3).
 
     Writes OUT/quantify.pt (all grids and traces), OUT/cells.csv (one row per image and
-    cell), OUT/images.csv (one row per image), OUT/run.json (settings, versions) and, with
-    --heatmaps, OUT/heatmaps/*.png. A checkpoint of a kdexplain run is read with the dataset
+    cell), OUT/images.csv (one row per image; with --mask-dir also the mean foreground and
+    background entropy and the concept counts N_fg, N_bg), OUT/run.json (settings,
+    versions) and, with --heatmaps, OUT/heatmaps/<image>.png. A checkpoint of a kdexplain run is read with the dataset
     options it was trained with (classes, ...; from the run's config.yaml) when --dataset
     names the run's dataset.
     """
-    from kdexplain.cli import renamed_option
-
-    dataset = renamed_option("--images", "--dataset", old_images, dataset, "scenes")
-    n_images = renamed_option("--n", "--n-images", old_n, n_images, 16)
     _check_quantify_options(n=n_images, grid=grid, steps=steps, samples=samples,
-                            entropy_weight=entropy_weight, max_batch=max_batch, out=out)
+                            entropy_weight=entropy_weight, max_batch=max_batch, out=out,
+                            preset=preset, feature_transform=feature_transform)
     import torch
 
     from kdexplain.data import build_dataset, denormalize, mask_to_grid, readable_items
-    from kdexplain.models import load_model
+    from kdexplain.models import load_model, resolve_layer_name
     from kdexplain.quantify import quantify
     from kdexplain.quantify.io import result_tables, save_result, write_csv
     from kdexplain.quantify.plot import plot_entropy_overlay, shared_scale
@@ -95,6 +92,7 @@ def quantify_command(
 
     dev = str(resolve_device(device))
     model = load_model(checkpoint, arch=arch, num_classes=num_classes)
+    resolve_layer_name(model, layer, arch)  # a bad layer before any image is read
     name, root, size, kwargs = _dataset_options(checkpoint, dataset, data_root, image_size,
                                                 mask_dir, split)
     ds = build_dataset(name, root=root, image_size=size, **kwargs)
@@ -124,20 +122,23 @@ def quantify_command(
     fg = mask_to_grid(masks, grid) if masks is not None else None
     out.mkdir(parents=True, exist_ok=True)
     save_result(res, out / "quantify.pt", labels=labels, foreground=fg)
-    cells, per_image = result_tables(res, labels, fg)
+    cells, per_image = result_tables(res, labels, fg, concept_threshold)
     write_csv(cells, out / "cells.csv")
     write_csv(per_image, out / "images.csv")
     write_json(out / "run.json", {
         "checkpoint": str(checkpoint), "arch": getattr(model, "kdexplain_arch", arch),
         "layer": res.layer, "dataset": dataset, "split": split, "n_images": count,
         "image_size": size, "settings": res.settings, "environment": environment_info(),
+        **({"concept_threshold": concept_threshold} if fg is not None else {}),
     })
     if heatmaps:
         vmin, vmax = shared_scale(res.entropy[~res.no_signal])
-        for b in range(count):
-            plot_entropy_overlay(denormalize(x[b]), res.entropy[b], out / "heatmaps" / f"{b:04d}.png",
+        for b, name_b in enumerate(heatmap_names(keys)):
+            plot_entropy_overlay(denormalize(x[b]), res.entropy[b], out / "heatmaps" / name_b,
                                  foreground=masks[b] if masks is not None else None,
                                  title=f"{keys[b]}  layer {res.layer}", vmin=vmin, vmax=vmax)
+    if fg is not None:
+        typer.echo(_concept_lines(per_image, concept_threshold))
     flagged = int(res.no_signal.sum())
     typer.echo(f"mean entropy {float(res.entropy[~res.no_signal].mean()):.3f} nats; "
                f"{flagged} image(s) without signal; wrote {out}")
@@ -160,12 +161,44 @@ def _check_input_size(model, x, size: int) -> None:
                         "the input size the network was built for (--image-size, e.g. 224 "
                         "for torchvision's ImageNet models)") from None
 
+def heatmap_names(keys: list[str]) -> list[str]:
+    """File names of the heatmaps: each image's key (its relative path or dataset key) made
+    a safe file name, numbered only where two would collide."""
+    import re
+
+    names: list[str] = []
+    seen: set[str] = set()
+    for i, key in enumerate(keys):
+        stem = re.sub(r"\.(png|jpe?g|bmp|gif|tiff?|webp)$", "", str(key), flags=re.IGNORECASE)
+        stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "image"
+        name = f"{stem}.png" if stem not in seen else f"{stem}_{i:04d}.png"
+        seen.add(stem)
+        names.append(name)
+    return names
+
+
+def _concept_lines(per_image, threshold: float) -> str:
+    """The printed concept summary: one line per image (at most 20) and the means."""
+    rows = [f"concepts at b = {threshold:g} (H_bar pooled over these images): "
+            "image, mean entropy foreground / background (nats), N_fg, N_bg"]
+    for r in per_image.head(20).itertuples():
+        rows.append(f"  {r.key}: {r.fg_entropy:.3f} / {r.bg_entropy:.3f}, {r.n_fg}, {r.n_bg}")
+    if len(per_image) > 20:
+        rows.append(f"  ... {len(per_image) - 20} more in images.csv")
+    rows.append(f"  mean: {per_image.fg_entropy.mean():.3f} / {per_image.bg_entropy.mean():.3f}, "
+                f"{per_image.n_fg.mean():.2f}, {per_image.n_bg.mean():.2f}")
+    return "\n".join(rows)
+
 
 def _check_quantify_options(*, n: int, grid: int, steps: int | None, samples: int | None,
                             entropy_weight: float | None, max_batch: int | None,
-                            out: Path) -> None:
+                            out: Path, preset: str = "default",
+                            feature_transform: str | None = None) -> None:
     """Refuse impossible values before any model is loaded or any image is read."""
+    from kdexplain.quantify.settings import resolve_settings
     from kdexplain.utils import check_writable_folder
+
+    resolve_settings(preset, feature_transform=feature_transform)  # unknown preset, transform
 
     for flag, value in (("--n-images", n), ("--grid", grid), ("--steps", steps),
                         ("--samples", samples), ("--max-batch", max_batch)):

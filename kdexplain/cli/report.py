@@ -52,7 +52,7 @@ def report_command(
     out: Annotated[Optional[Path], typer.Option(help="Report folder (default reports/<name>).")] = None,
     title: Annotated[Optional[str], typer.Option(help="Title of index.md.")] = None,
     settings: Annotated[Optional[list[str]], typer.Option(
-        "--set", help="A concept/statistics setting of the config's analysis section, "
+        "--set", metavar="KEY=VALUE", help="A concept/statistics setting of the config's analysis section, "
                       "key=value (repeatable), e.g. --set alpha=0.01 --set distance=epoch "
                       "--set concept_threshold=0.3.", show_default=False)] = None,
 ) -> None:

@@ -18,33 +18,28 @@ def register(app: typer.Typer) -> None:
     def train_triplet_cmd(
         args: Annotated[list[str] | None, typer.Argument(
             metavar="[CONFIG] [KEY=VALUE]...",
-            help="Experiment YAML (or the name of one in configs/; default "
-                 "configs/quickstart.yaml), then config overrides key.sub=value (YAML values), "
+            help="Experiment YAML, or a shipped config's name (`kdexplain configs`; default "
+                 "quickstart), then config overrides key.sub=value (YAML values), "
                  "e.g. optim.lr=0.02 student.mode=soft checkpoints=[0,1,2]",
             show_default=False)] = None,
-        old_config: Annotated[Path | None, typer.Option("--config", "-c", hidden=True)] = None,
         run_dir: Annotated[Path | None, typer.Option(
             "--run-dir", help="Run directory (default: out_dir/name from the config).")] = None,
         resume: Annotated[bool, typer.Option(
             "--resume", help="Continue an interrupted run from each model's newest state.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No per-epoch log lines.")] = False,
     ) -> None:
-        """Train the triplet of SPEC section 2 (teacher, baseline, student) into a run directory.
+        """Train the triplet (teacher, baseline, student; docs/method.md section 2) into a run
+        directory.
 
         Same form as `kdexplain run`: `kdexplain train-triplet configs/quickstart.yaml
         optim.lr=0.02 name=lr2`. Under `torchrun --nproc_per_node N -m kdexplain.cli
         train-triplet CONFIG ...` the N processes
         train with DDP (gloo on CPU, nccl on CUDA); only rank 0 writes and prints.
         """
-        from kdexplain.cli import config_and_overrides, renamed_option
+        from kdexplain.cli import config_and_overrides
         from kdexplain.config import load_config
 
-        if old_config is not None:
-            config = renamed_option("--config CONFIG", "CONFIG as the first argument",
-                                    str(old_config), None, None)
-            overrides = list(args or [])
-        else:
-            config, overrides = config_and_overrides(list(args or []))
+        config, overrides = config_and_overrides(list(args or []))
         cfg = load_config(config, overrides)  # mistakes before the heavy imports
         from tqdm.contrib.logging import logging_redirect_tqdm
 

@@ -247,7 +247,8 @@ class PerturbationEntropy(PerturbationAttribution):
         relative : bool
             Shorthand for ``map="relative"`` (kept for existing callers).
         show_progress : bool
-            A progress bar over optimisation steps (Captum's knob).
+            Progress over the optimisation steps (Captum's knob): a bar on a terminal, off
+            one a line with the rate and ETA at least every 30 s.
         **kwargs
             Override the defaults of :func:`kdexplain.quantify` for this call. Captum's
             ``perturbations_per_eval=p`` means ``max_batch = p * B`` (p perturbed copies of

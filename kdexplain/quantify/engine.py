@@ -141,7 +141,7 @@ def quantify(
     arch : str, optional
         Architecture, for layer aliases and lambda (default ``model.kdexplain_arch``).
     show_progress : bool, optional
-        A progress bar over steps (None: when stderr is a terminal).
+        Progress over the steps: a bar, or off a terminal a line with rate and ETA every 30 s.
     **options
         Further :class:`QuantifySettings` fields (``d0_samples``, ``probes``, ``clamp``, ...).
 
@@ -193,17 +193,19 @@ def _optimise(dist: Distortion, settings: QuantifySettings, streams: NoiseStream
               sizer: ChunkSizer, show_progress: bool | None) -> tuple[SigmaOptimizer, Traces]:
     """Build the preset's optimiser, start it, and run its steps until every unit stops."""
     K, B = d0.shape
+    # off a terminal: a line with rate and ETA at least every 30 s (the start included)
+    bar = progress(range(settings.steps), desc=f"quantify {dist.layer}", enable=show_progress,
+                   unit="step", log_lines=True)
     opt = build_optimizer(settings, (K, B, grid, grid), d0.device)
     if opt.needs_sensitivity:
         _closed_form_start(opt, dist, keys, seed, d0, settings, grid, sizer.size)
     traces = Traces(settings.steps, K, B, grid, keep_sigma=settings.target_entropy is not None)
     active = ~no_signal
-    bar = progress(range(settings.steps), desc=f"quantify {dist.layer}", enable=show_progress,
-                   unit="step")
     for t in bar:
         if not bool(active.any()):
             break
         active = _step(t, dist, opt, streams, traces, active, d0, settings.samples, sizer)
+    bar.close()  # the final line now, also after an early stop
     return opt, traces
 
 

@@ -8,13 +8,32 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kdexplain.concepts.metrics import (
+    DEFAULT_CONCEPT_THRESHOLD,
+    background_entropy,
+    concept_cells,
+    count_concepts,
+    region_means,
+)
 from kdexplain.quantify.engine import QuantifyResult
 from kdexplain.utils.io import atomic_torch_save, atomic_write_text, load_torch_file
 
 
 def result_tables(result: QuantifyResult, labels: list[int] | None = None,
-                  foreground: torch.Tensor | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  foreground: torch.Tensor | None = None,
+                  concept_threshold: float = DEFAULT_CONCEPT_THRESHOLD,
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy tables of a single-model result.
+
+    Parameters
+    ----------
+    result : QuantifyResult
+        Of one model: grids (B, g, g).
+    labels : list of int, optional
+    foreground : bool Tensor (B, g, g), optional
+        Object cells: adds the concept summary of :func:`concept_summary`.
+    concept_threshold : float
+        ``b`` of the concept rule (docs/method.md section 4).
 
     Returns
     -------
@@ -23,7 +42,8 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
         ``sigma``, ``entropy`` and, when ``foreground`` (B, g, g) is given, ``foreground``.
     images : DataFrame
         One row per image: ``image``, ``key``, ``label``, ``d0``, ``no_signal``,
-        ``mean_entropy``, ``steps_run``, ``final_loss``.
+        ``mean_entropy``, ``steps_run``, ``final_loss`` and, with ``foreground``,
+        ``fg_entropy``, ``bg_entropy``, ``n_fg``, ``n_bg``.
     """
     if result.sigma.ndim != 3:
         raise ValueError("result_tables takes the result of a single model (B, g, g)")
@@ -53,7 +73,45 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
         "steps_run": result.steps_run.numpy(),
         "final_loss": last,
     })
+    if foreground is not None:
+        summary = concept_summary(result.entropy, foreground, concept_threshold,
+                                  result.no_signal)
+        images = images.assign(**summary)
     return cells, images
+
+
+def concept_summary(entropy: torch.Tensor, foreground: torch.Tensor,
+                    threshold: float = DEFAULT_CONCEPT_THRESHOLD,
+                    no_signal: torch.Tensor | None = None) -> dict[str, np.ndarray]:
+    """Per image: mean foreground and background entropy, and the concept counts at ``b``.
+
+    The baseline ``H_bar`` is pooled over the images given (the original rule,
+    docs/method.md section 4): the mean of each image's mean background entropy, images
+    without signal left out.
+
+    Parameters
+    ----------
+    entropy : Tensor (B, g, g)
+    foreground : bool Tensor (B, g, g)
+    threshold : float
+        ``b``: a cell is a concept when ``H_bar - H_i > b``.
+    no_signal : bool Tensor (B,), optional
+        Images whose grid carries no signal: NaN entropies and no concepts.
+
+    Returns
+    -------
+    dict of arrays (B,)
+        ``fg_entropy``, ``bg_entropy`` (NaN for a region without cells), ``n_fg``, ``n_bg``.
+    """
+    h = entropy.double().numpy().copy()
+    if no_signal is not None:
+        h[no_signal.numpy()] = np.nan
+    fg = foreground.bool().numpy()
+    fg_mean, bg_mean = region_means(h[None], fg)
+    h_bar = background_entropy(h[None], fg, "pooled")
+    n_fg, n_bg = count_concepts(concept_cells(h[None], h_bar, threshold), fg)
+    return {"fg_entropy": fg_mean[0], "bg_entropy": bg_mean[0], "n_fg": n_fg[0],
+            "n_bg": n_bg[0]}
 
 
 def save_result(result: QuantifyResult, path: str | Path, **extra) -> Path:

@@ -32,7 +32,7 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     img = image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     H, W = img.shape[:2]
     ent = upsample_grid(entropy.detach().cpu().float(), (H, W)).numpy()
-    fig = Figure(figsize=(6.4, 3.2), constrained_layout=True)
+    fig = Figure(figsize=(6.4, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     axes[0].imshow(img)
     axes[0].set_title("image")
@@ -46,7 +46,9 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    entropy_colorbar(fig, im, ax=axes[1], fraction=0.046)
+    # the label in two lines: on one it is taller than the panel and is cut at the edge
+    entropy_colorbar(fig, im, "entropy per cell (nats)\nbright = low = information used",
+                     ax=axes[1], fraction=0.046)
     if title:
         fig.suptitle(title, fontsize=9)
     return save_png(fig, path, dpi=110)

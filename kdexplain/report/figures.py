@@ -271,7 +271,8 @@ def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
                widths=0.5, showfliers=False, medianprops={"color": "black"})
     ax.set_xticks(range(len(roles)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(roles) - 0.4)
-    ax.set_ylabel("weight distance where the foreground concepts peak, d(m^)")
+    # two lines: on one, the label is taller than the axes and is cut at the figure's edge
+    ax.set_ylabel("weight distance where the\nforeground concepts peak, d(m^)")
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title or "Where each image's foreground concepts peak (one dot per image)",
                  fontsize=9)

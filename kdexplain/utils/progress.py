@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
 from tqdm.auto import tqdm
@@ -30,19 +30,19 @@ def progress(iterable: Iterable | None = None, *, desc: str = "", total: int | N
     ``enable=None`` shows a tqdm bar when stderr is a terminal or ``KDEXPLAIN_PROGRESS=1``,
     and hides it when ``KDEXPLAIN_PROGRESS=0`` (tests, CI). Without a terminal it shows
     nothing, or, with ``log_lines=True``, :class:`LogProgress` lines on stderr (long work:
-    the sweep). ``enable=True`` is a bar, ``enable=False`` nothing.
+    the sweep, quantify). ``enable=True`` is a bar on a terminal and, off one, log lines
+    where ``log_lines`` (else a bar); ``enable=False`` nothing.
     """
-    if enable is None:
-        env = os.environ.get("KDEXPLAIN_PROGRESS")
-        if env is not None:
-            enable = env == "1"
-        elif sys.stderr.isatty():
-            enable = True
-        elif log_lines:
+    env = os.environ.get("KDEXPLAIN_PROGRESS")
+    if enable is None and env is not None:
+        enable = env == "1"
+    elif enable is not False and not sys.stderr.isatty():
+        if log_lines:
             return LogProgress(iterable, desc=desc, total=total, unit=unit,
                                initial=kwargs.get("initial", 0))
-        else:
-            enable = False
+        enable = bool(enable)
+    elif enable is None:
+        enable = True  # a terminal
     return tqdm(iterable, desc=desc, total=total, disable=not enable, unit=unit,
                 dynamic_ncols=True, **kwargs)
 
@@ -68,18 +68,22 @@ class LogProgress:
         Default ``sys.stderr``.
     initial : int
         Units already done before (not counted in the rate).
+    clock : callable, optional
+        Seconds, monotonic (default ``time.monotonic``; tests pass a fake one).
     """
 
     def __init__(self, iterable: Iterable | None = None, *, desc: str = "",
                  total: int | None = None, unit: str = "it", interval: float = LOG_INTERVAL,
-                 stream: TextIO | None = None, initial: int = 0) -> None:
+                 stream: TextIO | None = None, initial: int = 0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
         self.iterable, self.desc, self.total, self.unit = iterable, desc, total, unit
         self.interval = float(interval)
         self.stream = stream if stream is not None else sys.stderr
         self.initial = self.n = int(initial)
-        self.start = time.monotonic()
+        self.clock = clock
+        self.start = clock()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._closed = False
@@ -89,7 +93,7 @@ class LogProgress:
 
     def line(self) -> str:
         """The current progress line."""
-        elapsed = time.monotonic() - self.start
+        elapsed = self.clock() - self.start
         rate = (self.n - self.initial) / elapsed if elapsed > 0 else 0.0
         done = f"{self.n}/{self.total}" if self.total is not None else f"{self.n}"
         pct = f" ({100 * self.n / self.total:.0f}%)" if self.total else ""
