@@ -1,8 +1,8 @@
 """The experiment config: one YAML file describes a whole experiment.
 
 A config names the dataset, the architecture and the distilled layer, how the teacher,
-the student and the baseline are trained (SPEC section 2), which epochs are kept as
-checkpoints, and how the sweep analyses them (SPEC sections 3-4). It is validated on load:
+the student and the baseline are trained (docs/method.md section 2), which epochs are kept as
+checkpoints, and how the sweep analyses them (docs/method.md sections 3-4). It is validated on load:
 an unknown key or a value outside the allowed choices is an error that names the key and
 what is allowed.
 
@@ -54,7 +54,7 @@ __all__ = [
     "shipped_configs",
 ]
 
-#: Checkpoint epochs of the original protocol (SPEC section 2).
+#: Checkpoint epochs of the original protocol (docs/method.md section 2).
 PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150)
 
 Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
@@ -199,7 +199,7 @@ class TeacherConfig(_Strict):
 
 
 class StudentConfig(_Strict):
-    """The distilled student (SPEC sections 1-2).
+    """The distilled student (docs/method.md sections 1-2).
 
     ``mode``: ``feature`` = phase 1 distils layer L with MSE to the teacher's pre-activation
     output, phase 2 freezes everything up to and including L and trains the layers above with
@@ -243,8 +243,8 @@ class AnalysisConfig(_Strict):
     """How the sweep quantifies the run and how the report counts and tests concepts.
 
     The quantification: ``n_images`` drawn from ``split``, the ``models`` and ``checkpoints``,
-    ``preset`` ... ``max_batch`` (SPEC section 3), ``mask_rule`` (how masks become
-    foreground cells). The concepts and statistics (SPEC section 4),
+    ``preset`` ... ``max_batch`` (docs/method.md section 3), ``mask_rule`` (how masks become
+    foreground cells). The concepts and statistics (docs/method.md section 4),
     the fields of :class:`kdexplain.concepts.ConceptSettings`, documented there:
     ``concept_threshold`` (b), ``baseline_entropy``, ``select_effective``, ``late_fraction``, ``count_epoch``, ``distance``, ``peak_without_concepts``, ``empty_rho``,
     ``alpha``, ``ci_level``, ``n_resamples``, ``n_permutations``, ``stats_seed``

@@ -7,7 +7,7 @@ import warnings
 
 __all__ = ["ARCHS", "ROLES", "TORCHVISION_ARCHS", "renamed_keys", "warn_renamed"]
 
-#: The three networks of the triplet (SPEC section 2), in table order.
+#: The three networks of the triplet (docs/method.md section 2), in table order.
 ROLES: tuple[str, ...] = ("teacher", "student", "baseline")
 
 #: torchvision architectures with the paper's layer aliases (conv, fc1, fc2, fc3); the ones

@@ -1,4 +1,4 @@
-"""The concept threshold calibrated against the reference estimator (SPEC 4): golden values."""
+"""The concept threshold calibrated against the reference estimator (docs/method.md section 4): golden values."""
 
 from __future__ import annotations
 

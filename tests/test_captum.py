@@ -107,7 +107,7 @@ def _linear_logits(classes=3, seed=0):
 
 
 def test_target_logit_matches_the_closed_form_per_class():
-    # phi(x) = z_c(x) = W[c] x: SPEC 3's linear closed form with c_i from row c only. With a
+    # phi(x) = z_c(x) = W[c] x: docs/method.md section 3's linear closed form with c_i from row c only. With a
     # one-dimensional feature the estimate of D0 = sigma0^2 sum_j c_j is itself noisy (a
     # chi-square with 1 degree of freedom per sample), so the optimum is taken at the D0 the
     # engine used: sigma_i^2 = lambda D0 / (2 n c_i); tolerances as test_quantify's.

@@ -1,4 +1,4 @@
-"""SPEC 4 metrics on hand-made entropy grids, every number computed by hand below."""
+"""docs/method.md section 4 metrics on hand-made entropy grids, every number computed by hand below."""
 
 from __future__ import annotations
 

@@ -220,7 +220,7 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     assert seen == {teacher.resolve()}
     assert len({n.layer for n in nets}) == 1  # the distilled layer, as its module path
     assert all(len(n.sets["val"]["keys"]) == 2 for n in nets)
-    # the reference preset on a subset of the same sweeps (SPEC 4's calibration), resumable
+    # the reference preset on a subset of the same sweeps (docs/method.md section 4's calibration), resumable
     cal_out = tmp_path / "calibration"
     assert main(["calibrate", str(base), "--n-images", "2", "--out", str(cal_out)]) == 0
     units = sorted((base).glob("*/calibration/*/epoch_*.pt"))

@@ -33,7 +33,7 @@ def _linear_model(dim: int = 32, seed: int = 0) -> tuple[nn.Module, torch.Tensor
 
 
 def closed_form_sigma(c: torch.Tensor, lam: float, sigma0: float) -> torch.Tensor:
-    """SPEC 3: sigma_i^2 = lambda * sigma0^2 * sum_j c_j / (2 * n_cells * c_i)."""
+    """docs/method.md section 3: sigma_i^2 = lambda * sigma0^2 * sum_j c_j / (2 * n_cells * c_i)."""
     return (lam * sigma0**2 * c.sum() / (2 * c.numel() * c)).sqrt()
 
 

@@ -158,7 +158,7 @@ def test_compare_conditions_differences_and_verdicts():
                                  "n_images", "min_p", "p_value", "p_holm", "effect_size",
                                  "expected", "verdict"}
     assert len(comp) == 2 * len(METRICS)
-    assert set(comp.group) == {"SPEC 4", "entropy", "diagnostic"}
+    assert set(comp.group) == {"docs/method.md section 4", "entropy", "diagnostic"}
     row = comp[(comp.epoch == 5) & (comp.metric == "N_bg")].iloc[0]
     # per seed s: mean over i = 0..11 of 2 (1 + 0.1 i) (1 + 0.1 s) = 3.1 (1 + 0.1 s);
     # over the 8 seeds: 3.1 * 1.35
@@ -169,7 +169,7 @@ def test_compare_conditions_differences_and_verdicts():
     assert row.n_pairs == 8 and row.n_images == 96
     # every seed positive: exact two-sided sign-flip p = 2 / 2^8, the smallest possible
     assert row.p_value == pytest.approx(2 / 256) and row.min_p == pytest.approx(2 / 256)
-    # Holm within the SPEC 4 family (N_fg p = 1, N_bg and fg_ratio 2/256): 3 x 2/256
+    # Holm within the docs/method.md section 4 family (N_fg p = 1, N_bg and fg_ratio 2/256): 3 x 2/256
     assert row.p_holm == pytest.approx(3 * 2 / 256)
     # d_z = mean / sd over seeds of 3.1 (1 + 0.1 s): 1.35 / (0.1 sd(0..7))
     assert row.effect_size == pytest.approx(1.35 / (0.1 * np.std(np.arange(8), ddof=1)))

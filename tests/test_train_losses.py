@@ -1,5 +1,5 @@
 """Distillation losses: golden values computed by hand, the T^2 scaling, and the
-high-temperature limit (SPEC section 1)."""
+high-temperature limit (docs/method.md section 1)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_high_temperature_gradient_approaches_logit_l2():
     z = torch.randn(1, n, generator=g, dtype=torch.float64)  # float64: T (q - p) at T = 1000
     v = torch.randn(1, n, generator=g, dtype=torch.float64)  # needs more than float32 digits
     z, v = z - z.mean(), v - v.mean()  # zero-mean logits
-    expected = (z - v) / n  # SPEC: dC/dz ~ (z - v) / N (the T^2 factor included)
+    expected = (z - v) / n  # docs/method.md section 1: dC/dz ~ (z - v) / N (the T^2 factor included)
     errors = []
     for t in (10.0, 100.0, 1000.0):
         grad = _grad(lambda a, b, t=t: soft_target_loss(a, b, t), z, v)

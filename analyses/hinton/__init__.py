@@ -1,6 +1,6 @@
 """Reproducing Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network".
 
-Five analyses (SPEC section 1), each a module with ``run(workspace) -> result`` (a JSON-able
+Five analyses (docs/method.md section 1), each a module with ``run(workspace) -> result`` (a JSON-able
 dict holding every number) and ``render(result, out_dir)`` (the Markdown page and plots):
 
 ``temperature``

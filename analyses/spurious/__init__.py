@@ -1,8 +1,8 @@
-"""The spurious-background validation of the concept measure (issue 5).
+"""The spurious-background validation of the concept measure.
 
 ``scenes`` can tie the background photo family to the class (``spurious_background = p``).
 A network trained with the tie relies on the background, which gives the concept measure
-(SPEC section 4) a ground truth: per seed, the same architecture is trained with p = 0
+(docs/method.md section 4) a ground truth: per seed, the same architecture is trained with p = 0
 (``neutral``) and with p high (``spurious``), both are quantified on the same images, and
 the concept counts ``N_fg``, ``N_bg``, ``fg_ratio`` (and the mean object / background
 entropies) are compared: per seed over the images, then over seeds (the unit of

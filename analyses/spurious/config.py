@@ -79,9 +79,9 @@ class SpuriousConfig:
         Seed of the quantification's noise streams (each image's stream is keyed by its
         name, so every network sees the same noise on the same image).
     concept_threshold : float
-        ``b`` of SPEC 4 (nats).
+        ``b`` of docs/method.md section 4 (nats).
     baseline_entropy : {"pooled", "per_image"}
-        How ``H_bar`` is taken (SPEC 4: pooled over the analysed images, per network).
+        How ``H_bar`` is taken (docs/method.md section 4: pooled over the analysed images, per network).
     mask_rule : {"fraction", "nearest"}
         How the pixel mask becomes the grid's foreground.
     """

@@ -1,6 +1,6 @@
 """Per-image concept metrics of one network and the paired comparison of the two networks.
 
-Built on :mod:`kdexplain.concepts` (SPEC section 4): ``H_bar`` pooled over the analysed
+Built on :mod:`kdexplain.concepts` (docs/method.md section 4): ``H_bar`` pooled over the analysed
 images of one network at one checkpoint, concept cells ``H_bar - H_i > b``, ``N_fg``,
 ``N_bg`` and ``fg_ratio``. Beside these *relative* counts, two *absolute* numbers per image:
 the mean entropy of its foreground cells ``H_fg`` and of its background cells ``H_bg``, and
@@ -51,7 +51,7 @@ METRICS = ("N_fg", "N_bg", "fg_ratio", "H_fg", "H_bg", "bg_minus_fg", "N_bg_near
            "N_fg_shared", "N_bg_shared")
 
 #: What kind of number each metric is.
-GROUPS = {"N_fg": "SPEC 4", "N_bg": "SPEC 4", "fg_ratio": "SPEC 4",
+GROUPS = {"N_fg": "docs/method.md section 4", "N_bg": "docs/method.md section 4", "fg_ratio": "docs/method.md section 4",
           "H_fg": "entropy", "H_bg": "entropy", "bg_minus_fg": "entropy",
           "N_bg_near": "diagnostic", "N_bg_far": "diagnostic",
           "N_fg_shared": "diagnostic", "N_bg_shared": "diagnostic"}
@@ -125,7 +125,7 @@ def image_metrics(entropy: np.ndarray, foreground: np.ndarray, *,
     concept_threshold : float
         ``b``.
     baseline_entropy : {"pooled", "per_image"}
-        ``H_bar`` pooled over the N images (SPEC 4) or per image.
+        ``H_bar`` pooled over the N images (docs/method.md section 4) or per image.
     shared_h_bar : float array (N,), optional
         A baseline entropy shared with another network; gives ``N_fg_shared`` and
         ``N_bg_shared`` (NaN without it).
@@ -219,7 +219,7 @@ def compare_conditions(per_image: pd.DataFrame, *, n_resamples: int = 2000,
     Per seed, the two networks' values are averaged over the images where both are finite;
     the per-seed differences are tested with the exact two-sided sign-flip test (smallest p
     ``2 / 2^n`` for n seeds: 0.0078 at 8). Holm's correction runs within each family of
-    :data:`GROUPS` (the SPEC 4 counts, the entropies, the diagnostics) of one layer, image
+    :data:`GROUPS` (the docs/method.md section 4 counts, the entropies, the diagnostics) of one layer, image
     set and epoch: each family answers its own question about one image set.
 
     Parameters

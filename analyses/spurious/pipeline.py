@@ -334,7 +334,7 @@ def per_image_table(cfg: SpuriousConfig, grids: dict[tuple[int, str, str, int], 
                     sets: dict[str, ImageSet], spans: dict[str, slice]) -> pd.DataFrame:
     """The concept metrics of every (seed, condition, layer, epoch, image set, image).
 
-    ``H_bar`` is pooled per network, checkpoint and image set (SPEC 4). The shared baseline
+    ``H_bar`` is pooled per network, checkpoint and image set (docs/method.md section 4). The shared baseline
     of ``N_fg_shared`` / ``N_bg_shared`` is the mean of the two networks' ``H_bar`` (same
     seed, layer, checkpoint and image set).
     """

@@ -330,7 +330,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
             "- **`N_bg` does not show the effect**: the spurious network does not have "
             "significantly more background concepts"
             + (f"; on {_on(nbg_opp)} it has significantly *fewer*" if nbg_opp else "")
-            + ". Counted the SPEC 4 way, the expected ground truth is not recovered.")
+            + ". Counted the docs/method.md section 4 way, the expected ground truth is not recovered.")
     if ratio:
         lines.append(f"- **`fg_ratio` shows the effect** on {_on(ratio)}: a lower "
                      "foreground share for the spurious network.")
@@ -474,8 +474,8 @@ def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -
         "ties the background photo family to the class with probability `spurious_background` "
         f"= p. Per seed, the same architecture is trained twice from the same initial "
         f"weights: the **neutral** network with p = 0 and the **spurious** network with "
-        f"p = {cfg.spurious_background}. Both are then quantified (SPEC 3) on the **same** "
-        "images with the same noise, and their visual concepts counted (SPEC 4). Ground "
+        f"p = {cfg.spurious_background}. Both are then quantified (docs/method.md section 3) on the **same** "
+        "images with the same noise, and their visual concepts counted (docs/method.md section 4). Ground "
         "truth: the spurious network relies on the background, so the toolkit should find "
         "more background concepts `N_bg` and a lower `fg_ratio` for it.",
         "",
@@ -517,7 +517,7 @@ def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -
         "test of the per-seed differences (`kdexplain.concepts.seed_paired_test`; with "
         f"{len(cfg.seeds)} seeds the smallest possible p is "
         f"{format_p(min_seed_p_value(len(cfg.seeds)))}), Holm-corrected within each kind of "
-        "metric (SPEC 4 counts, entropies, diagnostics) of one layer, image set and epoch; "
+        "metric (docs/method.md section 4 counts, entropies, diagnostics) of one layer, image set and epoch; "
         "effect size Cohen's d_z over seeds; 95% bootstrap interval resampling seeds, then "
         "images. A verdict *shows the effect* needs Holm p < 0.05 in the expected direction "
         "and no seed pointing the other way. The images of one seed are not independent "
@@ -605,10 +605,10 @@ def _definition_lines(exp_name: str, figures: list[Path]) -> list[str]:
         "## Definitions",
         "",
         "- `H_i`: entropy of grid cell i (nats per dimension), learnt by the perturbation "
-        "objective `D(sigma)/D0 - lambda_H mean_i H_i` (SPEC 3); low = the layer is sensitive "
+        "objective `D(sigma)/D0 - lambda_H mean_i H_i` (docs/method.md section 3); low = the layer is sensitive "
         "to that cell.",
         "- `H_bar`: mean background entropy, pooled over a set's images, per network and "
-        "checkpoint; concept: `H_bar - H_i > b` (SPEC 4).",
+        "checkpoint; concept: `H_bar - H_i > b` (docs/method.md section 4).",
         "- `N_fg`, `N_bg`: concept cells on the object / on the background per image; "
         "`fg_ratio` = N_fg / (N_fg + N_bg) (0 when both are 0), the paper's lambda.",
         "- `H_fg`, `H_bg`: mean entropy of an image's object / background cells; "
@@ -618,7 +618,7 @@ def _definition_lines(exp_name: str, figures: list[Path]) -> list[str]:
         "- `N_fg_shared`, `N_bg_shared`: concept counts against one `H_bar` shared by the two "
         "networks of a seed (the mean of their own `H_bar` on that image set and checkpoint), "
         "so that a shift of the whole background does not move the threshold.",
-        "- *kind*: `SPEC 4` = the paper's counts, each network against its own `H_bar`; "
+        "- *kind*: `docs/method.md section 4` = the paper's counts, each network against its own `H_bar`; "
         "`entropy` = mean entropies; `diagnostic` = the counts above that locate the effect.",
         "",
         "Files: " + ", ".join(f"[{p}]({p})" for p in [

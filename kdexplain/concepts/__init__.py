@@ -1,4 +1,4 @@
-"""Visual concepts, the three hypotheses' metrics and their statistics (SPEC section 4).
+"""Visual concepts, the three hypotheses' metrics and their statistics (docs/method.md section 4).
 
 Takes the entropy grids the sweep produced (:class:`RunEntropies`, one per seed) and turns
 them into per-image concept counts, the model-level metrics ``N_fg``, ``N_bg``,

@@ -106,7 +106,7 @@ class RunEntropies:
         Strictly increasing checkpoint epochs.
     distance : dict role -> float array (M_r,)
         Normalised weight distance ``d`` of the analysed layer at each checkpoint, the
-        path length over optimiser steps (SPEC 4); all NaN where it was not recorded (a run
+        path length over optimiser steps (docs/method.md section 4); all NaN where it was not recorded (a run
         assembled from per-epoch state dicts: only ``distance_epoch`` exists).
     foreground : bool array (N, g, g)
         The images' masks on the grid.
@@ -240,7 +240,7 @@ class ConceptSettings:
         Checkpoint epoch of hypothesis 1's counts; None = each model's last checkpoint. It
         must be a checkpoint of S and B; a teacher without it uses its last checkpoint.
     distance : {"step", "epoch"}
-        Weight distance for hypothesis 2: path length over optimiser steps (SPEC 4), or the
+        Weight distance for hypothesis 2: path length over optimiser steps (docs/method.md section 4), or the
         paper's per-epoch form (``RunEntropies.distance_epoch``).
     peak_without_concepts : {"first", "exclude"}
         ``m^`` of an image without any foreground concept: the first checkpoint (original)

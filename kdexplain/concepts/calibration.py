@@ -1,8 +1,8 @@
-"""The concept threshold of one estimator, calibrated against the reference (SPEC 4).
+"""The concept threshold of one estimator, calibrated against the reference (docs/method.md section 4).
 
 ``b = 0.2`` was set for the reference optimisation, whose within-image entropy range is
 about 3x narrower than that of an optimiser run to convergence, so the same ``b`` marks
-other cells under another estimator. SPEC 4: "A concept rule used with another estimator
+other cells under another estimator. docs/method.md section 4: "A concept rule used with another estimator
 must be calibrated against the reference."
 
 :func:`calibrate_threshold` does that on grids that both estimators computed for the same
@@ -64,7 +64,7 @@ class ThresholdCalibration:
         empty) at ``b`` and at ``b'``.
     range_ratio : float
         Median over grids of the other estimator's within-image entropy range (max - min)
-        over the reference's (SPEC 4 expects about 3 for an optimiser run to convergence).
+        over the reference's (docs/method.md section 4 expects about 3 for an optimiser run to convergence).
     """
 
     reference_threshold: float

@@ -4,7 +4,7 @@ Hypothesis 2 compares ``D_mean``, the mean weight distance ``d(m^)`` at which ea
 foreground concepts peak, between S and B. Three things other than "how fast the concepts
 are learned" can set the sign of S − B:
 
-- **the measure**: the path length over optimiser steps (SPEC 4) and the paper's per-epoch
+- **the measure**: the path length over optimiser steps (docs/method.md section 4) and the paper's per-epoch
   form weigh the same trajectory differently; if they disagree, the measure decides;
 - **the schedule**: a network whose weights travel further in total (a larger learning rate,
   more steps, Adam's constant-size steps) reaches any point of its training at a larger
@@ -31,7 +31,7 @@ __all__ = ["DISTANCE_FORMS", "distance_drivers", "drivers_sentence"]
 
 #: (name, what it measures) of each form of the peak's position.
 DISTANCE_FORMS: tuple[tuple[str, str], ...] = (
-    ("d_step", "d(m^), path length over optimiser steps (SPEC 4)"),
+    ("d_step", "d(m^), path length over optimiser steps (docs/method.md section 4)"),
     ("d_epoch", "d(m^), the paper's per-epoch form"),
     ("share_step", "d(m^) / d(M): share of the whole path (per step) travelled at the peak"),
     ("share_epoch", "d(m^) / d(M), per-epoch form"),

@@ -1,4 +1,4 @@
-"""Visual concepts and the per-image numbers of the three hypotheses (SPEC section 4).
+"""Visual concepts and the per-image numbers of the three hypotheses (docs/method.md section 4).
 
 Everything here works on plain numpy arrays of entropy grids, one model at a time:
 
@@ -40,7 +40,7 @@ __all__ = [
     "usable_images",
 ]
 
-#: ``b`` of SPEC 4: a cell is a concept when ``H_bar - H_i > b``.
+#: ``b`` of docs/method.md section 4: a cell is a concept when ``H_bar - H_i > b``.
 DEFAULT_CONCEPT_THRESHOLD = 0.2
 #: The original selection looked at checkpoints with epoch >= 40 of 150 epochs.
 DEFAULT_LATE_FRACTION = 40 / 150
@@ -91,7 +91,7 @@ def region_means(entropy: np.ndarray, foreground: np.ndarray) -> tuple[np.ndarra
 
 def background_entropy(entropy: np.ndarray, foreground: np.ndarray,
                        mode: BaselineMode = "pooled") -> np.ndarray:
-    """The baseline entropy ``H_bar`` of SPEC 4, per checkpoint (and per image).
+    """The baseline entropy ``H_bar`` of docs/method.md section 4, per checkpoint (and per image).
 
     Parameters
     ----------
@@ -130,7 +130,7 @@ def background_entropy(entropy: np.ndarray, foreground: np.ndarray,
 
 def concept_cells(entropy: np.ndarray, h_bar: np.ndarray,
                   threshold: float = DEFAULT_CONCEPT_THRESHOLD) -> np.ndarray:
-    """Concept cells: ``H_bar - H_i > b`` (strict), SPEC 4.
+    """Concept cells: ``H_bar - H_i > b`` (strict), docs/method.md section 4.
 
     Parameters
     ----------
@@ -173,7 +173,7 @@ def count_concepts(concepts: np.ndarray, foreground: np.ndarray) -> tuple[np.nda
 
 
 def foreground_ratio(n_fg: np.ndarray, n_bg: np.ndarray) -> np.ndarray:
-    """Per image ``N_fg / (N_fg + N_bg)``, 0 where both are 0 (SPEC 4).
+    """Per image ``N_fg / (N_fg + N_bg)``, 0 where both are 0 (docs/method.md section 4).
 
     The model's ``fg_ratio`` (the paper's lambda) is the mean of this over images.
     """
@@ -210,7 +210,7 @@ def peak_distance(n_fg: np.ndarray, distance: np.ndarray, *,
     ----------
     n_fg : array (M, N)
     distance : array (M,)
-        Normalised weight distance ``d`` at each checkpoint (SPEC 4).
+        Normalised weight distance ``d`` at each checkpoint (docs/method.md section 4).
     without_concepts : {"first", "exclude"}
         For an image with ``N_fg == 0`` at every checkpoint: ``"first"`` (the original's
         ``argmax``) takes the first checkpoint; ``"exclude"`` gives NaN.
@@ -259,7 +259,7 @@ def distance_spread(peak_distances: np.ndarray) -> dict[str, float]:
 
 def stability(concepts: np.ndarray, foreground: np.ndarray, *,
               empty: Literal["zero", "exclude"] = "zero") -> np.ndarray:
-    """Per image ``|S_M| / |union_j S_j|`` (SPEC 4, hypothesis 3); ``rho`` is its mean.
+    """Per image ``|S_M| / |union_j S_j|`` (docs/method.md section 4, hypothesis 3); ``rho`` is its mean.
 
     ``S_j`` is the set of foreground concept cells at checkpoint j and M the last checkpoint.
 
@@ -309,7 +309,7 @@ def usable_images(entropy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def effective_images(entropy: np.ndarray, foreground: np.ndarray, epochs: np.ndarray,
                      late_epoch: float) -> tuple[np.ndarray, np.ndarray]:
-    """The original protocol's selection of "effective" images (SPEC 4).
+    """The original protocol's selection of "effective" images (docs/method.md section 4).
 
     At every checkpoint with ``epoch >= late_epoch`` an image whose mean background entropy
     is below its mean foreground entropy (the network uses its background more than its
@@ -405,7 +405,7 @@ def model_concepts(entropy: np.ndarray, foreground: np.ndarray, epochs: np.ndarr
                    count_epoch: int | None = None,
                    peak_without_concepts: Literal["first", "exclude"] = "first",
                    empty_rho: Literal["zero", "exclude"] = "zero") -> ModelConcepts:
-    """All of SPEC 4's per-image numbers for one model on the images given.
+    """All of docs/method.md section 4's per-image numbers for one model on the images given.
 
     Parameters
     ----------

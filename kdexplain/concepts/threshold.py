@@ -1,6 +1,6 @@
 """How the verdicts move with the concept threshold b: :func:`threshold_curve`.
 
-The threshold ``b`` (a cell is a concept when ``H_bar - H_i > b``, SPEC section 4) was set
+The threshold ``b`` (a cell is a concept when ``H_bar - H_i > b``, docs/method.md section 4) was set
 for the original estimator; an estimator with a wider within-image entropy range puts more
 cells above the same ``b``. A verdict that flips inside a reasonable range of ``b`` says
 more about the threshold than about distillation, so the report recomputes every

@@ -1,4 +1,4 @@
-"""Foreground masks on the ``g x g`` grid of the perturbation module (SPEC sections 3 and 4).
+"""Foreground masks on the ``g x g`` grid of the perturbation module (docs/method.md sections 3 and 4).
 
 The grid's cell ``i`` covers exactly the pixels that a nearest-neighbour upsampling of the
 grid to the image (``F.interpolate(sigma, size=(H, W), mode="nearest")`` on a float32
@@ -65,7 +65,7 @@ def mask_to_grid(mask: torch.Tensor, grid: int = 16, rule: str = "fraction",
         ``"nearest"`` value. ``"nearest"``: the original code's rule,
         ``F.interpolate(mask, size=grid, mode="nearest") > 0`` (one pixel per cell).
     threshold : float
-        Foreground share needed by the ``"fraction"`` rule (SPEC: 0.5).
+        Foreground share needed by the ``"fraction"`` rule (docs/method.md: 0.5).
 
     Returns
     -------

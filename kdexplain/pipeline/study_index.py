@@ -173,7 +173,7 @@ def render_variants_index(out: str | Path) -> Path:
         "has a `calibration/` (`kdexplain calibrate`), repeat the tests on a subset of the "
         "images under the reference preset (the original optimisation, for which b = 0.2 "
         "was set), the default preset at b and the default preset at the calibrated b' "
-        "(SPEC 4). A verdict that differs between the columns depends on the estimator or "
+        "(docs/method.md section 4). A verdict that differs between the columns depends on the estimator or "
         "the threshold, not on distillation alone.", ""]
     for name, overrides in meta["variants"].items():
         if (out / name / "summary.json").is_file():

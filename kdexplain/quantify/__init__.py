@@ -1,4 +1,4 @@
-"""Knowledge quantification: the perturbation engine (SPEC section 3).
+"""Knowledge quantification: the perturbation engine (docs/method.md section 3).
 
 The package is callable: ``kdexplain.quantify(models, images, layer, ...)`` is
 :func:`kdexplain.quantify.engine.quantify`, and its submodules stay importable

@@ -178,7 +178,7 @@ class PerturbationEntropy(PerturbationAttribution):
     ``captum.attr.visualization.visualize_image_attr``, ``NoiseTunnel`` and Captum's
     metrics (``infidelity``, ``sensitivity_max``) accept it.
 
-    What is explained (the feature ``phi`` of SPEC section 3):
+    What is explained (the feature ``phi`` of docs/method.md section 3):
 
     * with a ``layer``: the layer's whole feature (all its units, after ``feature_transform``);
       no class enters, so ``target`` is refused;

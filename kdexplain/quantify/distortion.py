@@ -1,4 +1,4 @@
-"""The distortion ``D(sigma)`` of SPEC section 3, and its normaliser ``D0``.
+"""The distortion ``D(sigma)`` of docs/method.md section 3, and its normaliser ``D0``.
 
 :class:`Distortion` owns what does not change during an optimisation: the frozen truncated
 models (weights without gradients, the forward pass stopped at the layer), the clean
@@ -157,7 +157,7 @@ class Distortion:
 
     def sensitivity(self, streams: NoiseStreams, probes: NoiseStreams, sigma_init: float,
                     grid: int, n: int, max_rows: int) -> torch.Tensor:
-        """Per-cell sensitivities ``c_i = sum_{p in cell i} ||J[:, p]||^2`` (SPEC section 3).
+        """Per-cell sensitivities ``c_i = sum_{p in cell i} ||J[:, p]||^2`` (docs/method.md section 3).
 
         Hutchinson's estimate: for a Rademacher vector ``v`` over the feature,
         ``E ||J^T v||^2`` summed over a cell's pixels and channels is ``c_i``. ``J`` is the

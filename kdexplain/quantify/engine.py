@@ -1,6 +1,6 @@
 """The perturbation engine: how much information from each image cell a layer uses.
 
-SPEC section 3 (Cheng et al. 2020, after Guan et al. 2019). For an image ``x`` and the
+docs/method.md section 3 (Cheng et al. 2020, after Guan et al. 2019). For an image ``x`` and the
 feature ``phi(x)`` of a layer, a grid ``sigma`` (g x g cells) of noise scales is learnt:
 
 * perturbation ``x~ = x + up(sigma) * eps``, ``eps ~ N(0, I)`` per pixel and channel;
@@ -93,7 +93,7 @@ def quantify(
     **options,
 ) -> QuantifyResult:
     """Learn, per image, the largest noise each grid cell can take before the layer's
-    feature changes (SPEC section 3).
+    feature changes (docs/method.md section 3).
 
     Parameters
     ----------

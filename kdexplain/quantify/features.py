@@ -1,4 +1,4 @@
-"""The feature the engine compares: the layer's output, then a transform (SPEC section 3).
+"""The feature the engine compares: the layer's output, then a transform (docs/method.md section 3).
 
 :class:`~kdexplain.models.features.LayerFeature` (stop the forward pass at the layer) and
 :func:`~kdexplain.models.features.frozen` live in :mod:`kdexplain.models.features`, shared

@@ -261,7 +261,7 @@ class NewtonLog(SigmaOptimizer):
 
 def closed_form_log_sigma(sensitivity: torch.Tensor, d0: torch.Tensor, lam: torch.Tensor,
                           dim: int) -> torch.Tensor:
-    """log sigma at the optimum of the linearised objective (SPEC section 3).
+    """log sigma at the optimum of the linearised objective (docs/method.md section 3).
 
     With ``D(sigma) = (1/dim) sum_i sigma_i^2 c_i`` the optimum of
     ``D / D0 - lambda_H mean_i H_i`` is ``sigma_i^2 = lambda_H D0 dim / (2 n c_i)``.

@@ -90,7 +90,7 @@ def image_key(image: torch.Tensor) -> str:
 
 
 def upsample_grid(sigma: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour upsampling of (..., g, g) grids to (..., H, W) (SPEC section 3)."""
+    """Nearest-neighbour upsampling of (..., g, g) grids to (..., H, W) (docs/method.md section 3)."""
     lead = sigma.shape[:-2]
     up = F.interpolate(sigma.reshape(-1, 1, *sigma.shape[-2:]), size=size, mode="nearest")
     return up.reshape(*lead, *size)

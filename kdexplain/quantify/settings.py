@@ -110,7 +110,7 @@ PRESETS: dict[str, QuantifySettings] = {
     # Adam on log sigma, a decaying step and a convergence stop (the previous default).
     "adam": QuantifySettings(preset="adam", optimizer="adam_log", steps=100, probes=0,
                              start_weight=0.0),
-    # The original algorithm (SPEC section 3), step for step.
+    # The original algorithm (docs/method.md section 3), step for step.
     "reference": QuantifySettings(
         preset="reference", optimizer="sgd_clamp", probes=0, start_weight=0.0, steps=80, samples=96, d0_samples=96,
         lr=1e-4, clamp=(1e-3, 1.0), patience=1, entropy_weight_step=59,

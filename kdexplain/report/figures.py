@@ -39,7 +39,7 @@ _FOREGROUND_COLOUR = "#00e5ff"
 def upsample_nearest(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour upsampling of a (g, g) grid to (H, W): pixel p -> cell floor(p g / H).
 
-    The same cell-to-pixel map as the perturbation grid (SPEC 3).
+    The same cell-to-pixel map as the perturbation grid (docs/method.md section 3).
     """
     grid = np.asarray(grid)
     h, w = size

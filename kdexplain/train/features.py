@@ -2,7 +2,7 @@
 
 The feature of layer L is its module's output (before the activation that follows),
 taken with a forward hook, so torchvision models are used as they are. Phase 1 of the
-student (SPEC section 2) needs only the network up to L: :class:`TruncatedModel` (in
+student (docs/method.md section 2) needs only the network up to L: :class:`TruncatedModel` (in
 :mod:`kdexplain.models.features`, re-exported here) stops the forward pass there and
 returns the feature, as a normal module that ``DistributedDataParallel`` can wrap.
 Phase 2 freezes every parameter up to and including L: :func:`upstream_parameters` finds

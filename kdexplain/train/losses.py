@@ -1,4 +1,4 @@
-"""Distillation losses (SPEC sections 1-2).
+"""Distillation losses (docs/method.md sections 1-2).
 
 Symbols: ``z`` student logits, ``v`` teacher logits, ``T`` temperature, ``a`` the weight of
 the soft term (``soft_weight``), ``N`` the number of classes.

@@ -5,7 +5,7 @@ teacher's output on the same batch, and returns the loss. It says whether it nee
 teacher, whether its network's output are logits (so that an accuracy is defined), and
 whether it works on the feature of the analysed layer rather than on logits (then both
 networks are truncated at that layer). The losses themselves are in
-:mod:`kdexplain.train.losses` (SPEC section 1 and 2).
+:mod:`kdexplain.train.losses` (docs/method.md section 1 and 2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The weight trajectory of the analysed layer (SPEC section 4, hypothesis 2).
+"""The weight trajectory of the analysed layer (docs/method.md section 4, hypothesis 2).
 
 Two forms of the normalised distance travelled by a layer's weight ``W`` are recorded:
 

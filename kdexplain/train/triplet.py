@@ -1,4 +1,4 @@
-"""The triplet of Cheng et al. (SPEC section 2): teacher, distilled student, baseline.
+"""The triplet of Cheng et al. (docs/method.md section 2): teacher, distilled student, baseline.
 
 :func:`train_triplet` trains the three networks of one experiment into a run directory::
 
@@ -196,7 +196,7 @@ def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
 
 def train_teacher(config: ExperimentConfig, run_dir: str | Path, resume: bool = False) -> Path:
     """Train only the teacher of ``config`` (seed ``config.seed``) into a run directory of
-    its own, to be shared by the seeds of a multi-seed experiment (SPEC 2: the teacher is a
+    its own, to be shared by the seeds of a multi-seed experiment (docs/method.md section 2: the teacher is a
     given network; the randomness under study is that of S and B).
 
     The directory has the layout of :func:`train_triplet` with only ``teacher/``; its
