@@ -25,7 +25,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdexplain.vocabulary import ARCHS, ROLES, renamed_keys
+from kdexplain.vocabulary import ALL_ROLES, ARCHS, ROLES, renamed_keys
 
 __all__ = [
     "CONCEPT_KEYS",
@@ -55,7 +55,7 @@ __all__ = [
 PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150)
 
 Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
-Role = Literal[ROLES]
+Role = Literal[ALL_ROLES]
 
 
 class ConfigError(ValueError):
@@ -199,6 +199,9 @@ class StudentConfig(_Strict):
     ``phase1_epochs``. ``soft`` and ``logit_l2`` have no phase 2.
     ``same_init_as_baseline``: start from the baseline's initial weights, so S and B differ
     only by how they were trained.
+    ``control``: also train the random-teacher control (role ``control``): a student distilled
+    by the same procedure from the teacher's architecture at its initial weights, so that
+    what S shares with it does not come from the teacher's knowledge.
     """
 
     mode: Literal["feature", "soft", "logit_l2"] = "feature"
@@ -207,6 +210,8 @@ class StudentConfig(_Strict):
     phase1_epochs: int = Field(150, ge=0)
     phase2_epochs: int = Field(150, ge=0)
     same_init_as_baseline: bool = True
+    control: bool = Field(False, description="also distil a control student, by the same "
+                                             "procedure, from an untrained teacher")
     optim: OptimOverrides = Field(default_factory=OptimOverrides)
 
 

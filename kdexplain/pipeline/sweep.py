@@ -44,7 +44,7 @@ from kdexplain.utils import (
     remove_stale_temporaries,
     write_json,
 )
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES, CONTROL
 
 log = logging.getLogger("kdexplain.pipeline")
 
@@ -104,6 +104,9 @@ def run_roles(run_dir: Path, wanted: list[str]) -> list[str]:
     summary = run_dir / "summary.json"
     if summary.is_file() and read_json(summary).get("teacher_only"):
         return [r for r in wanted if r == "teacher"]
+    # the random-teacher control goes with the student (student.control trained it)
+    if "student" in wanted and CONTROL not in wanted and (run_dir / CONTROL).is_dir():
+        wanted = [*wanted, CONTROL]
     if shared_teacher_of(run_dir) is not None:
         return [r for r in wanted if r != "teacher"]
     return list(wanted)
@@ -246,7 +249,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     mine = units[rank::world]
     todo = [u for u in mine if not _unit_is_valid(sweep_dir, u[0], u[1], fingerprint)]
     groups: list[list[tuple[str, int, Path]]] = []
-    for role in a.models:
+    for role in dict.fromkeys(u[0] for u in todo):
         of_role = [u for u in todo if u[0] == role]
         groups += [of_role[i:i + checkpoints_per_call]
                    for i in range(0, len(of_role), checkpoints_per_call)]
@@ -328,7 +331,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
             f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}); run "
             f"`kdexplain sweep {run_dir}` (or `kdexplain run` again) to finish it")
     entropy, epochs, dist, dist_ep = {}, {}, {}, {}
-    roles = [r for r in ROLES if any(u["role"] == r for u in manifest["units"])]
+    roles = [r for r in ALL_ROLES if any(u["role"] == r for u in manifest["units"])]
     for role in roles:
         eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
         grids = []
@@ -353,7 +356,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
 
     cfg = load_config(run_dir / "config.yaml")
     phase_length = {"teacher": cfg.teacher.epochs, "student": cfg.student.phase1_epochs,
-                    "baseline": cfg.baseline.epochs}
+                    "baseline": cfg.baseline.epochs, CONTROL: cfg.student.phase1_epochs}
     return SweepData(
         entropy=entropy, epochs=epochs, distance=dist, distance_epoch=dist_ep,
         foreground=data["foreground"].numpy().astype(bool), image_keys=list(data["keys"]),

@@ -26,6 +26,7 @@ from kdexplain.report.figures import (
 )
 from kdexplain.report.tables import (
     concept_metrics_markdown,
+    control_markdown,
     hypotheses_markdown,
     per_seed_markdown,
     write_tables,
@@ -272,6 +273,10 @@ def write_report(analysis: ConceptAnalysis, out_dir: str | Path, *,
               "## Seed-level table", "",
               "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
               per_seed_markdown(analysis, accuracies).rstrip(), ""]
+    control = control_markdown(analysis)
+    if control:
+        lines += ["## The random-teacher control", "", "File: `control_tests.csv`.", "",
+                  control.rstrip(), ""]
     lines += curve_lines
     lines += _drivers_section(analysis, out, paths)
     lines += ["## Figures", ""]
