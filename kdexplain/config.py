@@ -169,8 +169,9 @@ class TeacherConfig(_Strict):
     """The teacher: pretrained weights, or pre-training on ``data.source``; then fine-tuning.
 
     ``pretrained``: ``null`` (pre-train on ``data.source`` for ``pretrain_epochs``), a path to
-    a state-dict file, or ``"torchvision"`` (torchvision's ImageNet weights; needs the
-    internet or torch's hub cache). The head is re-initialised for the target classes
+    a state-dict file, ``kdexplain:<name>`` (weights that ship with kdexplain, e.g.
+    ``kdexplain:scenes_kdnet16``: :mod:`kdexplain.weights`), or ``"torchvision"``
+    (torchvision's ImageNet weights; needs the internet or torch's hub cache). The head is re-initialised for the target classes
     before ``epochs`` of fine-tuning on the target data.
 
     ``per_seed``: with several ``seeds``, ``false`` (the default) trains the teacher once

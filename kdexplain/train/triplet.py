@@ -68,7 +68,8 @@ from kdexplain.utils import (
     seed_everything,
     write_json,
 )
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES, ROLES
+from kdexplain.weights import resolve_weights
 
 __all__ = ["ROLES", "SHARED_TEACHER", "format_summary", "run_dir_for", "shared_teacher_dir",
            "shared_teacher_of", "train_all_seeds", "train_teacher", "train_triplet"]
@@ -254,7 +255,7 @@ def _start(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
     Nothing is written here: :func:`_write_run_info` does that once everything is validated.
     """
     cfg_path = run_dir / "config.yaml"
-    started = any((run_dir / r / "last.pt").is_file() for r in ROLES)
+    started = any((run_dir / r / "last.pt").is_file() for r in ALL_ROLES)
     if started and not resume:
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or "
                          "choose another name (name=... or --run-dir)")
@@ -277,7 +278,7 @@ def _check_pretrained(config: ExperimentConfig, num_classes: int) -> None:
     t, m = config.teacher, config.model
     if t.pretrained is None or t.pretrained == "torchvision":
         return
-    path = Path(t.pretrained)
+    path = resolve_weights(t.pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
     with torch.random.fork_rng():  # building the probe must not move the run's generators
@@ -418,7 +419,7 @@ def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: b
                     return build_model(m.arch, num_classes, pretrained="torchvision", **m.kwargs)
                 except RuntimeError as e:
                     raise ValueError(str(e)) from e
-            path = Path(t.pretrained)
+            path = resolve_weights(t.pretrained)
             if not path.is_file():
                 raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
             return _transfer(init("teacher-head"), load_state_dict(path), str(path))
@@ -545,7 +546,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     rows = []
-    for role in ROLES:
+    for role in ALL_ROLES:
         info = summary.get("models", {}).get(role)
         if not info:
             continue
