@@ -9,8 +9,8 @@ import torch
 
 from kdexplain.config import load_config
 from kdexplain.models import build_model
-from kdexplain.train.triplet import train_teacher
 from kdexplain.train.shipped import make_teacher
+from kdexplain.train.triplet import train_teacher
 from kdexplain.weights import resolve_weights, sha256_of, shipped_names
 
 
