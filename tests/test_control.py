@@ -74,3 +74,32 @@ def test_control_off_by_default(tmp_path):
     from kdexplain.config import parse_config
 
     assert parse_config({"name": "x"}).student.control is False
+
+
+def test_control_tests_by_hand():
+    """Three seeds, two images each; C - B = +1 N_fg in every seed, S - C = -2 in every seed:
+    the exact sign-flip test over 3 seeds gives p = 2 / 2^3 = 0.25 for both."""
+    import numpy as np
+
+    from kdexplain.concepts import ConceptSettings
+    from kdexplain.concepts.analysis import control_tests
+
+    rows = []
+    for seed in range(3):
+        for k in range(2):
+            base = {"seed": seed, "image_key": f"i{k}", "N_bg": 5.0 + k, "fg_ratio": 0.5,
+                    "peak_distance": 0.1 * (k + 1), "rho": 0.5}
+            for role, n_fg in (("baseline", 10.0 + seed), ("control", 11.0 + seed),
+                               ("student", 9.0 + seed)):
+                rows.append({**base, "role": role, "N_fg": n_fg + k})
+    out = control_tests(pd.DataFrame(rows), ConceptSettings(n_resamples=200))
+    nfg = out[out["metric"] == "N_fg"].set_index("comparison")
+    assert nfg.loc["C vs B", "diff"] == pytest.approx(1.0)
+    assert nfg.loc["S vs C", "diff"] == pytest.approx(-2.0)
+    assert nfg.loc["C vs B", "first"] == pytest.approx(12.5)  # mean over seeds of 11.5+seed
+    assert nfg["p_value"].tolist() == pytest.approx([0.25, 0.25])
+    assert nfg.loc["C vs B", "direction"] == "C > B"
+    assert nfg.loc["S vs C", "direction"] == "S > C"
+    # identical N_bg in every model: no difference, p = 1
+    nbg = out[out["metric"] == "N_bg"]
+    assert np.allclose(nbg["diff"], 0) and (nbg["p_value"] == 1).all()

@@ -13,14 +13,13 @@ trains the teacher of the config (only its pre-training on ``data.source`` matte
 folder, then :func:`export_teacher` writes ``<out>.pt`` (the pre-trained state dict, plain
 tensors: it loads with ``torch.load(..., weights_only=True)``) and ``<out>.json`` (the
 command, the resolved config, the sha256 of the ``.pt`` file, the accuracies of every epoch
-and the wall time).
+and the training seconds). A finished run folder is not retrained, only exported again.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,7 @@ from kdexplain.weights import sha256_of
 __all__ = ["export_teacher", "main", "make_teacher"]
 
 
-def export_teacher(run_dir: str | Path, out: str | Path, command: str,
-                   seconds: float | None = None) -> Path:
+def export_teacher(run_dir: str | Path, out: str | Path, command: str) -> Path:
     """Write the pre-trained teacher of a teacher-only run as ``<out>.pt`` + ``<out>.json``.
 
     Parameters
@@ -48,9 +46,7 @@ def export_teacher(run_dir: str | Path, out: str | Path, command: str,
     out : path
         The files' path without suffix.
     command : str
-        The command that made the run (recorded).
-    seconds : float, optional
-        The training's wall time (recorded).
+        The command that made the run (recorded, with the epochs' training seconds).
 
     Returns
     -------
@@ -80,7 +76,8 @@ def export_teacher(run_dir: str | Path, out: str | Path, command: str,
         "source": config["data"]["source"], "image_size": config["data"]["image_size"],
         "pretrain_epochs": int(config["teacher"]["pretrain_epochs"]),
         "source_val_acc": float(pre["val_acc"].iloc[-1]) if len(pre) else None,
-        "command": command, "seconds": seconds, "config": config, "epochs": epochs,
+        "command": command, "train_seconds": round(float(metrics["seconds"].sum()), 1),
+        "config": config, "epochs": epochs,
         "environment": {k: summary.get(k) for k in ("device", "world_size")},
         "loading": "torch.load(path, weights_only=True): a plain state dict",
     }
@@ -95,12 +92,10 @@ def make_teacher(config_path: str | Path, out: str | Path, run_dir: str | Path,
     A finished run in ``run_dir`` is not retrained (only exported again).
     """
     config = load_config(config_path, overrides or [])
-    t0 = time.perf_counter()
     train_teacher(config, run_dir, resume=(Path(run_dir) / "teacher" / "last.pt").is_file())
-    seconds = time.perf_counter() - t0
     command = command or ("python -m kdexplain.train.shipped make "
                           + " ".join([str(config_path), "--out", str(out), *(overrides or [])]))
-    return export_teacher(run_dir, out, command, seconds)
+    return export_teacher(run_dir, out, command)
 
 
 def main(argv: list[str] | None = None) -> int:
