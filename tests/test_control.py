@@ -49,7 +49,8 @@ def test_control_is_trained_swept_and_tested(control_report):
     assert set(tests.loc[tests["comparison"] == "S vs C", "direction"]) <= {"S > C", "S < C"}
     index = (out / "index.md").read_text(encoding="utf-8")
     assert "## The random-teacher control" in index
-    assert "they do not come from the teacher's knowledge" in index
+    assert "If S's differences from B also appear for C, they do not come from the " \
+           "teacher's knowledge" in index
     # the verdicts still compare S with B only
     hyp = pd.read_csv(out / "hypotheses.csv")
     assert (hyp.loc[hyp["carries_verdict"], "n_pairs"] == 2).all()

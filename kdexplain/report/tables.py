@@ -435,14 +435,18 @@ def control_markdown(analysis: ConceptAnalysis) -> str:
               and float(cb.loc[m, "p_value"]) < alpha
               and np.sign(float(sb.set_index("metric").loc[m, "diff"]))
               == np.sign(float(cb.loc[m, "diff"]))] if not sb.empty else []
+    significant = [] if sb.empty else sb.loc[sb["p_value"] < alpha, "metric"].tolist()
     if shared:
         verdict = (f"S's differences from B in {', '.join(shared)} also appear for the control "
                    "C, distilled from an untrained teacher: they do not come from the teacher's "
                    "knowledge.")
+    elif significant:
+        verdict = (f"S differs from B in {', '.join(significant)} (p < {alpha:g} by seed); C "
+                   "does not repeat these differences in the same direction, so they are not "
+                   "explained by distillation from an untrained network.")
     else:
-        verdict = ("No difference of S from B that is significant at the seed level is "
-                   "repeated by the control C (distilled from an untrained teacher) in the same "
-                   "direction; where S and B differ, the control does not explain it.")
+        verdict = (f"No difference of S from B reaches p < {alpha:g} by seed, so there is none "
+                   "for the control to explain; the table shows where C itself stands.")
     return ("The random-teacher control C is distilled by the student's procedure from the "
             "teacher's architecture at its initial weights. If S's differences from B also "
             "appear for C, they do not come from the teacher's knowledge. " + verdict + "\n\n"
