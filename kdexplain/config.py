@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdexplain.vocabulary import ARCHS, ROLES, renamed_keys
+from kdexplain.vocabulary import ALL_ROLES, ARCHS, ROLES, renamed_keys
 
 __all__ = [
     "CONCEPT_KEYS",
@@ -58,7 +58,7 @@ __all__ = [
 PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 90, 110, 130, 150)
 
 Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
-Role = Literal[ROLES]
+Role = Literal[ALL_ROLES]
 
 
 class ConfigError(ValueError):
@@ -178,8 +178,9 @@ class TeacherConfig(_Strict):
     """The teacher: pretrained weights, or pre-training on ``data.source``; then fine-tuning.
 
     ``pretrained``: ``null`` (pre-train on ``data.source`` for ``pretrain_epochs``), a path to
-    a state-dict file, or ``"torchvision"`` (torchvision's ImageNet weights; needs the
-    internet or torch's hub cache). The head is re-initialised for the target classes
+    a state-dict file, ``kdexplain:<name>`` (weights that ship with kdexplain, e.g.
+    ``kdexplain:scenes_kdnet16``: :mod:`kdexplain.weights`), or ``"torchvision"``
+    (torchvision's ImageNet weights; needs the internet or torch's hub cache). The head is re-initialised for the target classes
     before ``epochs`` of fine-tuning on the target data.
 
     ``per_seed``: with several ``seeds``, ``false`` (the default) trains the teacher once
@@ -208,6 +209,9 @@ class StudentConfig(_Strict):
     ``phase1_epochs``. ``soft`` and ``logit_l2`` have no phase 2.
     ``same_init_as_baseline``: start from the baseline's initial weights, so S and B differ
     only by how they were trained.
+    ``control``: also train the random-teacher control (role ``control``): a student distilled
+    by the same procedure from the teacher's architecture at its initial weights, so that
+    what S shares with it does not come from the teacher's knowledge.
     """
 
     mode: Literal["feature", "soft", "logit_l2"] = "feature"
@@ -216,6 +220,8 @@ class StudentConfig(_Strict):
     phase1_epochs: int = Field(150, ge=0)
     phase2_epochs: int = Field(150, ge=0)
     same_init_as_baseline: bool = True
+    control: bool = Field(False, description="also distil a control student, by the same "
+                                             "procedure, from an untrained teacher")
     optim: OptimOverrides = Field(default_factory=OptimOverrides)
 
 

@@ -5,10 +5,18 @@ Only the standard library: the config and the command line read these without lo
 
 import warnings
 
-__all__ = ["ARCHS", "ROLES", "TORCHVISION_ARCHS", "renamed_keys", "warn_renamed"]
+__all__ = ["ALL_ROLES", "ARCHS", "CONTROL", "ROLES", "TORCHVISION_ARCHS", "renamed_keys",
+           "warn_renamed"]
 
 #: The three networks of the triplet (docs/method.md section 2), in table order.
 ROLES: tuple[str, ...] = ("teacher", "student", "baseline")
+
+#: The random-teacher control: a student distilled by the student's procedure from an
+#: untrained teacher (``student.control``); analysed whenever the student is.
+CONTROL = "control"
+
+#: Every model role a run may hold, in table order.
+ALL_ROLES: tuple[str, ...] = (*ROLES, CONTROL)
 
 #: torchvision architectures with the paper's layer aliases (conv, fc1, fc2, fc3); the ones
 #: a config may train. ``kdexplain quantify`` takes any torchvision classification model.

@@ -172,17 +172,19 @@ def test_study_and_quickstart_configs_load_with_their_variants():
     from kdexplain.config import load_config
 
     quick = load_config("configs/quickstart.yaml")
-    assert len(quick.run_seeds()) >= 3 and quick.teacher.per_seed  # T's intervals span runs
+    assert len(quick.run_seeds()) >= 3 and not quick.teacher.per_seed  # the shipped teacher
     assert not parse_config({}).teacher.per_seed  # the default: one teacher for all seeds
     study = load_config("configs/study.yaml")
-    assert len(study.run_seeds()) >= 5 and study.optim.name == "sgd"
+    assert len(study.run_seeds()) >= 10 and study.optim.name == "sgd"
     assert study.optim.momentum == 0.9 and study.optim.weight_decay == 1e-4
-    assert study.data.source.options.get("classes") is None  # all 10 classes
+    # one test bed: the shipped teacher, the same target task, the control on
+    for cfg in (quick, study):
+        assert cfg.teacher.pretrained == "kdexplain:scenes_kdnet16" and cfg.student.control
+        assert cfg.data.options == quick.data.options and cfg.model == quick.model
     variants = {v: study.for_variant(v) for v in study.variants}
     assert {(c.model.layer, c.student.mode) for c in variants.values()} == {
         ("conv", "feature"), ("conv", "soft"), ("fc1", "feature"), ("fc1", "soft")}
     one = variants["fc1-soft"]
     assert one.name == "fc1-soft" and one.out_dir.endswith("study") and one.variants is None
     assert one.analysis.keep_effective == 30 and one.analysis.select_effective
-    shared = load_config("configs/quickstart.yaml", ["teacher.per_seed=false"])
-    assert not shared.teacher.per_seed and not study.teacher.per_seed
+    assert not study.teacher.per_seed

@@ -36,7 +36,7 @@ from kdexplain.concepts.stats import (
     seed_paired_test,
     spread_test,
 )
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES, ROLES
 
 __all__ = [
     "HYPOTHESES",
@@ -47,10 +47,11 @@ __all__ = [
     "ConceptSettings",
     "RunEntropies",
     "analyze_concepts",
+    "control_tests",
 ]
 
 #: One-letter labels of the model roles (ROLES, from kdexplain.vocabulary, is the table order).
-ROLE_LABELS: dict[str, str] = {"teacher": "T", "student": "S", "baseline": "B"}
+ROLE_LABELS: dict[str, str] = {"teacher": "T", "student": "S", "baseline": "B", "control": "C"}
 
 #: Model-level metrics: name -> (per-image source, statistic over images).
 METRICS: dict[str, tuple[str, str]] = {
@@ -156,9 +157,9 @@ class RunEntropies:
             dup = sorted({k for k in self.image_keys if self.image_keys.count(k) > 1})
             raise ValueError(f"image keys repeat: {dup[:5]}")
         roles = set(self.entropy)
-        unknown = roles - set(ROLES)
+        unknown = roles - set(ALL_ROLES)
         if unknown:
-            raise ValueError(f"unknown model roles {sorted(unknown)}; use {list(ROLES)}")
+            raise ValueError(f"unknown model roles {sorted(unknown)}; use {list(ALL_ROLES)}")
         if not roles:
             raise ValueError("RunEntropies needs the entropy of at least one model")
         for name, d in (("epochs", self.epochs), ("distance", self.distance)):
@@ -206,7 +207,7 @@ class RunEntropies:
     @property
     def roles(self) -> list[str]:
         """The models present, in table order."""
-        return [r for r in ROLES if r in self.entropy]
+        return [r for r in ALL_ROLES if r in self.entropy]
 
     @property
     def n_images(self) -> int:
@@ -361,6 +362,9 @@ class ConceptAnalysis:
     notes : list of str
     teacher_run : RunEntropies, optional
         The shared teacher's grids, when the teacher was trained once for every seed.
+    control_tests : DataFrame
+        With the random-teacher control and several seeds (:func:`control_tests`): each
+        hypothesis metric tested for C against B and for S against C, paired by seed.
     """
 
     settings: ConceptSettings
@@ -376,13 +380,14 @@ class ConceptAnalysis:
     verdicts: pd.DataFrame
     notes: list[str] = field(default_factory=list)
     teacher_run: RunEntropies | None = None
+    control_tests: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def roles(self) -> list[str]:
         present = set().union(*(r.roles for r in self.runs))
         if self.teacher_run is not None:
             present.add("teacher")
-        return [r for r in ROLES if r in present]
+        return [r for r in ALL_ROLES if r in present]
 
     def run_of(self, seed: int, role: str) -> RunEntropies | None:
         """The input holding ``role``'s grids for ``seed`` (the shared teacher's run for a
@@ -505,11 +510,15 @@ def _summarise(per_image: pd.DataFrame, roles: list[str], settings: ConceptSetti
             else:
                 spread, kind = ci.se, "bootstrap se"
             epoch0, change = _from_epoch0(sub, metric, settings)
+            # training moved the metric when its change from epoch 0 exceeds the spread of
+            # the metric over seeds (undecided with one seed or without an epoch-0 value)
+            moved = (bool(abs(change.estimate) > sd_seeds)
+                     if np.isfinite(change.estimate) and np.isfinite(sd_seeds) else None)
             rows.append({
                 "role": role, "label": ROLE_LABELS[role], "metric": metric,
                 "epoch0": epoch0,
                 "change_from_epoch0": change.estimate, "change_ci_low": change.low,
-                "change_ci_high": change.high,
+                "change_ci_high": change.high, "moved": moved,
                 "value": float(per_seed.mean()) if per_seed.size else float("nan"),
                 "spread": spread, "spread_kind": kind, "sd_images": sd_images,
                 "sd_seeds": sd_seeds, "se": ci.se, "ci_low": ci.low, "ci_high": ci.high,
@@ -553,6 +562,55 @@ def _seed_level(hyp: _Hypothesis, metric: str, direction: str, sv: np.ndarray,
                                seed=settings.stats_seed)
     return _row(hyp, metric, direction, "seeds", None, float(s_seed.mean()),
                 float(b_seed.mean()), diff, res, settings)
+
+
+def control_tests(per_image: pd.DataFrame, settings: ConceptSettings) -> pd.DataFrame:
+    """The random-teacher control C against B and S against C, paired by seed.
+
+    The same exact sign-flip test and hierarchical interval as the verdicts' S-B rows, for
+    every metric of every hypothesis. A difference S - B that C - B repeats does not come
+    from the teacher's knowledge; S - C is the part that does. Holm's correction runs over
+    each comparison's metrics of a hypothesis.
+
+    Returns
+    -------
+    DataFrame
+        One row per (comparison, hypothesis, metric): ``comparison`` ("C vs B", "S vs C"),
+        ``first``, ``second`` (the per-seed means compared), ``diff`` with its interval,
+        ``p_value``, ``p_holm``, ``n_pairs``, ``verdict`` (of the metric, in the hypothesis'
+        direction with the control in the place of S or of B).
+    """
+    frames = {r: per_image[per_image["role"] == r].set_index(["seed", "image_key"])
+              for r in ("student", "baseline", "control")}
+    rows = []
+    for name, first, second in (("C vs B", "control", "baseline"),
+                                ("S vs C", "student", "control")):
+        a, b = frames[first], frames[second]
+        idx = a.index.intersection(b.index)
+        groups = np.asarray(idx.get_level_values("seed"))
+        if len(set(groups.tolist())) < 2:
+            continue
+        for hyp in HYPOTHESES:
+            for metric, direction in hyp.metrics:
+                source = METRICS[metric][0]
+                av = a.loc[idx, source].to_numpy(dtype=np.float64)
+                bv = b.loc[idx, source].to_numpy(dtype=np.float64)
+                keep = np.isfinite(av) & np.isfinite(bv)
+                row = _seed_level(hyp, metric, direction, av[keep], bv[keep], groups[keep],
+                                  settings)
+                row = {k: v for k, v in row.items() if not k.startswith("_")}
+                row["first"], row["second"] = row.pop("S"), row.pop("B")
+                row["direction"] = row["direction"].replace("S", ROLE_LABELS[first][0]) \
+                    .replace("B", ROLE_LABELS[second])
+                rows.append({"comparison": name, **row})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    p_holm = np.full(len(out), np.nan)
+    for _, family in out.groupby(["comparison", "hypothesis"]):
+        p_holm[family.index] = holm(family["p_value"].to_numpy(dtype=np.float64))
+    out.insert(out.columns.get_loc("p_value") + 1, "p_holm", p_holm)
+    return out.drop(columns=["seed", "level"])
 
 
 def _image_level(hyp: _Hypothesis, metric: str, direction: str, sv: np.ndarray,
@@ -802,7 +860,7 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
         per_image += pi
         traj += tr
     per_image_df = pd.concat(per_image, ignore_index=True)
-    roles = [r for r in ROLES if r in set(per_image_df["role"])]
+    roles = [r for r in ALL_ROLES if r in set(per_image_df["role"])]
     summary = _summarise(per_image_df, roles, settings)
     if {"student", "baseline"} <= set(roles):
         tests, verdicts = _test(per_image_df, settings)
@@ -813,8 +871,10 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
     if teacher is not None:
         notes.append(f"the teacher was trained once (seed {todo[-1][0]}) and shared by every "
                      "seed; its numbers come from that one network")
+    controls = (control_tests(per_image_df, settings)
+                if {"student", "baseline", "control"} <= set(roles) else pd.DataFrame())
     return ConceptAnalysis(
         settings=settings, runs=runs, seeds=seeds, models=models, used_keys=used_keys,
         images=pd.concat(image_tables, ignore_index=True), per_image=per_image_df,
         trajectories=pd.concat(traj, ignore_index=True), summary=summary, tests=tests,
-        verdicts=verdicts, notes=notes, teacher_run=teacher)
+        verdicts=verdicts, notes=notes, teacher_run=teacher, control_tests=controls)

@@ -17,8 +17,9 @@ from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.preflight import check_before_training, check_report_folder
 from kdexplain.pipeline.study_index import write_variants_index
 from kdexplain.pipeline.sweep import SweepData, load_sweep, sweep
+from kdexplain.train.fidelity import FIDELITY_COLUMNS, read_fidelity
 from kdexplain.utils import check_writable_folder, folder_lock
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES
 
 if TYPE_CHECKING:
     from kdexplain.concepts import ConceptAnalysis, ConceptSettings, RunEntropies
@@ -135,7 +136,7 @@ def run_accuracies(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
     rows = []
     for d in map(Path, run_dirs):
         seed = load_config(d / "config.yaml").seed
-        for role in ROLES:
+        for role in ALL_ROLES:
             path = d / role / "metrics.csv"
             if not path.is_file():
                 continue
@@ -148,8 +149,11 @@ def run_accuracies(run_dirs: Sequence[str | Path]) -> pd.DataFrame:
                          "train_acc": float(last["train_acc"]) if pd.notna(last["train_acc"])
                          else float("nan"),
                          "val_acc": float(last["val_acc"]) if pd.notna(last["val_acc"])
-                         else float("nan")})
-    return pd.DataFrame(rows, columns=["seed", "role", "phase", "epoch", "train_acc", "val_acc"])
+                         else float("nan"),
+                         **{k: float("nan") for k in FIDELITY_COLUMNS},
+                         **(read_fidelity(d / role) or {})})
+    return pd.DataFrame(rows, columns=["seed", "role", "phase", "epoch", "train_acc", "val_acc",
+                                       *FIDELITY_COLUMNS])
 
 
 def _shared_teachers(run_dirs: Sequence[Path]) -> Path | None:

@@ -49,7 +49,7 @@ from kdexplain.utils import (
     remove_stale_temporaries,
     write_json,
 )
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES, CONTROL
 
 log = logging.getLogger("kdexplain.pipeline")
 
@@ -109,6 +109,9 @@ def run_roles(run_dir: Path, wanted: list[str]) -> list[str]:
     summary = run_dir / "summary.json"
     if summary.is_file() and read_json(summary).get("teacher_only"):
         return [r for r in wanted if r == "teacher"]
+    # the random-teacher control goes with the student (student.control trained it)
+    if "student" in wanted and CONTROL not in wanted and (run_dir / CONTROL).is_dir():
+        wanted = [*wanted, CONTROL]
     if shared_teacher_of(run_dir) is not None:
         return [r for r in wanted if r != "teacher"]
     return list(wanted)
@@ -268,7 +271,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     for role, _, path in todo:  # refused before anything is computed
         _check_checkpoint_meta(path, role, layer, cfg.model.layer)
     groups: list[list[tuple[str, int, Path]]] = []
-    for role in a.models:
+    for role in dict.fromkeys(u[0] for u in todo):
         of_role = [u for u in todo if u[0] == role]
         groups += [of_role[i:i + checkpoints_per_call]
                    for i in range(0, len(of_role), checkpoints_per_call)]
@@ -412,7 +415,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
             f"({', '.join(missing[:8])}{', ...' if len(missing) > 8 else ''}); run "
             f"`kdexplain sweep {run_dir}` (or `kdexplain run` again) to finish it")
     entropy, epochs, dist, dist_ep = {}, {}, {}, {}
-    roles = [r for r in ROLES if any(u["role"] == r for u in manifest["units"])]
+    roles = [r for r in ALL_ROLES if any(u["role"] == r for u in manifest["units"])]
     entries = {(u["role"], u["epoch"]): u for u in manifest["units"]}
     images_sha, unbound = tensor_sha256(data["images"]), []
     for role in roles:
@@ -452,7 +455,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
 
     cfg = load_config(run_dir / "config.yaml")
     phase_length = {"teacher": cfg.teacher.epochs, "student": cfg.student.phase1_epochs,
-                    "baseline": cfg.baseline.epochs}
+                    "baseline": cfg.baseline.epochs, CONTROL: cfg.student.phase1_epochs}
     return SweepData(
         entropy=entropy, epochs=epochs, distance=dist, distance_epoch=dist_ep,
         foreground=data["foreground"].numpy().astype(bool), image_keys=list(data["keys"]),

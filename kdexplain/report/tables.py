@@ -27,7 +27,7 @@ from kdexplain.utils.render import (
     format_pm,
     markdown_table,
 )
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES
 
 __all__ = [
     "METRIC_HEADERS",
@@ -132,10 +132,13 @@ def concept_metrics_markdown(analysis: ConceptAnalysis) -> str:
         cells = [r["label"]]
         for m in counts:
             row = summ.loc[(r["role"], m)]
+            moved = row.get("moved")
+            mark = "" if moved is None or pd.isna(moved) else (
+                " (moved)" if moved else " (within seed spread)")
             cells += [format_number(row["epoch0"]),
                       f"{format_number(row['change_from_epoch0'])} "
                       f"[{format_number(row['change_ci_low'])}, "
-                      f"{format_number(row['change_ci_high'])}]"]
+                      f"{format_number(row['change_ci_high'])}]{mark}"]
         change_rows.append(cells)
     change_heads = ["model"] + [f"{METRIC_HEADERS[m]} {when}" for m in counts
                                 for when in ("at epoch 0", "change")]
@@ -146,8 +149,33 @@ def concept_metrics_markdown(analysis: ConceptAnalysis) -> str:
              "", "What training changed (hypothesis 1's metrics at epoch 0, before training, "
              "where S and B share their weights; then the change to the count checkpoint "
              f"with its {level}% hierarchical bootstrap interval):", "",
-             markdown_table(changes, "l" + "r" * (2 * len(counts)))]
+             markdown_table(changes, "l" + "r" * (2 * len(counts))), "",
+             "\"moved\": the change from epoch 0 is larger than the standard deviation over "
+             "seeds of the metric at the count checkpoint; \"within seed spread\": training "
+             "moved the metric less than the seeds differ (no mark: one seed).", "",
+             moved_sentence(analysis)]
     return "\n".join(lines) + "\n\n" + _spread_note(analysis) + "\n"
+
+
+def moved_sentence(analysis: ConceptAnalysis) -> str:
+    """One sentence per model: which of hypothesis 1's metrics training moved beyond the
+    spread over seeds (epoch 0 against the count checkpoint), with the numbers."""
+    summ = analysis.summary
+    if "moved" not in summ:
+        return ""
+    parts = []
+    for role in analysis.roles:
+        rows = summ[(summ["role"] == role) & summ["metric"].isin(("N_fg", "N_bg", "fg_ratio"))]
+        if rows["moved"].isna().all():
+            continue
+        said = [f"{r.metric} {format_number(r.epoch0)} -> {format_number(r.value)} "
+                f"(sd over seeds {format_number(r.sd_seeds)}: "
+                f"{'moved' if r.moved else 'not beyond it'})" for r in rows.itertuples()]
+        parts.append(f"{ROLE_LABELS[role]}: " + "; ".join(said))
+    if not parts:
+        return ""
+    return "Did training move hypothesis 1's metrics beyond the spread over seeds? " + \
+        ". ".join(parts) + "."
 
 
 def _tex_escape(text: str) -> str:
@@ -335,36 +363,108 @@ def per_seed_table(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = 
             row[metric] = float(fn(x)) if x.size else float("nan")
         rows.append(row)
     table = pd.DataFrame(rows)
-    order = {r: i for i, r in enumerate(ROLES)}
+    order = {r: i for i, r in enumerate(ALL_ROLES)}
     table = table.sort_values(["seed", "role"], key=lambda c: c.map(order) if c.name == "role"
                               else c, ignore_index=True)
     if accuracies is not None and not accuracies.empty:
-        acc = accuracies[["seed", "role", "train_acc", "val_acc"]]
+        extra = [c for c in _FIDELITY if c in accuracies.columns]
+        acc = accuracies[["seed", "role", "train_acc", "val_acc", *extra]]
         table = table.merge(acc, on=["seed", "role"], how="left")
     return table
+
+
+#: Fidelity to the teacher on the validation set (kdexplain.train.fidelity), when recorded.
+_FIDELITY = ("agreement", "kl_teacher", "ece")
+
+
+def gap_recovered(table: pd.DataFrame) -> dict[str, float]:
+    """The share of the teacher-baseline gap in mean validation accuracy that each student
+    recovers: ``(acc(X) - acc(B)) / (acc(T) - acc(B))`` for X in S and the control; NaN
+    without the accuracies or without a gap."""
+    if "val_acc" not in table.columns:
+        return {}
+    mean = table.groupby("role")["val_acc"].mean()
+    if not {"teacher", "baseline"} <= set(mean.index):
+        return {}
+    gap = mean["teacher"] - mean["baseline"]
+    return {role: float((mean[role] - mean["baseline"]) / gap) if gap != 0 else float("nan")
+            for role in ("student", "control") if role in mean.index}
 
 
 def per_seed_markdown(analysis: ConceptAnalysis, accuracies: pd.DataFrame | None = None) -> str:
     """Markdown of :func:`per_seed_table` (accuracies in %)."""
     table = per_seed_table(analysis, accuracies)
     acc = "val_acc" in table.columns
+    fid = [c for c in _FIDELITY if c in table.columns]
     body = []
     for r in table.to_dict("records"):
         cells = [str(r["seed"]), f"{r['label']} ({r['role']})", str(r["n_images"])]
         cells += [format_number(r[m], 4) for m in TABLE_METRICS]
         if acc:
             cells += [format_percent(r[k]) for k in ("train_acc", "val_acc")]
+        cells += [format_percent(r[k]) if k == "agreement" else format_number(r[k], 3)
+                  for k in fid]
         body.append(cells)
     heads = ["seed", "model", "images", *(METRIC_HEADERS[m] for m in TABLE_METRICS)]
     heads += ["train accuracy", "validation accuracy"] if acc else []
+    heads += [{"agreement": "agreement with T", "kl_teacher": "KL(T || model)",
+               "ece": "ECE"}[k] for k in fid]
     lines = [markdown_table(pd.DataFrame(body, columns=heads),
-                            "rlr" + "r" * (len(TABLE_METRICS) + 2 * acc))]
+                            "rlr" + "r" * (len(TABLE_METRICS) + 2 * acc + len(fid)))]
     note = ("Per-seed values: a mean over that run's used images (D_std: their spread). "
             "A shared teacher appears once, under its own seed.")
     if acc:
         note += (" Accuracies: the model's last epoch; train accuracy is the running accuracy "
                  "of that epoch in training mode (dropout on), validation in evaluation mode.")
+        shares = gap_recovered(table)
+        if shares:
+            note += (" Share of the gap T - B in mean validation accuracy recovered: " + ", ".join(
+                f"{ROLE_LABELS[r]} {format_percent(v)}" for r, v in shares.items()) + ".")
+    if fid:
+        note += (" Fidelity on the validation set (Stanton et al., 2021): top-1 agreement with "
+                 "the teacher, mean KL(T || model) of the predictive distributions (nats) and "
+                 "the expected calibration error (15 equal-width confidence bins).")
     return "\n".join(lines) + "\n\n" + note + "\n"
+
+
+def control_markdown(analysis: ConceptAnalysis) -> str:
+    """The random-teacher control's tests (C against B, S against C, paired by seed) and the
+    sentence that reads them; empty without a control."""
+    t = analysis.control_tests
+    if t is None or t.empty:
+        return ""
+    body = [[r["comparison"], str(r["hypothesis"]), METRIC_HEADERS.get(r["metric"], r["metric"]),
+             r["direction"], format_number(r["first"]), format_number(r["second"]),
+             f"{format_number(r['diff'])} [{format_number(r['diff_ci_low'])}, "
+             f"{format_number(r['diff_ci_high'])}]", f"{r['p_value']:.3g}",
+             f"{r['p_holm']:.3g}", r["verdict"]] for r in t.to_dict("records")]
+    heads = ["comparison", "hypothesis", "metric", "direction", "first", "second",
+             "difference [interval]", "p", "p (Holm)", "verdict"]
+    st = analysis.tests
+    sb = st[st["carries_verdict"] & (st["level"] == "seeds")] if not st.empty else st
+    cb = t[t["comparison"] == "C vs B"].set_index("metric")
+    alpha = analysis.settings.alpha
+    shared = [m for m in sb["metric"] if m in cb.index
+              and float(sb.set_index("metric").loc[m, "p_value"]) < alpha
+              and float(cb.loc[m, "p_value"]) < alpha
+              and np.sign(float(sb.set_index("metric").loc[m, "diff"]))
+              == np.sign(float(cb.loc[m, "diff"]))] if not sb.empty else []
+    significant = [] if sb.empty else sb.loc[sb["p_value"] < alpha, "metric"].tolist()
+    if shared:
+        verdict = (f"S's differences from B in {', '.join(shared)} also appear for the control "
+                   "C, distilled from an untrained teacher: they do not come from the teacher's "
+                   "knowledge.")
+    elif significant:
+        verdict = (f"S differs from B in {', '.join(significant)} (p < {alpha:g} by seed); C "
+                   "does not repeat these differences in the same direction, so they are not "
+                   "explained by distillation from an untrained network.")
+    else:
+        verdict = (f"No difference of S from B reaches p < {alpha:g} by seed, so there is none "
+                   "for the control to explain; the table shows where C itself stands.")
+    return ("The random-teacher control C is distilled by the student's procedure from the "
+            "teacher's architecture at its initial weights. If S's differences from B also "
+            "appear for C, they do not come from the teacher's knowledge. " + verdict + "\n\n"
+            + markdown_table(pd.DataFrame(body, columns=heads), "lrllrrrrrl") + "\n")
 
 
 def write_tables(analysis: ConceptAnalysis, out_dir: str | Path,
@@ -389,4 +489,6 @@ def write_tables(analysis: ConceptAnalysis, out_dir: str | Path,
         "trajectories.csv": analysis.trajectories.to_csv(index=False),
         "images.csv": analysis.images.to_csv(index=False),
     }
+    if analysis.control_tests is not None and not analysis.control_tests.empty:
+        files["control_tests.csv"] = analysis.control_tests.to_csv(index=False)
     return {name: atomic_write_text(out / name, text) for name, text in files.items()}

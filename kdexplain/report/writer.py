@@ -27,6 +27,7 @@ from kdexplain.report.figures import (
 )
 from kdexplain.report.tables import (
     concept_metrics_markdown,
+    control_markdown,
     diagnostics_markdown,
     hypotheses_markdown,
     per_seed_markdown,
@@ -333,6 +334,10 @@ def _write_report(analysis: ConceptAnalysis, out: Path, *, images: np.ndarray | 
               "## Seed-level table", "",
               "One row per training run and model (files: `per_seed.csv`, `per_seed.md`).", "",
               per_seed_markdown(analysis, accuracies).rstrip(), ""]
+    control = control_markdown(analysis)
+    if control:
+        lines += ["## The random-teacher control", "", "File: `control_tests.csv`.", "",
+                  control.rstrip(), ""]
     lines += ["## Concept metrics", "",
               "Files: `concept_metrics.csv` (every spread and interval), "
               "`concept_metrics.md`, `concept_metrics.tex`.", "",

@@ -24,6 +24,10 @@
   phase 2 freezes the parameters that output depends on and trains the rest with
   cross-entropy (skipped when L is the last layer). ``soft``/``logit_l2``: one phase with
   Hinton's loss or L2 on zero-meaned logits.
+- Control (``student.control``): a second student distilled by the same procedure from an
+  untrained teacher (the teacher's architecture at its initial weights), in ``control/``.
+- Each model's fidelity to the teacher on the validation set (top-1 agreement, KL, ECE) goes
+  to ``<role>/fidelity.json``.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ from kdexplain.utils import (
     seed_everything,
     write_json,
 )
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import ALL_ROLES, ROLES
+from kdexplain.weights import resolve_weights
 
 __all__ = ["ROLES", "SHARED_TEACHER", "format_summary", "run_dir_for", "shared_teacher_dir",
            "shared_teacher_of", "train_all_seeds", "train_teacher", "train_triplet"]
@@ -221,7 +226,8 @@ def _train_teacher_only(config: ExperimentConfig, run_dir: Path, resume: bool,
     _write_run_info(config, run_dir, started, ctx)
     summary = _summary_head(config, run_dir, ctx, setup)
     summary["teacher_only"] = True
-    _, summary["models"]["teacher"] = _train_teacher(config, run_dir, setup, resume)
+    teacher, summary["models"]["teacher"] = _train_teacher(config, run_dir, setup, resume)
+    _write_fidelity(run_dir, ["teacher"], teacher, setup.val_set, ctx)
     _finish(summary, run_dir, ctx, t_start)
     return run_dir
 
@@ -249,7 +255,7 @@ def _start(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
     Nothing is written here: :func:`_write_run_info` does that once everything is validated.
     """
     cfg_path = run_dir / "config.yaml"
-    started = any((run_dir / r / "last.pt").is_file() for r in ROLES)
+    started = any((run_dir / r / "last.pt").is_file() for r in ALL_ROLES)
     if started and not resume:
         raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or "
                          "choose another name (name=... or --run-dir)")
@@ -272,7 +278,7 @@ def _check_pretrained(config: ExperimentConfig, num_classes: int) -> None:
     t, m = config.teacher, config.model
     if t.pretrained is None or t.pretrained == "torchvision":
         return
-    path = Path(t.pretrained)
+    path = resolve_weights(t.pretrained)
     if not path.is_file():
         raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
     with torch.random.fork_rng():  # building the probe must not move the run's generators
@@ -364,6 +370,7 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
         if ctx.is_main:
             write_json(run_dir / TEACHER_LINK, link)
     summary["models"].update(_train_pair(config, run_dir, setup, teacher, resume))
+    _write_fidelity(run_dir, list(summary["models"]), teacher, setup.val_set, ctx)
     _finish(summary, run_dir, ctx, t_start)
     return run_dir
 
@@ -412,7 +419,7 @@ def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: b
                     return build_model(m.arch, num_classes, pretrained="torchvision", **m.kwargs)
                 except RuntimeError as e:
                     raise ValueError(str(e)) from e
-            path = Path(t.pretrained)
+            path = resolve_weights(t.pretrained)
             if not path.is_file():
                 raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
             return _transfer(init("teacher-head"), load_state_dict(path), str(path))
@@ -453,12 +460,42 @@ def _train_pair(config: ExperimentConfig, run_dir: Path, s: _Setup, teacher: nn.
     else:
         phases = [Phase("phase1", st.phase1_epochs, st.mode, train_set, val_set, num_classes,
                         s_optim, keep=_keep(config, st.phase1_epochs), tracked=True)]
-    student_trainer = ModelTrainer("student", run_dir / "student", phases, teacher=teacher,
-                                   temperature=st.temperature, soft_weight=st.soft_weight,
-                                   **s.common)
-    student_trainer.run(lambda: init(student_key), resume=resume)
-    out["student"] = _model_summary(student_trainer)
+    distillers = [("student", teacher)]
+    if st.control:
+        # the random-teacher control: the same procedure from the teacher's architecture at
+        # its initial weights (drawn per seed), so whatever S shares with it is not knowledge
+        with torch.random.fork_rng():
+            untrained = init("control-teacher").to(s.common["ctx"].device)
+        distillers.append(("control", untrained))
+    for role, source in distillers:
+        trainer = ModelTrainer(role, run_dir / role, phases, teacher=source,
+                               temperature=st.temperature, soft_weight=st.soft_weight,
+                               **s.common)
+        trainer.run(lambda: init(student_key), resume=resume)
+        out[role] = _model_summary(trainer)
     return out
+
+
+def _write_fidelity(run_dir: Path, roles: list[str], teacher: nn.Module, val_set: Any,
+                    ctx: DistContext, teacher_dir: Path | None = None) -> None:
+    """Each model's fidelity to the teacher on the validation set (agreement, KL, ECE;
+    :mod:`kdexplain.train.fidelity`) into ``<role>/fidelity.json``; the teacher's own (ECE,
+    agreement 1, KL 0) goes to ``teacher_dir`` (default ``run_dir/teacher``)."""
+    from kdexplain.train.fidelity import ECE_BINS, fidelity, predict_logits
+
+    if not ctx.is_main or val_set is None or len(val_set) == 0:
+        return
+    t_logits, labels = predict_logits(teacher, val_set, ctx.device)
+    for role in roles:
+        folder = (teacher_dir or run_dir / "teacher") if role == "teacher" else run_dir / role
+        if role == "teacher":
+            logits = t_logits
+        else:
+            logits, _ = predict_logits(load_model(folder / "last.pt").to(ctx.device), val_set,
+                                       ctx.device)
+        write_json(folder / "fidelity.json",
+                   {**fidelity(t_logits, logits, labels), "n_images": len(labels),
+                    "ece_bins": ECE_BINS, "split": "val"})
 
 
 def _model_summary(trainer: ModelTrainer) -> dict[str, Any]:
@@ -509,7 +546,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     from tabulate import tabulate
 
     rows = []
-    for role in ROLES:
+    for role in ALL_ROLES:
         info = summary.get("models", {}).get(role)
         if not info:
             continue
