@@ -20,14 +20,18 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
     -------
     cells : DataFrame
         One row per (image, cell): ``image`` (position), ``key``, ``row``, ``col``,
-        ``sigma``, ``entropy`` and, when ``foreground`` (B, g, g) is given, ``foreground``.
+        ``sigma``, ``entropy``, ``log_sigma_se`` (NaN where the preset does not estimate it)
+        and, when ``foreground`` (B, g, g) is given, ``foreground``.
     images : DataFrame
         One row per image: ``image``, ``key``, ``label``, ``d0``, ``no_signal``,
-        ``mean_entropy``, ``steps_run``, ``final_loss``.
+        ``mean_entropy``, ``steps_run``, ``final_loss``, ``precision`` (the median over
+        cells of ``log_sigma_se``).
     """
     if result.sigma.ndim != 3:
         raise ValueError("result_tables takes the result of a single model (B, g, g)")
     B, g, _ = result.sigma.shape
+    se = (result.log_sigma_se if result.log_sigma_se is not None
+          else torch.full_like(result.sigma, float("nan")))
     rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
     cells = pd.DataFrame({
         "image": np.repeat(np.arange(B), g * g),
@@ -36,6 +40,7 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
         "col": np.tile(cols.ravel(), B),
         "sigma": result.sigma.reshape(-1).numpy(),
         "entropy": result.entropy.reshape(-1).numpy(),
+        "log_sigma_se": se.reshape(-1).numpy(),
     })
     if foreground is not None:
         cells["foreground"] = foreground.reshape(-1).bool().numpy()
@@ -52,6 +57,7 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
         "mean_entropy": result.entropy.flatten(1).mean(1).numpy(),
         "steps_run": result.steps_run.numpy(),
         "final_loss": last,
+        "precision": se.flatten(1).nanmedian(1).values.numpy(),
     })
     return cells, images
 
