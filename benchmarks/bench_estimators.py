@@ -149,7 +149,7 @@ def distance(sigma: torch.Tensor, opt: torch.Tensor) -> torch.Tensor:
 def measure(case: Case, presets: list[str], long_steps: int) -> list[str]:
     """The table's rows of one case."""
     opt, _ = run(case, "default", 9, probes=64, steps=long_steps, samples=64, start_weight=0.0,
-                 d0_samples=512, precision=None)
+                 d0_samples=512, min_steps=long_steps)
     results = {p: [run(case, p, s) for s in (0, 1)] for p in presets}
     ref = results.get("reference")
     rows = []

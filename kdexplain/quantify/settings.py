@@ -39,7 +39,10 @@ class QuantifySettings:
     precision : float or None
         ``newton_log``: a unit stops once the median over its cells of the estimated
         standard error of log sigma (:attr:`QuantifyResult.log_sigma_se`) is at most this
-        (after ``min_steps``); None: every unit runs ``steps`` steps. A standard error
+        (after ``min_steps``); None (a preset's choice; an override of None is ignored,
+        so pass ``min_steps=steps`` for a fixed number of steps): every unit runs ``steps``
+        steps. With it, ``D0`` also takes more samples where it is not known to a relative
+        error of ``precision / 2`` (up to 16 times ``d0_samples``). A standard error
         ``s`` of log sigma puts sigma within about ``0.67 s`` of the optimum in half of
         the cells.
     samples : int
