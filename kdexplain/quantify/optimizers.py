@@ -13,7 +13,8 @@ engine asks it for ``sigma`` (differentiable), lets autograd fill ``theta.grad``
   linearised objective (per-cell sensitivities from a few vector-Jacobian products), then
   takes stochastic Newton steps on the true objective with a ``1 / (t + 1 + w)`` step (a
   running average of the Newton targets in which the start counts ``w`` steps,
-  Robbins-Monro), 250 sample-passes in all.
+  Robbins-Monro), until the estimated standard error of log sigma is small enough
+  (250 sample-passes on a wide feature, more on a narrow one).
 * :class:`AdamLog` — the ``"adam"`` preset (the previous default): Adam on log sigma with
   a learning rate per unit that decays on a plateau, a convergence stop and an average of
   the last iterates.
