@@ -108,13 +108,11 @@ def quantify(
     grid : int
         Cells per side of sigma (the original: 16).
     preset : "default", "adam" or "reference"
-        ``"default"``: log sigma starts at the linearised closed form (10 probes), then
-        stochastic Newton steps of 16 samples until its precision (the median standard
-        error of log sigma, ``result.precision``) is <= 0.06: 15 steps (250 sample-passes)
-        on a wide feature, up to 100 on a narrow one (a classifier's logits). ``"adam"``: Adam on log
-        sigma with a convergence stop (about 1,000). ``"reference"``: the original algorithm
-        step for step (SGD 1e-4 on clamped sigma, 80 steps x 96 samples, the x1.5 rule, the
-        iterate closest to entropy -2.8). All minimise the same objective.
+        ``"default"``: the linearised closed form (10 probes), then Newton steps of 16
+        samples until ``result.precision`` <= 0.06: 15 steps (250 sample-passes) on a wide
+        feature, up to 100 on a narrow one. ``"adam"``: Adam on log sigma, a convergence
+        stop (about 1,000). ``"reference"``: the original step for step (SGD 1e-4 on clamped
+        sigma, 80 x 96 samples, the x1.5 rule, the iterate closest to entropy -2.8).
     feature_transform : "relu" or "identity", optional
         Applied to the feature before comparing (default ReLU, as the original).
     entropy_weight : float, optional
