@@ -255,7 +255,7 @@ def long_run(model, x, layer, dev, quick, steps=100, **kw):
     steps x 64 samples; 20 x 32 with quick), seed 1."""
     steps, samples = (20, 32) if quick else (steps, 64)
     return quantify(model, x, layer, probes=64, steps=steps, samples=samples, start_weight=0.0,
-                    d0_samples=512, device=dev, seed=1, **kw)
+                    d0_samples=512, device=dev, seed=1, min_steps=steps, **kw)
 
 
 def accuracy_table(models, x, dev, quick):

@@ -24,7 +24,13 @@ BENCHMARKS = [
 ]
 #: Written by hand-run commands it documents itself (see the file).
 SEE_ALSO = ("Triplet training throughput (issue 4): [performance_training.md](performance_training.md), "
-            "written from `benchmarks/bench_train.py`.")
+            "written from `benchmarks/bench_train.py`. The estimators side by side (issue 24: "
+            "self-agreement, agreement with the reference, distance to the optimum, cost per "
+            "preset): [performance_estimators.md](performance_estimators.md), written by "
+            "`python benchmarks/bench_estimators.py --out reports/performance_estimators.md`; "
+            "cheap routes to the reference's own answer: "
+            "[performance_reference_path.md](performance_reference_path.md), written by "
+            "`python benchmarks/bench_reference_path.py > reports/performance_reference_path.md`.")
 
 
 def machine() -> str:

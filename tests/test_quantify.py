@@ -63,6 +63,43 @@ def test_closed_form_other_lambda_and_sigma0(lam, sigma0, preset):
     assert rel.median() <= 0.05 and rel.max() <= 0.15, rel
 
 
+def test_narrow_feature_takes_the_steps_its_precision_needs():
+    # A linear feature with 2 outputs: each sample's distortion is a chi-square of 2 degrees
+    # of freedom, so 15 steps leave log sigma about 0.1 from the optimum; the precision stop
+    # (median standard error <= 0.06) runs more steps and lands within 5 % of the closed form.
+    model, c = _linear_model(dim=2, seed=4)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(5))
+    expected = closed_form_sigma(c, 7.0, 0.01)
+    res = quantify(model, x, "1", grid=G, feature_transform="identity", seed=0)
+    fixed = quantify(model, x, "1", grid=G, feature_transform="identity", seed=0, steps=15)
+    assert (res.steps_run > 15).all() and (res.steps_run < 100).all(), res.steps_run
+    assert (fixed.steps_run == 15).all() and (fixed.precision > 0.06).all(), fixed.precision
+    assert (res.precision <= 0.06).all(), res.precision
+    rel = (res.sigma / expected - 1).abs().flatten(1).median(1).values
+    assert rel.max() <= 0.05, rel
+
+
+def test_the_standard_error_predicts_the_spread_between_noise_seeds():
+    # Two noise seeds: the median |log sigma_a - log sigma_b| over cells should be
+    # 0.674 * sqrt(se_a^2 + se_b^2) (the median of a half-normal) if the estimate is right;
+    # within a factor 1.6 either way (4 x 16 cells per seed).
+    model, _ = _linear_model(dim=4, seed=6)
+    x = torch.randn(4, C, H, W_, generator=torch.Generator().manual_seed(7))
+    a, b = (quantify(model, x, "1", grid=G, feature_transform="identity", seed=s, steps=15)
+            for s in (0, 1))
+    observed = (a.sigma.log() - b.sigma.log()).abs().median()
+    predicted = 0.674 * (a.log_sigma_se**2 + b.log_sigma_se**2).sqrt().median()
+    assert predicted / 1.6 <= observed <= predicted * 1.6, (observed, predicted)
+    assert a.log_sigma_se.shape == a.sigma.shape
+
+
+def test_presets_without_an_estimate_report_nan_precision():
+    model, _ = _linear_model()
+    res = quantify(model, torch.randn(1, C, H, W_), "1", grid=G, preset="adam", steps=3,
+                   feature_transform="identity")
+    assert res.log_sigma_se.shape == res.sigma.shape and res.log_sigma_se.isnan().all()
+
+
 # --- the original algorithm, written plainly, one image and one checkpoint at a time --------
 
 def sequential_reference(model, image, layer_module, key, *, seed=0, grid=G, lam=7.0,

@@ -292,6 +292,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
                 "sigma": res.sigma[k].clone(), "entropy": res.entropy[k].clone(),
                 "d0": res.d0[k].clone(), "no_signal": res.no_signal[k].clone(),
                 "steps_run": res.steps_run[k].clone(),
+                "log_sigma_se": res.log_sigma_se[k].clone(),  # each cell's precision
                 "final_loss": _final(res.loss_trace[:, k], res.steps_run[k]),
                 "settings": res.settings,
             }, _unit_path(sweep_dir, role, epoch))

@@ -191,15 +191,32 @@ class Distortion:
     def normaliser(self, streams: NoiseStreams, sigma_init: float, grid: int, n0: int,
                    max_rows: int) -> torch.Tensor:
         """``D0 = D(sigma_init * 1)`` per checkpoint and image, ``(K, B)``, from ``n0`` samples."""
+        return self.normaliser_moments(streams, sigma_init, grid, n0, max_rows,
+                                       range(self.x.shape[0]))[0] / n0
+
+    def normaliser_moments(self, streams: NoiseStreams, sigma_init: float, grid: int, n0: int,
+                           max_rows: int, images: Sequence[int],
+                           units: torch.Tensor | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sum and the sum of squares of ``n0`` more per-sample distortions at
+        ``sigma_init`` for ``images`` (the next ``n0`` draws of their streams), ``(K, B)``
+        each (zero for the other images, and where ``units`` ``(K, B)``, if given, is
+        False: those checkpoints skip the image)."""
         K, B = self.checkpoints, self.x.shape[0]
-        d0 = torch.zeros(K, B, device=self.x.device)
+        s1 = torch.zeros(K, B, device=self.x.device)
+        s2 = torch.zeros(K, B, device=self.x.device)
         sig0 = torch.full((grid, grid), sigma_init, device=self.x.device)
-        for chunk in row_chunks(range(B), n0, max_rows):
+        for chunk in row_chunks(list(images), n0, max_rows):
             noise = streams.rows(chunk, n0)
             for k in range(K):
-                idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, chunk, noise)
-                d0[k].index_add_(0, idx, sq)
-        return d0 / n0
+                keep = [i for i, r in enumerate(chunk) if units is None or units[k, r[0]]]
+                if not keep:
+                    continue
+                idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, [chunk[i] for i in keep],
+                                    [noise[i] for i in keep])
+                s1[k].index_add_(0, idx, sq)
+                s2[k].index_add_(0, idx, sq * sq)
+        return s1, s2
 
 
 def _stacked_forward(models: Sequence[nn.Module], feature: LayerFeature

@@ -39,15 +39,19 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
     -------
     cells : DataFrame
         One row per (image, cell): ``image`` (position), ``key``, ``row``, ``col``,
-        ``sigma``, ``entropy`` and, when ``foreground`` (B, g, g) is given, ``foreground``.
+        ``sigma``, ``entropy``, ``log_sigma_se`` (NaN where the preset does not estimate it)
+        and, when ``foreground`` (B, g, g) is given, ``foreground``.
     images : DataFrame
         One row per image: ``image``, ``key``, ``label``, ``d0``, ``no_signal``,
-        ``mean_entropy``, ``steps_run``, ``final_loss`` and, with ``foreground``,
-        ``fg_entropy``, ``bg_entropy``, ``n_fg``, ``n_bg``.
+        ``mean_entropy``, ``steps_run``, ``final_loss``, ``precision`` (the median over
+        cells of ``log_sigma_se``) and, with ``foreground``, ``fg_entropy``, ``bg_entropy``,
+        ``n_fg``, ``n_bg``.
     """
     if result.sigma.ndim != 3:
         raise ValueError("result_tables takes the result of a single model (B, g, g)")
     B, g, _ = result.sigma.shape
+    se = (result.log_sigma_se if result.log_sigma_se is not None
+          else torch.full_like(result.sigma, float("nan")))
     rows, cols = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
     cells = pd.DataFrame({
         "image": np.repeat(np.arange(B), g * g),
@@ -56,6 +60,7 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
         "col": np.tile(cols.ravel(), B),
         "sigma": result.sigma.reshape(-1).numpy(),
         "entropy": result.entropy.reshape(-1).numpy(),
+        "log_sigma_se": se.reshape(-1).numpy(),
     })
     if foreground is not None:
         cells["foreground"] = foreground.reshape(-1).bool().numpy()
@@ -72,6 +77,7 @@ def result_tables(result: QuantifyResult, labels: list[int] | None = None,
         "mean_entropy": result.entropy.flatten(1).mean(1).numpy(),
         "steps_run": result.steps_run.numpy(),
         "final_loss": last,
+        "precision": se.flatten(1).nanmedian(1).values.numpy(),
     })
     if foreground is not None:
         summary = concept_summary(result.entropy, foreground, concept_threshold,

@@ -42,6 +42,7 @@ class NoiseStreams:
                  device: torch.device, stream: str = "noise") -> None:
         self.shape = tuple(shape)
         self.device = device
+        self.keys, self.seed = list(keys), seed
         self.gens = []
         for key in keys:
             g = torch.Generator(device=device)

@@ -13,7 +13,8 @@ engine asks it for ``sigma`` (differentiable), lets autograd fill ``theta.grad``
   linearised objective (per-cell sensitivities from a few vector-Jacobian products), then
   takes stochastic Newton steps on the true objective with a ``1 / (t + 1 + w)`` step (a
   running average of the Newton targets in which the start counts ``w`` steps,
-  Robbins-Monro), 250 sample-passes in all.
+  Robbins-Monro), until the estimated standard error of log sigma is small enough
+  (250 sample-passes on a wide feature, more on a narrow one).
 * :class:`AdamLog` — the ``"adam"`` preset (the previous default): Adam on log sigma with
   a learning rate per unit that decays on a plateau, a convergence stop and an average of
   the last iterates.
@@ -70,6 +71,8 @@ class SigmaOptimizer:
         self.lam = torch.full(shape[:2], float(settings.entropy_weight), device=device)
         self.theta = torch.full(shape, self.to_theta(settings.sigma_init), device=device,
                                 requires_grad=True)
+        #: The standard error that the estimate of D0 gives every log sigma (K, B).
+        self.d0_log_se = torch.zeros(shape[:2], device=device)
 
     #: Whether :meth:`start` wants the per-cell sensitivities (a closed-form start).
     needs_sensitivity = False
@@ -135,6 +138,11 @@ class SigmaOptimizer:
 
     def _final(self, traces: Traces) -> torch.Tensor:
         raise NotImplementedError
+
+    def log_sigma_se(self) -> torch.Tensor:
+        """The estimated standard error of the kept log sigma per cell ``(K, B, g, g)``
+        (CPU); NaN where the optimiser does not estimate it."""
+        return torch.full(self.theta.shape, float("nan"))
 
 
 class SGDClamp(SigmaOptimizer):
@@ -228,6 +236,17 @@ class NewtonLog(SigmaOptimizer):
     gradients away (the variance falls like ``1 / (t S)``). A step is
     clipped to ``[-1, 1]`` in log sigma. The start (:meth:`start`) comes from the per-cell
     sensitivities (:func:`closed_form_log_sigma`); without it, ``sigma_init``.
+
+    Precision (the sampling noise of the targets and of ``D0``): near the optimum every
+    Newton target ``theta - delta`` is the optimum plus
+    sampling noise, so their variance over a unit's steps (per cell) estimates that noise,
+    and the iterate, the start (weight w) and T targets averaged, has the standard error
+    ``sqrt(T var) / (T + w)``; ``D0``'s relative error ``r`` adds ``r / 2`` to every cell
+    (``sigma`` scales with ``sqrt(D0)``), in quadrature (:meth:`log_sigma_se`). With ``settings.precision`` a unit
+    stops, after ``min_steps``, once the median of it over its cells is at most
+    ``precision``: a wide feature (many outputs average the noise) stops early, a narrow one
+    (a classifier's logits) takes the steps it needs, up to ``steps``. Early targets
+    from a start far from the optimum also vary, which errs on the side of more steps.
     """
 
     needs_sensitivity = True
@@ -238,6 +257,11 @@ class NewtonLog(SigmaOptimizer):
         self.lo, self.hi = math.log(settings.clamp[0]), math.log(settings.clamp[1])
         self.cells = shape[-1] * shape[-2]
         self.t = 0
+        # Welford's running mean and sum of squares of each cell's Newton targets
+        self.count = torch.zeros(shape[:2], device=device)
+        self.target_mean = torch.zeros(shape, device=device)
+        self.target_m2 = torch.zeros(shape, device=device)
+        self._target: torch.Tensor | None = None
 
     def to_theta(self, sigma: float) -> float:
         return math.log(sigma)
@@ -251,9 +275,33 @@ class NewtonLog(SigmaOptimizer):
 
     def _move(self) -> None:
         newton = (self.cells * self.theta.grad / (2 * self.lam[..., None, None])).clamp(-1, 1)
+        self._target = self.theta.detach() - newton
         self.theta.sub_(newton / (self.t + 1 + self.s.start_weight))
         self.theta.clamp_(self.lo, self.hi)
         self.t += 1
+
+    def _after_move(self, t: int, active: torch.Tensor) -> torch.Tensor:
+        a = active.float()
+        self.count += a
+        delta = (self._target - self.target_mean) * a[..., None, None]
+        self.target_mean += delta / self.count.clamp(min=1)[..., None, None]
+        self.target_m2 += delta * (self._target - self.target_mean)
+        s = self.s
+        if s.precision is None or t + 1 < min(s.min_steps, s.steps):
+            return active
+        done = self._se().flatten(2).median(2).values <= s.precision
+        return active & ~done
+
+    def _se(self) -> torch.Tensor:
+        """``sqrt(T var) / (T + w)`` per cell with D0's share added in quadrature, on the
+        device; inf before two targets."""
+        n = self.count[..., None, None]
+        var = self.target_m2 / (n - 1).clamp(min=1)
+        se2 = n * var / (n + self.s.start_weight) ** 2 + self.d0_log_se[..., None, None] ** 2
+        return torch.where(n >= 2, se2.sqrt(), torch.inf)
+
+    def log_sigma_se(self) -> torch.Tensor:
+        return self._se().nan_to_num(nan=float("nan"), posinf=float("nan")).cpu()
 
     def _final(self, traces: Traces) -> torch.Tensor:
         return self.theta.detach().cpu().exp()

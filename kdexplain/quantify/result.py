@@ -54,6 +54,11 @@ class QuantifyResult:
         The resolved module path.
     settings : dict
         The resolved :class:`QuantifySettings`.
+    log_sigma_se : Tensor ([K,] B, grid, grid) or None
+        The estimated standard error of each cell's log sigma (sampling noise of the
+        kept iterate; ``sigma`` lies within about ``0.67 * se`` of the optimum in half of
+        the cells). NaN where the preset does not estimate it (``adam``, ``reference``) and
+        for ``no_signal`` images; None in results saved before 0.3.
     """
 
     sigma: torch.Tensor
@@ -69,6 +74,15 @@ class QuantifyResult:
     image_keys: list[str]
     layer: str
     settings: dict = field(default_factory=dict)
+    log_sigma_se: torch.Tensor | None = None
+
+    @property
+    def precision(self) -> torch.Tensor | None:
+        """Median over cells of :attr:`log_sigma_se`, ``([K,] B)``: the precision of each
+        unit's log sigma (NaN where not estimated)."""
+        if self.log_sigma_se is None:
+            return None
+        return self.log_sigma_se.flatten(-2).nanmedian(-1).values
 
     def squeeze_checkpoints(self) -> QuantifyResult:
         """The result of a single-model call: drop the checkpoint dimension."""

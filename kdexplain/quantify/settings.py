@@ -34,6 +34,18 @@ class QuantifySettings:
         ``clamp``, the original).
     steps : int
         Maximum optimisation steps.
+    min_steps : int
+        ``newton_log``: steps every unit takes before the precision test (below ``steps``,
+        ``steps`` itself).
+    precision : float or None
+        ``newton_log``: a unit stops once the median over its cells of the estimated
+        standard error of log sigma (:attr:`QuantifyResult.log_sigma_se`) is at most this
+        (after ``min_steps``); None (a preset's choice; an override of None is ignored,
+        so pass ``min_steps=steps`` for a fixed number of steps): every unit runs ``steps``
+        steps. With it, ``D0`` also takes more samples where it is not known to a relative
+        error of ``precision / 2`` (up to 16 times ``d0_samples``). A standard error
+        ``s`` of log sigma puts sigma within about ``0.67 s`` of the optimum in half of
+        the cells.
     samples : int
         Noise samples per step (S).
     d0_samples : int
@@ -82,6 +94,8 @@ class QuantifySettings:
     preset: str = "default"
     optimizer: Literal["newton_log", "adam_log", "sgd_clamp"] = "newton_log"
     steps: int = 15
+    min_steps: int = 15
+    precision: float | None = None
     samples: int = 16
     d0_samples: int = 64
     probes: int = 10
@@ -104,9 +118,11 @@ class QuantifySettings:
 
 
 PRESETS: dict[str, QuantifySettings] = {
-    # A closed-form start (10 probes) and 15 stochastic Newton steps of 16 samples: 250
-    # sample-passes; benchmarks/bench_quantify.py (reports/performance.md) measures it.
-    "default": QuantifySettings(),
+    # A closed-form start (10 probes), then stochastic Newton steps of 16 samples until the
+    # median standard error of log sigma is <= 0.06 (sigma within about 4 % of the optimum in
+    # half of the cells): 15 steps (250 sample-passes) on a wide feature, up to 100 (1,610)
+    # on a narrow one; benchmarks/bench_estimators.py (reports/performance.md) measures it.
+    "default": QuantifySettings(steps=100, precision=0.06),
     # Adam on log sigma, a decaying step and a convergence stop (the previous default).
     "adam": QuantifySettings(preset="adam", optimizer="adam_log", steps=100, probes=0,
                              start_weight=0.0),
@@ -141,8 +157,10 @@ def resolve_settings(preset: str = "default", **overrides) -> QuantifySettings:
     if s.feature_transform not in FEATURE_TRANSFORMS:
         raise ValueError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, "
                          f"got {s.feature_transform!r}")
-    if s.steps < 1 or s.samples < 1 or s.d0_samples < 1:
-        raise ValueError("steps, samples and d0_samples must be >= 1")
+    if s.steps < 1 or s.samples < 1 or s.d0_samples < 1 or s.min_steps < 1:
+        raise ValueError("steps, min_steps, samples and d0_samples must be >= 1")
+    if s.precision is not None and not s.precision > 0:
+        raise ValueError(f"precision must be positive (or None), got {s.precision}")
     if s.optimizer not in ("newton_log", "adam_log", "sgd_clamp"):
         raise ValueError(f"optimizer must be 'newton_log', 'adam_log' or 'sgd_clamp', "
                          f"got {s.optimizer!r}")

@@ -1,0 +1,236 @@
+"""The estimators side by side (issue 24): what each preset costs and how right it is.
+
+For each case (a model, a layer, its images) and each preset, from the same images:
+
+* **self-agreement**: two noise seeds of the preset, the Jaccard index of their concept cells
+  at b = 0.2 (``H_bar - H_i > b``, ``H_bar`` pooled over the case's images, as the report);
+* **agreement with the reference**: the Jaccard index of the preset's concept cells and the
+  reference preset's at b = 0.2, and the Spearman correlation of the cell entropies (median
+  over images);
+* **distance to the optimum**: per image the median over cells of ``|sigma / sigma* - 1|``,
+  its median over images (and the largest); ``sigma*`` is a long run of the optimum
+  preset's optimiser (64 probes, ``--long-steps`` x 64 samples, no weight on the start,
+  D0 from 512 samples, another seed);
+* **precision**: the median over images of the result's own estimate (``precision``, the
+  median standard error of log sigma; the default preset only);
+* **sample-passes** per image (steps x samples + probes; D0's forward-only samples apart)
+  and **seconds** per image (one thread, wall clock, the mean of the two seeds).
+
+The cases: kdnet briefly trained on the built-in scenes at ``conv`` and ``fc1`` (64 px,
+grid 16), and two torchvision models with random weights that nobody tuned on: resnet18 at
+its classifier ``fc`` (7 outputs, 64 px, grid 8) and mobilenet_v3_small at ``features.6``
+(64 px, grid 8), on scenes photos.
+
+Usage::
+
+    python benchmarks/bench_estimators.py [--images 4] [--presets default adam reference]
+    python benchmarks/bench_estimators.py --quick      # a smoke run (minutes)
+    python benchmarks/bench_estimators.py --images 2 --out reports/performance_estimators.md
+
+Prints a markdown table (and with ``--out`` writes it as a page with the command, the
+machine and the date); asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from kdexplain.concepts.calibration import concept_margins
+from kdexplain.data import build_dataset, mask_to_grid
+from kdexplain.models import build_model
+from kdexplain.quantify import quantify
+
+THRESHOLD = 0.2
+CLASSES = ["bird", "cat", "elephant", "giraffe", "zebra"]
+
+
+@dataclass
+class Case:
+    name: str
+    model: torch.nn.Module
+    layer: str
+    grid: int
+    images: torch.Tensor  # (N, C, H, W)
+    foreground: np.ndarray  # (N, g, g) bool
+
+
+def scenes(n: int, size: int, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` scenes photos (one class after another) and their pixel masks."""
+    ds = build_dataset("scenes", split, image_size=size, images_per_class=60,
+                       val_per_class=10, seed=0, classes=CLASSES)
+    idx = [(i * len(ds)) // n for i in range(n)]
+    return (torch.stack([ds[i]["image"] for i in idx]),
+            torch.stack([ds[i]["mask"] for i in idx]))
+
+
+def trained_kdnet(epochs: int) -> torch.nn.Module:
+    """kdnet (width 16) trained briefly on the scenes' train split (5 classes, 64 px)."""
+    ds = build_dataset("scenes", "train", image_size=64, images_per_class=60, val_per_class=10,
+                       seed=0, classes=CLASSES)
+    X = torch.stack([ds[i]["image"] for i in range(len(ds))])
+    Y = torch.tensor([ds[i]["label"] for i in range(len(ds))])
+    torch.manual_seed(0)
+    m = build_model("kdnet", len(CLASSES), width=16, hidden=256, dropout=0.3)
+    opt = torch.optim.Adam(m.parameters(), 1e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(X))
+        for i in range(0, len(X), 16):
+            b = perm[i:i + 16]
+            loss = F.cross_entropy(m(X[b]), Y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return m.eval()
+
+
+def cases(n: int, quick: bool) -> list[Case]:
+    def case(name, model, layer, grid, size):
+        x, masks = scenes(n, size)
+        fg = np.stack([mask_to_grid(mk, grid).numpy().astype(bool) for mk in masks])
+        return Case(name, model, layer, grid, x, fg)
+
+    kd = trained_kdnet(2 if quick else 8)
+    torch.manual_seed(0)
+    resnet = build_model("resnet18", 7).eval()
+    mobile = build_model("mobilenet_v3_small", 7).eval()
+    return [case("kdnet conv (trained)", kd, "conv", 16, 64),
+            case("kdnet fc1 (trained)", kd, "fc1", 16, 64),
+            case("resnet18 fc, 7 outputs (random)", resnet, "fc", 8, 64),
+            case("mobilenet_v3_small features.6 (random)", mobile, "features.6", 8, 64)]
+
+
+def concepts(entropy: torch.Tensor, fg: np.ndarray) -> np.ndarray:
+    """Concept cells at b = 0.2 of one estimator's grids ``(N, g, g)``."""
+    return concept_margins(entropy.numpy()[None], fg)[0] > THRESHOLD
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    union = (a | b).sum()
+    return 1.0 if union == 0 else float((a & b).sum() / union)
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Median over images of the rank correlation of two grids' cells."""
+    def ranks(v):
+        return v.flatten(1).argsort(1).argsort(1).float()
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    rho = (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
+    return float(rho.median())
+
+
+def run(case: Case, preset: str, seed: int, **kw):
+    t = time.perf_counter()
+    r = quantify(case.model, case.images, case.layer, grid=case.grid, preset=preset, seed=seed,
+                 **kw)
+    return r, (time.perf_counter() - t) / len(case.images)
+
+
+def passes(r) -> float:
+    return float((r.steps_run.float() * r.settings["samples"]).mean()) + r.settings["probes"]
+
+
+def distance(sigma: torch.Tensor, opt: torch.Tensor) -> torch.Tensor:
+    """Per image, the median over cells of ``|sigma / sigma* - 1|``."""
+    return (sigma / opt - 1).abs().flatten(1).median(1).values
+
+
+def measure(case: Case, presets: list[str], long_steps: int) -> list[str]:
+    """The table's rows of one case."""
+    opt, _ = run(case, "default", 9, probes=64, steps=long_steps, samples=64, start_weight=0.0,
+                 d0_samples=512, min_steps=long_steps)
+    results = {p: [run(case, p, s) for s in (0, 1)] for p in presets}
+    ref = results.get("reference")
+    rows = []
+    for p, ((r0, t0), (r1, t1)) in results.items():
+        c0, c1 = concepts(r0.entropy, case.foreground), concepts(r1.entropy, case.foreground)
+        d = distance(r0.sigma, opt.sigma)
+        prec = r0.precision.nanmedian()
+        if ref is None or p == "reference":
+            vs_ref = "-"
+        else:
+            cr = concepts(ref[0][0].entropy, case.foreground)
+            vs_ref = f"{jaccard(c0, cr):.2f} / {spearman(r0.entropy, ref[0][0].entropy):.2f}"
+        rows.append(f"| {case.name} | {p} | {jaccard(c0, c1):.2f} ({int(c0.sum())} cells) | "
+                    f"{vs_ref} | {d.median():.3f} (max {d.max():.3f}) | "
+                    f"{'-' if prec.isnan() else f'{prec:.3f}'} | {passes(r0):.0f} | "
+                    f"{(t0 + t1) / 2:.1f} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def machine() -> str:
+    cpu = platform.machine()
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    return f"{cpu}, {os.cpu_count()} cores, {platform.platform()}"
+
+
+def _command(argv: list[str]) -> str:
+    """The arguments without ``--out`` and its path (no machine paths in a report)."""
+    out, skip = [], False
+    for a in argv:
+        if skip or a.startswith("--out"):
+            skip = a == "--out"
+            continue
+        out.append(a)
+    return " ".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=4, help="images per case")
+    ap.add_argument("--presets", nargs="+", default=["default", "adam", "reference"])
+    ap.add_argument("--long-steps", type=int, default=100,
+                    help="steps of 64 samples of the run that stands for the optimum")
+    ap.add_argument("--cases", nargs="+", type=int, default=None,
+                    help="which cases (0-3; default all)")
+    ap.add_argument("--quick", action="store_true", help="2 images, short runs (a smoke run)")
+    ap.add_argument("--out", default=None, help="also write the table to this markdown file")
+    args = ap.parse_args()
+    n = 2 if args.quick else args.images
+    long_steps = 10 if args.quick else args.long_steps
+    lines = [
+        "# Estimators: cost and accuracy of the presets\n",
+        f"Generated by `python benchmarks/{Path(__file__).name} {_command(sys.argv[1:])}` on "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread, CPU).\n",
+        f"Machine: {machine()}. Load average at the start: "
+        f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())} (1 / 5 / 15 min): other jobs "
+        "shared the cores, so the seconds are upper bounds and only their ratios mean much.\n"]
+    print("\n".join(lines))
+    head = [f"{n} images per case; b = {THRESHOLD}; sigma* from {long_steps} x 64 samples. "
+            "Columns: self-agreement = Jaccard of concept cells between noise seeds 0 and 1 "
+            "(and seed 0's concept cells); vs reference = Jaccard with the reference's concept "
+            "cells / entropy rank correlation; distance to the optimum = median over images "
+            "of the median over cells of |sigma / sigma* - 1|; precision = the result's own "
+            "median standard error of log sigma; sample-passes and seconds per image.\n",
+            "| case | preset | self-agreement | vs reference (Jaccard / Spearman) | "
+            "distance to the optimum | precision | sample-passes | s per image |",
+            "|---|---|---|---|---|---|---|---|"]
+    print("\n".join(head), flush=True)
+    lines += head
+    all_cases = cases(n, args.quick)
+    for i in args.cases if args.cases is not None else range(len(all_cases)):
+        lines += measure(all_cases[i], args.presets, long_steps)
+    if args.out:
+        lines.append(f"\nLoad average at the end: "
+                     f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())}.")
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
