@@ -1,6 +1,6 @@
 """Calibrating the default estimator's concept threshold against the reference (docs/method.md section 4).
 
-The sweep quantifies every checkpoint with the engine's default preset (250 sample-passes).
+The sweep quantifies every checkpoint with the engine's default preset (250 sample-passes on a wide feature; more on a narrow one until its precision is reached).
 ``b = 0.2`` belongs to the reference preset (the original optimisation, 7,680
 sample-passes). :func:`calibrate_experiment` runs the reference preset on a subset of a
 finished sweep -- the first ``n_images`` of its images, at each analysed model's last
