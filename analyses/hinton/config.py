@@ -1,6 +1,6 @@
 """Settings of the Hinton reproduction: one frozen config, three presets.
 
-``full`` is what ``reports/hinton/`` was generated with (all five analyses in roughly
+``full`` is what ``reports/hinton/`` was generated with (all seven analyses in roughly
 10-15 minutes on two CPU cores, MNIST-5k); ``quick`` keeps every analysis at a minute or
 two (two seeds, a few epochs) for CI and for a first look; ``paper`` (``--protocol paper``)
 is the paper's protocol at full size: every training image of Fashion-MNIST or MNIST
@@ -19,7 +19,7 @@ CODE_VERSION = 1
 
 @dataclass(frozen=True)
 class HintonConfig:
-    """Everything that determines the numbers of the five analyses.
+    """Everything that determines the numbers of the seven analyses.
 
     Attributes
     ----------

@@ -96,6 +96,11 @@ def seed_level(result: dict) -> dict:
     return out
 
 
+def p_text(p: float) -> str:
+    """A p-value, or why there is none (one seed, or the same difference in every seed)."""
+    return f"{p:.2g}" if np.isfinite(p) else "n/a (needs two seeds with differing gains)"
+
+
 def gap_text(g: dict) -> str:
     """"62% (95% interval 48 to 75%), p = 0.031" for one protocol's gap, or why undefined."""
     r = g["ratio"]
@@ -165,11 +170,38 @@ def _criterion_lines(result: dict, st: dict) -> list[str]:
                                  Tc=result["consistent_temperature"])
             lines.append(
                 f"- Teacher `{name}`, {label}: **{gap_text(g)}**; paired t p = "
-                f"{g['t_p']:.2g}; share above {GAP_TARGET:.0%}: one-sided sign-flip p = "
+                f"{p_text(g['t_p'])}; share above {GAP_TARGET:.0%}: one-sided sign-flip p = "
                 f"{g['beyond_target_p']:.2g}. Per seed: {per}."
                 + (f" Criterion: **{'met' if g['met'] else 'not met'}**."
                    if proto == "consistent" else ""))
     return lines
+
+
+def limits_text(result: dict, st: dict) -> str:
+    """For each teacher whose criterion is not met: what the numbers say limits it."""
+    lines = []
+    for name in result["teachers"]:
+        g = st[name]["consistent"]
+        if g["met"]:
+            continue
+        t, s, c = (rates(result, name, k).mean() * 100 for k in ("teacher", "labels",
+                                                                  "consistent"))
+        if t >= s:
+            why = (f"the teacher ({t:.2f}%) is not better than the small net on labels "
+                   f"({s:.2f}%): there is no gap to close")
+        elif c >= s:
+            why = (f"the consistently taught student ({c:.2f}%) is not better than the small "
+                   f"net on labels ({s:.2f}%)")
+        elif g["ratio"]["estimate"] < GAP_TARGET:
+            why = (f"the student closes {s - c:.2f} of the {s - t:.2f} points between the "
+                   f"small net ({s:.2f}%) and the teacher ({t:.2f}%); {GAP_TARGET:.0%} would "
+                   f"need {s - GAP_TARGET * (s - t):.2f}%")
+        else:
+            why = (f"the share is large enough but the gain is not consistent enough over "
+                   f"{g['ratio']['n_seeds']} seeds (one-sided sign-flip p = "
+                   f"{g['sign_flip_p']:.2g})")
+        lines.append(f"- Teacher `{name}`: not met, because {why}.")
+    return "\n".join(lines)
 
 
 def render(result: dict, out_dir: str | Path) -> list[Path]:
@@ -206,5 +238,6 @@ p < {ALPHA:g} (distilled better than on labels); the stricter test of "more than
 {GAP_TARGET:.0%}" is given beside it.
 
 {chr(10).join(_criterion_lines(result, st))}
+{limits_text(result, st)}
 """
     return [rp.write_page(out_dir, result, body)]

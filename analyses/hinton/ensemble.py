@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from analyses.hinton import report as rp
-from analyses.hinton.consistent import gap_text
+from analyses.hinton.consistent import gap_text, p_text
 from analyses.hinton.distillation import short_share
 from analyses.hinton.nets import count_errors
 from analyses.hinton.seedstats import gap_closed
@@ -109,6 +109,22 @@ def summary(result: dict) -> list[dict]:
                           "2.2 points of frame accuracy, 2000 hours of speech)."}]
 
 
+def limits_text(result: dict, kept: dict) -> str:
+    """When the criterion is not met: what the numbers say limits it ("" when met)."""
+    if kept["met"]:
+        return ""
+    r = {k: v.mean() * 100 for k, v in rates(result).items()}
+    s, e, d = r["single"], r["ensemble"], r["distilled"]
+    if e >= s:
+        why = f"the ensemble ({e:.2f}%) is not better than one net ({s:.2f}%)"
+    elif d >= s:
+        why = f"the distilled net ({d:.2f}%) is not better than one net ({s:.2f}%)"
+    else:
+        why = (f"the distilled net keeps {s - d:.2f} of the ensemble's {s - e:.2f} points; "
+               f"{KEPT_TARGET:.0%} would need {s - KEPT_TARGET * (s - e):.2f}%")
+    return f"What limits it: {why}."
+
+
 def render(result: dict, out_dir: str | Path) -> list[Path]:
     """Write ``ensemble.md`` from a :func:`run` result."""
     r, k = rates(result), seed_level(result)
@@ -143,10 +159,11 @@ ensemble is drawn for every seed, so the seed is the unit.
 (err_single - err_distilled) / (err_single - err_ensemble) on the means over
 {len(result['per_seed'])} seeds (err_single: the mean error of the members of the seed), with
 the percentile interval of the exact bootstrap over seeds:
-**{gap_text(k)}**; paired t p = {k['t_p']:.2g}; more than {KEPT_TARGET:.0%} kept: one-sided
+**{gap_text(k)}**; paired t p = {p_text(k['t_p'])}; more than {KEPT_TARGET:.0%} kept: one-sided
 sign-flip p = {k['beyond_target_p']:.2g}. Per seed: {per}.
 
 Criterion, fixed before the run: at least {KEPT_TARGET:.0%} of the gain kept with a one-sided
 sign-flip p < {ALPHA:g} (distilled better than one net): **{'met' if k['met'] else 'not met'}**.
+{limits_text(result, k)}
 """
     return [rp.write_page(out_dir, result, body)]
