@@ -122,6 +122,13 @@ def limits_text(result: dict, kept: dict) -> str:
     else:
         why = (f"the distilled net keeps {s - d:.2f} of the ensemble's {s - e:.2f} points; "
                f"{KEPT_TARGET:.0%} would need {s - KEPT_TARGET * (s - e):.2f}%")
+    spread = float(np.mean([np.std(m["members"], ddof=1) for m in result["per_seed"].values()
+                            if len(m["members"]) > 1])) / result["n_test"] * 100
+    if s - e < spread:
+        why += (f". The ensemble's gain over one net ({s - e:.2f} points) is smaller than the "
+                f"spread between its members (standard deviation {spread:.2f} points within a "
+                "seed): nets that differ only in initialisation and batch order make nearly "
+                "the same errors here, so there is little gain to keep")
     return f"What limits it: {why}."
 
 
