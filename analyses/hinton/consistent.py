@@ -101,12 +101,12 @@ def p_text(p: float) -> str:
     return f"{p:.2g}" if np.isfinite(p) else "n/a (needs two seeds with differing gains)"
 
 
-def gap_text(g: dict) -> str:
+def gap_text(g: dict, than: str = "on labels", teacher: str = "the teacher") -> str:
     """"62% (95% interval 48 to 75%), p = 0.031" for one protocol's gap, or why undefined."""
     r = g["ratio"]
     if not np.isfinite(r["estimate"]):
-        return "undefined (the teacher is not better than the small net on average)"
-    return (f"{fmt_interval(r['estimate'], r['low'], r['high'])}, better than on labels in "
+        return f"undefined ({teacher} is not better than the small net on average)"
+    return (f"{fmt_interval(r['estimate'], r['low'], r['high'])}, better than {than} in "
             f"{g['better_seeds']} of {r['n_seeds']} seeds (one-sided sign-flip p = "
             f"{g['sign_flip_p']:.2g})")
 

@@ -80,6 +80,10 @@ def seed_level(result: dict) -> dict:
     return kept
 
 
+def _kept_text(kept: dict) -> str:
+    return gap_text(kept, than="one net", teacher="the ensemble")
+
+
 def headline(result: dict) -> list[str]:
     """Errors of one net, the ensemble and the distilled net; the share kept; criterion."""
     r, k = rates(result), seed_level(result)
@@ -89,7 +93,7 @@ def headline(result: dict) -> list[str]:
             f"{rp.fmt_ms(r['ensemble'], 2, 100, '%')}, one net distilled from it "
             f"{rp.fmt_ms(r['distilled'], 2, 100, '%')} (paper, speech frame accuracy: "
             f"{acc['single']}% / {acc['ensemble']}% / {acc['distilled']}%).",
-            f"Share of the ensemble's gain kept by the distilled net: {gap_text(k)} "
+            f"Share of the ensemble's gain kept by the distilled net: {_kept_text(k)} "
             f"(paper: {PAPER_KEPT:.0%}); criterion (>= {KEPT_TARGET:.0%}, p < {ALPHA:g}) "
             f"{'met' if k['met'] else 'not met'}."]
 
@@ -166,7 +170,7 @@ ensemble is drawn for every seed, so the seed is the unit.
 (err_single - err_distilled) / (err_single - err_ensemble) on the means over
 {len(result['per_seed'])} seeds (err_single: the mean error of the members of the seed), with
 the percentile interval of the exact bootstrap over seeds:
-**{gap_text(k)}**; paired t p = {p_text(k['t_p'])}; more than {KEPT_TARGET:.0%} kept: one-sided
+**{_kept_text(k)}**; paired t p = {p_text(k['t_p'])}; more than {KEPT_TARGET:.0%} kept: one-sided
 sign-flip p = {k['beyond_target_p']:.2g}. Per seed: {per}.
 
 Criterion, fixed before the run: at least {KEPT_TARGET:.0%} of the gain kept with a one-sided
