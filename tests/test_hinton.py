@@ -145,7 +145,8 @@ def _tiny_config():
         student=tiny, wide=tiny, weighting_student=tiny,
         narrow=NetConfig(hidden=16, epochs=8, lr=3e-3),
         sweep_temperatures=(2.0, 8.0), weighting_hard_weights=(0.1, 1.0),
-        weighting_temperatures=(4.0,), holdout_per_class=10, bias_step=0.25)
+        weighting_temperatures=(4.0,), holdout_per_class=10, bias_step=0.25,
+        consistent_teachers=("own",), consistent_student=tiny, ensemble_size=3)
 
 
 @pytest.fixture(scope="module")
@@ -173,14 +174,15 @@ def test_all_analyses_write_pages_plots_json_and_index(tiny_workspace, tmp_path)
     results = run_analyses(list(ANALYSES), tiny_workspace.cfg, tmp_path,
                            workspace=tiny_workspace, command="pytest tiny run")
     assert list(results) == list(ANALYSES)
-    for name in ("temperature", "gradient", "distillation", "missing_class", "weighting"):
+    for name in ("temperature", "gradient", "distillation", "missing_class", "weighting",
+                 "consistent", "ensemble"):
         page = (tmp_path / f"{name}.md").read_text()
         assert "pytest tiny run" in page and "nan" not in page.replace("nans", "")
         data = json.loads((tmp_path / f"{name}.json").read_text())
         assert data["meta"]["config"]["seeds"] == [0]
     assert len(list(tmp_path.glob("*.png"))) == 6
     index = (tmp_path / "index.md").read_text()
-    assert index.count("](") == 5
+    assert index.count("](") == len(ANALYSES)
     dist = results["distillation"]["per_seed"]["0"]
     assert 0 <= dist["teacher"] <= 400 and len(dist["sweep"]["narrow"]["distilled"]) == 2
     # pages can be rebuilt from the JSON alone

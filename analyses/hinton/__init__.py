@@ -1,6 +1,6 @@
 """Reproducing Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network".
 
-Five analyses (docs/method.md section 1), each a module with ``run(workspace) -> result`` (a JSON-able
+Seven analyses (docs/method.md section 1), each a module with ``run(workspace) -> result`` (a JSON-able
 dict holding every number) and ``render(result, out_dir)`` (the Markdown page and plots):
 
 ``temperature``
@@ -12,7 +12,11 @@ dict holding every number) and ``render(result, out_dir)`` (the Markdown page an
 ``missing-class``
     distilling without any example of a class, and the test-time bias that recovers it;
 ``weighting``
-    the hard-label weight x temperature grid.
+    the hard-label weight x temperature grid;
+``consistent``
+    consistent teaching (Beyer et al. 2022) beside the paper's protocol;
+``ensemble``
+    an ensemble of small nets distilled into one.
 
 Run ``python -m analyses.hinton <analysis|all> [--quick]`` from the repository root; see
 ``analyses/hinton/README.md``. Python use::
@@ -30,7 +34,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from analyses.hinton import distillation, gradient, missing_class, temperature, weighting
+from analyses.hinton import (
+    consistent,
+    distillation,
+    ensemble,
+    gradient,
+    missing_class,
+    temperature,
+    weighting,
+)
 from analyses.hinton.config import HintonConfig, full_config, make_config, quick_config
 from analyses.hinton.report import write_index
 from analyses.hinton.workspace import DEFAULT_CACHE_DIR, Workspace, load_data, log
@@ -43,8 +55,12 @@ ANALYSES = {
     "distillation": distillation,
     "missing-class": missing_class,
     "weighting": weighting,
+    "consistent": consistent,
+    "ensemble": ensemble,
 }
 PAGE_ORDER = [m.NAME for m in ANALYSES.values()]
+#: Page name -> the rows its result adds to the index's table of headlines.
+SUMMARIES = {m.NAME: m.summary for m in ANALYSES.values() if hasattr(m, "summary")}
 
 __all__ = ["ANALYSES", "HintonConfig", "Workspace", "full_config", "load_data", "make_config",
            "quick_config", "run_analyses"]
@@ -107,7 +123,7 @@ def run_analyses(names: Sequence[str], cfg: HintonConfig, out_dir: str | Path, *
                           "nets": ws.usage(),
                           "environment": {**environment_info(), "git_revision": revision}}
         paths = module.render(result, out_dir)
-        write_index(out_dir, PAGE_ORDER)
+        write_index(out_dir, PAGE_ORDER, SUMMARIES)
         log(f"{key}: done in {result['meta']['wall_s']:.0f} s -> {paths[0]}")
         for line in result.get("headline", []):
             log(f"  {line}")
@@ -129,7 +145,7 @@ def render_only(names: Sequence[str], out_dir: str | Path) -> list[Path]:
         result = read_json(path)
         result["headline"] = module.headline(result)
         written += module.render(result, out_dir)
-    written.append(write_index(out_dir, PAGE_ORDER))
+    written.append(write_index(out_dir, PAGE_ORDER, SUMMARIES))
     return written
 
 

@@ -120,8 +120,40 @@ def main(
     t0 = time.perf_counter()
     run_analyses(names, cfg, out, root=root, download=download,
                  cache_dir=None if no_cache else cache_dir,
-                 command="python -m analyses.hinton " + shlex.join(_argv))
+                 command=page_command(_argv))
     log(f"all done in {time.perf_counter() - t0:.0f} s; pages in {out}/ (index.md)")
+
+
+#: Options that choose where runs are cached, not what they compute: left off the pages.
+_MACHINE_ONLY = ("--cache-dir",)
+#: Options whose value is a folder of the machine that ran the command.
+_FOLDERS = ("--root", "--out")
+
+
+def page_command(argv: list[str]) -> str:
+    """The command as a page shows it: without the machine's folders.
+
+    ``--cache-dir`` (where finished nets are kept; it changes no number) is left off, and
+    an absolute ``--root`` or ``--out`` becomes ``DIR``, so a page says how to reproduce it
+    anywhere and names no folder of the machine that made it.
+    """
+    shown, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name, eq, value = arg.partition("=")
+        if name in _MACHINE_ONLY:
+            skip = not eq
+            continue
+        if name in _FOLDERS:
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+                skip = True
+            shown += [name, "DIR" if Path(value).is_absolute() else value]
+            continue
+        shown.append(arg)
+    return "python -m analyses.hinton " + shlex.join(shown)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """Settings of the Hinton reproduction: one frozen config, three presets.
 
-``full`` is what ``reports/hinton/`` was generated with (all five analyses in roughly
+``full`` is what ``reports/hinton/`` was generated with (all seven analyses in roughly
 10-15 minutes on two CPU cores, MNIST-5k); ``quick`` keeps every analysis at a minute or
 two (two seeds, a few epochs) for CI and for a first look; ``paper`` (``--protocol paper``)
 is the paper's protocol at full size: every training image of Fashion-MNIST or MNIST
@@ -19,7 +19,7 @@ CODE_VERSION = 1
 
 @dataclass(frozen=True)
 class HintonConfig:
-    """Everything that determines the numbers of the five analyses.
+    """Everything that determines the numbers of the seven analyses.
 
     Attributes
     ----------
@@ -63,6 +63,17 @@ class HintonConfig:
     weighting_hard_weights : tuple of float
         Hard-label weights ``1 - a`` of the weighting grid (1.0 = labels only).
     weighting_temperatures : tuple of float
+    consistent_teachers : tuple of str
+        Teacher presets (:data:`TEACHER_PRESETS`) of the consistent-teaching analysis, or
+        ``"own"`` for ``teacher``.
+    consistent_student : NetConfig
+        The student of consistent teaching (the small net's size, a longer schedule).
+    consistent_temperature, consistent_soft_weight, consistent_mixup : float
+        T, ``a`` and the mixup Beta parameter (0 = none) of consistent teaching.
+    ensemble_size : int
+        Label-trained small nets per seed averaged into the ensemble teacher.
+    ensemble_temperature, ensemble_soft_weight : float
+        T and ``a`` of distilling the ensemble into one small net.
     """
 
     mode: str = "full"
@@ -98,6 +109,14 @@ class HintonConfig:
     bias_step: float = 0.1
     weighting_hard_weights: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.9, 1.0)
     weighting_temperatures: tuple[float, ...] = (2.0, 5.0, 20.0)
+    consistent_teachers: tuple[str, ...] = ("paper", "light")
+    consistent_student: NetConfig = NetConfig(hidden=800, epochs=40, lr=3e-3)
+    consistent_temperature: float = 1.0
+    consistent_soft_weight: float = 1.0
+    consistent_mixup: float = 0.0
+    ensemble_size: int = 10
+    ensemble_temperature: float = 20.0
+    ensemble_soft_weight: float = 0.9
 
     def as_dict(self) -> dict:
         """JSON-able view (nested NetConfigs become dicts)."""
@@ -127,6 +146,10 @@ TEACHER_PRESETS = {
 
 #: The teacher presets' names, in the order the help lists them.
 TEACHER_NAMES = tuple(dict.fromkeys(name for name, _ in TEACHER_PRESETS))
+
+
+#: In ``consistent_teachers``: the config's own ``teacher`` rather than a named preset.
+OWN_TEACHER = "own"
 
 
 def default_teacher(quick: bool) -> str:
@@ -166,6 +189,8 @@ def quick_config(**overrides) -> HintonConfig:
         weighting_hard_weights=(0.0, 0.1, 0.5, 1.0),
         weighting_temperatures=(2.0, 20.0),
         bias_step=0.25,
+        consistent_student=NetConfig(hidden=800, epochs=10, lr=3e-3),
+        ensemble_size=4,
     )
     return replace(base, **overrides)
 
@@ -197,6 +222,7 @@ def paper_config(**overrides) -> HintonConfig:
         narrow=NetConfig(hidden=30, epochs=10, lr=3e-3),
         weighting_student=NetConfig(hidden=300, epochs=5, lr=3e-3),
         holdout_per_class=100,
+        consistent_student=NetConfig(hidden=800, epochs=15, lr=3e-3),
     )
     return replace(base, **overrides)
 
@@ -205,7 +231,7 @@ def with_epochs(cfg: HintonConfig, epochs: int) -> HintonConfig:
     """``cfg`` with every net trained for ``epochs`` epochs (a smoke test of a protocol)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    nets = ("teacher", "student", "wide", "narrow", "weighting_student")
+    nets = ("teacher", "student", "wide", "narrow", "weighting_student", "consistent_student")
     return replace(cfg, **{n: replace(getattr(cfg, n), epochs=epochs) for n in nets})
 
 
@@ -251,6 +277,16 @@ def validate(cfg: HintonConfig) -> None:
         if not temps or min(temps) <= 0:
             raise ValueError(f"{name} must be a non-empty list of positive temperatures, "
                              f"got {temps}")
+    for name in cfg.consistent_teachers:
+        if name != OWN_TEACHER:
+            teacher_preset(name)  # names the presets on a typo
+    if cfg.ensemble_size < 2:
+        raise ValueError(f"ensemble_size must be at least 2, got {cfg.ensemble_size}")
+    for name in ("consistent_soft_weight", "ensemble_soft_weight"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            raise ValueError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
+    if cfg.consistent_mixup < 0:
+        raise ValueError(f"consistent_mixup must be >= 0, got {cfg.consistent_mixup}")
     for w in cfg.weighting_hard_weights:
         if not 0.0 <= w <= 1.0:
             raise ValueError(f"weighting_hard_weights must lie in [0, 1], got {w}")

@@ -18,12 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.workspace import Workspace
 from kdexplain.train.losses import logit_l2_loss, soft_target_loss
-from kdexplain.utils.render import markdown_table, save_png
+from kdexplain.utils.render import markdown_table
 
 NAME = "gradient"
 TITLE = "2. The high-temperature limit: soft targets become logit regression"
@@ -155,8 +154,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     g2, g1 = _arr(result, "grad_norm_t2"), _arr(result, "grad_norm_plain")
     lim = _arr(result, "limit_norm")
 
-    fig = Figure(figsize=(11, 4), layout="constrained")
-    ax = fig.subplots(1, 2)
+    fig, ax = rp.figure(11, 4, 2)
     rp.errorbar_line(ax[0], temps, zm, "zero-meaned logits")
     rp.errorbar_line(ax[0], temps, raw, "raw logits (no zero-meaning)")
     ref = zm[:, len(temps) // 2].mean() * temps[len(temps) // 2] / temps
@@ -171,7 +169,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ax[1].set(xscale="log", yscale="log", xlabel="temperature T",
               ylabel="mean per-example gradient norm", title="gradient magnitude")
     ax[1].legend(fontsize=8)
-    paths = [save_png(fig, out_dir / "gradient_limit.png", dpi=110, bbox_inches="tight")]
+    paths = [rp.save_figure(fig, out_dir / "gradient_limit.png")]
 
     rows = []
     for j, t in enumerate(temps):

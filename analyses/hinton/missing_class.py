@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.distillation import fmt_interval
 from analyses.hinton.seedstats import ratio_of_means
 from analyses.hinton.workspace import Workspace, log
-from kdexplain.utils.render import markdown_table, save_png
+from kdexplain.utils.render import markdown_table
 
 NAME = "missing_class"
 TITLE = "4. The missing class: knowing digits never seen in the transfer set"
@@ -325,32 +324,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     p1, p2 = PAPER["no_class"], PAPER["only_kept"]
     tot = _get(result, "no_class", "class_total")[0]
 
-    # ---- figure
-    fig = Figure(figsize=(12, 4), layout="constrained")
-    ax = fig.subplots(1, 2)
-    sweeps = np.array([r["no_class"]["sweep_errors"] for r in result["per_seed"].values()]) / n
-    csweeps = np.array([r["no_class"]["sweep_class_errors"]
-                        for r in result["per_seed"].values()]) / tot
-    lo, hi = -3.0, 8.0
-    m = (biases >= lo) & (biases <= hi)
-    rp.errorbar_line(ax[0], biases[m], 100 * sweeps[:, m], "all test images")
-    rp.errorbar_line(ax[0], biases[m], 100 * csweeps[:, m], f"test {mc!r}s")
-    ax[0].axvline(p1["bias"], color="black", ls=":", lw=1, label=f"paper: +{p1['bias']}")
-    ax[0].axvline(_rule(result, "no_class", "prior", "bias").mean(), color="tab:green", ls="--",
-                  lw=1, label="prior-matching rule (mean)")
-    ax[0].set(xlabel=f"bias added to the {mc!r} logit at test time", ylabel="test error (%)",
-              title=f"transfer set without {mc!r}", ylim=(0, 100))
-    ax[0].legend(fontsize=8)
-    sweeps2 = np.array([r["only_kept"]["sweep_errors"] for r in result["per_seed"].values()]) / n
-    m2 = (biases >= -12) & (biases <= 2)
-    rp.errorbar_line(ax[1], biases[m2], 100 * sweeps2[:, m2], "all test images")
-    ax[1].axvline(p2["bias"], color="black", ls=":", lw=1, label=f"paper: {p2['bias']}")
-    ax[1].axvline(_rule(result, "only_kept", "prior", "bias").mean(), color="tab:green",
-                  ls="--", lw=1, label="prior-matching rule (mean)")
-    ax[1].set(xlabel=f"bias added to the {kept} logits at test time", ylabel="test error (%)",
-              title=f"transfer set of only {kept}", ylim=(0, 100))
-    ax[1].legend(fontsize=8)
-    paths = [save_png(fig, out_dir / "missing_class_bias.png", dpi=110, bbox_inches="tight")]
+    paths = [_bias_figure(result, out_dir)]
 
     # ---- tables
     def rate(x: np.ndarray, total: float) -> str:
@@ -436,6 +410,41 @@ test errors compared with the test-set optimum):
 """
     paths.insert(0, rp.write_page(out_dir, result, body))
     return paths
+
+
+def _bias_figure(result: dict, out_dir: Path) -> Path:
+    """``missing_class_bias.png``: test error over the bias, for both transfer sets."""
+    n = result["n_test"]
+    names = result["class_names"]
+    mc = names[result["missing_class"]]
+    kept = " and ".join(names[k] for k in result["kept_classes"])
+    biases = np.array(result["biases"])
+    p1, p2 = PAPER["no_class"], PAPER["only_kept"]
+    tot = _get(result, "no_class", "class_total")[0]
+    fig, ax = rp.figure(12, 4, 2)
+    sweeps = np.array([r["no_class"]["sweep_errors"] for r in result["per_seed"].values()]) / n
+    csweeps = np.array([r["no_class"]["sweep_class_errors"]
+                        for r in result["per_seed"].values()]) / tot
+    lo, hi = -3.0, 8.0
+    m = (biases >= lo) & (biases <= hi)
+    rp.errorbar_line(ax[0], biases[m], 100 * sweeps[:, m], "all test images")
+    rp.errorbar_line(ax[0], biases[m], 100 * csweeps[:, m], f"test {mc!r}s")
+    ax[0].axvline(p1["bias"], color="black", ls=":", lw=1, label=f"paper: +{p1['bias']}")
+    ax[0].axvline(_rule(result, "no_class", "prior", "bias").mean(), color="tab:green", ls="--",
+                  lw=1, label="prior-matching rule (mean)")
+    ax[0].set(xlabel=f"bias added to the {mc!r} logit at test time", ylabel="test error (%)",
+              title=f"transfer set without {mc!r}", ylim=(0, 100))
+    ax[0].legend(fontsize=8)
+    sweeps2 = np.array([r["only_kept"]["sweep_errors"] for r in result["per_seed"].values()]) / n
+    m2 = (biases >= -12) & (biases <= 2)
+    rp.errorbar_line(ax[1], biases[m2], 100 * sweeps2[:, m2], "all test images")
+    ax[1].axvline(p2["bias"], color="black", ls=":", lw=1, label=f"paper: {p2['bias']}")
+    ax[1].axvline(_rule(result, "only_kept", "prior", "bias").mean(), color="tab:green",
+                  ls="--", lw=1, label="prior-matching rule (mean)")
+    ax[1].set(xlabel=f"bias added to the {kept} logits at test time", ylabel="test error (%)",
+              title=f"transfer set of only {kept}", ylim=(0, 100))
+    ax[1].legend(fontsize=8)
+    return rp.save_figure(fig, out_dir / "missing_class_bias.png")
 
 
 def _recovery_text(result: dict, mc: str) -> str:

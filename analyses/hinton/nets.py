@@ -198,3 +198,110 @@ def train_mlp(x: torch.Tensor, y: torch.Tensor | None, cfg: NetConfig, seed: int
 def count_errors(logits: torch.Tensor, y: torch.Tensor) -> int:
     """Number of rows whose arg-max differs from the label. ``logits (N, C)``, ``y (N,)``."""
     return int((logits.argmax(dim=1) != y).sum())
+
+
+def mlp_from_state(state: dict[str, torch.Tensor], cfg: NetConfig, in_features: int,
+                   num_classes: int = 10) -> MLP:
+    """An :class:`MLP` of ``cfg``'s shape holding ``state`` (a cached ``state_dict``), in eval mode."""
+    model = MLP(in_features, cfg.hidden, num_classes, cfg.input_dropout, cfg.hidden_dropout)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def mix_views(xb: torch.Tensor, alpha: float, rng: torch.Generator) -> torch.Tensor:
+    """Mixup of a batch with a shuffled copy of itself: ``lam * x + (1 - lam) * x[perm]``.
+
+    Parameters
+    ----------
+    xb : Tensor (B, D)
+    alpha : float
+        ``lam ~ Beta(alpha, alpha)`` per image; 0 returns ``xb`` unchanged.
+    rng : torch.Generator
+
+    Returns
+    -------
+    Tensor (B, D)
+    """
+    if alpha <= 0:
+        return xb
+    # Beta(a, a) from two Gamma(a) draws, seeded by ``rng`` (torch's Beta takes no generator)
+    u = torch.rand(2, len(xb), generator=rng, dtype=torch.float64)
+    g = torch.distributions.Gamma(alpha, 1.0)
+    with torch.random.fork_rng():
+        torch.manual_seed(int(u[0, 0] * 2**31))
+        g1, g2 = g.sample((len(xb),)), g.sample((len(xb),))
+    lam = (g1 / (g1 + g2)).to(xb.dtype)[:, None]
+    perm = torch.randperm(len(xb), generator=rng)
+    return lam * xb + (1 - lam) * xb[perm]
+
+
+@deterministic()
+def train_consistent(x: torch.Tensor, y: torch.Tensor | None, cfg: NetConfig, seed: int,
+                     teacher: nn.Module, *, image_shape: tuple[int, int], jitter: int,
+                     num_classes: int = 10, temperature: float = 1.0, soft_weight: float = 1.0,
+                     mixup: float = 0.0, desc: str = "consistent") -> MLP:
+    """Distil an :class:`MLP` with consistent teaching (Beyer et al., CVPR 2022).
+
+    The teacher labels the very view the student sees: every batch is jittered (and, with
+    ``mixup``, mixed) once, and the teacher's logits for that view are the soft targets, so
+    the transfer set is as large as the augmentation makes it. The student itself has no
+    dropout; the view is its only regulariser besides the teacher.
+
+    Parameters
+    ----------
+    x : Tensor (N, D)
+        The transfer set's images (before augmentation).
+    y : Tensor (N,) or None
+        Hard labels for the ``1 - soft_weight`` term; must be ``None`` (or ``soft_weight``
+        1) with ``mixup``, whose views have no single label.
+    cfg : NetConfig
+        The student (its ``jitter`` is ignored: ``jitter`` below shifts the shared view).
+    seed : int
+        Seeds initialisation (as :func:`train_mlp` does for the same seed: paired with the
+        label-trained net), batch order, shifts and mixing.
+    teacher : nn.Module
+        Called in eval mode (no dropout) on each view, without gradients.
+    image_shape : (H, W)
+    jitter : int
+        Largest shift of a view, in pixels.
+    num_classes : int
+    temperature, soft_weight : float
+        As in :func:`train_mlp`.
+    mixup : float
+        Beta parameter of mixup on the views; 0 = none.
+    desc : str
+
+    Returns
+    -------
+    MLP
+        In eval mode.
+    """
+    if mixup > 0 and y is not None and soft_weight < 1.0:
+        raise ValueError("mixup views have no single hard label: use soft_weight=1 or y=None")
+    if y is None:
+        soft_weight = 1.0
+    seed_everything(derive_seed(seed, "init"))
+    model = MLP(x.shape[1], cfg.hidden, num_classes)
+    gen = torch.Generator().manual_seed(derive_seed(seed, "batches"))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = len(x)
+    total = max(1, cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 1.0 - step / total)
+    teacher.eval()
+    model.train()
+    for _ in progress(range(cfg.epochs), desc=desc, unit="epoch", leave=False, log_lines=True):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n, cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            view = mix_views(jitter_images(x[idx], image_shape, jitter, gen), mixup, gen)
+            with torch.no_grad():
+                targets = teacher(view)
+            loss = distillation_loss(model(view), targets,
+                                     None if soft_weight >= 1.0 else y[idx],
+                                     temperature, soft_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    return model

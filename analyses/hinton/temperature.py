@@ -17,12 +17,11 @@ import numpy as np
 import pandas as pd
 import torch
 from matplotlib import colormaps
-from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.workspace import Workspace
 from kdexplain.train.losses import softmax_t
-from kdexplain.utils.render import format_number, markdown_table, save_png
+from kdexplain.utils.render import format_number, markdown_table
 
 NAME = "temperature"
 TITLE = "1. Temperature: softening the softmax"
@@ -133,47 +132,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     seeds = list(result["per_seed"])
     ents = np.array([result["per_seed"][s]["mean_entropy"] for s in seeds])
     maxp = np.array([result["per_seed"][s]["mean_max_prob"] for s in seeds])
-    paths = []
-
-    # -- figure 1: probabilities vs T (toy and real example) + the example digit
-    fig = Figure(figsize=(13, 3.8), layout="constrained")
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1.4, 0.55]})
-    fine_t = np.geomspace(min(temps), max(temps), 100)
-    toy_fine = softmax_table(result["toy_logits"], list(fine_t)).numpy()
-    for i in range(toy.shape[1]):
-        axes[0].plot(fine_t, toy_fine[:, i], label=f"z = ln {2 ** i}" if i else "z = 0")
-    axes[0].set(xscale="log", xlabel="temperature T", ylabel="q_i",
-                title="logits (0, ln 2, ln 4)")
-    axes[0].legend(fontsize=8)
-    ex_fine = softmax_table(ex["logits"], list(fine_t)).numpy()
-    cmap = colormaps["tab10"]
-    for i, n in enumerate(names):
-        axes[1].plot(fine_t, ex_fine[:, i], color=cmap(i % 10), lw=2.2 if i == ex["label"] else 1.2,
-                     label=n)
-    axes[1].set(xscale="log", yscale="log", xlabel="temperature T", ylabel="q_i (log scale)",
-                title=f"teacher on test image #{ex['index_in_test_split']} (label {names[ex['label']]})")
-    axes[1].axhline(1 / len(names), color="grey", ls=":", lw=1)
-    axes[1].legend(fontsize=7, ncol=2, title="class", title_fontsize=7)
-    h, w = ex["image_shape"]
-    axes[2].imshow(np.array(ex["image"]).reshape(h, w), cmap="gray")
-    axes[2].set(title="the image", xticks=[], yticks=[])
-    paths.append(save_png(fig, out_dir / "temperature_softmax.png", dpi=110, bbox_inches="tight"))
-
-    # -- figure 2: entropy of the soft targets vs T
-    fig = Figure(figsize=(10, 3.6), layout="constrained")
-    ax = fig.subplots(1, 2)
-    rp.errorbar_line(ax[0], ent_t, ents, "teacher soft targets (test set)")
-    ax[0].axhline(result["log_num_classes"], color="grey", ls="--", lw=1,
-                  label=f"uniform: ln {len(names)}")
-    ax[0].set(xscale="log", xlabel="temperature T", ylabel="mean entropy (nats)",
-              title="entropy of q_T(teacher)")
-    ax[0].legend(fontsize=8)
-    rp.errorbar_line(ax[1], ent_t, maxp, "largest probability")
-    ax[1].axhline(1 / len(names), color="grey", ls="--", lw=1, label="1 / classes")
-    ax[1].set(xscale="log", xlabel="temperature T", ylabel="mean max_i q_i",
-              title="confidence of q_T(teacher)")
-    ax[1].legend(fontsize=8)
-    paths.append(save_png(fig, out_dir / "temperature_entropy.png", dpi=110, bbox_inches="tight"))
+    paths = [_softmax_figure(result, out_dir), _entropy_figure(result, out_dir, ents, maxp)]
 
     # -- tables
     toy_rows = [[f"{t:g}"] + [format_number(p, 4) for p in row] for t, row in zip(temps, toy, strict=True)]
@@ -236,6 +195,56 @@ Mean over the test images of the entropy of q_T(teacher) (nats), its exponential
 """
     paths.insert(0, rp.write_page(out_dir, result, body))
     return paths
+
+
+def _softmax_figure(result: dict, out_dir: Path) -> Path:
+    """``temperature_softmax.png``: q_i over T for the toy logits and the real digit."""
+    temps = result["temperatures"]
+    ex = result["example"]
+    names = ex["class_names"]
+    toy = np.array(result["toy_probs"])
+    # -- figure 1: probabilities vs T (toy and real example) + the example digit
+    fig, axes = rp.figure(13, 3.8, 3, gridspec_kw={"width_ratios": [1, 1.4, 0.55]})
+    fine_t = np.geomspace(min(temps), max(temps), 100)
+    toy_fine = softmax_table(result["toy_logits"], list(fine_t)).numpy()
+    for i in range(toy.shape[1]):
+        axes[0].plot(fine_t, toy_fine[:, i], label=f"z = ln {2 ** i}" if i else "z = 0")
+    axes[0].set(xscale="log", xlabel="temperature T", ylabel="q_i",
+                title="logits (0, ln 2, ln 4)")
+    axes[0].legend(fontsize=8)
+    ex_fine = softmax_table(ex["logits"], list(fine_t)).numpy()
+    cmap = colormaps["tab10"]
+    for i, n in enumerate(names):
+        axes[1].plot(fine_t, ex_fine[:, i], color=cmap(i % 10), lw=2.2 if i == ex["label"] else 1.2,
+                     label=n)
+    axes[1].set(xscale="log", yscale="log", xlabel="temperature T", ylabel="q_i (log scale)",
+                title=f"teacher on test image #{ex['index_in_test_split']} (label {names[ex['label']]})")
+    axes[1].axhline(1 / len(names), color="grey", ls=":", lw=1)
+    axes[1].legend(fontsize=7, ncol=2, title="class", title_fontsize=7)
+    h, w = ex["image_shape"]
+    axes[2].imshow(np.array(ex["image"]).reshape(h, w), cmap="gray")
+    axes[2].set(title="the image", xticks=[], yticks=[])
+    return rp.save_figure(fig, out_dir / "temperature_softmax.png")
+
+
+def _entropy_figure(result: dict, out_dir: Path, ents: np.ndarray, maxp: np.ndarray) -> Path:
+    """``temperature_entropy.png``: mean entropy and largest probability over T."""
+    ent_t = result["entropy_temperatures"]
+    names = result["example"]["class_names"]
+    # -- figure 2: entropy of the soft targets vs T
+    fig, ax = rp.figure(10, 3.6, 2)
+    rp.errorbar_line(ax[0], ent_t, ents, "teacher soft targets (test set)")
+    ax[0].axhline(result["log_num_classes"], color="grey", ls="--", lw=1,
+                  label=f"uniform: ln {len(names)}")
+    ax[0].set(xscale="log", xlabel="temperature T", ylabel="mean entropy (nats)",
+              title="entropy of q_T(teacher)")
+    ax[0].legend(fontsize=8)
+    rp.errorbar_line(ax[1], ent_t, maxp, "largest probability")
+    ax[1].axhline(1 / len(names), color="grey", ls="--", lw=1, label="1 / classes")
+    ax[1].set(xscale="log", xlabel="temperature T", ylabel="mean max_i q_i",
+              title="confidence of q_T(teacher)")
+    ax[1].legend(fontsize=8)
+    return rp.save_figure(fig, out_dir / "temperature_entropy.png")
 
 
 def _reading(temps: list[float], ents: np.ndarray, maxp: np.ndarray, log_c: float,

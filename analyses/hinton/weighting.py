@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
 from analyses.hinton import report as rp
 from analyses.hinton.nets import count_errors
 from analyses.hinton.workspace import Workspace
-from kdexplain.utils.render import markdown_table, save_png
+from kdexplain.utils.render import markdown_table
 
 NAME = "weighting"
 TITLE = "5. Weighting the hard labels against the soft targets"
@@ -84,8 +83,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ws, ts = result["hard_weights"], result["temperatures"]
     i, j = best_cell(result)
 
-    fig = Figure(figsize=(11.5, 4), layout="constrained")
-    ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.2]})
+    fig, ax = rp.figure(11.5, 4, 2, gridspec_kw={"width_ratios": [1, 1.2]})
     im = ax[0].imshow(mean, cmap="viridis_r", aspect="auto")
     for a in range(len(ws)):
         for b in range(len(ts)):
@@ -107,7 +105,7 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     ax[1].set(xlabel="hard-label weight 1 - a", ylabel="test error (%)",
               title="error vs weight (mean ± std over seeds)")
     ax[1].legend(fontsize=8)
-    paths = [save_png(fig, out_dir / "weighting_grid.png", dpi=110, bbox_inches="tight")]
+    paths = [rp.save_figure(fig, out_dir / "weighting_grid.png")]
 
     rows = []
     for a, w in enumerate(ws):

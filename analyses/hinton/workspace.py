@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 
 from analyses.hinton.config import CODE_VERSION, HintonConfig
-from analyses.hinton.nets import NetConfig, predict_logits, train_mlp
+from analyses.hinton.nets import (
+    MLP,
+    NetConfig,
+    mlp_from_state,
+    predict_logits,
+    train_consistent,
+    train_mlp,
+)
 from kdexplain.data.digits import DigitData, load_digits
 from kdexplain.utils import atomic_torch_save, derive_seed
 
@@ -86,17 +93,20 @@ class Workspace:
         spec = {"code_version": CODE_VERSION, "data": self.data.split_note, **spec}
         return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
-    def _cached(self, label: str, spec: dict, train_fn,
-                desc: str) -> dict[str, torch.Tensor]:
+    def _cached(self, label: str, spec: dict, train_fn, desc: str,
+                keep_state: bool = False) -> dict[str, torch.Tensor]:
         key = self._key(spec)
-        if key in self._memo:
+        if key in self._memo and (not keep_state or "state" in self._memo[key]):
             return self._use(key, self._memo[key])
         path = self.cache_dir / f"{label}-{key[:16]}.pt" if self.cache_dir is not None else None
         if path is not None and path.is_file():
             try:
                 out = torch.load(path, map_location="cpu", weights_only=True)
-                self._memo[key] = out
-                return self._use(key, out)
+                # a file without the weights (written before teachers kept them) is
+                # trained again when the weights are needed
+                if not keep_state or "state" in out:
+                    self._memo[key] = out
+                    return self._use(key, out)
             except Exception as e:  # a damaged cache file is retrained, not fatal
                 log(f"ignoring unreadable cache file {path} ({e}); training again")
         log(f"training {desc}")
@@ -105,6 +115,8 @@ class Workspace:
         out = {"train": predict_logits(model, self.data.x_train),
                "test": predict_logits(model, self.data.x_test),
                "train_s": time.perf_counter() - t0, "train_cpu_s": time.process_time() - c0}
+        if keep_state:
+            out["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         self.trained += 1
         if path is not None:
             atomic_torch_save(out, path)  # one unit at a time: a killed run resumes here
@@ -118,25 +130,80 @@ class Workspace:
         return out
 
     # ------------------------------------------------------------------ runs
-    def teacher(self, seed: int) -> dict[str, torch.Tensor]:
+    def teacher(self, seed: int, net: NetConfig | None = None) -> dict[str, torch.Tensor]:
         """The teacher of ``seed``, trained on the whole training split with labels.
+
+        Parameters
+        ----------
+        seed : int
+        net : NetConfig, optional
+            Another teacher than the config's (e.g. a named preset); same seed stream.
 
         Returns
         -------
         dict
             ``"train"``: logits ``(N_train, C)``, ``"test"``: logits ``(N_test, C)`` (eval
-            mode: no dropout, no jitter).
+            mode: no dropout, no jitter); ``"state"``: the net's weights.
         """
-        net = self.cfg.teacher
+        net = net or self.cfg.teacher
         spec = {"role": "teacher", "net": net.as_dict(), "seed": seed}
         return self._cached(f"teacher-s{seed}", spec, lambda: train_mlp(
             self.data.x_train, self.data.y_train, net, derive_seed(seed, "teacher"),
             image_shape=self.data.image_shape, num_classes=self.data.num_classes,
-            desc=f"teacher seed {seed}"), desc=f"teacher 2x{net.hidden}, seed {seed}")
+            desc=f"teacher seed {seed}"), desc=f"teacher 2x{net.hidden}, seed {seed}",
+            keep_state=True)
+
+    def teacher_model(self, seed: int, net: NetConfig | None = None) -> MLP:
+        """The teacher of :meth:`teacher` as a module (eval mode), to label new views."""
+        net = net or self.cfg.teacher
+        return mlp_from_state(self.teacher(seed, net)["state"], net,
+                              self.data.x_train.shape[1], self.data.num_classes)
+
+    def ensemble(self, seed: int, size: int, net: NetConfig | None = None
+                 ) -> dict[str, torch.Tensor]:
+        """``size`` label-trained nets of ``net`` (default: the student), averaged.
+
+        Member 0 is the label-trained net of :meth:`student` itself; members 1 to size-1
+        differ only in their seed stream (initialisation and batch order). The ensemble's
+        logits are the mean of the members' logits (the normalised geometric mean of their
+        probabilities), which serves both as its prediction and as soft targets.
+
+        Returns
+        -------
+        dict
+            ``"train"`` ``(N_train, C)`` and ``"test"`` ``(N_test, C)`` mean logits.
+        """
+        net = net or self.cfg.student
+        members = [self.student(seed, net, member=k) for k in range(size)]
+        return {part: torch.stack([m[part] for m in members]).mean(0)
+                for part in ("train", "test")}
+
+    def consistent(self, seed: int, net: NetConfig, teacher: NetConfig, *, jitter: int,
+                   temperature: float, soft_weight: float, mixup: float = 0.0
+                   ) -> dict[str, torch.Tensor]:
+        """A student distilled by consistent teaching from the teacher ``teacher`` of ``seed``.
+
+        See :func:`~analyses.hinton.nets.train_consistent`; the transfer set is the whole
+        training split, each batch shifted by up to ``jitter`` pixels (and mixed with
+        ``mixup``), the teacher labelling that view. Same initialisation as the label-trained
+        student of ``seed`` (paired).
+        """
+        spec = {"role": "consistent", "net": net.as_dict(), "seed": seed,
+                "teacher": teacher.as_dict(), "jitter": jitter, "temperature": temperature,
+                "soft_weight": soft_weight, "mixup": mixup}
+        d = self.data
+        return self._cached(f"consistent-h{net.hidden}-s{seed}", spec, lambda: train_consistent(
+            d.x_train, d.y_train, net, derive_seed(seed, "student", net.hidden),
+            self.teacher_model(seed, teacher), image_shape=d.image_shape, jitter=jitter,
+            num_classes=d.num_classes, temperature=temperature, soft_weight=soft_weight,
+            mixup=mixup, desc=f"consistent 2x{net.hidden} seed {seed}"),
+            desc=f"consistent student 2x{net.hidden} (T={temperature:g}, {net.epochs} "
+                 f"epochs, teacher 2x{teacher.hidden} jitter {teacher.jitter}), seed {seed}")
 
     def student(self, seed: int, net: NetConfig, *, temperature: float | None = None,
                 soft_weight: float = 1.0, rows: torch.Tensor | None = None,
                 use_labels: bool = True, match_steps_to: int | None = None,
+                teacher: NetConfig | None = None, ensemble: int = 0, member: int = 0,
                 ) -> dict[str, torch.Tensor]:
         """A small net trained on labels (``temperature=None``) or distilled from the teacher.
 
@@ -159,6 +226,14 @@ class Workspace:
             Scale the epochs so a transfer set of ``len(rows)`` images gets as many optimiser
             steps as ``match_steps_to`` images would in ``net.epochs`` epochs (for the small
             transfer sets of the missing-class analysis).
+        teacher : NetConfig, optional
+            Distil from this teacher of ``seed`` instead of the config's.
+        ensemble : int
+            > 0: distil from the :meth:`ensemble` of that many label-trained nets of
+            ``net``'s size instead of a teacher.
+        member : int
+            > 0: a further label-trained net of the same size and ``seed`` (an ensemble
+            member), with its own initialisation and batch order.
 
         Returns
         -------
@@ -176,18 +251,24 @@ class Workspace:
         spec = {"role": "student", "net": net.as_dict(), "seed": seed,
                 "temperature": temperature, "soft_weight": soft_weight if distil else None,
                 "labels": use_labels,
-                "teacher": self.cfg.teacher.as_dict() if distil else None,
+                "teacher": (teacher or self.cfg.teacher).as_dict() if distil else None,
                 "rows": None if rows is None else hashlib.sha256(
                     rows.to(torch.int64).numpy().tobytes()).hexdigest()}
+        if distil and ensemble > 0:
+            spec["teacher"] = {"ensemble": ensemble, "net": net.as_dict()}
+        if member:  # only then: the keys of the nets cached before members existed hold
+            spec["member"] = member
         teacher_logits = None
         if distil:
-            teacher_logits = self.teacher(seed)["train"]
+            teacher_logits = (self.ensemble(seed, ensemble, net) if ensemble > 0
+                              else self.teacher(seed, teacher))["train"]
             if rows is not None:
                 teacher_logits = teacher_logits[rows]
         what = f"T={temperature:g} a={soft_weight:g}" if distil else "labels"
-        label = f"student-h{net.hidden}-s{seed}"
+        label = f"student-h{net.hidden}-s{seed}" + (f"-m{member}" if member else "")
+        init = derive_seed(seed, "student", net.hidden, *(("member", member) if member else ()))
         return self._cached(label, spec, lambda: train_mlp(
-            x, y if use_labels else None, net, derive_seed(seed, "student", net.hidden),
+            x, y if use_labels else None, net, init,
             image_shape=self.data.image_shape, num_classes=self.data.num_classes,
             teacher_logits=teacher_logits, temperature=temperature or 1.0,
             soft_weight=soft_weight, desc=f"2x{net.hidden} {what} seed {seed}"),
