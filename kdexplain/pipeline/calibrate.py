@@ -255,6 +255,17 @@ def _subset_runs(subsets: Mapping[tuple[int, str], _Subset], which: str,
     return runs
 
 
+def _shown(path) -> str:
+    """A run folder as the page shows it: relative to the working folder where it lies
+    inside it (a shared teacher's folder is resolved to an absolute path), so that a
+    committed page names no folder of the machine that made it."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
 def _hypotheses_under(runs: list, settings, label: str, threshold: float,
                       hypotheses: Sequence[int]) -> tuple[list[dict], list[dict]]:
     """The verdict-carrying tests and the verdicts of ``hypotheses`` on the subset."""
@@ -357,7 +368,7 @@ def calibrate_experiment(run_dirs: Sequence[str | Path], out: str | Path | None 
         "settings": {"n_images": n_images, "checkpoints": checkpoints,
                      "baseline_entropy": mode, "default_preset": a.preset,
                      "select_effective": a.select_effective,
-                     "runs": [str(d) for d in all_dirs]},
+                     "runs": [_shown(d) for d in all_dirs]},
         "wall_s": time.perf_counter() - t0, "command": command,
         "machine": f"{env.get('platform')}, {os.cpu_count()} CPU core(s), torch "
                    f"{torch.get_num_threads()} thread(s), GPU {env.get('gpu') or 'none'}",
