@@ -26,13 +26,7 @@ from PIL import Image
 from kdexplain.cli import main
 from kdexplain.utils import atomic_write_bytes, folder_lock
 from kdexplain.utils.io import UnreadableFileError, load_torch_file
-
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "tiny.yaml"
-#: The tiny config cut to a few seconds of training (T: 1 epoch, S: 1 + 1, B: 1).
-FAST = ["teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=1",
-        "student.phase1_epochs=1", "student.phase2_epochs=1", "checkpoints=[0,1]",
-        "analysis.n_images=4", "analysis.steps=6", "analysis.samples=4"]
+from tests.reliability_common import FAST, TINY, copy_run, finished_run, one_error_line
 
 
 class Payload:
@@ -52,14 +46,6 @@ def _plant(path: Path, marker: Path, like: Path | None = None) -> None:
     torch.save(obj, path)
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith("error: "), err
-    assert "Traceback" not in err, err
-    return lines[-1]
-
-
 def _rows(path: Path) -> list[dict]:
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -71,17 +57,9 @@ def _rows(path: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A tiny run trained, swept and reported by ``kdexplain run`` (copy it to mutate it)."""
-    base = tmp_path_factory.mktemp("finished")
-    rc = main(["run", str(TINY), f"out_dir={base}", "name=done", *FAST,
-               "--report-dir", str(base / "report")])
-    assert rc == 0
-    return base / "done"
+    return finished_run(tmp_path_factory)
 
 
-def _copy(run: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "copy"
-    shutil.copytree(run, dst, ignore=shutil.ignore_patterns(".kdexplain.lock"))
-    return dst
 
 
 # ---- 1. no code from a loaded file ------------------------------------------------------
@@ -94,7 +72,7 @@ def test_malicious_checkpoint_through_quantify(finished, tmp_path, capsys):
     rc = main(["quantify", "--checkpoint", str(mal), "--layer", "fc1", "--out",
                str(tmp_path / "q"), "--n-images", "2"])
     assert rc == 2 and not marker.exists()
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "mal.pt holds Python objects (os.makedirs" in line and "weights_only=True" in line
 
 
@@ -105,38 +83,38 @@ def test_malicious_pretrained_teacher(finished, tmp_path, capsys):
     rc = main(["train-triplet", str(TINY), f"out_dir={tmp_path}", "name=p", *FAST,
                f"teacher.pretrained={mal}"])
     assert rc == 2 and not marker.exists()
-    assert "teacher.pth holds Python objects" in _one_error_line(capsys)
+    assert "teacher.pth holds Python objects" in one_error_line(capsys)
     assert not (tmp_path / "p").exists()  # validated before the run folder was written
 
 
 def test_malicious_run_checkpoint_under_sweep(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     shutil.rmtree(run / "sweep")
     marker = tmp_path / "pwned"
     ckpt = run / "baseline" / "checkpoints" / "epoch_0001.pt"
     _plant(ckpt, marker, like=ckpt)
     assert main(["sweep", str(run)]) == 2 and not marker.exists()
-    assert "epoch_0001.pt holds Python objects" in _one_error_line(capsys)
+    assert "epoch_0001.pt holds Python objects" in one_error_line(capsys)
 
 
 def test_malicious_last_pt_under_resume(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     marker = tmp_path / "pwned"
     _plant(run / "student" / "last.pt", marker, like=run / "student" / "last.pt")
     rc = main(["train-triplet", str(run / "config.yaml"), "--run-dir", str(run),
                "--resume"])
     assert rc == 2 and not marker.exists()
-    assert "last.pt holds Python objects" in _one_error_line(capsys)
+    assert "last.pt holds Python objects" in one_error_line(capsys)
 
 
 def test_malicious_sweep_unit_under_report(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     marker = tmp_path / "pwned"
     unit = run / "sweep" / "teacher" / "epoch_0000.pt"
     _plant(unit, marker, like=unit)
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2
     assert not marker.exists()
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "sweep unit" in line and "epoch_0000.pt holds Python objects" in line
 
 
@@ -162,7 +140,7 @@ def test_yaml_bomb_is_refused(tmp_path, capsys):
     t0 = time.perf_counter()
     assert main(["run", str(bomb), f"out_dir={tmp_path}"]) == 2
     assert time.perf_counter() - t0 < 60  # generous: refused before anything is expanded
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "bomb.yaml, line 5: YAML aliases (*name) are not allowed" in line
     assert not (tmp_path / "bomb").exists()
 
@@ -265,7 +243,7 @@ def test_a_second_process_in_the_same_folder_is_refused(tmp_path, capsys):
         rc = main(["run", str(TINY), f"out_dir={tmp_path}", "name=busy", *FAST,
                    "--report-dir", str(tmp_path / "rep")])
         assert rc == 2
-        line = _one_error_line(capsys)
+        line = one_error_line(capsys)
         assert f"busy is in use by process {holder.pid}" in line
         assert not (run / "config.yaml").exists()
     finally:
@@ -287,14 +265,14 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
 
 
 def test_corrupt_sweep_unit_is_named_then_recomputed(finished, tmp_path, capsys, caplog):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     unit = run / "sweep" / "student" / "epoch_0001.pt"
     original = torch.load(unit, weights_only=True)
     unit.write_bytes(unit.read_bytes()[: unit.stat().st_size // 2])
     stale = run / "sweep" / "student" / ".epoch_0000.pt.abc123.tmp"
     stale.write_bytes(b"half a file")
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "sweep unit" in line and "student/epoch_0001.pt is truncated or corrupt" in line
     assert f"kdexplain sweep {run}" in line
     with caplog.at_level("WARNING", logger="kdexplain.pipeline"):
@@ -307,10 +285,10 @@ def test_corrupt_sweep_unit_is_named_then_recomputed(finished, tmp_path, capsys,
 
 
 def test_broken_manifest_is_rewritten_by_the_sweep(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     (run / "sweep" / "manifest.json").write_text('{"units": [')
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2
-    assert "manifest.json is not valid JSON" in _one_error_line(capsys)
+    assert "manifest.json is not valid JSON" in one_error_line(capsys)
     assert main(["sweep", str(run)]) == 0
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
 
@@ -343,7 +321,7 @@ def test_corrupt_jpeg_is_skipped_not_substituted(finished, tmp_path, capsys):
 def test_a_failed_command_leaves_nothing_and_the_fix_proceeds(tmp_path, capsys):
     for bad in ("model.layer=fc9", "model.kwargs.depth=3", "data.options.colour=red"):
         assert main(_train_cmd(tmp_path, "t", bad)) == 2
-        _one_error_line(capsys)
+        one_error_line(capsys)
         assert not (tmp_path / "t").exists(), bad
     # a folder left by an older version (config only, no finished epoch) is reused
     (tmp_path / "t").mkdir()
@@ -367,7 +345,7 @@ def test_quantify_bad_values(finished, tmp_path, capsys, args, expected):
     rc = main(["quantify", "--checkpoint", str(ckpt), "--layer", "fc1", "--out",
                str(tmp_path / "q"), *args])
     assert rc == 2
-    assert expected in _one_error_line(capsys)
+    assert expected in one_error_line(capsys)
     assert not (tmp_path / "q").exists()
 
 
@@ -376,7 +354,7 @@ def test_quantify_cuda_without_a_gpu(finished, tmp_path, capsys):
     ckpt = finished / "student" / "checkpoints" / "epoch_0001.pt"
     assert main(["quantify", "--checkpoint", str(ckpt), "--layer", "fc1", "--out",
                  str(tmp_path / "q"), "--device", "cuda"]) == 2
-    assert "torch sees no CUDA GPU on this machine" in _one_error_line(capsys)
+    assert "torch sees no CUDA GPU on this machine" in one_error_line(capsys)
 
 
 def test_quantify_out_that_is_a_file_fails_first(finished, tmp_path, capsys):
@@ -385,7 +363,7 @@ def test_quantify_out_that_is_a_file_fails_first(finished, tmp_path, capsys):
     ckpt = finished / "student" / "checkpoints" / "epoch_0001.pt"
     assert main(["quantify", "--checkpoint", str(ckpt), "--layer", "fc1", "--out",
                  str(target)]) == 2
-    assert "results.txt is a file" in _one_error_line(capsys)
+    assert "results.txt is a file" in one_error_line(capsys)
     assert target.read_text() == "keep me"
 
 
@@ -402,7 +380,7 @@ def test_unreadable_checkpoints(finished, tmp_path, capsys, content, expected):
     bad.write_bytes(content)
     assert main(["quantify", "--checkpoint", str(bad), "--layer", "fc1", "--out",
                  str(tmp_path / "q")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "bad.pt" in line and expected in line
 
 
@@ -420,27 +398,27 @@ def test_any_garbage_is_a_clear_error(tmp_path):
 
 
 def test_last_pt_without_a_phase(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     state = torch.load(run / "baseline" / "last.pt", weights_only=True)
     del state["phase"]
     torch.save(state, run / "baseline" / "last.pt")
     rc = main(["train-triplet", str(run / "config.yaml"), "--run-dir", str(run),
                "--resume"])
     assert rc == 2
-    assert "last.pt is not a kdexplain resume point (missing phase)" in _one_error_line(capsys)
+    assert "last.pt is not a kdexplain resume point (missing phase)" in one_error_line(capsys)
 
 
 def test_sweep_checkpoints_per_call_must_be_positive(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     assert main(["sweep", str(run), "--checkpoints-per-call", "-1"]) == 2
-    assert "checkpoints_per_call must be at least 1, got -1" in _one_error_line(capsys)
+    assert "checkpoints_per_call must be at least 1, got -1" in one_error_line(capsys)
 
 
 def test_empty_config_is_refused(tmp_path, capsys):
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing here\n")
     assert main(["run", str(empty), f"out_dir={tmp_path}"]) == 2
-    assert "empty.yaml is empty" in _one_error_line(capsys)
+    assert "empty.yaml is empty" in one_error_line(capsys)
 
 
 # ---- 10. file modes follow the umask --------------------------------------------------------

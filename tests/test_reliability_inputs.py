@@ -7,8 +7,6 @@ kdnets saved as a run saves them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,22 +17,9 @@ from kdexplain.cli import main
 from kdexplain.data import build_dataset, mask_to_grid
 from kdexplain.models import build_model
 from kdexplain.quantify import quantify
+from tests.reliability_common import FAST, TINY, one_error_line
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "tiny.yaml"
-#: The tiny config cut to a few seconds of training (as tests/test_reliability.py).
-FAST = ["teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=1",
-        "student.phase1_epochs=1", "student.phase2_epochs=1", "checkpoints=[0,1]",
-        "analysis.n_images=4", "analysis.steps=6", "analysis.samples=4"]
 KWARGS = {"width": 4, "hidden": 16, "dropout": 0.1}
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith("error: "), err
-    assert "Traceback" not in err, err
-    return lines[-1]
 
 
 def _error(capsys) -> str:
@@ -92,7 +77,7 @@ def test_bad_checkpoints_and_sizes_under_quantify(images, tmp_path, capsys, chan
                str(images), "--image-size", "24", "--n-images", "1", "--steps", "1",
                "--samples", "1", "--grid", "2", "--out", str(tmp_path / "q"), *args])
     assert rc == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert expected in line
     assert not (tmp_path / "q").exists()
 
@@ -125,7 +110,7 @@ def test_checkpoints_beyond_every_phase_are_warned(tmp_path, capsys, caplog):
     assert rc == 2
     assert "checkpoints [5] lie beyond every training phase (the longest has 1 epochs)" in \
         caplog.text
-    assert "analysis.n_images = 999" in _one_error_line(capsys)
+    assert "analysis.n_images = 999" in one_error_line(capsys)
 
 
 @pytest.mark.parametrize("text", ["[" * 100_000, "{a: " * 50_000])
@@ -134,7 +119,7 @@ def test_deeply_nested_yaml_is_refused(tmp_path, capsys, text):
     deep.write_text(text)
     assert main(["run", str(deep), f"out_dir={tmp_path}"]) == 2
     assert "deep.yaml, line 1: lists and mappings nested deeper than 32 levels" in \
-        _one_error_line(capsys)
+        one_error_line(capsys)
 
 
 def test_a_truncated_data_cache_is_rebuilt(tmp_path):

@@ -25,38 +25,17 @@ from PIL import Image
 
 from kdexplain.cli import main
 from kdexplain.data.base import CorruptImageError, load_rgb
+from tests.reliability_common import FAST, TINY, copy_run, finished_run, one_error_line
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "tiny.yaml"
-#: The tiny config cut to a few seconds of training (as tests/test_reliability.py).
-FAST = ["teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=1",
-        "student.phase1_epochs=1", "student.phase2_epochs=1", "checkpoints=[0,1]",
-        "analysis.n_images=4", "analysis.steps=6", "analysis.samples=4"]
 ROLES = ("teacher", "student", "baseline")
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert lines and lines[-1].startswith("error: "), err
-    assert "Traceback" not in err, err
-    return lines[-1]
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory) -> Path:
     """A tiny run trained, swept and reported by ``kdexplain run`` (copy it to mutate it)."""
-    base = tmp_path_factory.mktemp("finished")
-    rc = main(["run", str(TINY), f"out_dir={base}", "name=done", *FAST,
-               "--report-dir", str(base / "report")])
-    assert rc == 0
-    return base / "done"
+    return finished_run(tmp_path_factory)
 
 
-def _copy(run: Path, tmp_path: Path) -> Path:
-    dst = tmp_path / "copy"
-    shutil.copytree(run, dst, ignore=shutil.ignore_patterns(".kdexplain.lock"))
-    return dst
 
 
 def _env() -> dict:
@@ -94,10 +73,10 @@ def _retrain_checkpoint(run: Path) -> None:
 @pytest.mark.parametrize("tamper", [_swap_units, _retrain_checkpoint])
 def test_a_unit_of_another_checkpoint_is_named_then_recomputed(finished, tmp_path, capsys,
                                                                caplog, tamper):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     tamper(run)
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "1 sweep unit(s)" in line and "student/epoch_0001.pt" in line
     assert f"kdexplain sweep {run}" in line
     with caplog.at_level("WARNING", logger="kdexplain.pipeline"):
@@ -109,7 +88,7 @@ def test_a_unit_of_another_checkpoint_is_named_then_recomputed(finished, tmp_pat
 
 def test_retrained_models_are_swept_again(finished, tmp_path):
     """The models deleted and retrained with another rate: no unit of the old ones is kept."""
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     before = _units(run)
     for role in ROLES:
         shutil.rmtree(run / role)
@@ -121,7 +100,7 @@ def test_retrained_models_are_swept_again(finished, tmp_path):
 
 
 def test_images_drawn_from_other_data_are_drawn_again(finished, tmp_path, caplog):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     before = torch.load(run / "sweep" / "images.pt", weights_only=True)["images"]
     config = run / "config.yaml"
     raw = yaml.safe_load(config.read_text())
@@ -141,11 +120,11 @@ def test_images_drawn_from_other_data_are_drawn_again(finished, tmp_path, caplog
 
 
 def test_a_refused_run_does_not_rewrite_the_config(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     config = (run / "config.yaml").read_bytes()
     assert main(["run", str(TINY), f"out_dir={tmp_path}", "name=copy", *FAST,
                  "analysis.n_images=2", "--report-dir", str(tmp_path / "rep")]) == 2
-    assert "holds a sweep made with other analysis settings" in _one_error_line(capsys)
+    assert "holds a sweep made with other analysis settings" in one_error_line(capsys)
     assert (run / "config.yaml").read_bytes() == config
     assert main(["sweep", str(run)]) == 0
 
@@ -160,21 +139,21 @@ def test_a_refused_run_does_not_rewrite_the_config(finished, tmp_path, capsys):
 @pytest.mark.parametrize("command", ["report", "run"])
 def test_report_folder_that_is_or_holds_a_run_is_refused(finished, tmp_path, capsys, where,
                                                          expected, command):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     out = run if where == "run" else tmp_path
     summary = (run / "summary.json").read_bytes()
     args = (["report", str(run), "--out", str(out)] if command == "report" else
             ["run", str(TINY), f"out_dir={tmp_path}", "name=copy", *FAST,
              "--report-dir", str(out)])
     assert main(args) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert expected in line and "choose another folder" in line
     assert (run / "summary.json").read_bytes() == summary
     assert not (run / "index.md").exists()
 
 
 def test_a_second_report_into_the_same_folder_is_refused(finished, tmp_path, capsys):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     out = tmp_path / "rep"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import time; from kdexplain.utils import folder_lock\n"
@@ -183,7 +162,7 @@ def test_a_second_report_into_the_same_folder_is_refused(finished, tmp_path, cap
     try:
         assert holder.stdout.readline().strip() == "held"
         assert main(["report", str(run), "--out", str(out)]) == 2
-        assert f"rep is in use by process {holder.pid}" in _one_error_line(capsys)
+        assert f"rep is in use by process {holder.pid}" in one_error_line(capsys)
         assert not (out / "index.md").exists()
     finally:
         holder.kill()
@@ -222,14 +201,14 @@ def test_16_bit_images_are_scaled_by_their_bit_depth(tmp_path):
 ])
 def test_a_checkpoint_of_another_layer_or_role_is_refused(finished, tmp_path, capsys, key,
                                                           value, expected):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     shutil.rmtree(run / "sweep")
     path = run / "teacher" / "checkpoints" / "epoch_0000.pt"  # the sweep's first checkpoint
     ckpt = torch.load(path, weights_only=True)
     ckpt[key] = value
     torch.save(ckpt, path)
     assert main(["sweep", str(run)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "epoch_0000.pt" in line and expected in line
     assert not list((run / "sweep").glob("*/epoch_*.pt"))  # refused before any compute
 
@@ -238,7 +217,7 @@ def test_a_checkpoint_of_another_layer_or_role_is_refused(finished, tmp_path, ca
 
 
 def test_a_rerun_report_removes_stale_temporaries(finished, tmp_path):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     out = tmp_path / "rep"
     stale = [out / ".index.md.k2j3h4.tmp", out / "figures" / ".peak_distance.png.a1b2.tmp"]
     for p in stale:
@@ -267,7 +246,7 @@ _SIGTERM_DRIVER = textwrap.dedent("""
 
 
 def test_sigterm_during_a_report_is_handled_like_ctrl_c(finished, tmp_path):
-    run = _copy(finished, tmp_path)
+    run = copy_run(finished, tmp_path)
     out = tmp_path / "rep"
     driver = tmp_path / "driver.py"
     driver.write_text(_SIGTERM_DRIVER)
