@@ -44,7 +44,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from kdexplain.concepts.calibration import concept_margins
 from kdexplain.data import build_dataset, mask_to_grid
@@ -75,23 +74,11 @@ def scenes(n: int, size: int, split: str = "val") -> tuple[torch.Tensor, torch.T
 
 
 def trained_kdnet(epochs: int) -> torch.nn.Module:
-    """kdnet (width 16) trained briefly on the scenes' train split (5 classes, 64 px)."""
-    ds = build_dataset("scenes", "train", image_size=64, images_per_class=60, val_per_class=10,
-                       seed=0, classes=CLASSES)
-    X = torch.stack([ds[i]["image"] for i in range(len(ds))])
-    Y = torch.tensor([ds[i]["label"] for i in range(len(ds))])
-    torch.manual_seed(0)
-    m = build_model("kdnet", len(CLASSES), width=16, hidden=256, dropout=0.3)
-    opt = torch.optim.Adam(m.parameters(), 1e-3)
-    for _ in range(epochs):
-        perm = torch.randperm(len(X))
-        for i in range(0, len(X), 16):
-            b = perm[i:i + 16]
-            loss = F.cross_entropy(m(X[b]), Y[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return m.eval()
+    """kdnet (width 16) trained briefly on the scenes' train split (5 classes, 64 px): the
+    same network as bench_quantify.py's, on the CPU."""
+    from bench_quantify import trained_kdnet as bench_quantify_kdnet
+
+    return bench_quantify_kdnet("cpu", epochs)[0]
 
 
 def cases(n: int, quick: bool) -> list[Case]:
