@@ -15,6 +15,7 @@ import pandas as pd
 
 from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.preflight import check_before_training, check_report_folder
+from kdexplain.pipeline.shared_roles import adopt_finished_roles
 from kdexplain.pipeline.study_index import write_variants_index
 from kdexplain.pipeline.sweep import SweepData, load_sweep, sweep
 from kdexplain.train.fidelity import FIDELITY_COLUMNS, read_fidelity
@@ -187,18 +188,21 @@ def run_experiment(config: str | Path, overrides: Sequence[str] = (), *,
     if not cfg.variants:
         return _run_one(cfg, out, run_base, device, show_progress, command)
     t0 = time.perf_counter()
-    done = []
+    done, earlier = [], []
     for variant in cfg.variants:
         t1 = time.perf_counter()
         sub = cfg.for_variant(variant)
-        base = None if run_base is None else Path(run_base) / variant
-        _run_one(sub, out / variant, base, device, show_progress, command)
+        base = (Path(run_base) / variant if run_base is not None
+                else Path(sub.out_dir) / sub.name)
+        _run_one(sub, out / variant, base, device, show_progress, command, earlier)
+        earlier.append((sub, base))
         done.append((variant, time.perf_counter() - t1))
     return write_variants_index(cfg, out, done, time.perf_counter() - t0, command)
 
 
 def _run_one(cfg: ExperimentConfig, out: Path, run_base: str | Path | None,
-             device: str | None, show_progress: bool | None, command: str | None) -> Path:
+             device: str | None, show_progress: bool | None, command: str | None,
+             earlier: Sequence[tuple[ExperimentConfig, Path]] = ()) -> Path:
     from kdexplain.train import train_all_seeds
 
     check_writable_folder(out, "report folder")
@@ -211,6 +215,8 @@ def _run_one(cfg: ExperimentConfig, out: Path, run_base: str | Path | None,
         # everything that would refuse the run later is checked before a run folder's
         # config.yaml is rewritten or a model is trained
         check_before_training(cfg, base)
+        if earlier and cfg.seeds:  # a study's variant: take what an earlier one trained alike
+            adopt_finished_roles(cfg, base, list(earlier))
         t0 = time.perf_counter()
         dirs = [Path(d) for d in train_all_seeds(cfg, run_base, resume=True)]
         log.info("trained %d run(s) in %.0f s", len(dirs), time.perf_counter() - t0)

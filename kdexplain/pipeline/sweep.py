@@ -36,6 +36,7 @@ from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig,
 from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.pipeline.binding import binding_problem, file_sha256, tensor_sha256
+from kdexplain.pipeline.shared_roles import layer_bound
 from kdexplain.quantify import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
 from kdexplain.train.triplet import shared_teacher_of
@@ -269,7 +270,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     todo = [u for u in mine if not _unit_is_valid(sweep_dir, u[0], u[1], fingerprint,
                                                   hashes[(u[0], u[1])], images_sha)]
     for role, _, path in todo:  # refused before anything is computed
-        _check_checkpoint_meta(path, role, layer, cfg.model.layer)
+        _check_checkpoint_meta(path, role, layer, cfg)
     groups: list[list[tuple[str, int, Path]]] = []
     for role in dict.fromkeys(u[0] for u in todo):
         of_role = [u for u in todo if u[0] == role]
@@ -313,15 +314,27 @@ def _analysed_layer(cfg: ExperimentConfig, first_checkpoint: Path) -> str:
     return resolve_layer_name(model, cfg.model.layer, cfg.model.arch)
 
 
-def _check_checkpoint_meta(path: Path, role: str, layer: str, configured: str) -> None:
-    """Refuse a checkpoint whose metadata disagree with the run it lies in."""
+def _check_checkpoint_meta(path: Path, role: str, layer: str, cfg: ExperimentConfig) -> None:
+    """Refuse a checkpoint whose metadata disagree with the run it lies in.
+
+    A checkpoint trained with another primary layer belongs here only if its training did
+    not depend on the layer (teacher, baseline, soft student: one network shared by a
+    study's variants, :mod:`kdexplain.pipeline.shared_roles`) and its weight distance at
+    this layer was recorded (``model.track_layers``)."""
     meta = load_torch_file(path, what="checkpoint")
     said = meta.get("layer") if isinstance(meta, dict) else None
     if said is not None and said != layer:
-        raise ValueError(f"checkpoint {path} was trained for layer {said!r}, but the run's "
-                         f"config analyses model.layer = {configured!r} ({layer}); it does not "
-                         "belong to this run: retrain it (delete it and run again) or fix "
-                         "config.yaml")
+        configured = cfg.model.layer
+        if layer_bound(cfg, role):
+            raise ValueError(f"checkpoint {path} was trained for layer {said!r}, but the run's "
+                             f"config analyses model.layer = {configured!r} ({layer}); it does "
+                             "not belong to this run: retrain it (delete it and run again) or "
+                             "fix config.yaml")
+        if f"d_step@{layer}" not in weight_distances(_model_dir(path, role)).columns:
+            raise ValueError(f"checkpoint {path} was trained with layer {said!r} and did not "
+                             f"track {configured!r} ({layer}), so its weight distance at "
+                             f"{configured!r} is unknown: train it with model.track_layers "
+                             f"including {configured!r}")
     said = meta.get("role") if isinstance(meta, dict) else None
     if said is not None and said != role:
         raise ValueError(f"checkpoint {path} is a {said}'s, but lies in the {role}'s folder; it "
@@ -385,6 +398,11 @@ def _unit_is_valid(sweep_dir: Path, role: str, epoch: int, fingerprint: str,
     return True
 
 
+def _model_dir(checkpoint: Path, role: str) -> Path:
+    """The model folder (``.../<role>``) a checkpoint lies in."""
+    return next((p for p in checkpoint.parents if p.name == role), checkpoint.parent)
+
+
 def _checkpoint_sha(run_dir: Path, entry: dict) -> str:
     """The hash of a unit's checkpoint as it is now (as the manifest recorded it, when the
     checkpoint file has since been deleted)."""
@@ -419,6 +437,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
     roles = [r for r in ALL_ROLES if any(u["role"] == r for u in manifest["units"])]
     entries = {(u["role"], u["epoch"]): u for u in manifest["units"]}
     images_sha, unbound = tensor_sha256(data["images"]), []
+    layer = manifest.get("layer")
     for role in roles:
         eps = sorted(u["epoch"] for u in manifest["units"] if u["role"] == role)
         grids = []
@@ -445,8 +464,10 @@ def load_sweep(run_dir: str | Path) -> SweepData:
         absent = [e for e in eps if e not in wd.index]
         if absent:
             raise ValueError(f"{run_dir / role}/weight_distance.csv has no row for epochs {absent}")
-        dist[role] = wd.loc[eps, "d_step"].to_numpy(dtype=float)
-        dist_ep[role] = wd.loc[eps, "d_epoch"].to_numpy(dtype=float)
+        # a network shared by a study's variants tracked this layer beside its own
+        at = f"@{layer}" if f"d_step@{layer}" in wd.columns else ""
+        dist[role] = wd.loc[eps, f"d_step{at}"].to_numpy(dtype=float)
+        dist_ep[role] = wd.loc[eps, f"d_epoch{at}"].to_numpy(dtype=float)
     if unbound:
         raise ValueError(
             f"{len(unbound)} sweep unit(s) of {run_dir} do not measure this run's checkpoints: "
