@@ -392,8 +392,29 @@ def split_silhouettes(cfg: ScenesConfig) -> tuple[np.ndarray, np.ndarray]:
     return labels, out
 
 
-def generate_split(cfg: ScenesConfig, show_progress: bool | None = None) -> dict[str, np.ndarray]:
+def _render_range(cfg: ScenesConfig, start: int, stop: int, sils: np.ndarray,
+                  labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images ``start`` to ``stop - 1`` of a split (each from its own random stream)."""
+    n, s = stop - start, cfg.image_size
+    images = np.empty((n, s, s, 3), dtype=np.uint8)
+    masks = np.empty((n, s, s), dtype=bool)
+    families = np.empty(n, dtype=np.int64)
+    for k, i in enumerate(range(start, stop)):
+        images[k], masks[k], families[k] = render_scene(cfg, i, int(sils[i]), int(labels[i]))
+    return images, masks, families
+
+
+#: splits at least this large are rendered by several processes (the same images)
+PARALLEL_FROM = 4000
+
+
+def generate_split(cfg: ScenesConfig, show_progress: bool | None = None,
+                   workers: int | None = None) -> dict[str, np.ndarray]:
     """Generate every image of one split (no cache).
+
+    Every image has its own random stream, so the split is the same however many processes
+    render it. ``workers`` (default: the CPU count, at most 8, for splits of at least
+    :data:`PARALLEL_FROM` images; else 1) processes render chunks of it.
 
     Returns
     -------
@@ -402,13 +423,31 @@ def generate_split(cfg: ScenesConfig, show_progress: bool | None = None) -> dict
         ``families`` int64 (N,), ``silhouettes`` int64 (N,).
     """
     labels, sils = split_silhouettes(cfg)
-    n, s = cfg.num_images, cfg.image_size
-    images = np.empty((n, s, s, 3), dtype=np.uint8)
-    masks = np.empty((n, s, s), dtype=bool)
-    families = np.empty(n, dtype=np.int64)
-    for i in progress(range(n), desc=f"scenes {cfg.split}", total=n, enable=show_progress,
-                      unit="img"):
-        images[i], masks[i], families[i] = render_scene(cfg, i, int(sils[i]), int(labels[i]))
+    n = cfg.num_images
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8) if n >= PARALLEL_FROM else 1
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():  # the workers need no import of __main__
+        workers = 1
+    chunk = 500 if workers > 1 else n
+    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    bar = progress(total=n, desc=f"scenes {cfg.split}", enable=show_progress, unit="img")
+    parts = []
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
+            for part, (a, b) in zip(pool.map(_render_range, *zip(*[
+                    (cfg, a, b, sils, labels) for a, b in bounds])), bounds):
+                parts.append(part)
+                bar.update(b - a)
+    else:
+        for a, b in bounds:
+            parts.append(_render_range(cfg, a, b, sils, labels))
+            bar.update(b - a)
+    bar.close()
+    images, masks, families = (np.concatenate([p[j] for p in parts]) for j in range(3))
     return {"images": images, "masks": masks, "labels": labels, "families": families,
             "silhouettes": sils}
 
