@@ -218,3 +218,15 @@ def test_shipped_npz_equals_the_animal_mnist_pickles(tmp_path):
 def test_pickle_reader_names_a_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="animal_data_version_3.gz"):
         read_animal_pickles(tmp_path)
+
+
+def test_a_split_is_the_same_however_many_processes_render_it():
+    from kdexplain.data.scenes import ScenesConfig, generate_split
+
+    cfg = ScenesConfig(split="train", image_size=16, images_per_class=120, seed=3,
+                       spurious_background=0.0, classes=("bird", "cat", "zebra"))
+    one = generate_split(cfg, show_progress=False, workers=1)
+    two = generate_split(cfg, show_progress=False, workers=2)
+    assert one.keys() == two.keys()
+    for key in one:
+        np.testing.assert_array_equal(one[key], two[key])

@@ -430,7 +430,7 @@ def generate_split(cfg: ScenesConfig, show_progress: bool | None = None,
 
     if "fork" not in mp.get_all_start_methods():  # the workers need no import of __main__
         workers = 1
-    chunk = 500 if workers > 1 else n
+    chunk = min(500, max(32, -(-n // (4 * workers)))) if workers > 1 else n
     bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
     bar = progress(total=n, desc=f"scenes {cfg.split}", enable=show_progress, unit="img")
     parts = []
