@@ -15,7 +15,7 @@ called, so a circle through one is still a circle), except those under
   unless the importer lives inside ``a.b``, whose ``__init__`` has then already started.
 
 So a package's ``__init__`` that imports its submodules, and a submodule that imports a
-sibling (``from kdexplain.pipeline import sweep``), make no circle; a submodule that takes a
+sibling (``from kdexplain.pipeline import binding``), make no circle; a submodule that takes a
 name *defined* in its package's ``__init__`` while that ``__init__`` imports the submodule does,
 and it is a real one (the name may not exist yet when the submodule runs). Lazy re-exports
 (PEP 562 ``__getattr__`` calling ``importlib.import_module``) are not import statements and
@@ -210,7 +210,8 @@ def _one_circle(component: list[str], modules: dict[str, Module]) -> list[str]:
 
 
 def _describe(circle: list[str], modules: dict[str, Module]) -> str:
-    steps = [f"{a} (line {modules[a].depends[b]}) -> {b}" for a, b in zip(circle, circle[1:])]
+    steps = [f"{a} (line {modules[a].depends[b]}) -> {b}"
+             for a, b in zip(circle[:-1], circle[1:], strict=True)]
     return "\n    ".join(steps)
 
 
@@ -277,8 +278,8 @@ def _loaded_after_import(module: str) -> set[str]:
     ("kdexplain.train.losses", {"pydantic", "kdexplain.config", "kdexplain.models",
                                 "kdexplain.train.loop"}),
     ("kdexplain.pipeline.study_index", {"kdexplain.train", "kdexplain.train.loop",
-                                        "kdexplain.quantify.engine"}),
-    ("kdexplain", {"torch", "pydantic", "kdexplain.quantify"}),
+                                        "kdexplain.quantification.engine"}),
+    ("kdexplain", {"torch", "pydantic", "kdexplain.quantification"}),
 ])
 def test_importing_a_module_loads_only_what_it_needs(module, absent):
     loaded = _loaded_after_import(module)

@@ -156,7 +156,7 @@ def test_captum_batch_knobs_map_onto_max_batch():
     assert torch.allclose(pe.attribute(x, perturbations_per_eval=3), ref, atol=1e-5)
     assert torch.allclose(pe.attribute(x, internal_batch_size=5, show_progress=False), ref,
                           atol=1e-5)
-    from kdexplain.quantify.captum_attr import batch_option
+    from kdexplain.quantification.captum_attr import batch_option
     assert batch_option({"perturbations_per_eval": 3}, 2) == {"max_batch": 6}
     assert batch_option({"internal_batch_size": 5}, 2) == {"max_batch": 5}
     with pytest.raises(ValueError, match="conflicting"):

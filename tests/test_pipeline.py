@@ -17,7 +17,7 @@ import yaml
 from kdexplain.cli import main
 from kdexplain.pipeline import load_sweep, sweep
 
-sweep_module = importlib.import_module("kdexplain.pipeline.sweep")
+sweep_module = importlib.import_module("kdexplain.pipeline.sweeps")
 
 TINY = {
     "name": "tinypipe",

@@ -260,7 +260,7 @@ def test_every_figure_keeps_its_text_inside_the_canvas(tmp_path, monkeypatch):
     import kdexplain.utils.render as render
     from kdexplain.concepts import threshold_curve
     from kdexplain.data import build_dataset
-    from kdexplain.quantify.plot import plot_entropy_overlay
+    from kdexplain.quantification.plot import plot_entropy_overlay
 
     checked: dict[str, list[str]] = {}
     real = render.save_png

@@ -40,7 +40,7 @@ from analyses.spurious.images import ImageSet, analysed_sets, load_test_split
 from analyses.spurious.metrics import compare_conditions, image_metrics, within_run_tests
 from kdexplain.config import ConfigError, flatten_config, key_under, read_yaml
 from kdexplain.models import load_model, resolve_layer_name
-from kdexplain.quantify import quantify
+from kdexplain.quantification import quantify
 from kdexplain.train import list_checkpoints, train_triplet
 from kdexplain.utils import atomic_torch_save, load_torch_file, read_json
 

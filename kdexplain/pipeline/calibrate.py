@@ -40,7 +40,7 @@ import torch
 
 from kdexplain.config import load_config
 from kdexplain.pipeline.binding import binding_problem, file_sha256
-from kdexplain.pipeline.sweep import SweepData, load_sweep, run_roles, unit_path
+from kdexplain.pipeline.sweeps import SweepData, load_sweep, run_roles, unit_path
 from kdexplain.utils import (
     UnreadableFileError,
     atomic_torch_save,
@@ -118,7 +118,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
         The calibrated units.
     """
     from kdexplain.models import load_model
-    from kdexplain.quantify import quantify
+    from kdexplain.quantification import quantify
     from kdexplain.utils.device import resolve_device
 
     run_dir = Path(run_dir)

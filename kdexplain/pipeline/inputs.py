@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kdexplain.config import ExperimentConfig, load_config
-from kdexplain.pipeline.sweep import SweepData, load_sweep
+from kdexplain.pipeline.sweeps import SweepData, load_sweep
 
 if TYPE_CHECKING:
     from kdexplain.concepts import ConceptAnalysis, ConceptSettings, RunEntropies

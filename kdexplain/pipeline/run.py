@@ -15,7 +15,7 @@ from kdexplain.config import ExperimentConfig, load_config
 from kdexplain.pipeline.inputs import report_inputs, shared_teacher
 from kdexplain.pipeline.preflight import check_before_training, check_report_folder
 from kdexplain.pipeline.study_index import write_variants_index
-from kdexplain.pipeline.sweep import sweep
+from kdexplain.pipeline.sweeps import sweep
 from kdexplain.train.fidelity import FIDELITY_COLUMNS, read_fidelity
 from kdexplain.utils import check_writable_folder, folder_lock
 from kdexplain.vocabulary import ALL_ROLES

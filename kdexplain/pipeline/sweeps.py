@@ -36,7 +36,7 @@ from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig,
 from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.pipeline.binding import binding_problem, file_sha256, tensor_sha256
-from kdexplain.quantify import quantify
+from kdexplain.quantification import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
 from kdexplain.train.triplet import shared_teacher_of
 from kdexplain.utils import (

@@ -10,7 +10,7 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import nn
 
-from kdexplain.quantify.engine import QuantifyResult, quantify, upsample_grid
+from kdexplain.quantification.engine import QuantifyResult, quantify, upsample_grid
 
 #: The maps :meth:`PerturbationEntropy.attribute` returns (``map=``); see docs/attribution.md.
 ATTRIBUTION_MAPS = ("neg_entropy", "relative", "normalized")
