@@ -233,9 +233,7 @@ class BaselineConfig(_Strict):
 
 
 #: AnalysisConfig keys read only by the report (the statistics of
-#: :class:`kdexplain.concepts.ConceptSettings`): changing them needs no new sweep. (The older
-#: report settings ``concept_threshold``, ``baseline_entropy`` and ``select_effective`` stay in
-#: the sweep's fingerprint, so that sweeps made before them stay valid.)
+#: :class:`kdexplain.concepts.ConceptSettings`): changing them needs no new sweep.
 REPORT_ONLY_KEYS: tuple[str, ...] = (
     "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
     "ci_level", "n_resamples", "n_permutations", "stats_seed", "keep_effective")

@@ -115,7 +115,9 @@ def test_sweep_refuses_other_settings(trained_run, tmp_path):
     run = _copy_without_sweep(trained_run, tmp_path / "run")
     sweep(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["analysis"]["alpha"] = 0.01  # a report setting: the sweep stays valid
+    cfg["analysis"]["alpha"] = 0.01  # report settings: the sweep stays valid
+    cfg["analysis"]["concept_threshold"] = 0.3
+    cfg["analysis"]["baseline_entropy"] = "per_image"
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     sweep(run)
     cfg["analysis"]["samples"] = 8

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig, load_config
+from kdexplain.config import CONCEPT_KEYS, AnalysisConfig, ExperimentConfig, load_config
 from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.pipeline.binding import binding_problem, file_sha256, tensor_sha256
@@ -122,8 +122,9 @@ def unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
 
 
 def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
-    settings = analysis.model_dump(mode="json", exclude=set(REPORT_ONLY_KEYS))
-    settings["images"] = settings.pop("n_images")  # its name before 0.2: old sweeps stay valid
+    """The settings that shape the sweep's grids: the concept settings (read by the report
+    alone) are left out, so that changing them never makes the sweep refuse to run."""
+    settings = analysis.model_dump(mode="json", exclude=set(CONCEPT_KEYS))
     blob = json.dumps({"analysis": settings, "layer": layer, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
