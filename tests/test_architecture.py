@@ -284,3 +284,18 @@ def _loaded_after_import(module: str) -> set[str]:
 def test_importing_a_module_loads_only_what_it_needs(module, absent):
     loaded = _loaded_after_import(module)
     assert not absent & loaded, f"import {module} loaded {sorted(absent & loaded)}"
+
+
+def test_an_analysis_uses_another_only_through_its_package(modules):
+    """``analyses.localisation`` may use ``analyses.spurious``'s public names
+    (``from analyses.spurious import ...``), not the modules behind them."""
+    found = []
+    for m in modules.values():
+        parts = m.name.split(".")
+        if parts[0] != "analyses" or len(parts) < 2:
+            continue
+        for target, line in m.depends.items():
+            t = target.split(".")
+            if t[0] == "analyses" and len(t) > 2 and t[1] != parts[1]:
+                found.append(f"{m.path.relative_to(REPO)}:{line}: {target}")
+    assert not found, "an analysis imports another's modules:\n  " + "\n  ".join(found)

@@ -15,14 +15,17 @@ from kdexplain.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".config": ["CONDITIONS", "SpuriousConfig", "experiment_config", "make_config"],
-    ".images": ["ImageSet", "analysed_sets", "background_relation", "select_balanced"],
+    ".images": [
+        "ImageSet", "analysed_sets", "background_relation", "load_analysed_sets",
+        "select_balanced",
+    ],
     ".metrics": [
         "EXPECTED", "GROUPS", "METRICS", "border_cells", "compare_conditions", "image_metrics",
         "shared_counts", "verdict", "within_run_tests",
     ],
     ".pipeline": [
-        "ValidationResults", "accuracy_table", "per_image_table", "quantify_runs",
-        "run_validation", "train_networks", "weights_digest",
+        "ValidationResults", "accuracy_table", "final_checkpoints", "per_image_table",
+        "quantify_runs", "run_validation", "train_networks", "weights_digest",
     ],
     ".report": ["write_report"],
 })

@@ -168,6 +168,24 @@ def checkpoint_of(run_dir: Path, epoch: int) -> Path:
     return ckpts[epoch]
 
 
+def final_checkpoints(cfg: SpuriousConfig, work_dir: str | Path, train: bool
+                      ) -> dict[tuple[str, int], Path]:
+    """The last checkpoint of each (condition, seed)'s network: trained or reused
+    (:func:`train_networks`) with ``train``, else found in ``work_dir`` (an error names the
+    runs that are missing)."""
+    work_dir = Path(work_dir)
+    if train:
+        runs = train_networks(cfg, work_dir)
+    else:
+        runs = {(c, s): work_dir / condition_name(c, s) for s in cfg.seeds
+                for c in ("neutral", "spurious")}
+        missing = [str(p) for p in runs.values() if not (p / "summary.json").is_file()]
+        if missing:
+            raise FileNotFoundError(f"no trained spurious networks in {', '.join(missing)}: "
+                                    "run python -m analyses.spurious")
+    return {key: checkpoint_of(run, cfg.epochs) for key, run in runs.items()}
+
+
 # --------------------------------------------------------------------------- accuracy
 
 @torch.no_grad()
