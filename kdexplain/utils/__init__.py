@@ -8,7 +8,7 @@ from kdexplain.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".io": [
         "UnreadableFileError", "atomic_torch_save", "atomic_write_bytes", "atomic_write_text",
-        "check_writable_folder", "load_torch_file", "read_json", "remove_stale_temporaries",
+        "check_writable_folder", "jsonable", "load_torch_file", "read_json", "remove_stale_temporaries",
         "write_json",
     ],
     ".lock": ["FolderLockedError", "folder_lock"],
