@@ -219,7 +219,7 @@ def test_report_with_the_threshold_curve(tmp_path):
     assert text.index("## Concept metrics") < text.index("## Within-run diagnostics") \
         < text.index(section)
     assert "b = 0.1, 0.2, 0.3 nats" in text and "0.2 (this report)" in text
-    fragile = curve.stability["fragile"].any()
+    fragile = curve.robustness["fragile"].any()
     assert ("Fragile (the verdict changes" in text) == fragile
     assert ("No verdict changes over this range" in text) == (not fragile)
     limits = text.split("## Seed-level")[0]

@@ -38,7 +38,7 @@ def fmt_ms(values: Iterable[float], digits: int = 2, scale: float = 1.0,
     return f"{m:.{digits}f} ± {s:.{digits}f}{suffix}"
 
 
-def paired_test(a: Sequence[float], b: Sequence[float], scale: float = 1.0,
+def paired_t_test(a: Sequence[float], b: Sequence[float], scale: float = 1.0,
                 unit: str = "") -> str:
     """``a - b`` paired by seed: "mean ± std, paired t-test p = ... (n = ...)".
 

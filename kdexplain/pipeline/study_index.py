@@ -51,13 +51,13 @@ def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[
     return out
 
 
-def _stability(folder: Path, b: float, alpha: float) -> dict[int, dict]:
-    from kdexplain.concepts.threshold import stability_from_tests
+def _robustness(folder: Path, b: float, alpha: float) -> dict[int, dict]:
+    from kdexplain.concepts.threshold import robustness_from_tests
 
     path = folder / "threshold_curve.csv"
     if not path.is_file():
         return {}
-    st = stability_from_tests(pd.read_csv(path), b, alpha)
+    st = robustness_from_tests(pd.read_csv(path), b, alpha)
     return {int(r["hypothesis"]): r for r in st.to_dict("records")}
 
 
@@ -74,7 +74,7 @@ def _variant_section(out: Path, name: str, overrides: Sequence[str], b: float,
     folder = out / name
     summ = read_json(folder / "summary.json")
     verdicts = summ.get("verdicts", [])
-    stab = _stability(folder, b, alpha)
+    stab = _robustness(folder, b, alpha)
     cal = _calibration(folder)
     under: dict[tuple[str, int], str] = {}
     if cal is not None:

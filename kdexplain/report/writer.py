@@ -125,7 +125,7 @@ def _limits(analysis: ConceptAnalysis, config: Mapping[str, Any] | None,
         threshold += " only (not varied in this report)."
     else:
         lo, hi = min(curve.thresholds), max(curve.thresholds)
-        fragile = curve.stability[curve.stability["fragile"]]
+        fragile = curve.robustness[curve.robustness["fragile"]]
         threshold += (f"; between b = {lo:g} and {hi:g} " + (
             "no verdict changes." if fragile.empty else
             "the verdict of " + ", ".join(f"hypothesis {h}" for h in fragile["hypothesis"])
@@ -405,7 +405,7 @@ def _threshold_section(curve: ThresholdCurve, out: Path, paths: dict[str, Path])
     paths["threshold_curve.md"] = atomic_write_text(out / "threshold_curve.md", table + "\n")
     fig = plot_threshold_curve(curve, out / "figures" / "threshold_curve.png")
     paths[f"figures/{fig.name}"] = fig
-    fragile = curve.stability[curve.stability["fragile"]]
+    fragile = curve.robustness[curve.robustness["fragile"]]
     if fragile.empty:
         words = ("No verdict changes over this range: every hypothesis reads the same at each "
                  "threshold.")
