@@ -48,7 +48,7 @@ import torch
 from kdexplain.concepts.calibration import concept_margins
 from kdexplain.data import build_dataset, mask_to_grid
 from kdexplain.models import build_model
-from kdexplain.quantify import quantify
+from kdexplain.quantification import quantify
 
 THRESHOLD = 0.2
 CLASSES = ["bird", "cat", "elephant", "giraffe", "zebra"]

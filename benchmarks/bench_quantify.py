@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdexplain.models import build_model
-from kdexplain.quantify import LayerFeature, frozen, quantify
-from kdexplain.quantify.engine import (
+from kdexplain.quantification import LayerFeature, frozen, quantify
+from kdexplain.quantification.engine import (
     ENTROPY_OFFSET,
     activation_bytes_per_row,
     default_max_batch,
@@ -294,7 +294,7 @@ def accuracy_table(models, x, dev, quick):
 def chunking_table(dev, quick):
     """Rows per forward pass: the default (calibrated on the first call, cached for the
     next) against hand-set values, at equal work."""
-    from kdexplain.quantify import chunking
+    from kdexplain.quantification import chunking
     print("\n## (5) chunk size (rows per forward pass): the default against hand-set values")
     px = 64 if quick else 224
     cases = [("resnet18", "layer4", 4, 2), ("vgg11", "features.10", 2, 1)]

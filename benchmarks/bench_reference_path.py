@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from bench_estimators import concepts, jaccard, scenes, spearman, trained_kdnet
 
 from kdexplain.data import mask_to_grid
-from kdexplain.quantify import LayerFeature, frozen, quantify
-from kdexplain.quantify.result import ENTROPY_OFFSET
+from kdexplain.quantification import LayerFeature, frozen, quantify
+from kdexplain.quantification.result import ENTROPY_OFFSET
 
 
 def reference_rule(a: torch.Tensor, lam: float = 7.0, lr: float = 1e-4, steps: int = 80,

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from kdexplain.vocabulary import ALL_ROLES, ARCHS, ROLES, renamed_keys
+from kdexplain.vocabulary import ALL_ROLES, ARCHS, ROLES
 
 __all__ = [
     "CONCEPT_KEYS",
@@ -233,9 +233,7 @@ class BaselineConfig(_Strict):
 
 
 #: AnalysisConfig keys read only by the report (the statistics of
-#: :class:`kdexplain.concepts.ConceptSettings`): changing them needs no new sweep. (The older
-#: report settings ``concept_threshold``, ``baseline_entropy`` and ``select_effective`` stay in
-#: the sweep's fingerprint, so that sweeps made before them stay valid.)
+#: :class:`kdexplain.concepts.ConceptSettings`): changing them needs no new sweep.
 REPORT_ONLY_KEYS: tuple[str, ...] = (
     "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
     "ci_level", "n_resamples", "n_permutations", "stats_seed", "keep_effective")
@@ -287,13 +285,6 @@ class AnalysisConfig(_Strict):
     n_resamples: int = Field(2000, ge=2)
     n_permutations: int = Field(5000, ge=1)
     stats_seed: Seed = 0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            return renamed_keys(values, {"images": "n_images"}, "analysis.")
-        return values
 
     def concept_settings(self) -> dict[str, Any]:
         """The :data:`CONCEPT_KEYS` of this section (``ConceptSettings.from_mapping`` reads it)."""

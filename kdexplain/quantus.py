@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kdexplain.quantify.captum_attr import PerturbationEntropy
+from kdexplain.quantification.captum_attr import PerturbationEntropy
 
 #: Keywords Quantus adds to ``explain_func_kwargs`` itself; they do not reach the engine.
 QUANTUS_KEYWORDS = ("device", "channel_first", "reduce_axes", "keepdims", "softmax",
@@ -54,7 +54,7 @@ def explain_func(model: nn.Module, inputs: np.ndarray | torch.Tensor,
     layer : str, nn.Module or None
         The layer whose feature is explained; None: the target logit.
     map : "normalized", "neg_entropy" or "relative"
-        Which map (see :func:`kdexplain.quantify.captum_attr.entropy_map`).
+        Which map (see :func:`kdexplain.quantification.captum_attr.entropy_map`).
     **kwargs
         Options of :func:`kdexplain.quantify` (``grid``, ``steps``, ``samples``, ``seed``,
         ``max_batch``, ...). Quantus's own keywords (``device``, ``channel_first``, ...) are

@@ -34,7 +34,7 @@ def test_is_a_captum_perturbation_attribution_with_input_shaped_output():
     ent = pe.last_result.entropy
     assert torch.allclose(attr[:, 0, :2, :2], -ent[:, :1, :1].expand(-1, 2, 2))
     assert torch.equal(attr[:, 0], attr[:, 2])
-    rel = pe.attribute(x, relative=True)
+    rel = pe.attribute(x, map="relative")
     assert torch.allclose(rel.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
 
 
@@ -156,7 +156,7 @@ def test_captum_batch_knobs_map_onto_max_batch():
     assert torch.allclose(pe.attribute(x, perturbations_per_eval=3), ref, atol=1e-5)
     assert torch.allclose(pe.attribute(x, internal_batch_size=5, show_progress=False), ref,
                           atol=1e-5)
-    from kdexplain.quantify.captum_attr import batch_option
+    from kdexplain.quantification.captum_attr import batch_option
     assert batch_option({"perturbations_per_eval": 3}, 2) == {"max_batch": 6}
     assert batch_option({"internal_batch_size": 5}, 2) == {"max_batch": 5}
     with pytest.raises(ValueError, match="conflicting"):
@@ -178,6 +178,8 @@ def test_normalized_map_is_non_negative_and_keeps_the_ranking():
         return torch.sort(t.flatten(1), dim=1, stable=True).indices
     assert torch.equal(order(raw), order(norm))
     rel = pe.attribute(x, map="relative")
-    assert torch.allclose(rel, pe.attribute(x, relative=True))
+    assert torch.allclose(rel.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)
+    with pytest.raises(TypeError, match="unknown quantify setting.*relative"):
+        pe.attribute(x, relative=True)  # removed in 0.3: map="relative"
     with pytest.raises(ValueError, match="map must be one of"):
         pe.attribute(x, map="abs")

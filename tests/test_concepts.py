@@ -471,17 +471,17 @@ def test_threshold_curve_finds_a_verdict_that_flips_with_b():
     v = curve.verdicts.set_index(["b", "hypothesis"])["verdict"]
     assert v[(0.1, 1)] == "inconclusive" and v[(0.2, 1)] == "does not hold"
     assert v[(0.35, 1)] == "inconclusive"
-    st = curve.stability.set_index("hypothesis")
+    st = curve.robustness.set_index("hypothesis")
     assert st.loc[1, "fragile"] and st.loc[1, "verdicts"] == "inconclusive / does not hold"
     assert st.loc[1, "verdict_at_b"] == "does not hold"
     # the stability again from the tests alone (a report's threshold_curve.csv), seeds and
     # a single run's image-level rows alike
-    from kdexplain.concepts.threshold import stability_from_tests
+    from kdexplain.concepts.threshold import robustness_from_tests
 
-    pd.testing.assert_frame_equal(stability_from_tests(curve.tests, 0.2), curve.stability)
+    pd.testing.assert_frame_equal(robustness_from_tests(curve.tests, 0.2), curve.robustness)
     one = threshold_curve(runs[:1], settings, thresholds=(0.1, 0.25, 0.35))
     assert (one.tests["level"] == "images").all()
-    pd.testing.assert_frame_equal(stability_from_tests(one.tests, 0.2), one.stability)
+    pd.testing.assert_frame_equal(robustness_from_tests(one.tests, 0.2), one.robustness)
     # the same analysis at b = 0.2 gives the same test row as the curve
     a = analyze_concepts(runs, settings)
     row = a.tests[a.tests["carries_verdict"]].set_index("metric").loc["N_fg"]

@@ -162,12 +162,11 @@ def test_report_settings_are_checked(tmp_path):
         parse_config({"analysis": {"alpha": 2}})
 
 
-def test_old_analysis_images_key_still_loads_with_a_deprecation_warning():
-    with pytest.warns(FutureWarning, match="analysis.images is deprecated.*use analysis.n_images"):
-        cfg = parse_config({"analysis": {"images": 7}})
-    assert cfg.analysis.n_images == 7
-    with pytest.raises(ConfigError, match="give only analysis.n_images"):
-        parse_config({"analysis": {"images": 7, "n_images": 8}})
+def test_the_removed_analysis_images_key_is_an_unknown_key():
+    with pytest.raises(ConfigError, match="analysis.images: unknown key"):
+        parse_config({"analysis": {"images": 7}})
+
+
 def test_study_and_quickstart_configs_load_with_their_variants():
     from kdexplain.config import load_config
 

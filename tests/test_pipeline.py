@@ -17,7 +17,7 @@ import yaml
 from kdexplain.cli import main
 from kdexplain.pipeline import load_sweep, sweep
 
-sweep_module = importlib.import_module("kdexplain.pipeline.sweep")
+sweep_module = importlib.import_module("kdexplain.pipeline.sweeps")
 
 TINY = {
     "name": "tinypipe",
@@ -115,7 +115,9 @@ def test_sweep_refuses_other_settings(trained_run, tmp_path):
     run = _copy_without_sweep(trained_run, tmp_path / "run")
     sweep(run)
     cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["analysis"]["alpha"] = 0.01  # a report setting: the sweep stays valid
+    cfg["analysis"]["alpha"] = 0.01  # report settings: the sweep stays valid
+    cfg["analysis"]["concept_threshold"] = 0.3
+    cfg["analysis"]["baseline_entropy"] = "per_image"
     (run / "config.yaml").write_text(yaml.safe_dump(cfg))
     sweep(run)
     cfg["analysis"]["samples"] = 8
@@ -326,17 +328,17 @@ def test_study_index_shows_each_verdict_over_b_and_under_each_estimator(tmp_path
         row = next(line for line in fc.splitlines() if line.startswith(f"| {h} |"))
         assert row.split(" | ")[3] == ref[h]
     assert "subset:" not in soft
-    # an index written before index.json existed keeps its own header lines
+    # an index.json that holds its header lines (reports/study's) renders them as they are
+    meta = json.loads((out / "index.json").read_text())
+    meta.update(title="kdexplain study: st", header=[
+        "Variants of one experiment, each a report of its own.", "",
+        "- Wall time of this session: 12.3 min (fc 6.1 min, soft 6.2 min).", ""])
+    (out / "index.json").write_text(json.dumps(meta))
+    again = render_variants_index(out).read_text()
+    assert again.startswith("# kdexplain study: st\n\nVariants of one experiment, each a "
+                            "report of its own.\n\n- Wall time of this session: 12.3 min")
+    assert "subset: reference, b = 0.2" in again
+    # without index.json the folder is no study's report folder (0.2 rebuilt it from index.md)
     (out / "index.json").unlink()
-    (out / "index.md").write_text(
-        "# kdexplain study: st\n\nVariants of one experiment, each a report of its own.\n\n"
-        "- Wall time of this session: 12.3 min (fc 6.1 min, soft 6.2 min).\n\n"
-        "## fc\n\nOverrides: `model.layer=fc1`. Report: [fc/index.md](fc/index.md).\n\n"
-        "## soft\n\nOverrides: `model.layer=fc1`, `student.mode=soft`. Report: "
-        "[soft/index.md](soft/index.md).\n\n## How to reproduce\n\n```bash\nkdexplain run "
-        "st.yaml\n```\n")
-    render_variants_index(out)
-    again = (out / "index.md").read_text()
-    assert "- Wall time of this session: 12.3 min (fc 6.1 min, soft 6.2 min)." in again
-    assert "subset: reference, b = 0.2" in again and again.endswith("kdexplain run st.yaml\n```\n")
-    assert render_variants_index(out).read_text() == again  # index.json now holds the header
+    with pytest.raises(FileNotFoundError, match="holds no index.json"):
+        render_variants_index(out)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdexplain.models import LayerNotFoundError, build_model
-from kdexplain.quantify import LayerFeature, image_key, quantify
-from kdexplain.quantify.engine import NOISE_BLOCK
+from kdexplain.quantification import LayerFeature, image_key, quantify
+from kdexplain.quantification.engine import NOISE_BLOCK
 from kdexplain.utils.seed import derive_seed
 
 C, H, W_, G = 3, 16, 16, 4
@@ -208,7 +208,7 @@ def test_memory_formats_agree():
 
 
 def test_default_chunk_from_activation_footprint():
-    from kdexplain.quantify.engine import (
+    from kdexplain.quantification.engine import (
         CPU_CHUNK_BYTES,
         MAX_DEFAULT_ROWS,
         activation_bytes_per_row,
@@ -324,19 +324,26 @@ def test_the_same_model_object_twice():
     torch.testing.assert_close(res.sigma[0], res.sigma[1])
 
 
-def test_old_names_of_the_entropy_weight_rule_still_work_with_a_warning():
-    from kdexplain.quantify.engine import resolve_settings
+def test_settings_object_and_overrides():
+    from kdexplain.quantification.settings import resolve_settings
 
     s = resolve_settings("reference", entropy_weight_step=30, entropy_weight_factor=2.0)
     assert (s.entropy_weight_step, s.entropy_weight_factor) == (30, 2.0)
     assert resolve_settings("reference").entropy_weight_step == 59
-    with pytest.warns(FutureWarning) as record:
-        old = resolve_settings("reference", lambda_rule_step=30, lambda_factor=2.0)
-    assert old == s
-    assert sorted(str(w.message) for w in record) == [
-        "lambda_factor is deprecated and will be removed in the next release: use "
-        "entropy_weight_factor",
-        "lambda_rule_step is deprecated and will be removed in the next release: use "
-        "entropy_weight_step"]
-    with pytest.raises(ValueError, match="give only entropy_weight_factor"):
-        resolve_settings("reference", lambda_factor=2.0, entropy_weight_factor=2.0)
+    assert resolve_settings(s, steps=7) == resolve_settings("reference", steps=7,
+                                                            entropy_weight_step=30,
+                                                            entropy_weight_factor=2.0)
+    with pytest.raises(TypeError, match=r"unknown quantify setting\(s\) lambda_rule_step; the "
+                                        r"settings are preset, optimizer, steps"):
+        resolve_settings("reference", lambda_rule_step=30)
+    with pytest.raises(TypeError, match="give a preset or settings, not both"):
+        resolve_settings(s, preset="adam")
+    model = _tiny_cnn()
+    x = torch.randn(1, C, H, W_)
+    with pytest.raises(TypeError, match="unknown quantify setting.*stepz"):
+        quantify(model, x, "4", grid=G, stepz=3)
+    given = quantify(model, x, "4", grid=G, settings=resolve_settings("adam", steps=3),
+                     samples=4)
+    named = quantify(model, x, "4", grid=G, preset="adam", steps=3, samples=4)
+    assert given.settings == named.settings and given.settings["samples"] == 4
+    torch.testing.assert_close(given.sigma, named.sigma)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from kdexplain.cli import main
 from kdexplain.models import build_model
-from kdexplain.quantify.io import load_result
+from kdexplain.quantification.io import load_result
 
 
 def test_quantify_state_dict_on_builtin_images(tmp_path):

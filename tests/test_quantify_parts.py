@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from kdexplain.models.features import frozen, parameter_state
-from kdexplain.quantify import quantify
-from kdexplain.quantify.noise import NoiseStreams, row_chunks
-from kdexplain.utils.progress import LogProgress
+from kdexplain.quantification import quantify
+from kdexplain.quantification.noise import NoiseStreams, row_chunks
+from kdexplain.utils.progressbar import LogProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,18 +30,18 @@ def _run(code: str) -> str:
 
 
 def test_import_quantify_does_not_import_train():
-    assert _run("import sys, kdexplain.quantify; "
+    assert _run("import sys, kdexplain.quantification; "
                 "print(any(m.startswith('kdexplain.train') for m in sys.modules))") == "False"
 
 
 def test_quantify_is_callable_and_its_submodules_import():
     code = ("import kdexplain, torch\n"
-            "import kdexplain.quantify.plot as p\n"
+            "import kdexplain.quantification.plot as p\n"
             "from torch import nn\n"
             "m = nn.Sequential(nn.Flatten(), nn.Linear(48, 4))\n"
             "r = kdexplain.quantify(m, torch.randn(1, 3, 4, 4), '1', grid=2, steps=2, samples=2)\n"
-            "print(tuple(r.sigma.shape), kdexplain.quantify.plot is p,"
-            " callable(kdexplain.quantify.plot.plot_entropy_overlay))")
+            "print(tuple(r.sigma.shape), kdexplain.quantification.plot is p,"
+            " callable(kdexplain.quantification.plot.plot_entropy_overlay))")
     assert _run(code) == "(1, 2, 2) True True"
 
 
@@ -54,7 +54,7 @@ def _code_lines(f: ast.FunctionDef) -> int:
 
 
 def test_engine_functions_fit_on_a_screen():
-    tree = ast.parse((ROOT / "kdexplain/quantify/engine.py").read_text())
+    tree = ast.parse((ROOT / "kdexplain/quantification/engine.py").read_text())
     sizes = {f.name: _code_lines(f) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)}
     assert max(sizes.values()) <= 100, sizes
 
@@ -139,7 +139,7 @@ def test_quantify_prints_progress_lines_off_a_terminal(monkeypatch, capsys):
     """Off a terminal (pytest's captured stderr is not one), quantify with progress asked
     for (the CLI's None, PerturbationEntropy's show_progress=True) prints plain lines with
     the rate and ETA: the first when the work starts, the last when it ends."""
-    from kdexplain.quantify import PerturbationEntropy
+    from kdexplain.quantification import PerturbationEntropy
 
     monkeypatch.delenv("KDEXPLAIN_PROGRESS", raising=False)
     torch.manual_seed(0)
@@ -177,7 +177,7 @@ def _linear(dim=32, size=16, grid=4, seed=0):
 def test_sensitivity_probes_estimate_the_closed_form_c():
     from contextlib import ExitStack
 
-    from kdexplain.quantify.distortion import Distortion
+    from kdexplain.quantification.distortion import Distortion
     model, c = _linear()
     x = torch.randn(2, 3, 16, 16)
     with ExitStack() as stack, torch.enable_grad():
@@ -192,7 +192,7 @@ def test_sensitivity_probes_estimate_the_closed_form_c():
 
 
 def test_closed_form_log_sigma_golden():
-    from kdexplain.quantify.optimizers import closed_form_log_sigma
+    from kdexplain.quantification.optimizers import closed_form_log_sigma
     c = torch.tensor([[1.0, 4.0], [9.0, 16.0]])[None, None]
     dim, sigma0, lam = 8, 0.01, 7.0
     d0 = torch.tensor([[sigma0**2 * 30.0 / dim]])  # the linear D0 = sigma0^2 sum(c) / dim
@@ -204,7 +204,7 @@ def test_closed_form_log_sigma_golden():
 
 def test_stacked_checkpoints_agree_with_the_loop():
     from kdexplain.models import build_model
-    from kdexplain.quantify import quantify
+    from kdexplain.quantification import quantify
     torch.manual_seed(0)
     models = [build_model("kdnet", 3, width=4, hidden=16).eval() for _ in range(2)]
     x = torch.randn(2, 3, 16, 16)
@@ -216,7 +216,7 @@ def test_stacked_checkpoints_agree_with_the_loop():
 
 
 def test_chunk_sizer_doubles_while_faster_then_keeps_and_caches():
-    from kdexplain.quantify import chunking
+    from kdexplain.quantification import chunking
     key = ("test-sizer",)
     chunking._CALIBRATED.pop(key, None)
     per_row = {4: 1.0, 8: 0.6, 16: 0.5, 32: 0.49}  # seconds per row at each size
@@ -239,7 +239,7 @@ def test_chunk_sizer_doubles_while_faster_then_keeps_and_caches():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_stacked_checkpoints_reach_the_closed_form():
-    from kdexplain.quantify import quantify
+    from kdexplain.quantification import quantify
     model, c = _linear(seed=4)
     models = [model, copy.deepcopy(model)]  # two checkpoints: stacked by default on a GPU
     x = torch.randn(2, 3, 16, 16)
@@ -252,7 +252,7 @@ def test_cuda_stacked_checkpoints_reach_the_closed_form():
 
 
 def test_engine_functions_are_at_most_100_lines_with_their_docstrings():
-    tree = ast.parse((ROOT / "kdexplain/quantify/engine.py").read_text())
+    tree = ast.parse((ROOT / "kdexplain/quantification/engine.py").read_text())
     sizes = {f.name: f.end_lineno - f.lineno + 1 for f in ast.walk(tree)
              if isinstance(f, ast.FunctionDef)}
     assert max(sizes.values()) <= 100, sizes

@@ -16,7 +16,7 @@ from torch import nn
 from kdexplain.cli import main
 from kdexplain.data import build_dataset, mask_to_grid
 from kdexplain.models import build_model
-from kdexplain.quantify import quantify
+from kdexplain.quantification import quantify
 from tests.reliability_common import FAST, TINY, one_error_line
 
 KWARGS = {"width": 4, "hidden": 16, "dropout": 0.1}

@@ -219,7 +219,7 @@ def test_report_with_the_threshold_curve(tmp_path):
     assert text.index("## Concept metrics") < text.index("## Within-run diagnostics") \
         < text.index(section)
     assert "b = 0.1, 0.2, 0.3 nats" in text and "0.2 (this report)" in text
-    fragile = curve.stability["fragile"].any()
+    fragile = curve.robustness["fragile"].any()
     assert ("Fragile (the verdict changes" in text) == fragile
     assert ("No verdict changes over this range" in text) == (not fragile)
     limits = text.split("## Seed-level")[0]
@@ -260,7 +260,7 @@ def test_every_figure_keeps_its_text_inside_the_canvas(tmp_path, monkeypatch):
     import kdexplain.utils.render as render
     from kdexplain.concepts import threshold_curve
     from kdexplain.data import build_dataset
-    from kdexplain.quantify.plot import plot_entropy_overlay
+    from kdexplain.quantification.plot import plot_entropy_overlay
 
     checked: dict[str, list[str]] = {}
     real = render.save_png

@@ -12,7 +12,7 @@ import yaml
 from kdexplain.cli import main
 from kdexplain.config import load_config
 from kdexplain.pipeline.shared_roles import layer_bound, role_recipe
-from kdexplain.pipeline.sweep import load_sweep
+from kdexplain.pipeline.sweeps import load_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())

@@ -214,7 +214,7 @@ label-trained and distilled students of a seed (paired comparison).
 
 - Distillation beat training on labels in {better} of {len(d_r)} seeds; error of the
   distilled minus the label-trained net, paired by seed:
-  {rp.paired_test(d_r, s_r, 100, ' points')}.
+  {rp.paired_t_test(d_r, s_r, 100, ' points')}.
 
 ## Seed-level statistics
 
@@ -431,7 +431,7 @@ def _narrow_reading(width: int, temps: np.ndarray, means: np.ndarray, dist: np.n
         for j in (0, len(temps) - 1):
             if not band[j]:
                 text += (f" T = {temps[jb]:g} minus T = {temps[j]:g}: "
-                         f"{rp.paired_test(dist[:, jb], dist[:, j], 100, ' points')}.")
+                         f"{rp.paired_t_test(dist[:, jb], dist[:, j], 100, ' points')}.")
         if in_band <= outside:
             text += (" Our lowest mean lies in 2.5-4, as in the paper (2.5-4 best for 30-unit "
                      "nets); only differences with a small p-value above stand out from "

@@ -32,10 +32,10 @@ def main(
         "(default runs/quickstart)"),
     quick: bool = typer.Option(False, "--quick", help="2 images, short optimisation, no "
                                "spurious networks: a smoke test (< 1 min)"),
-    images: Optional[int] = typer.Option(None, help="quickstart images per run (default 8)"),
+    n_images: Optional[int] = typer.Option(None, help="quickstart images per run (default 8)"),
     spurious_dir: Path = typer.Option(Path("runs/spurious/default"), help="trained networks "
                                       "of analyses.spurious (trained there when missing)"),
-    spurious_images: Optional[int] = typer.Option(None, help="images per spurious set "
+    n_spurious_images: Optional[int] = typer.Option(None, help="images per spurious set "
                                                   "(default 5)"),
     out: Optional[Path] = typer.Option(None, help="report folder (default reports/localisation, "
                                        "runs/localisation/quick with --quick)"),
@@ -53,7 +53,7 @@ def main(
     # 8 it would be FeatureAblation on the same 8 x 8 grid of cells, the same map twice.
     settings = (MethodSettings(samples=4, steps=20, ig_steps=8) if quick else
                 MethodSettings())
-    n_images = images or (2 if quick else 8)
+    n_images = n_images or (2 if quick else 8)
     out = out or (Path("runs/localisation/quick") if quick else Path("reports/localisation"))
     command = "python -m analyses.localisation" + "".join(" " + shlex.quote(a)
                                                            for a in sys.argv[1:])
@@ -65,7 +65,7 @@ def main(
         notes.append("--quick: the spurious-background networks are left out")
     else:
         networks += spurious_networks(spurious_dir, quick=False,
-                                      n_images=spurious_images or 5, train=True)
+                                      n_images=n_spurious_images or 5, train=True)
     per_image, cost, kept = score_networks(networks, settings)
     images_by_set = {}
     for net in networks:

@@ -86,33 +86,22 @@ def quickstart_networks(run_dir: Path, n_images: int, seen: set[Path] | None = N
 def spurious_networks(work_dir: Path, quick: bool, n_images: int | None,
                       train: bool) -> list[Network]:
     """The final neutral and spurious networks of ``analyses.spurious``, on its two sets."""
-    from analyses.spurious.config import condition_name, make_config
-    from analyses.spurious.images import analysed_sets, load_test_split
-    from analyses.spurious.pipeline import checkpoint_of, train_networks
+    from analyses.spurious import final_checkpoints, load_analysed_sets, make_config
 
     cfg = make_config(quick=quick)
     if n_images is not None:
         from dataclasses import replace
         cfg = replace(cfg, images_per_set=n_images)
-    work_dir = Path(work_dir)
-    if train:
-        runs = train_networks(cfg, work_dir)
-    else:
-        runs = {(c, s): work_dir / condition_name(c, s) for s in cfg.seeds
-                for c in ("neutral", "spurious")}
-        missing = [str(p) for p in runs.values() if not (p / "summary.json").is_file()]
-        if missing:
-            raise FileNotFoundError(f"no trained spurious networks in {', '.join(missing)}: "
-                                    f"run python -m analyses.spurious{' --quick' if quick else ''}")
-    sets = analysed_sets(cfg, load_test_split(cfg, 1.0, "tied"),
-                         load_test_split(cfg, 0.0, "neutral"))
+    checkpoints = final_checkpoints(cfg, work_dir, train)
+    sets = load_analysed_sets(cfg)
     # the tied set only: there the truth is known (the background names the class)
     packed = {name: {"images": s.images.float(), "labels": torch.as_tensor(s.labels).long(),
                      "masks": s.masks.bool(), "keys": list(s.keys)} for name, s in sets.items()
               if name == "tied"}
     out = []
-    for (condition, seed), run_dir in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        model, _ = load_checkpoint(checkpoint_of(run_dir, cfg.epochs))
+    for (condition, seed), path in sorted(checkpoints.items(),
+                                          key=lambda kv: (kv[0][1], kv[0][0])):
+        model, _ = load_checkpoint(path)
         out.append(Network("spurious", condition, seed, model.eval(), cfg.layers[0], packed))
     return out
 

@@ -11,54 +11,21 @@ replication is the training run).
 Run ``python -m analyses.spurious [--quick]``; see ``analyses/spurious/README.md``.
 """
 
-from analyses.spurious.config import CONDITIONS, SpuriousConfig, experiment_config, make_config
-from analyses.spurious.images import ImageSet, analysed_sets, background_relation, select_balanced
-from analyses.spurious.metrics import (
-    EXPECTED,
-    GROUPS,
-    METRICS,
-    border_cells,
-    compare_conditions,
-    image_metrics,
-    shared_counts,
-    verdict,
-    within_run_tests,
-)
-from analyses.spurious.pipeline import (
-    ValidationResults,
-    accuracy_table,
-    per_image_table,
-    quantify_runs,
-    run_validation,
-    train_networks,
-    weights_digest,
-)
-from analyses.spurious.report import write_report
+from kdexplain.lazy import lazy_exports
 
-__all__ = [
-    "CONDITIONS",
-    "EXPECTED",
-    "GROUPS",
-    "METRICS",
-    "ImageSet",
-    "SpuriousConfig",
-    "ValidationResults",
-    "accuracy_table",
-    "analysed_sets",
-    "background_relation",
-    "border_cells",
-    "compare_conditions",
-    "experiment_config",
-    "image_metrics",
-    "make_config",
-    "per_image_table",
-    "quantify_runs",
-    "run_validation",
-    "select_balanced",
-    "shared_counts",
-    "train_networks",
-    "verdict",
-    "weights_digest",
-    "within_run_tests",
-    "write_report",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".config": ["CONDITIONS", "SpuriousConfig", "experiment_config", "make_config"],
+    ".images": [
+        "ImageSet", "analysed_sets", "background_relation", "load_analysed_sets",
+        "select_balanced",
+    ],
+    ".metrics": [
+        "EXPECTED", "GROUPS", "METRICS", "border_cells", "compare_conditions", "image_metrics",
+        "shared_counts", "verdict", "within_run_tests",
+    ],
+    ".pipeline": [
+        "ValidationResults", "accuracy_table", "final_checkpoints", "per_image_table",
+        "quantify_runs", "run_validation", "train_networks", "weights_digest",
+    ],
+    ".report": ["write_report"],
+})

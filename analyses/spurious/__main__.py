@@ -34,7 +34,7 @@ def main(
                                          "(default fc1)"),
     p: Optional[float] = typer.Option(None, "--p", help="spurious_background of the spurious "
                                       "network (default 0.9)"),
-    images: Optional[int] = typer.Option(None, help="analysed images per set (tied, neutral)"),
+    n_images: Optional[int] = typer.Option(None, help="analysed images per set (tied, neutral)"),
     epochs: Optional[int] = typer.Option(None, help="training epochs of each network"),
     analysed_epochs: Optional[str] = typer.Option(
         None, help="checkpoints to quantify, e.g. 0,2,5,10 (default: 0 and the last)"),
@@ -57,8 +57,8 @@ def main(
         overrides["layers"] = tuple(s.strip() for s in layers.split(",") if s.strip())
     if p is not None:
         overrides["spurious_background"] = p
-    if images is not None:
-        overrides["images_per_set"] = images
+    if n_images is not None:
+        overrides["images_per_set"] = n_images
     if epochs is not None:
         overrides["epochs"] = epochs
         overrides["checkpoints"] = tuple(sorted({0, epochs // 5, epochs // 2, epochs}))

@@ -191,3 +191,9 @@ def analysed_sets(cfg: SpuriousConfig, tied_split: ImageSet, neutral_split: Imag
                                   neutral_split.relation == "unrelated", n)
     return {"tied": tied_split.subset(tied_idx, "tied"),
             "neutral": neutral_split.subset(neutral_idx, "neutral")}
+
+
+def load_analysed_sets(cfg: SpuriousConfig) -> dict[str, ImageSet]:
+    """:func:`analysed_sets` of the two renderings of the test split (p = 1 and p = 0)."""
+    return analysed_sets(cfg, load_test_split(cfg, 1.0, "tied"),
+                         load_test_split(cfg, 0.0, "neutral"))

@@ -40,7 +40,7 @@ from analyses.spurious.images import ImageSet, analysed_sets, load_test_split
 from analyses.spurious.metrics import compare_conditions, image_metrics, within_run_tests
 from kdexplain.config import ConfigError, flatten_config, key_under, read_yaml
 from kdexplain.models import load_model, resolve_layer_name
-from kdexplain.quantify import quantify
+from kdexplain.quantification import quantify
 from kdexplain.train import list_checkpoints, train_triplet
 from kdexplain.utils import atomic_torch_save, load_torch_file, read_json
 
@@ -166,6 +166,24 @@ def checkpoint_of(run_dir: Path, epoch: int) -> Path:
         raise FileNotFoundError(f"{run_dir / 'baseline'} has no checkpoint of epoch {epoch}; "
                                 f"it has epochs {sorted(ckpts)}")
     return ckpts[epoch]
+
+
+def final_checkpoints(cfg: SpuriousConfig, work_dir: str | Path, train: bool
+                      ) -> dict[tuple[str, int], Path]:
+    """The last checkpoint of each (condition, seed)'s network: trained or reused
+    (:func:`train_networks`) with ``train``, else found in ``work_dir`` (an error names the
+    runs that are missing)."""
+    work_dir = Path(work_dir)
+    if train:
+        runs = train_networks(cfg, work_dir)
+    else:
+        runs = {(c, s): work_dir / condition_name(c, s) for s in cfg.seeds
+                for c in ("neutral", "spurious")}
+        missing = [str(p) for p in runs.values() if not (p / "summary.json").is_file()]
+        if missing:
+            raise FileNotFoundError(f"no trained spurious networks in {', '.join(missing)}: "
+                                    "run python -m analyses.spurious")
+    return {key: checkpoint_of(run, cfg.epochs) for key, run in runs.items()}
 
 
 # --------------------------------------------------------------------------- accuracy

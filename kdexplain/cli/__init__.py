@@ -6,6 +6,8 @@ Each command lives in its own module of this package, which defines ``register(a
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import signal
 import sys
 import threading
@@ -148,6 +150,33 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A handler that writes to the current ``sys.stderr``, which a notebook or a test may
+    have replaced since the handler was made (a stream bound once would then be closed)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def log_to_stderr() -> None:
+    """Show the pipeline's and the training's progress messages on stderr (rank 0 only)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    for name in ("kdexplain.pipeline", "kdexplain.train"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = _StderrHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.propagate = False
+        logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

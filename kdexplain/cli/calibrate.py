@@ -36,10 +36,10 @@ def calibrate_command(
         raise ValueError(f"--checkpoints must be 'last' or 'all', got {checkpoints!r}")
     dirs = expand_run_dirs(run_dirs)
     cfg = load_config(dirs[0] / "config.yaml")
-    from kdexplain.cli.pipeline import _log_to_stderr
+    from kdexplain.cli import log_to_stderr
     from kdexplain.pipeline.calibrate import calibrate_experiment
 
-    _log_to_stderr()
+    log_to_stderr()
     out = out or Path("reports") / cfg.name / "calibration"
     cmd = ("kdexplain calibrate " + " ".join(shlex.quote(str(d)) for d in run_dirs)
            + f" --n-images {n_images} --checkpoints {checkpoints} --out {shlex.quote(str(out))}")

@@ -2,40 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-
-
-class _StderrHandler(logging.StreamHandler):
-    """A handler that writes to the current ``sys.stderr``, which a notebook or a test may
-    have replaced since the handler was made (a stream bound once would then be closed)."""
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-
-def _log_to_stderr() -> None:
-    if int(os.environ.get("RANK", "0")) != 0:
-        return
-    for name in ("kdexplain.pipeline", "kdexplain.train"):
-        logger = logging.getLogger(name)
-        if not logger.handlers:
-            handler = _StderrHandler()
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            logger.addHandler(handler)
-            logger.propagate = False
-        logger.setLevel(logging.INFO)
 
 
 def register(app: typer.Typer) -> None:
@@ -67,9 +39,10 @@ def run_command(
 
         typer.echo(format_plan(plan_experiment(cfg, report_dir=report_dir, device=device)))
         return
+    from kdexplain.cli import log_to_stderr
     from kdexplain.pipeline import run_experiment
 
-    _log_to_stderr()
+    log_to_stderr()
     cmd = "kdexplain run " + " ".join(shlex.quote(a) for a in [str(config), *(overrides or [])])
     out = run_experiment(config, overrides or [], report_dir=report_dir, device=device,
                          show_progress=None, command=cmd)

@@ -77,16 +77,17 @@ def quantify_command(
     options it was trained with (classes, ...; from the run's config.yaml) when --dataset
     names the run's dataset.
     """
-    _check_quantify_options(n=n_images, grid=grid, steps=steps, samples=samples,
-                            entropy_weight=entropy_weight, max_batch=max_batch, out=out,
-                            preset=preset, feature_transform=feature_transform)
+    settings = _check_quantify_options(
+        n=n_images, grid=grid, max_batch=max_batch, out=out, preset=preset,
+        settings={"steps": steps, "samples": samples, "entropy_weight": entropy_weight,
+                  "feature_transform": feature_transform})
     import torch
 
     from kdexplain.data import build_dataset, denormalize, mask_to_grid, readable_items
     from kdexplain.models import load_model, resolve_layer_name
-    from kdexplain.quantify import quantify
-    from kdexplain.quantify.io import result_tables, save_result, write_csv
-    from kdexplain.quantify.plot import plot_entropy_overlay, shared_scale
+    from kdexplain.quantification import quantify
+    from kdexplain.quantification.io import result_tables, save_result, write_csv
+    from kdexplain.quantification.plot import plot_entropy_overlay, shared_scale
     from kdexplain.utils import environment_info, write_json
     from kdexplain.utils.device import resolve_device
 
@@ -115,10 +116,8 @@ def quantify_command(
     keys = [str(it.get("key", i)) for i, it in enumerate(items)]
     labels = [int(it["label"]) for it in items] if "label" in items[0] else None
     typer.echo(f"quantifying {count} images of {name} at layer {layer} on {dev}")
-    res = quantify(model, x, layer, grid=grid, preset=preset, steps=steps, samples=samples,
-                   entropy_weight=entropy_weight, feature_transform=feature_transform,
-                   seed=seed, device=dev, max_batch=max_batch, image_keys=keys,
-                   show_progress=None)
+    res = quantify(model, x, layer, grid=grid, settings=settings, seed=seed, device=dev,
+                   max_batch=max_batch, image_keys=keys, show_progress=None)
     fg = mask_to_grid(masks, grid) if masks is not None else None
     out.mkdir(parents=True, exist_ok=True)
     save_result(res, out / "quantify.pt", labels=labels, foreground=fg)
@@ -190,20 +189,28 @@ def _concept_lines(per_image, threshold: float) -> str:
     return "\n".join(rows)
 
 
-def _check_quantify_options(*, n: int, grid: int, steps: int | None, samples: int | None,
-                            entropy_weight: float | None, max_batch: int | None,
-                            out: Path, preset: str = "default",
-                            feature_transform: str | None = None) -> None:
-    """Refuse impossible values before any model is loaded or any image is read."""
-    from kdexplain.quantify.settings import resolve_settings
+def _check_quantify_options(*, n: int, grid: int, max_batch: int | None, out: Path,
+                            preset: str = "default", settings: dict | None = None):
+    """Refuse impossible values before any model is loaded or any image is read; return the
+    :class:`~kdexplain.quantification.QuantifySettings` of the preset with the ``settings``
+    the command line gave (``None``: the preset's)."""
+    from kdexplain.quantification.settings import resolve_settings
     from kdexplain.utils import check_writable_folder
 
-    resolve_settings(preset, feature_transform=feature_transform)  # unknown preset, transform
-
-    for flag, value in (("--n-images", n), ("--grid", grid), ("--steps", steps),
-                        ("--samples", samples), ("--max-batch", max_batch)):
+    for flag, value in (("--n-images", n), ("--grid", grid), ("--max-batch", max_batch)):
         if value is not None and value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
-    if entropy_weight is not None and not entropy_weight > 0:
-        raise ValueError(f"--entropy-weight (lambda_H) must be positive, got {entropy_weight}")
+    try:
+        resolved = resolve_settings(preset, **(settings or {}))
+    except ValueError as e:  # the settings' own message, with the flag's spelling
+        raise ValueError(_as_flags(str(e), settings or {})) from None
     check_writable_folder(out, "output folder (--out)")
+    return resolved
+
+
+def _as_flags(message: str, settings: dict) -> str:
+    """``steps must be ...`` -> ``--steps must be ...`` for the settings given as flags."""
+    for key in settings:
+        if message.startswith(key):
+            return "--" + key.replace("_", "-") + message[len(key):]
+    return message

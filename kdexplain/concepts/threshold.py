@@ -40,7 +40,7 @@ class ThresholdCurve:
         ``diff_ci_high``, ``effect_size``, ``p_value`` and the metric's ``verdict``.
     verdicts : DataFrame
         One row per (b, hypothesis): ``b``, ``hypothesis``, ``verdict``.
-    stability : DataFrame
+    robustness : DataFrame
         One row per hypothesis: ``hypothesis``, ``verdicts`` (the distinct verdicts over the
         grid, in order of b), ``fragile`` (True when there is more than one), and
         ``verdict_at_b`` (at the analysis' own threshold).
@@ -50,7 +50,7 @@ class ThresholdCurve:
 
     tests: pd.DataFrame
     verdicts: pd.DataFrame
-    stability: pd.DataFrame
+    robustness: pd.DataFrame
     thresholds: list[float]
     own_threshold: float
 
@@ -103,11 +103,11 @@ def threshold_curve(runs: RunEntropies | Sequence[RunEntropies],
     tests_df = tests_df[["b", *[c for c in tests_df.columns if c != "b"]]]
     verdicts_df = pd.concat(verdicts, ignore_index=True)[["b", "hypothesis", "verdict"]]
     return ThresholdCurve(tests=tests_df, verdicts=verdicts_df,
-                          stability=_stability(verdicts_df, settings.concept_threshold),
+                          robustness=_robustness(verdicts_df, settings.concept_threshold),
                           thresholds=grid, own_threshold=float(settings.concept_threshold))
 
 
-def _stability(verdicts: pd.DataFrame, own_threshold: float) -> pd.DataFrame:
+def _robustness(verdicts: pd.DataFrame, own_threshold: float) -> pd.DataFrame:
     """One row per hypothesis: its distinct verdicts over b, fragile, the verdict at b."""
     rows = []
     for hyp, sub in verdicts.groupby("hypothesis", sort=True):
@@ -119,9 +119,9 @@ def _stability(verdicts: pd.DataFrame, own_threshold: float) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["hypothesis", "verdicts", "fragile", "verdict_at_b"])
 
 
-def stability_from_tests(tests: pd.DataFrame, own_threshold: float, alpha: float = 0.05
+def robustness_from_tests(tests: pd.DataFrame, own_threshold: float, alpha: float = 0.05
                          ) -> pd.DataFrame:
-    """:attr:`ThresholdCurve.stability` from the curve's tests alone (``threshold_curve.csv``
+    """:attr:`ThresholdCurve.robustness` from the curve's tests alone (``threshold_curve.csv``
     of a report): each hypothesis's verdict at each ``b`` by the same rule as the report's
     (:func:`~kdexplain.concepts.stats.hypothesis_verdict`), then its distinct verdicts."""
     from kdexplain.concepts.stats import hypothesis_verdict
@@ -135,4 +135,4 @@ def stability_from_tests(tests: pd.DataFrame, own_threshold: float, alpha: float
         signs = [int(np.sign(x)) if np.isfinite(x) else 0 for x in raw.astype(float)]
         rows.append({"b": float(b), "hypothesis": int(hyp), "verdict": hypothesis_verdict(
             sub["p_value"].astype(float).tolist(), signs, directions, alpha)})
-    return _stability(pd.DataFrame(rows, columns=["b", "hypothesis", "verdict"]), own_threshold)
+    return _robustness(pd.DataFrame(rows, columns=["b", "hypothesis", "verdict"]), own_threshold)

@@ -1,33 +1,13 @@
 """Architectures and layer naming."""
 
-from kdexplain.models.layers import (
-    LAYER_ALIASES,
-    LayerNotFoundError,
-    get_layer,
-    layer_names,
-    resolve_layer_name,
-)
-from kdexplain.models.zoo import (
-    ARCHS,
-    TORCHVISION_ARCHS,
-    KDNet,
-    build_model,
-    load_model,
-    load_state_dict,
-    model_for_state,
-)
+from kdexplain.lazy import lazy_exports
 
-__all__ = [
-    "ARCHS",
-    "LAYER_ALIASES",
-    "TORCHVISION_ARCHS",
-    "KDNet",
-    "LayerNotFoundError",
-    "build_model",
-    "get_layer",
-    "layer_names",
-    "load_model",
-    "load_state_dict",
-    "model_for_state",
-    "resolve_layer_name",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".layers": [
+        "LAYER_ALIASES", "LayerNotFoundError", "get_layer", "layer_names", "resolve_layer_name",
+    ],
+    ".zoo": [
+        "ARCHS", "TORCHVISION_ARCHS", "KDNet", "build_model", "load_model", "load_state_dict",
+        "model_for_state",
+    ],
+})

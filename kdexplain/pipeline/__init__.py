@@ -1,8 +1,9 @@
 """The top room: the quantification sweep over a run and the end-to-end pipeline."""
 
-from kdexplain.pipeline.calibrate import calibrate_experiment, reference_sweep
-from kdexplain.pipeline.run import make_report, run_experiment
-from kdexplain.pipeline.sweep import SweepData, load_sweep, select_images, sweep
+from kdexplain.lazy import lazy_exports
 
-__all__ = ["SweepData", "calibrate_experiment", "load_sweep", "make_report", "reference_sweep",
-           "run_experiment", "select_images", "sweep"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".calibrate": ["calibrate_experiment", "reference_sweep"],
+    ".run": ["make_report", "run_experiment"],
+    ".sweeps": ["SweepData", "load_sweep", "select_images", "sweep"],
+})

@@ -40,8 +40,7 @@ import torch
 
 from kdexplain.config import load_config
 from kdexplain.pipeline.binding import binding_problem, file_sha256
-from kdexplain.pipeline.sweep import SweepData, load_sweep, run_roles
-from kdexplain.pipeline.sweep import _unit_path as _sweep_unit_path
+from kdexplain.pipeline.sweeps import SweepData, load_sweep, run_roles, unit_path
 from kdexplain.utils import (
     UnreadableFileError,
     atomic_torch_save,
@@ -68,7 +67,7 @@ def _fingerprint(sweep_fingerprint: str, keys: Sequence[str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _unit_path(run_dir: Path, role: str, epoch: int) -> Path:
+def _calibration_unit_path(run_dir: Path, role: str, epoch: int) -> Path:
     return run_dir / "calibration" / role / f"epoch_{epoch:04d}.pt"
 
 
@@ -119,7 +118,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
         The calibrated units.
     """
     from kdexplain.models import load_model
-    from kdexplain.quantify import quantify
+    from kdexplain.quantification import quantify
     from kdexplain.utils.device import resolve_device
 
     run_dir = Path(run_dir)
@@ -141,7 +140,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
                              "of its images (sweep/images.pt)")
     units = _wanted_units(manifest, list(keys), checkpoints, a.count_epoch)
     ckpt = {(u["role"], u["epoch"]): run_dir / u["checkpoint"] for u in manifest["units"]}
-    missing = [f"{r}@{e}" for r, e in units if not _sweep_unit_path(run_dir / "sweep", r, e).is_file()]
+    missing = [f"{r}@{e}" for r, e in units if not unit_path(run_dir / "sweep", r, e).is_file()]
     if missing:
         raise FileNotFoundError(f"the sweep in {run_dir / 'sweep'} lacks {', '.join(missing)}: "
                                 f"run `kdexplain sweep {run_dir}` to finish it, then calibrate")
@@ -149,7 +148,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
     hashes = {u: file_sha256(ckpt[u]) for u in units}
     todo = []
     for role, epoch in units:
-        path = _unit_path(run_dir, role, epoch)
+        path = _calibration_unit_path(run_dir, role, epoch)
         if path.is_file():
             try:
                 unit = load_torch_file(path, what="calibration unit")
@@ -181,7 +180,7 @@ def reference_sweep(run_dir: str | Path, keys: Mapping[str, Sequence[str]] | Non
                 "checkpoint_sha256": hashes[(role, epoch)],
                 "image_keys": keys[role], "entropy": res.entropy[0].clone(),
                 "no_signal": res.no_signal[0].clone(), "settings": res.settings,
-            }, _unit_path(run_dir, role, epoch))
+            }, _calibration_unit_path(run_dir, role, epoch))
             bar.update(1)
         bar.close()
     return units
@@ -208,17 +207,17 @@ def _subset(run_dir: Path, role: str, epochs: Sequence[int], sweep: SweepData) -
     ckpt = {(u["role"], u["epoch"]): run_dir / u["checkpoint"]
             for u in _read_manifest(run_dir)["units"]}
     for e in epochs:
-        cu = load_torch_file(_unit_path(run_dir, role, e), what="calibration unit")
+        cu = load_torch_file(_calibration_unit_path(run_dir, role, e), what="calibration unit")
         problem = binding_problem(cu, role, e, file_sha256(ckpt[(role, e)]))
         if problem:
-            raise ValueError(f"calibration unit {_unit_path(run_dir, role, e)} does not "
+            raise ValueError(f"calibration unit {_calibration_unit_path(run_dir, role, e)} does not "
                              f"measure this run's checkpoint: {problem}; run `kdexplain "
                              f"calibrate` again to recompute it")
         if keys is None:
             keys = [str(k) for k in cu["image_keys"]]
             rows = np.array([index[k] for k in keys if k in index])
         if [str(k) for k in cu["image_keys"]] != keys or len(rows) != len(keys):
-            raise ValueError(f"{_unit_path(run_dir, role, e)} was made on other images than "
+            raise ValueError(f"{_calibration_unit_path(run_dir, role, e)} was made on other images than "
                              f"the rest of the calibration of {run_dir}; delete "
                              f"{run_dir / 'calibration'} and calibrate again")
         r = cu["entropy"].double().numpy().copy()
@@ -321,7 +320,7 @@ def calibrate_experiment(run_dirs: Sequence[str | Path], out: str | Path | None 
         ``"verdicts"`` (each hypothesis under each estimator), the settings and the wall time.
     """
     from kdexplain.concepts.calibration import calibrate_threshold
-    from kdexplain.pipeline.run import report_inputs
+    from kdexplain.pipeline.inputs import report_inputs
 
     t0 = time.perf_counter()
     if n_images < 1:

@@ -25,8 +25,8 @@ from torch import nn
 from kdexplain.config import ExperimentConfig
 from kdexplain.data import build_dataset, readable_items
 from kdexplain.models import build_model, resolve_layer_name
-from kdexplain.quantify import quantify
-from kdexplain.quantify.settings import resolve_settings
+from kdexplain.quantification import quantify
+from kdexplain.quantification.settings import resolve_settings
 from kdexplain.utils import check_writable_folder
 from kdexplain.utils.device import resolve_device
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from kdexplain.config import ExperimentConfig
-from kdexplain.pipeline.sweep import check_sweep_settings
+from kdexplain.pipeline.sweeps import check_sweep_settings
 
 log = logging.getLogger("kdexplain.pipeline")
 

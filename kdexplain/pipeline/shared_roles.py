@@ -12,7 +12,7 @@ trained at its layer and is never shared.
 A shared network is analysed at each variant's layer. Its weight distance at that layer
 comes from the layers it tracked while training (``model.track_layers``): a study that shares
 networks between layers tracks the other layer (``configs/study.yaml``), and the sweep refuses
-a copied network that did not (:func:`kdexplain.pipeline.sweep.sweep`).
+a copied network that did not (:func:`kdexplain.pipeline.sweeps.sweep`).
 """
 
 from __future__ import annotations

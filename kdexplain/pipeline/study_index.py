@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,34 +51,13 @@ def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[
     return out
 
 
-def _legacy_index(out: Path) -> dict | None:
-    """index.json's content from an ``index.md`` written before there was an index.json
-    (its generated header lines are kept as they are)."""
-    path = out / "index.md"
-    if not path.is_file():
-        return None
-    text = path.read_text(encoding="utf-8")
-    header = text.split("\n## ", 1)[0].splitlines()
-    variants = {}
-    for name, overrides in re.findall(r"^## (\S+)\n\nOverrides: (.*?)\. Report:", text, re.M):
-        variants[name] = re.findall(r"`([^`]+)`", overrides)
-    command = re.search(r"## How to reproduce\n\n```bash\n(.*?)\n```", text, re.S)
-    if not variants:
-        return None
-    first = read_json(out / next(iter(variants)) / "summary.json").get("settings", {})
-    return {"header": header[2:], "title": header[0].lstrip("# ").strip(),
-            "variants": variants, "command": command.group(1) if command else None,
-            "concept_threshold": first.get("concept_threshold", 0.2),
-            "alpha": first.get("alpha", 0.05)}
-
-
-def _stability(folder: Path, b: float, alpha: float) -> dict[int, dict]:
-    from kdexplain.concepts.threshold import stability_from_tests
+def _robustness(folder: Path, b: float, alpha: float) -> dict[int, dict]:
+    from kdexplain.concepts.threshold import robustness_from_tests
 
     path = folder / "threshold_curve.csv"
     if not path.is_file():
         return {}
-    st = stability_from_tests(pd.read_csv(path), b, alpha)
+    st = robustness_from_tests(pd.read_csv(path), b, alpha)
     return {int(r["hypothesis"]): r for r in st.to_dict("records")}
 
 
@@ -96,7 +74,7 @@ def _variant_section(out: Path, name: str, overrides: Sequence[str], b: float,
     folder = out / name
     summ = read_json(folder / "summary.json")
     verdicts = summ.get("verdicts", [])
-    stab = _stability(folder, b, alpha)
+    stab = _robustness(folder, b, alpha)
     cal = _calibration(folder)
     under: dict[tuple[str, int], str] = {}
     if cal is not None:
@@ -143,16 +121,12 @@ def _variant_section(out: Path, name: str, overrides: Sequence[str], b: float,
 def render_variants_index(out: str | Path) -> Path:
     """(Re-)write ``out/index.md`` from ``out/index.json`` and the variants' folders."""
     out = Path(out)
-    if (out / INDEX_JSON).is_file():
-        meta = read_json(out / INDEX_JSON)
-    else:
-        meta = _legacy_index(out)
-        if meta is None:
-            raise FileNotFoundError(f"{out} holds no {INDEX_JSON}: it is not the report folder "
-                                    "of a config with variants (kdexplain run writes one)")
-        write_json(out / INDEX_JSON, meta)  # from now on the header is read from here
+    if not (out / INDEX_JSON).is_file():
+        raise FileNotFoundError(f"{out} holds no {INDEX_JSON}: it is not the report folder "
+                                "of a config with variants (kdexplain run writes one)")
+    meta = read_json(out / INDEX_JSON)
     b, alpha = float(meta["concept_threshold"]), float(meta["alpha"])
-    if "header" in meta:  # an index written before index.json: its own lines, unchanged
+    if "header" in meta:  # an index.json that holds its header lines as they are
         title, header = meta["title"], meta["header"]
     else:
         secs = meta["seconds"]

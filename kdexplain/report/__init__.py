@@ -6,53 +6,20 @@ The entry point is :func:`write_report` on the result of
 :mod:`kdexplain.utils.render` (re-exported here), which the lower rooms use too.
 """
 
-from kdexplain.report.figures import (
-    plot_concepts_vs_distance,
-    plot_entropy_heatmaps,
-    plot_peak_distance,
-    upsample_nearest,
-)
-from kdexplain.report.tables import (
-    METRIC_HEADERS,
-    TABLE_METRICS,
-    concept_metrics_latex,
-    concept_metrics_markdown,
-    concept_metrics_table,
-    hypotheses_latex,
-    hypotheses_markdown,
-    hypotheses_table,
-    write_tables,
-)
-from kdexplain.report.writer import verdict_sentences, write_report
-from kdexplain.utils.render import (
-    ENTROPY_CMAP,
-    format_number,
-    format_p,
-    format_pm,
-    markdown_table,
-    save_png,
-)
+from kdexplain.lazy import lazy_exports
 
-__all__ = [
-    "ENTROPY_CMAP",
-    "METRIC_HEADERS",
-    "TABLE_METRICS",
-    "concept_metrics_latex",
-    "concept_metrics_markdown",
-    "concept_metrics_table",
-    "format_number",
-    "format_p",
-    "format_pm",
-    "hypotheses_latex",
-    "hypotheses_markdown",
-    "hypotheses_table",
-    "markdown_table",
-    "plot_concepts_vs_distance",
-    "plot_entropy_heatmaps",
-    "plot_peak_distance",
-    "save_png",
-    "upsample_nearest",
-    "verdict_sentences",
-    "write_report",
-    "write_tables",
-]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    ".figures": [
+        "plot_concepts_vs_distance", "plot_entropy_heatmaps", "plot_peak_distance",
+        "upsample_nearest",
+    ],
+    ".tables": [
+        "METRIC_HEADERS", "TABLE_METRICS", "concept_metrics_latex", "concept_metrics_markdown",
+        "concept_metrics_table", "hypotheses_latex", "hypotheses_markdown", "hypotheses_table",
+        "write_tables",
+    ],
+    ".writer": ["verdict_sentences", "write_report"],
+    "kdexplain.utils.render": [
+        "ENTROPY_CMAP", "format_number", "format_p", "format_pm", "markdown_table", "save_png",
+    ],
+})

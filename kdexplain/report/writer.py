@@ -33,7 +33,7 @@ from kdexplain.report.tables import (
     per_seed_markdown,
     write_tables,
 )
-from kdexplain.utils.io import atomic_write_text, remove_stale_temporaries, write_json
+from kdexplain.utils.io import atomic_write_text, jsonable, remove_stale_temporaries, write_json
 from kdexplain.utils.lock import folder_lock
 from kdexplain.utils.render import format_number, format_p, markdown_table
 from kdexplain.utils.runinfo import git_revision
@@ -125,7 +125,7 @@ def _limits(analysis: ConceptAnalysis, config: Mapping[str, Any] | None,
         threshold += " only (not varied in this report)."
     else:
         lo, hi = min(curve.thresholds), max(curve.thresholds)
-        fragile = curve.stability[curve.stability["fragile"]]
+        fragile = curve.robustness[curve.robustness["fragile"]]
         threshold += (f"; between b = {lo:g} and {hi:g} " + (
             "no verdict changes." if fragile.empty else
             "the verdict of " + ", ".join(f"hypothesis {h}" for h in fragile["hypothesis"])
@@ -162,7 +162,7 @@ def _what_was_run(analysis: ConceptAnalysis, config: Mapping[str, Any] | None) -
     lines.append(markdown_table(settings))
     if config:
         lines += ["", "<details><summary>Full configuration</summary>", "", "```yaml",
-                  yaml.safe_dump(_plain(config), sort_keys=False).rstrip(), "```", "",
+                  yaml.safe_dump(jsonable(config), sort_keys=False).rstrip(), "```", "",
                   "</details>"]
     return lines
 
@@ -190,19 +190,6 @@ def _config_line(config: Mapping[str, Any] | None) -> str | None:
         if value is not None:
             parts.append(f"{label} `{value}`")
     return ("- " + "; ".join(parts) + ".") if parts else None
-
-
-def _plain(obj: Any) -> Any:
-    """Config values as YAML-safe builtins."""
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
 
 
 def _images_section(analysis: ConceptAnalysis) -> list[str]:
@@ -359,7 +346,7 @@ def _write_report(analysis: ConceptAnalysis, out: Path, *, images: np.ndarray | 
         lines += ["", "## Notes", ""] + [f"- {n}" for n in analysis.notes]
     paths["index.md"] = atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
     paths["summary.json"] = write_json(out / "summary.json",
-                                       _jsonable(_summary(analysis, title, version, rev)))
+                                       jsonable(_summary(analysis, title, version, rev)))
     return paths
 
 
@@ -418,7 +405,7 @@ def _threshold_section(curve: ThresholdCurve, out: Path, paths: dict[str, Path])
     paths["threshold_curve.md"] = atomic_write_text(out / "threshold_curve.md", table + "\n")
     fig = plot_threshold_curve(curve, out / "figures" / "threshold_curve.png")
     paths[f"figures/{fig.name}"] = fig
-    fragile = curve.stability[curve.stability["fragile"]]
+    fragile = curve.robustness[curve.robustness["fragile"]]
     if fragile.empty:
         words = ("No verdict changes over this range: every hypothesis reads the same at each "
                  "threshold.")
@@ -454,16 +441,3 @@ def _drivers_section(analysis: ConceptAnalysis, out: Path, paths: dict[str, Path
             drivers_sentence(drivers) + " Tests as for the verdicts "
             f"({drivers['level'].iloc[0]} level, {int(drivers['n_pairs'].max())} pairs); file: "
             "`distance_drivers.csv`.", "", markdown_table(shown), ""]
-
-
-def _jsonable(obj: Any) -> Any:
-    """NaN/inf -> None, numpy scalars -> Python (strict JSON)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj

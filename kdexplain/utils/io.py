@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
 import re
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +63,30 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` as the builtins of strict JSON (the one policy of every JSON file written).
+
+    Mappings -> dicts with string keys; lists and tuples -> lists; numpy scalars -> Python
+    numbers; arrays and tensors -> nested lists; NaN and infinities -> ``None`` (``null``:
+    JSON has no NaN); anything else that is not a builtin -> its ``str``.
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (bool, int, float, str)):
+        return jsonable(obj.tolist())  # numpy scalars and arrays, tensors
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    return str(obj)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    """Write ``obj`` as indented, strictly valid JSON (:func:`jsonable`), atomically."""
+    return atomic_write_text(path, json.dumps(jsonable(obj), indent=2, sort_keys=True,
+                                              allow_nan=False) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from kdexplain.models.features import LayerFeature, frozen
-from kdexplain.quantify.noise import NoiseStreams, Row, row_chunks
-from kdexplain.quantify.result import upsample_grid
+from kdexplain.quantification.noise import NoiseStreams, Row, row_chunks
+from kdexplain.quantification.result import upsample_grid
 
 __all__ = ["Distortion"]
 
@@ -242,6 +242,6 @@ def _stacked_forward(models: Sequence[nn.Module], feature: LayerFeature
 
 def _cell_matrix(grid: int, size: int, device: torch.device) -> torch.Tensor:
     """``(grid, size)`` 0/1: pixel p belongs to cell i under nearest upsampling (the adjoint
-    of :func:`~kdexplain.quantify.result.upsample_grid` along one axis)."""
+    of :func:`~kdexplain.quantification.result.upsample_grid` along one axis)."""
     cell = (torch.arange(size, device=device) * grid) // size
     return (cell[None] == torch.arange(grid, device=device)[:, None]).float()

@@ -10,7 +10,7 @@ from captum.attr import PerturbationAttribution
 from captum.log import log_usage
 from torch import nn
 
-from kdexplain.quantify.engine import QuantifyResult, quantify, upsample_grid
+from kdexplain.quantification.engine import QuantifyResult, quantify, upsample_grid
 
 #: The maps :meth:`PerturbationEntropy.attribute` returns (``map=``); see docs/attribution.md.
 ATTRIBUTION_MAPS = ("neg_entropy", "relative", "normalized")
@@ -226,7 +226,6 @@ class PerturbationEntropy(PerturbationAttribution):
         additional_forward_args: Any = None,
         *,
         map: str = "neg_entropy",  # noqa: A002 - Captum-style keyword
-        relative: bool = False,
         show_progress: bool = False,
         **kwargs: Any,
     ) -> torch.Tensor | tuple[torch.Tensor]:
@@ -244,8 +243,6 @@ class PerturbationEntropy(PerturbationAttribution):
         map : "neg_entropy", "relative" or "normalized"
             Which map (see :func:`entropy_map`): ``-H``; ``mean H - H``; ``-H`` scaled to
             [0, 1] per image (non-negative, for mass-based metrics and ``sign="positive"``).
-        relative : bool
-            Shorthand for ``map="relative"`` (kept for existing callers).
         show_progress : bool
             Progress over the optimisation steps (Captum's knob): a bar on a terminal, off
             one a line with the rate and ETA at least every 30 s.
@@ -263,10 +260,6 @@ class PerturbationEntropy(PerturbationAttribution):
         if additional_forward_args is not None:
             raise ValueError("PerturbationEntropy explains model(inputs) alone; "
                              "additional_forward_args are not supported")
-        if relative:
-            if map not in ("neg_entropy", "relative"):
-                raise ValueError(f"relative=True contradicts map={map!r}: give only map=")
-            map = "relative"  # noqa: A001
         if map not in ATTRIBUTION_MAPS:
             raise ValueError(f"map must be one of {', '.join(ATTRIBUTION_MAPS)}, got {map!r}")
         as_tuple = isinstance(inputs, tuple)

@@ -2,7 +2,7 @@
 
 A preset is a :class:`QuantifySettings`; :func:`resolve_settings` applies the user's
 overrides and checks them. Which optimiser a preset uses is one field (``optimizer``); the
-optimisers themselves are in :mod:`kdexplain.quantify.optimizers`.
+optimisers themselves are in :mod:`kdexplain.quantification.optimizers`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import numbers
 from dataclasses import asdict, dataclass, replace
 from typing import Literal
 
-from kdexplain.quantify.features import FEATURE_TRANSFORMS
-from kdexplain.vocabulary import renamed_keys
+from kdexplain.quantification.features import FEATURE_TRANSFORMS
 
 __all__ = ["PRESETS", "QuantifySettings", "default_entropy_weight", "resolve_settings"]
 
@@ -83,9 +82,9 @@ class QuantifySettings:
     entropy_weight_step : int or None
         ``sgd_clamp``: the step after which the original either stops (mean entropy has
         exceeded ``target_entropy``) or multiplies the entropy weight (lambda_H) by
-        ``entropy_weight_factor``. (``lambda_rule_step`` before 0.2.)
+        ``entropy_weight_factor``.
     entropy_weight_factor : float
-        That multiplier (original: 1.5). (``lambda_factor`` before 0.2.)
+        That multiplier (original: 1.5).
     target_entropy : float or None
         Keep the iterate whose mean entropy is closest to it (original: -2.8). None: keep
         the final (averaged) iterate.
@@ -134,31 +133,45 @@ PRESETS: dict[str, QuantifySettings] = {
 }
 
 
-#: Old names of QuantifySettings fields (accepted for one release, with a warning).
-_RENAMED_SETTINGS = {"lambda_rule_step": "entropy_weight_step",
-                     "lambda_factor": "entropy_weight_factor"}
+def resolve_settings(preset: str | QuantifySettings = "default", /, **overrides
+                     ) -> QuantifySettings:
+    """A preset (a name of :data:`PRESETS`, or settings already made) with the given
+    overrides (``None`` values are ignored), checked.
 
-
-def resolve_settings(preset: str = "default", **overrides) -> QuantifySettings:
-    """A preset with the given overrides (``None`` values are ignored)."""
-    if preset not in PRESETS:
+    Raises
+    ------
+    TypeError
+        An override that is no :class:`QuantifySettings` field (the message lists them).
+    ValueError
+        An unknown preset, or a value out of range.
+    """
+    if isinstance(preset, QuantifySettings):
+        base = preset
+    elif preset in PRESETS:
+        base = PRESETS[preset]
+    else:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    overrides = renamed_keys({k: v for k, v in overrides.items() if v is not None},
-                             _RENAMED_SETTINGS)
-    unknown = set(overrides) - set(QuantifySettings.__dataclass_fields__)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    fields = QuantifySettings.__dataclass_fields__
+    unknown = set(overrides) - set(fields)
     if unknown:
-        raise TypeError(f"unknown quantify option(s): {', '.join(sorted(unknown))}")
+        raise TypeError(f"unknown quantify setting(s) {', '.join(sorted(unknown))}; the "
+                        f"settings are {', '.join(fields)}")
+    if "preset" in overrides:
+        raise TypeError("preset chooses the settings to start from, it cannot override them: "
+                        "give a preset or settings, not both")
     for key, value in overrides.items():
-        default = getattr(PRESETS[preset], key)
+        default = getattr(base, key)
         if (isinstance(default, int) and not isinstance(default, bool)
                 and (isinstance(value, bool) or not isinstance(value, numbers.Integral))):
             raise ValueError(f"{key} must be a whole number, got {value!r}")
-    s = replace(PRESETS[preset], **overrides)
+    s = replace(base, **overrides)
     if s.feature_transform not in FEATURE_TRANSFORMS:
         raise ValueError(f"feature_transform must be one of {', '.join(FEATURE_TRANSFORMS)}, "
                          f"got {s.feature_transform!r}")
-    if s.steps < 1 or s.samples < 1 or s.d0_samples < 1 or s.min_steps < 1:
-        raise ValueError("steps, min_steps, samples and d0_samples must be >= 1")
+    for key in ("steps", "min_steps", "samples", "d0_samples"):
+        if getattr(s, key) < 1:
+            raise ValueError(f"{key} must be at least 1, got {getattr(s, key)}")
     if s.precision is not None and not s.precision > 0:
         raise ValueError(f"precision must be positive (or None), got {s.precision}")
     if s.optimizer not in ("newton_log", "adam_log", "sgd_clamp"):

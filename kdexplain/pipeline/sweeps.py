@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kdexplain.config import REPORT_ONLY_KEYS, AnalysisConfig, ExperimentConfig, load_config
+from kdexplain.config import CONCEPT_KEYS, AnalysisConfig, ExperimentConfig, load_config
 from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.pipeline.binding import binding_problem, file_sha256, tensor_sha256
 from kdexplain.pipeline.shared_roles import layer_bound
-from kdexplain.quantify import quantify
+from kdexplain.quantification import quantify
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
 from kdexplain.train.triplet import shared_teacher_of
 from kdexplain.utils import (
@@ -118,13 +118,14 @@ def run_roles(run_dir: Path, wanted: list[str]) -> list[str]:
     return list(wanted)
 
 
-def _unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
+def unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
     return sweep_dir / role / f"epoch_{epoch:04d}.pt"
 
 
 def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
-    settings = analysis.model_dump(mode="json", exclude=set(REPORT_ONLY_KEYS))
-    settings["images"] = settings.pop("n_images")  # its name before 0.2: old sweeps stay valid
+    """The settings that shape the sweep's grids: the concept settings (read by the report
+    alone) are left out, so that changing them never makes the sweep refuse to run."""
+    settings = analysis.model_dump(mode="json", exclude=set(CONCEPT_KEYS))
     blob = json.dumps({"analysis": settings, "layer": layer, "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -296,7 +297,7 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
                 "log_sigma_se": res.log_sigma_se[k].clone(),  # each cell's precision
                 "final_loss": _final(res.loss_trace[:, k], res.steps_run[k]),
                 "settings": res.settings,
-            }, _unit_path(sweep_dir, role, epoch))
+            }, unit_path(sweep_dir, role, epoch))
             bar.update(1)
     bar.close()
     ctx.barrier()
@@ -362,7 +363,7 @@ def check_sweep_settings(run_dir: str | Path, cfg: ExperimentConfig) -> None:
 
 def _read_unit(sweep_dir: Path, role: str, epoch: int) -> dict:
     """One sweep unit, checked (a one-line error naming the file if it is unusable)."""
-    path = _unit_path(sweep_dir, role, epoch)
+    path = unit_path(sweep_dir, role, epoch)
     unit = load_torch_file(path, what="sweep unit")
     missing = [k for k in _UNIT_KEYS if not isinstance(unit, dict) or k not in unit]
     if missing:
@@ -379,7 +380,7 @@ def _unit_is_valid(sweep_dir: Path, role: str, epoch: int, fingerprint: str,
     A unit that is corrupt (a truncated copy, a disk error), made with other settings, or
     bound to another checkpoint or other images is recomputed, with a warning naming it.
     """
-    path = _unit_path(sweep_dir, role, epoch)
+    path = unit_path(sweep_dir, role, epoch)
     if not path.is_file():
         return False
     try:
@@ -427,7 +428,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
     manifest = read_json(sweep_dir / "manifest.json")
     data = load_torch_file(sweep_dir / "images.pt", what="sweep images file")
     missing = [f"{u['role']}@{u['epoch']}" for u in manifest["units"]
-               if not _unit_path(sweep_dir, u["role"], u["epoch"]).is_file()]
+               if not unit_path(sweep_dir, u["role"], u["epoch"]).is_file()]
     if missing:
         raise FileNotFoundError(
             f"the sweep in {sweep_dir} is incomplete: {len(missing)} unit(s) missing "
@@ -452,7 +453,7 @@ def load_sweep(run_dir: str | Path) -> SweepData:
                        binding_problem(unit, role, e, _checkpoint_sha(run_dir, entries[(role, e)]),
                                        images_sha))
             if problem:
-                unbound.append(f"{_unit_path(sweep_dir, role, e)} ({problem})")
+                unbound.append(f"{unit_path(sweep_dir, role, e)} ({problem})")
             ent = unit["entropy"].double().numpy().copy()
             ent[unit["no_signal"].numpy()] = np.nan
             grids.append(ent)

@@ -15,7 +15,7 @@ from kdexplain.concepts.metrics import (
     count_concepts,
     region_means,
 )
-from kdexplain.quantify.engine import QuantifyResult
+from kdexplain.quantification.engine import QuantifyResult
 from kdexplain.utils.io import atomic_torch_save, atomic_write_text, load_torch_file
 
 

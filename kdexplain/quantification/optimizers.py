@@ -26,8 +26,8 @@ import math
 
 import torch
 
-from kdexplain.quantify.result import sigma_to_entropy
-from kdexplain.quantify.settings import QuantifySettings
+from kdexplain.quantification.result import sigma_to_entropy
+from kdexplain.quantification.settings import QuantifySettings
 
 __all__ = ["AdamLog", "NewtonLog", "SGDClamp", "SigmaOptimizer", "Traces", "build_optimizer",
            "closed_form_log_sigma"]

@@ -15,15 +15,15 @@ Low entropy = the feature is sensitive to that cell = the network uses informati
 All images, noise samples and checkpoints of a call are optimised together; forward passes
 are chunked to at most ``max_batch`` perturbed images; the model's weights never get
 gradients and the forward pass stops at the layer. Each image has its own noise stream
-(:mod:`kdexplain.quantify.noise`), so an image's result does not depend on which other
+(:mod:`kdexplain.quantification.noise`), so an image's result does not depend on which other
 images share its call, nor on ``max_batch``.
 
-The parts: :mod:`~kdexplain.quantify.settings` (options and presets),
-:mod:`~kdexplain.quantify.noise` (the streams and the row chunks),
-:mod:`~kdexplain.quantify.distortion` (frozen truncated models, clean features, D0),
-:mod:`~kdexplain.quantify.optimizers` (one class per preset),
-:mod:`~kdexplain.quantify.chunking` (layout and chunk size) and
-:mod:`~kdexplain.quantify.result`. This module puts them together.
+The parts: :mod:`~kdexplain.quantification.settings` (options and presets),
+:mod:`~kdexplain.quantification.noise` (the streams and the row chunks),
+:mod:`~kdexplain.quantification.distortion` (frozen truncated models, clean features, D0),
+:mod:`~kdexplain.quantification.optimizers` (one class per preset),
+:mod:`~kdexplain.quantification.chunking` (layout and chunk size) and
+:mod:`~kdexplain.quantification.result`. This module puts them together.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from kdexplain.quantify.chunking import (  # noqa: F401  (re-exported)
+from kdexplain.quantification.chunking import (  # noqa: F401  (re-exported)
     CPU_CHUNK_BYTES,
     GPU_CHUNK_BYTES,
     MAX_DEFAULT_ROWS,
@@ -47,30 +47,30 @@ from kdexplain.quantify.chunking import (  # noqa: F401  (re-exported)
     memory_rows,
     resolve_memory_format,
 )
-from kdexplain.quantify.distortion import Distortion
-from kdexplain.quantify.features import FEATURE_TRANSFORMS
-from kdexplain.quantify.noise import NOISE_BLOCK, NoiseStreams, row_chunks  # noqa: F401
-from kdexplain.quantify.optimizers import (
+from kdexplain.quantification.distortion import Distortion
+from kdexplain.quantification.features import FEATURE_TRANSFORMS
+from kdexplain.quantification.noise import NOISE_BLOCK, NoiseStreams, row_chunks  # noqa: F401
+from kdexplain.quantification.optimizers import (
     SigmaOptimizer,
     Traces,
     build_optimizer,
     closed_form_log_sigma,
     mean_entropy,
 )
-from kdexplain.quantify.result import (  # noqa: F401  (re-exported)
+from kdexplain.quantification.result import (  # noqa: F401  (re-exported)
     ENTROPY_OFFSET,
     QuantifyResult,
     image_key,
     sigma_to_entropy,
     upsample_grid,
 )
-from kdexplain.quantify.settings import (  # noqa: F401  (re-exported)
+from kdexplain.quantification.settings import (  # noqa: F401  (re-exported)
     PRESETS,
     QuantifySettings,
     default_entropy_weight,
     resolve_settings,
 )
-from kdexplain.utils.progress import progress
+from kdexplain.utils.progressbar import progress
 
 
 def quantify(
@@ -79,18 +79,14 @@ def quantify(
     layer: str,
     grid: int = 16,
     *,
-    preset: str = "default",
-    feature_transform: str | None = None,
-    entropy_weight: float | None = None,
-    sigma_init: float | None = None,
-    steps: int | None = None, samples: int | None = None, lr: float | None = None,
+    settings: QuantifySettings | None = None,
     seed: int = 0, device: str | torch.device | None = None,
     max_batch: int | None = None, memory_format: str = "auto",
     stack_checkpoints: bool | None = None,
     image_keys: Sequence[str] | None = None,
     arch: str | None = None,
     show_progress: bool | None = False,
-    **options,
+    **overrides,
 ) -> QuantifyResult:
     """Learn, per image, the largest noise each grid cell can take before the layer's
     feature changes (docs/method.md section 3).
@@ -107,20 +103,19 @@ def quantify(
         (``conv``, ``fc1``, ...); the feature is the module's output.
     grid : int
         Cells per side of sigma (the original: 16).
-    preset : "default", "adam" or "reference"
-        ``"default"``: the linearised closed form (10 probes), then Newton steps of 16
-        samples until ``result.precision`` <= 0.06: 15 steps (250 sample-passes) on a wide
-        feature, up to 100 on a narrow one. ``"adam"``: Adam on log sigma, a convergence
-        stop (about 1,000). ``"reference"``: the original step for step (SGD 1e-4 on clamped
-        sigma, 80 x 96 samples, the x1.5 rule, the iterate closest to entropy -2.8).
-    feature_transform : "relu" or "identity", optional
-        Applied to the feature before comparing (default ReLU, as the original).
-    entropy_weight : float, optional
-        ``lambda_H``; default 7 (VGG, AlexNet, kdnet) or 6 (ResNet).
-    sigma_init : float, optional
-        Initial sigma and the sigma of the normaliser (default 0.01).
-    steps, samples, lr : optional
-        Override the preset's maximum steps, noise samples per step, learning rate.
+    settings : QuantifySettings, optional
+        The estimator's settings (:class:`QuantifySettings`; :func:`resolve_settings` builds
+        one from a preset and overrides). Default: the ``"default"`` preset.
+    **overrides
+        :class:`QuantifySettings` fields that replace those of ``settings`` (``None`` values
+        are ignored): ``preset`` (without ``settings``: ``"default"``, the linearised closed
+        form then Newton steps of 16 samples until ``result.precision`` <= 0.06, 250
+        sample-passes on a wide feature; ``"adam"``, Adam on log sigma with a convergence
+        stop; ``"reference"``, the original step for step), ``steps``, ``samples``, ``lr``,
+        ``entropy_weight`` (``lambda_H``; default 7 for VGG, AlexNet, kdnet, 6 for ResNet),
+        ``feature_transform`` (``"relu"``, the original, or ``"identity"``), ``sigma_init``
+        (0.01), ``d0_samples``, ``probes``, ``clamp``, ... An unknown name is a ``TypeError``
+        that lists the known ones.
     seed : int
         Seed of the noise streams.
     device : str or torch.device, optional
@@ -129,7 +124,7 @@ def quantify(
         Most perturbed images in one forward pass (bounds memory). Default: calibrated on
         the first chunks (doubling from the activation-footprint rule while the time per
         row falls) and cached per model, layer, input size and device
-        (:class:`~kdexplain.quantify.chunking.ChunkSizer`).
+        (:class:`~kdexplain.quantification.chunking.ChunkSizer`).
     memory_format : "auto", "channels_last" or "contiguous"
         Layout of the perturbed images (``"auto"``: channels-last on a CPU for a CNN,
         where oneDNN runs about twice as fast). Results agree to float rounding.
@@ -142,8 +137,6 @@ def quantify(
         Architecture, for layer aliases and lambda (default ``model.kdexplain_arch``).
     show_progress : bool, optional
         Progress over the steps: a bar, or off a terminal a line with rate and ETA every 30 s.
-    **options
-        Further :class:`QuantifySettings` fields (``d0_samples``, ``probes``, ``clamp``, ...).
 
     Returns
     -------
@@ -151,9 +144,7 @@ def quantify(
     """
     models, single = _as_models(model)
     arch = arch or getattr(models[0], "kdexplain_arch", None)
-    settings = _settings(preset, arch, feature_transform=feature_transform,
-                         entropy_weight=entropy_weight, sigma_init=sigma_init, steps=steps,
-                         samples=samples, lr=lr, **options)
+    settings = _settings(settings, arch, overrides)
     x, keys, device = _inputs(images, grid, image_keys, device, models[0])
     layout = resolve_memory_format(memory_format, models[0], device)
     streams = NoiseStreams(keys, seed, tuple(x.shape[1:]), device)
@@ -259,9 +250,11 @@ def _optimise(dist: Distortion, settings: QuantifySettings, streams: NoiseStream
     return opt, traces
 
 
-def _settings(preset: str, arch: str | None, **overrides) -> QuantifySettings:
-    """The preset with the overrides, ``lambda_H`` by architecture unless given."""
-    settings = resolve_settings(preset, **overrides)
+def _settings(settings: QuantifySettings | None, arch: str | None,
+              overrides: dict) -> QuantifySettings:
+    """The settings with the overrides, ``lambda_H`` by architecture unless given."""
+    settings = resolve_settings(settings if settings is not None
+                                else overrides.pop("preset", None) or "default", **overrides)
     if settings.entropy_weight is None:
         settings = replace(settings, entropy_weight=default_entropy_weight(arch))
     return settings
@@ -367,7 +360,7 @@ def _resolve_device(device: str | torch.device | None, model: nn.Module) -> torc
 def _chunk_sizer(dist: Distortion, model: nn.Module, x: torch.Tensor,
                  layout: torch.memory_format, max_batch: int | None, step_rows: int) -> ChunkSizer:
     """A fixed chunk when ``max_batch`` is given; otherwise one calibrated on the first
-    chunks (:class:`~kdexplain.quantify.chunking.ChunkSizer`), starting from the rows whose
+    chunks (:class:`~kdexplain.quantification.chunking.ChunkSizer`), starting from the rows whose
     activations fit the device's budget."""
     if max_batch is not None and int(max_batch) < 1:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")

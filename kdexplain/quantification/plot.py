@@ -26,7 +26,7 @@ def plot_entropy_overlay(image: torch.Tensor, entropy: torch.Tensor, path: str |
     """
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
-    from kdexplain.quantify.engine import upsample_grid
+    from kdexplain.quantification.engine import upsample_grid
     from kdexplain.utils.render import entropy_colorbar, save_png, show_entropy
 
     img = image.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
