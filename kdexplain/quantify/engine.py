@@ -107,10 +107,12 @@ def quantify(
         (``conv``, ``fc1``, ...); the feature is the module's output.
     grid : int
         Cells per side of sigma (the original: 16).
-    preset : "default", "adam" or "reference"
+    preset : "default", "paper", "adam" or "reference"
         ``"default"``: the linearised closed form (10 probes), then Newton steps of 16
         samples until ``result.precision`` <= 0.06: 15 steps (250 sample-passes) on a wide
-        feature, up to 100 on a narrow one. ``"adam"``: Adam on log sigma, a convergence
+        feature, up to 100 on a narrow one. ``"paper"``: the reference's rule with 16
+        samples per step, each unit stopped once its mean entropy passes -2.8 (the kept
+        iterate is the reference's; about 640 sample-passes). ``"adam"``: Adam on log sigma, a convergence
         stop (about 1,000). ``"reference"``: the original step for step (SGD 1e-4 on clamped
         sigma, 80 x 96 samples, the x1.5 rule, the iterate closest to entropy -2.8).
     feature_transform : "relu" or "identity", optional
