@@ -23,7 +23,7 @@ its classifier ``fc`` (7 outputs, 64 px, grid 8) and mobilenet_v3_small at ``fea
 
 Usage::
 
-    python benchmarks/bench_estimators.py [--images 4] [--presets default adam reference]
+    python benchmarks/bench_estimators.py [--images 4] [--presets default paper adam reference]
     python benchmarks/bench_estimators.py --quick      # a smoke run (minutes)
     python benchmarks/bench_estimators.py --images 2 --out reports/performance_estimators.md
 
@@ -180,7 +180,7 @@ def _command(argv: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=4, help="images per case")
-    ap.add_argument("--presets", nargs="+", default=["default", "adam", "reference"])
+    ap.add_argument("--presets", nargs="+", default=["default", "paper", "adam", "reference"])
     ap.add_argument("--long-steps", type=int, default=100,
                     help="steps of 64 samples of the run that stands for the optimum")
     ap.add_argument("--cases", nargs="+", type=int, default=None,

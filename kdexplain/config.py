@@ -259,7 +259,7 @@ class AnalysisConfig(_Strict):
     split: str = "val"
     models: list[Role] = Field(default_factory=lambda: list(ROLES))
     checkpoints: Literal["all"] | list[int] = "all"
-    preset: Literal["default", "adam", "reference"] = "default"
+    preset: Literal["default", "paper", "adam", "reference"] = "default"
     steps: int | None = Field(None, ge=1)
     samples: int | None = Field(None, ge=1)
     grid: int = Field(16, ge=1)

@@ -57,7 +57,7 @@ def quantify_command(
     n_images: Annotated[int, typer.Option(help="Number of images (the first ones of the split).")] = 16,
     image_size: Annotated[Optional[int], typer.Option(help="Input size (default 64 for scenes, 224 otherwise).")] = None,
     grid: Annotated[int, typer.Option(help="Cells per side of the sigma grid.")] = 16,
-    preset: Annotated[str, typer.Option(help="default (closed-form start, then stochastic Newton steps on log sigma), adam (Adam on log sigma) or reference (the original algorithm).")] = "default",
+    preset: Annotated[str, typer.Option(help="default (closed-form start, then stochastic Newton steps on log sigma), adam (Adam on log sigma) paper (the original's descent path and kept iterate, 16 samples per step, stopped past the target) or reference (the original algorithm).")] = "default",
     steps: Annotated[Optional[int], typer.Option(help="Maximum optimisation steps (default: the preset's).")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Noise samples per step (default: the preset's).")] = None,
     entropy_weight: Annotated[Optional[float], typer.Option(help="lambda_H (default: 7, or 6 for ResNets).")] = None,

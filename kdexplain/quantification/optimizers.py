@@ -110,7 +110,16 @@ class SigmaOptimizer:
         self._move()
         self.theta[~active] = before[~active]  # stopped units do not move
         active = self._after_move(t, active)
+        active = self._past_target(t, active, traces)
         return self._lambda_rule(t, active, traces)
+
+    def _past_target(self, t: int, active: torch.Tensor, traces: Traces) -> torch.Tensor:
+        """``stop_past_target``: stop the units whose iterate t (recorded before this step)
+        has a mean entropy above the target; no later iterate of a rising path is kept."""
+        s = self.s
+        if not s.stop_past_target or s.target_entropy is None:
+            return active
+        return active & ~(traces.entropy[t].to(active.device) > s.target_entropy)
 
     def _after_move(self, t: int, active: torch.Tensor) -> torch.Tensor:
         return active

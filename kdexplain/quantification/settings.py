@@ -27,7 +27,7 @@ class QuantifySettings:
 
     Attributes
     ----------
-    preset : "default", "adam" or "reference"
+    preset : "default", "paper", "adam" or "reference"
     optimizer : "newton_log" (stochastic Newton steps on log sigma from a closed-form start),
         "adam_log" (Adam on log sigma) or "sgd_clamp" (SGD on raw sigma clamped to
         ``clamp``, the original).
@@ -88,6 +88,11 @@ class QuantifySettings:
     target_entropy : float or None
         Keep the iterate whose mean entropy is closest to it (original: -2.8). None: keep
         the final (averaged) iterate.
+    stop_past_target : bool
+        With ``target_entropy``: a unit stops at the first recorded iterate whose mean
+        entropy exceeds the target. The original runs on (to step 60 or 80), but while the
+        mean entropy rises, as it does on its descent path, the later iterates lie farther
+        from the target and are never kept, so the kept iterate is the same.
     """
 
     preset: str = "default"
@@ -111,6 +116,7 @@ class QuantifySettings:
     entropy_weight_step: int | None = None
     entropy_weight_factor: float = 1.5
     target_entropy: float | None = None
+    stop_past_target: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,6 +128,13 @@ PRESETS: dict[str, QuantifySettings] = {
     # half of the cells): 15 steps (250 sample-passes) on a wide feature, up to 100 (1,610)
     # on a narrow one; benchmarks/bench_estimators.py (reports/performance.md) measures it.
     "default": QuantifySettings(steps=100, precision=0.06),
+    # The original's descent path and kept iterate (the reference preset's rule) with 16
+    # samples per step instead of 96, stopped once the target entropy is passed (about 40
+    # steps, 640 sample-passes instead of 5,760-7,680); docs/method.md section 3.4.
+    "paper": QuantifySettings(
+        preset="paper", optimizer="sgd_clamp", probes=0, start_weight=0.0, steps=80,
+        samples=16, d0_samples=96, lr=1e-4, clamp=(1e-3, 1.0), patience=1,
+        entropy_weight_step=59, target_entropy=-2.8, stop_past_target=True),
     # Adam on log sigma, a decaying step and a convergence stop (the previous default).
     "adam": QuantifySettings(preset="adam", optimizer="adam_log", steps=100, probes=0,
                              start_weight=0.0),

@@ -114,6 +114,10 @@ def _limits(analysis: ConceptAnalysis, config: Mapping[str, Any] | None,
     preset = _get(config, "analysis", "preset") if config else None
     if preset == "reference":
         estimator = "the reference preset, the optimisation that b was set for."
+    elif preset == "paper":
+        estimator = ("the `paper` preset: the reference's descent path and kept iterate with "
+                     "fewer noise samples per step, so b means what it means for the reference "
+                     "(`kdexplain calibrate` checks the agreement; docs/method.md section 6).")
     else:
         estimator = ((f"the `{preset}` preset" if preset else "the entropies as given")
                      + "; b was set for the reference preset, whose within-image entropy "

@@ -1,0 +1,64 @@
+"""The ``paper`` preset: the reference's descent path and kept iterate at a fraction of its
+samples (docs/method.md section 3.4)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from kdexplain import quantify
+from kdexplain.quantification.result import ENTROPY_OFFSET
+from tests.test_quantify import C, G, H, W_, _linear_model
+
+
+def reference_path(a: torch.Tensor, lam: float = 7.0, lr: float = 1e-4, steps: int = 80,
+                   rule_step: int = 59, target: float = -2.8,
+                   sigma0: float = 0.01) -> tuple[torch.Tensor, int]:
+    """The reference's rule without sampling noise on ``D / D0 = sum_i a_i sigma_i^2``
+    (a linear feature, docs/method.md section 3.3): the kept sigma (g, g) and its step."""
+    n = a.numel()
+    sig, kept, ent = torch.full_like(a, sigma0), [], []
+    for t in range(steps):
+        sig = sig.clamp(1e-3, 1.0)
+        kept.append(sig.clone())
+        ent.append(float(sig.log().mean()) + ENTROPY_OFFSET)
+        sig = sig - lr * (2 * a * sig - lam / (n * sig))
+        if t == rule_step:
+            if max(ent) > target:
+                break  # the rule: a unit that has passed the target stops here
+            lam *= 1.5
+    best = min(range(len(ent)), key=lambda i: abs(ent[i] - target))
+    return kept[best], best
+
+
+def test_paper_preset_follows_the_reference_path_on_a_linear_feature():
+    # D / D0 = sum_i a_i sigma_i^2 with a_i = c_i / (sigma0^2 sum_j c_j) (section 3.3): the
+    # noise-free path of the reference's rule is known; 16 samples per step stay close to it
+    # (median over cells within 3 %, the kept step within one).
+    model, c = _linear_model(dim=64, seed=5)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(2))
+    res = quantify(model, x, "1", grid=G, preset="paper", feature_transform="identity", seed=1)
+    expected, step = reference_path(c / (0.01**2 * c.sum()))
+    rel = (res.sigma / expected - 1).abs()
+    assert rel.flatten(1).median(1).values.max() <= 0.03, rel
+    assert ((res.selected_step - step).abs() <= 1).all(), (res.selected_step, step)
+    # the path is the reference's early stretch: sigma moved from sigma0, entropy near -2.8
+    assert (res.entropy.flatten(1).mean(1) - (-2.8)).abs().max() < 0.05
+    assert not torch.allclose(res.sigma, torch.full_like(res.sigma, 0.01))
+
+
+def test_stop_past_target_keeps_the_iterate_the_reference_rule_keeps():
+    # the same noise: the reference's rule run on with 16 samples per step and the paper
+    # preset, which stops each unit once its mean entropy has passed the target
+    model, _ = _linear_model(dim=16, seed=4)
+    x = torch.randn(3, C, H, W_, generator=torch.Generator().manual_seed(3))
+    full = quantify(model, x, "1", grid=G, preset="reference", samples=16, d0_samples=96,
+                    feature_transform="identity", seed=2)
+    fast = quantify(model, x, "1", grid=G, preset="paper", feature_transform="identity", seed=2)
+    assert torch.equal(fast.selected_step, full.selected_step)
+    assert torch.equal(fast.sigma, full.sigma)
+    # it stops at the first iterate past the target: the kept one, or the one after it
+    assert (fast.steps_run <= fast.selected_step + 2).all(), (fast.steps_run, fast.selected_step)
+    assert fast.steps_run.sum() < full.steps_run.sum()
+    assert math.isclose(fast.settings["samples"], 16)
