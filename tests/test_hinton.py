@@ -18,17 +18,17 @@ if str(ROOT) not in sys.path:
 
 from analyses.hinton import ANALYSES, Workspace, make_config, render_only, run_analyses  # noqa: E402
 from analyses.hinton.__main__ import cli  # noqa: E402
+from analyses.hinton.bias import (  # noqa: E402
+    agreement_bias,
+    apply_bias,
+    bias_sweep,
+    prior_matching_bias,
+)
 from analyses.hinton.config import default_teacher, teacher_preset  # noqa: E402
 from analyses.hinton.gradient import (  # noqa: E402
     logit_regression_grad,
     relative_difference,
     soft_target_grad,
-)
-from analyses.hinton.missing_class import (  # noqa: E402
-    agreement_bias,
-    apply_bias,
-    bias_sweep,
-    prior_matching_bias,
 )
 from analyses.hinton.missing_class import run as run_missing_class  # noqa: E402
 from analyses.hinton.nets import NetConfig, jitter_images  # noqa: E402

@@ -159,6 +159,32 @@ def test_consistent_teachers_are_validated():
     with pytest.raises(ValueError, match="ensemble_size"):
         make_config(ensemble_size=1)
     assert make_config(consistent_teachers=("own",)).consistent_teachers == ("own",)
+    with pytest.raises(ValueError, match="consistent_jitter"):
+        make_config(consistent_jitter=-1)
+    assert make_config().consistent_jitter is None  # each teacher's own jitter
+
+
+def test_the_view_shift_is_named_beside_the_teachers_own():
+    per_seed = {"0": {"labels": 50, "teachers": {
+        "paper": {"teacher": 30, "paper": 45, "consistent": 32, "jitter": 2},
+        "nojitter": {"teacher": 30, "paper": 45, "consistent": 32, "jitter": 1,
+                     "teacher_jitter": 0}}}}
+    text = consistent._view_text({"per_seed": per_seed, "teachers": ["paper", "nojitter"]})
+    assert text == ("`paper`: up to 2 pixel(s); `nojitter`: up to 1 pixel(s), though the "
+                    "teacher was trained without shifts")
+
+
+def test_cli_consistent_options(tmp_path, capsys):
+    from analyses.hinton.__main__ import cli, default_out
+
+    assert cli(["consistent", "--consistent-teachers", "huge", "--out", str(tmp_path)]) == 2
+    assert "unknown teacher preset 'huge'" in capsys.readouterr().err
+    assert cli(["consistent", "--consistent-jitter", "-2", "--out", str(tmp_path)]) == 2
+    assert "consistent_jitter must be >= 0" in capsys.readouterr().err
+    assert default_out("full", "fashion", "paper") == Path("reports/hinton/fashion")
+    assert default_out("paper", "fashion", "nojitter") == Path(
+        "reports/hinton/fashion-paper/teacher-nojitter")
+    assert default_out("quick", "mnist5k", "light") == Path("runs/hinton/quick")
 
 
 # ----------------------------------------------------------------------------- pages

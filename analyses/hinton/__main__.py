@@ -60,6 +60,12 @@ def main(
                                                     "held out of the missing-class transfer "
                                                     "sets for the label-free bias rules "
                                                     "(default 40; 100 with --protocol paper)"),
+    consistent_teachers: Optional[str] = typer.Option(
+        None, help="comma-separated teacher presets of the consistent analysis (default: "
+        "paper,light)"),
+    consistent_jitter: Optional[int] = typer.Option(
+        None, help="largest shift (pixels) of the view the consistent teacher labels "
+        "(default: each teacher's own jitter)"),
     out: Optional[Path] = typer.Option(None, help="output folder (default reports/hinton, "
                                        "runs/hinton/quick with --quick; sub-folders per "
                                        "data set other than mnist5k, <dataset>-paper for "
@@ -85,13 +91,7 @@ def main(
     # the paper protocol's own teacher unless --teacher names another one
     teacher_name = teacher or ("paper" if mode == "paper" else default_teacher(quick))
     if out is None:
-        out = Path("reports/hinton") if not quick else Path("runs/hinton/quick")
-        if mode == "paper":
-            out = out / f"{key}-paper"
-        elif not small:
-            out = out / key
-        if teacher_name != ("paper" if mode == "paper" else default_teacher(quick)):
-            out = out / f"teacher-{teacher_name}"
+        out = default_out(mode, key, teacher_name)
     if render:
         for p in render_only(names, out):
             log(f"wrote {p}")
@@ -107,7 +107,10 @@ def main(
     if train_size is None and not small and mode != "paper":
         train_size = LARGE_TRAIN_SIZE[mode]
     cfg = make_config(protocol=mode, dataset=key, seeds=seed_list, train_size=train_size,
-                      test_size=test_size, holdout_per_class=holdout_per_class)
+                      test_size=test_size, holdout_per_class=holdout_per_class,
+                      consistent_jitter=consistent_jitter,
+                      consistent_teachers=None if consistent_teachers is None else tuple(
+                          n.strip() for n in consistent_teachers.split(",") if n.strip()))
     if teacher is not None:
         # a named teacher's regularisation, with the protocol's number of epochs
         preset = teacher_preset(teacher, quick)
@@ -122,6 +125,21 @@ def main(
                  cache_dir=None if no_cache else cache_dir,
                  command=page_command(_argv))
     log(f"all done in {time.perf_counter() - t0:.0f} s; pages in {out}/ (index.md)")
+
+
+def default_out(mode: str, key: str, teacher_name: str) -> Path:
+    """The output folder of a run: ``reports/hinton`` (``runs/hinton/quick`` in quick mode),
+    a sub-folder per data set other than the small ones (``<dataset>-paper`` for the paper
+    protocol), and ``teacher-<name>`` below it for a teacher other than the mode's own."""
+    quick = mode == "quick"
+    out = Path("reports/hinton") if not quick else Path("runs/hinton/quick")
+    if mode == "paper":
+        out = out / f"{key}-paper"
+    elif key not in ("mnist5k", "sklearn-digits"):
+        out = out / key
+    if teacher_name != ("paper" if mode == "paper" else default_teacher(quick)):
+        out = out / f"teacher-{teacher_name}"
+    return out
 
 
 #: Options that choose where runs are cached, not what they compute: left off the pages.

@@ -70,6 +70,10 @@ class HintonConfig:
         The student of consistent teaching (the small net's size, a longer schedule).
     consistent_temperature, consistent_soft_weight, consistent_mixup : float
         T, ``a`` and the mixup Beta parameter (0 = none) of consistent teaching.
+    consistent_jitter : int or None
+        Largest shift (pixels) of the view teacher and student share; ``None``: each
+        teacher's own training jitter (a teacher trained without shifts, such as
+        ``nojitter``, then gives views without any).
     ensemble_size : int
         Label-trained small nets per seed averaged into the ensemble teacher.
     ensemble_temperature, ensemble_soft_weight : float
@@ -114,6 +118,7 @@ class HintonConfig:
     consistent_temperature: float = 1.0
     consistent_soft_weight: float = 1.0
     consistent_mixup: float = 0.0
+    consistent_jitter: int | None = None
     ensemble_size: int = 10
     ensemble_temperature: float = 20.0
     ensemble_soft_weight: float = 0.9
@@ -285,6 +290,8 @@ def validate(cfg: HintonConfig) -> None:
     for name in ("consistent_soft_weight", "ensemble_soft_weight"):
         if not 0.0 <= getattr(cfg, name) <= 1.0:
             raise ValueError(f"{name} must lie in [0, 1], got {getattr(cfg, name)}")
+    if cfg.consistent_jitter is not None and cfg.consistent_jitter < 0:
+        raise ValueError(f"consistent_jitter must be >= 0 pixels, got {cfg.consistent_jitter}")
     if cfg.consistent_mixup < 0:
         raise ValueError(f"consistent_mixup must be >= 0, got {cfg.consistent_mixup}")
     for w in cfg.weighting_hard_weights:

@@ -108,7 +108,7 @@ def summary(result: dict) -> list[dict]:
              "ours": short_share(k["ratio"]) + f", p = {k['sign_flip_p']:.2g}",
              "paper": f"{PAPER_KEPT:.0%} (speech)",
              "separates": f"{result['size']} nets 2x{result['width']} on {result['n_train']} "
-                          f"digits, whose ensemble gains {gain:.2f} points of "
+                          f"training images, whose ensemble gains {gain:.2f} points of "
                           f"{r['single'].mean() * 100:.2f}% error (paper: 10 speech models, "
                           "2.2 points of frame accuracy, 2000 hours of speech)."}]
 

@@ -23,7 +23,6 @@ with rules that never look at the test set nor at any label:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,13 @@ import pandas as pd
 import torch
 
 from analyses.hinton import report as rp
+from analyses.hinton.bias import (  # noqa: F401  (re-exported: the rules' old home)
+    agreement_bias,
+    apply_bias,
+    bias_sweep,
+    class_mass,
+    prior_matching_bias,
+)
 from analyses.hinton.distillation import fmt_interval
 from analyses.hinton.seedstats import ratio_of_means
 from analyses.hinton.workspace import Workspace, log
@@ -52,102 +58,6 @@ RULE_NAMES = {"prior": "prior matching (held-out, all classes)",
               "prior_transfer_classes": "prior matching (held-out, transfer classes only)"}
 
 
-def apply_bias(logits: torch.Tensor, classes: Sequence[int], bias: float) -> torch.Tensor:
-    """``logits`` with ``bias`` added to the columns ``classes``. ``(N, C)`` -> ``(N, C)``."""
-    out = logits.clone()
-    out[:, list(classes)] += bias
-    return out
-
-
-def bias_sweep(logits: torch.Tensor, labels: torch.Tensor, classes: Sequence[int],
-               biases: torch.Tensor) -> dict[str, np.ndarray]:
-    """Errors as a function of the bias added to ``classes``.
-
-    Parameters
-    ----------
-    logits : Tensor (N, C)
-    labels : Tensor (N,)
-    classes : sequence of int
-        The edited classes (e.g. ``[3]`` or ``[7, 8]``).
-    biases : Tensor (K,)
-
-    Returns
-    -------
-    dict
-        ``"errors"`` (K,): errors over all N examples; ``"class_errors"`` (K,): errors
-        among the examples whose label is one of ``classes``; ``"class_total"``: how
-        many such examples there are.
-    """
-    cls = torch.tensor(list(classes))
-    onehot = torch.zeros(logits.shape[1], dtype=logits.dtype)
-    onehot[cls] = 1.0
-    biases = biases.to(logits.dtype)
-    wrong = torch.cat([  # (K, N); chunks of 16 biases bound the (k, N, C) temporary
-        (logits[None] + biases[i:i + 16, None, None] * onehot).argmax(dim=2) != labels[None]
-        for i in range(0, len(biases), 16)])
-    in_cls = torch.isin(labels, cls)
-    return {"errors": wrong.sum(1).numpy(), "class_errors": wrong[:, in_cls].sum(1).numpy(),
-            "class_total": int(in_cls.sum())}
-
-
-def class_mass(logits: torch.Tensor, classes: Sequence[int]) -> torch.Tensor:
-    """Mean over rows of the softmax probability of ``classes`` (summed). ``(N, C)`` -> ()."""
-    return torch.softmax(logits.double(), dim=1)[:, list(classes)].sum(1).mean()
-
-
-def prior_matching_bias(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                        classes: Sequence[int], lo: float = -30.0, hi: float = 30.0,
-                        iters: int = 60) -> float:
-    """Bias ``b`` on ``classes`` so the student's mean probability of them equals the teacher's.
-
-    Solves ``mean_x sum_{c in classes} softmax(z(x) + b e_classes)_c = mean_x sum_c
-    softmax(v(x))_c`` by bisection (the left side increases with ``b``). No labels used.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits : Tensor (N, C)
-        Logits of the same N unlabelled images.
-    classes : sequence of int
-    lo, hi : float
-        Search interval; the result is clipped to it.
-    iters : int
-
-    Returns
-    -------
-    float
-    """
-    target = float(class_mass(teacher_logits, classes))
-    z = student_logits.double()
-
-    def f(b: float) -> float:
-        return float(class_mass(apply_bias(z, classes, b), classes)) - target
-
-    if f(lo) >= 0:
-        return lo
-    if f(hi) <= 0:
-        return hi
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if f(mid) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
-
-
-def agreement_bias(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                   classes: Sequence[int], biases: torch.Tensor) -> float:
-    """The bias of ``biases`` (K,) maximising arg-max agreement with the teacher.
-
-    Ties (a plateau of equal agreement) resolve to the median of the tied grid values.
-    """
-    target = teacher_logits.argmax(dim=1)
-    sweep = bias_sweep(student_logits, target, classes, biases)
-    agree = -sweep["errors"]
-    best = np.flatnonzero(agree == agree.max())
-    return float(biases[best[len(best) // 2]])
-
-
 def _holdout_rows(y: torch.Tensor, per_class: int, num_classes: int) -> torch.Tensor:
     """Boolean mask (N,) of the last ``per_class`` training images of each class."""
     mask = torch.zeros(len(y), dtype=torch.bool)
@@ -158,6 +68,52 @@ def _holdout_rows(y: torch.Tensor, per_class: int, num_classes: int) -> torch.Te
                              f"holdout_per_class={per_class} would leave none to train on")
         mask[idx[-per_class:]] = True
     return mask
+
+
+def _bias_results(cfg, z_te: torch.Tensor, y_te: torch.Tensor, classes: list[int],
+                  biases: torch.Tensor, z_ho: torch.Tensor, v_ho: torch.Tensor,
+                  in_transfer: torch.Tensor) -> dict:
+    """One student's test errors without a bias, at the test-set optimum and at each
+    label-free rule's bias.
+
+    Parameters
+    ----------
+    cfg : HintonConfig
+    z_te : Tensor (N_test, C)
+        The student's test logits; ``y_te (N_test,)`` the labels.
+    classes : list of int
+        The edited classes.
+    biases : Tensor (K,)
+        The bias grid.
+    z_ho, v_ho : Tensor (H, C)
+        Student and teacher logits on the held-out training images (no labels used).
+    in_transfer : BoolTensor (H,)
+        Held-out images of the transfer set's classes (for ``prior_transfer_classes``).
+    """
+    sweep = bias_sweep(z_te, y_te, classes, biases)
+    i0 = int(torch.argmin(biases.abs()))
+    # the test-set optimum; ties resolve to the smallest |bias|
+    errs = sweep["errors"]
+    cand = np.flatnonzero(errs == errs.min())
+    ib = int(cand[np.argmin(np.abs(biases.numpy()[cand]))])
+    rule_bias = {
+        "prior": prior_matching_bias(z_ho, v_ho, classes, cfg.bias_min, cfg.bias_max),
+        "agreement": agreement_bias(z_ho, v_ho, classes, biases),
+        "prior_transfer_classes": prior_matching_bias(
+            z_ho[in_transfer], v_ho[in_transfer], classes, cfg.bias_min, cfg.bias_max),
+    }
+    rules = {}
+    for name, b in rule_bias.items():
+        s = bias_sweep(z_te, y_te, classes, torch.tensor([b], dtype=torch.float64))
+        rules[name] = {"bias": b, "errors": int(s["errors"][0]),
+                       "class_errors": int(s["class_errors"][0])}
+    return {"errors": int(errs[i0]), "class_errors": int(sweep["class_errors"][i0]),
+            "class_total": sweep["class_total"],
+            "best_bias": float(biases[ib]), "best_errors": int(errs[ib]),
+            "best_class_errors": int(sweep["class_errors"][ib]),
+            "sweep_errors": errs.tolist(),
+            "sweep_class_errors": sweep["class_errors"].tolist(),
+            "rules": rules}
 
 
 def run(ws: Workspace) -> dict:
@@ -196,35 +152,12 @@ def run(ws: Workspace) -> dict:
             out = ws.student(seed, cfg.student, temperature=cfg.distill_temperature,
                              soft_weight=cfg.soft_weight, rows=st["rows"],
                              match_steps_to=n_full)
-            z_te = out["test"].double()
-            sweep = bias_sweep(z_te, y_te, classes, biases)
-            i0 = int(torch.argmin(biases.abs()))
-            # the test-set optimum; ties resolve to the smallest |bias|
-            errs = sweep["errors"]
-            cand = np.flatnonzero(errs == errs.min())
-            ib = int(cand[np.argmin(np.abs(biases.numpy()[cand]))])
-            z_ho, v_ho = out["train"][ho_idx].double(), teacher["train"][ho_idx].double()
             in_transfer = ~torch.isin(y_tr[ho_idx], torch.tensor([cfg.missing_class])) \
                 if key == "no_class" else torch.isin(y_tr[ho_idx], kept)
-            rule_bias = {
-                "prior": prior_matching_bias(z_ho, v_ho, classes, cfg.bias_min, cfg.bias_max),
-                "agreement": agreement_bias(z_ho, v_ho, classes, biases),
-                "prior_transfer_classes": prior_matching_bias(
-                    z_ho[in_transfer], v_ho[in_transfer], classes, cfg.bias_min, cfg.bias_max),
-            }
-            rules = {}
-            for name, b in rule_bias.items():
-                s = bias_sweep(z_te, y_te, classes, torch.tensor([b], dtype=torch.float64))
-                rules[name] = {"bias": b, "errors": int(s["errors"][0]),
-                               "class_errors": int(s["class_errors"][0])}
             row[key] = {"transfer_size": int(len(st["rows"])),
-                        "errors": int(errs[i0]), "class_errors": int(sweep["class_errors"][i0]),
-                        "class_total": sweep["class_total"],
-                        "best_bias": float(biases[ib]), "best_errors": int(errs[ib]),
-                        "best_class_errors": int(sweep["class_errors"][ib]),
-                        "sweep_errors": errs.tolist(),
-                        "sweep_class_errors": sweep["class_errors"].tolist(),
-                        "rules": rules}
+                        **_bias_results(cfg, out["test"].double(), y_te, classes, biases,
+                                        out["train"][ho_idx].double(),
+                                        teacher["train"][ho_idx].double(), in_transfer)}
         per_seed[str(seed)] = row
     result = {"name": NAME, "title": TITLE, "n_test": int(len(y_te)),
               "biases": biases.tolist(), "missing_class": cfg.missing_class,
