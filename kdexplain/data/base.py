@@ -112,15 +112,17 @@ def _wide_grey_to_rgb(arr: np.ndarray, mode: str, path: str | Path) -> np.ndarra
     return np.repeat(grey[..., None], 3, axis=2)
 
 
-def load_label_png(path: str | Path) -> np.ndarray:
-    """Read a mask / label PNG as an integer array (H, W).
+def read_label_image(path: str | Path) -> tuple[np.ndarray, bool]:
+    """Read a mask / label image as a single-channel array (H, W) and whether it was a
+    palette image (whose values are indices, not intensities).
 
-    Palette images (VOC class maps, Pet trimaps) give their indices; RGB images are
-    converted to grey first.
+    Palette, grey, 1-bit, 16/32-bit integer and float images keep their values; colour
+    images are converted to grey first. The one reader of every dataset's masks.
     """
     try:
         with Image.open(path) as im:
-            if im.mode in ("RGB", "RGBA", "LA"):
+            palette = im.mode == "P"
+            if im.mode not in ("P", "L", "1", "I", "I;16", "F"):
                 im = im.convert("L")
             arr = np.asarray(im)
     except FileNotFoundError as e:
@@ -129,7 +131,16 @@ def load_label_png(path: str | Path) -> np.ndarray:
         raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
     if arr.ndim != 2:
         raise CorruptImageError(path, f"expected a single-channel mask, got shape {arr.shape}")
-    return arr
+    return arr, palette
+
+
+def load_label_png(path: str | Path) -> np.ndarray:
+    """Read a mask / label PNG as an integer array (H, W) (:func:`read_label_image`).
+
+    Palette images (VOC class maps, Pet trimaps) give their indices; RGB images are
+    converted to grey first.
+    """
+    return read_label_image(path)[0]
 
 
 def check_mask_shape(mask: np.ndarray, image: torch.Tensor, mask_path: str | Path,

@@ -20,15 +20,14 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 from kdexplain.data.base import (
     IMAGE_EXTENSIONS,
-    CorruptImageError,
     RawSample,
     RecordDataset,
     check_mask_shape,
     load_rgb,
+    read_label_image,
 )
 from kdexplain.data.grid import center_mask
 from kdexplain.data.transforms import mask_box
@@ -45,16 +44,7 @@ def list_images(root: Path) -> list[Path]:
 
 def read_mask_file(path: Path, threshold: float = 0.5) -> np.ndarray:
     """A foreground mask from a PNG, bool (H, W); see the module docstring for the rule."""
-    try:
-        with Image.open(path) as im:
-            palette = im.mode == "P"
-            if im.mode not in ("P", "L", "1", "I", "I;16", "F"):
-                im = im.convert("L")
-            arr = np.asarray(im)
-    except FileNotFoundError as e:
-        raise CorruptImageError(path, "mask file does not exist") from e
-    except (OSError, SyntaxError, ValueError) as e:
-        raise CorruptImageError(path, f"{type(e).__name__}: {e}") from e
+    arr, palette = read_label_image(path)
     if palette:
         return (arr > 0) & (arr != 255)
     arr = arr.astype(np.float32)
