@@ -83,7 +83,7 @@ def test_control_tests_by_hand():
     import numpy as np
 
     from kdexplain.concepts import ConceptSettings
-    from kdexplain.concepts.analysis import control_tests
+    from kdexplain.concepts.hypotheses import control_tests
 
     rows = []
     for seed in range(3):

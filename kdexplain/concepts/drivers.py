@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kdexplain.concepts.analysis import ConceptAnalysis
+from kdexplain.concepts.result import ConceptAnalysis
 from kdexplain.concepts.stats import paired_bootstrap_ci, paired_test, seed_paired_test
 
 __all__ = ["DISTANCE_FORMS", "distance_drivers", "drivers_sentence"]

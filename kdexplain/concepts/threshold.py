@@ -16,11 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kdexplain.concepts.analysis import (
-    ConceptSettings,
-    RunEntropies,
-    analyze_concepts,
-)
+from kdexplain.concepts.analysis import analyze_concepts
+from kdexplain.concepts.runs import RunEntropies
+from kdexplain.concepts.settings import ConceptSettings
 
 __all__ = ["DEFAULT_THRESHOLDS", "ThresholdCurve", "threshold_curve"]
 
