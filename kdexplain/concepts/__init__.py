@@ -25,9 +25,11 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".runs": ["RunEntropies"],
     ".settings": ["ConceptSettings"],
     ".stats": [
-        "HOLDS", "INCONCLUSIVE", "NOT_HOLDS", "BootstrapCI", "PairedTest", "bootstrap_ci", "holm",
-        "hypothesis_verdict", "metric_verdict", "min_seed_p_value", "paired_bootstrap_ci",
+        "BootstrapCI", "PairedTest", "bootstrap_ci", "min_seed_p_value", "paired_bootstrap_ci",
         "paired_test", "seed_paired_test", "spread_test",
     ],
     ".threshold": ["DEFAULT_THRESHOLDS", "ThresholdCurve", "threshold_curve"],
+    ".verdicts": [
+        "HOLDS", "INCONCLUSIVE", "NOT_HOLDS", "holm", "hypothesis_verdict", "metric_verdict",
+    ],
 })

@@ -10,16 +10,13 @@ import pandas as pd
 
 from kdexplain.concepts.settings import ConceptSettings
 from kdexplain.concepts.stats import (
-    INCONCLUSIVE,
-    holm,
-    hypothesis_verdict,
-    metric_verdict,
     min_seed_p_value,
     paired_bootstrap_ci,
     paired_test,
     seed_paired_test,
     spread_test,
 )
+from kdexplain.concepts.verdicts import INCONCLUSIVE, holm, hypothesis_verdict, metric_verdict
 
 __all__ = ["HYPOTHESES", "METRICS", "ROLE_LABELS", "Hypothesis", "control_tests",
            "hypothesis_tests"]
