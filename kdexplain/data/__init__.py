@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".grid": ["MASK_RULES", "cell_index", "center_mask", "mask_to_grid"],
     ".ilsvrc": ["ILSVRCDataset"],
     ".pets": ["PetsDataset"],
+    ".preloaded": ["PreloadedDataset", "collate_image_label"],
     ".preview": ["dataset_summary", "draw_preview", "format_summary"],
     ".registry": ["build_dataset", "dataset_names", "register_dataset"],
     ".scenes": ["BACKGROUND_FAMILIES", "ScenesDataset", "build_scenes", "default_data_root"],

@@ -53,10 +53,12 @@ from kdexplain.config import (
     parse_config,
     read_yaml,
 )
+from kdexplain.data.preloaded import PreloadedDataset
 from kdexplain.models import build_model, load_model, load_state_dict, resolve_layer_name
 from kdexplain.train.distributed import DistContext
 from kdexplain.train.features import upstream_parameters
-from kdexplain.train.loop import ModelTrainer, Phase, PreloadedDataset
+from kdexplain.train.loop import ModelTrainer
+from kdexplain.train.phase import Phase
 from kdexplain.utils import (
     atomic_write_text,
     derive_seed,
