@@ -15,5 +15,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".optim": ["LrFactor", "build_optimizer", "build_scheduler"],
     ".phase": ["Phase"],
     ".trajectory": ["WeightTrajectory", "path_length", "weight_distances"],
-    ".triplet": ["ROLES", "format_summary", "run_dir_for", "train_all_seeds", "train_triplet"],
+    ".run_folder": ["format_summary"],
+    ".triplet": ["run_dir_for", "train_all_seeds", "train_triplet"],
 })
