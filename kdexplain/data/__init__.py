@@ -22,7 +22,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".preloaded": ["PreloadedDataset", "collate_image_label"],
     ".preview": ["dataset_summary", "draw_preview", "format_summary"],
     ".registry": ["build_dataset", "dataset_names", "register_dataset"],
-    ".scenes": ["BACKGROUND_FAMILIES", "ScenesDataset", "build_scenes", "default_data_root"],
+    ".scene_paint": ["BACKGROUND_FAMILIES"],
+    ".scenes": ["ScenesDataset", "build_scenes", "default_data_root"],
     ".transforms": ["IMAGENET_MEAN", "IMAGENET_STD", "JointPipeline", "denormalize", "normalize"],
     ".voc": ["VOC_CLASSES", "VOCObjectsDataset"],
     ".digits": [
