@@ -37,7 +37,7 @@ def test_distillation_loss_golden():
     got = distillation_loss(z, v, y, temperature=2.0, soft_weight=0.9).item()
     assert got == pytest.approx(0.9 * 2 * math.tanh(0.25) + 0.1 * ce, rel=1e-6)
     assert got == pytest.approx(0.47217976, rel=1e-6)
-    assert distillation_loss(z, v, None, 2.0).item() == pytest.approx(0.48983732, rel=1e-6)
+    assert distillation_loss(z, v, None, 2.0, 0.9).item() == pytest.approx(0.48983732, rel=1e-6)
     with pytest.raises(ValueError, match="soft_weight"):
         distillation_loss(z, v, y, 2.0, soft_weight=1.5)
 
@@ -131,5 +131,7 @@ def test_objectives_are_small_classes_with_golden_values():
     assert float(loss) == pytest.approx(2 / (2 * 3))  # sum_i (z_i - v_i)^2 / (2N), per example
     soft = make_objective("soft", temperature=2.0, soft_weight=1.0)
     assert soft.temperature == 2.0 and soft.needs_teacher
+    with pytest.raises(ValueError, match="soft objective needs temperature and soft_weight"):
+        make_objective("soft")
     with pytest.raises(ValueError, match="unknown objective 'mse'"):
         make_objective("mse")

@@ -75,14 +75,14 @@ class ModelTrainer:
         Further resolved module paths whose trajectory is recorded.
     teacher : nn.Module, optional
         The trained teacher (objectives ``feature``, ``soft``, ``logit_l2``).
-    temperature, soft_weight : float
-        For ``soft``.
+    temperature, soft_weight : float, optional
+        For ``soft`` (required there; from the config's ``student`` section).
     """
 
     def __init__(self, role: str, model_dir: Path, phases: list[Phase], ctx: DistContext,
                  seed: int, arch: str, model_kwargs: dict, layer: str,
                  track_layers: list[str] | None = None, teacher: nn.Module | None = None,
-                 temperature: float = 4.0, soft_weight: float = 0.9) -> None:
+                 temperature: float | None = None, soft_weight: float | None = None) -> None:
         if not phases:
             raise ValueError(f"{role}: no phase to train")
         self.role = role
@@ -95,8 +95,8 @@ class ModelTrainer:
         self.layer = layer
         self.track_layers = [t for t in (track_layers or []) if t != layer]
         self.teacher = teacher
-        self.temperature = float(temperature)
-        self.soft_weight = float(soft_weight)
+        self.temperature = None if temperature is None else float(temperature)
+        self.soft_weight = None if soft_weight is None else float(soft_weight)
         self.records = ModelRecords(self.dir, [p.name for p in phases])
         tracked = [p.name for p in phases if p.tracked]
         self.tracked_phase = tracked[0] if tracked else None
