@@ -20,7 +20,7 @@ from kdexplain.concepts.runs import RunEntropies
 from kdexplain.concepts.selection import select_images
 from kdexplain.concepts.settings import ConceptSettings
 from kdexplain.concepts.summary import summarise
-from kdexplain.vocabulary import ALL_ROLES
+from kdexplain.vocabulary import ALL_ROLES, COMPARED_ROLES, CONTROL
 
 __all__ = ["analyze_concepts"]
 
@@ -180,7 +180,7 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
     per_image_df = pd.concat(per_image, ignore_index=True)
     roles = [r for r in ALL_ROLES if r in set(per_image_df["role"])]
     summary = summarise(per_image_df, roles, settings)
-    if {"student", "baseline"} <= set(roles):
+    if set(COMPARED_ROLES) <= set(roles):
         tests, verdicts = hypothesis_tests(per_image_df, settings)
     else:
         tests, verdicts = pd.DataFrame(), pd.DataFrame()
@@ -190,7 +190,7 @@ def analyze_concepts(runs: RunEntropies | Sequence[RunEntropies],
         notes.append(f"the teacher was trained once (seed {todo[-1][0]}) and shared by every "
                      "seed; its numbers come from that one network")
     controls = (control_tests(per_image_df, settings)
-                if {"student", "baseline", "control"} <= set(roles) else pd.DataFrame())
+                if {*COMPARED_ROLES, CONTROL} <= set(roles) else pd.DataFrame())
     return ConceptAnalysis(
         settings=settings, runs=runs, seeds=seeds, models=models, used_keys=used_keys,
         images=pd.concat(image_tables, ignore_index=True), per_image=per_image_df,

@@ -17,6 +17,7 @@ from kdexplain.concepts.stats import (
     spread_test,
 )
 from kdexplain.concepts.verdicts import INCONCLUSIVE, holm, hypothesis_verdict, metric_verdict
+from kdexplain.vocabulary import COMPARED_ROLES, CONTROL
 
 __all__ = ["HYPOTHESES", "METRICS", "ROLE_LABELS", "Hypothesis", "control_tests",
            "hypothesis_tests"]
@@ -111,7 +112,7 @@ def control_tests(per_image: pd.DataFrame, settings: ConceptSettings) -> pd.Data
         direction with the control in the place of S or of B).
     """
     frames = {r: per_image[per_image["role"] == r].set_index(["seed", "image_key"])
-              for r in ("student", "baseline", "control")}
+              for r in (*COMPARED_ROLES, CONTROL)}
     rows = []
     for name, first, second in (("C vs B", "control", "baseline"),
                                 ("S vs C", "student", "control")):

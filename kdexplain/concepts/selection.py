@@ -9,6 +9,7 @@ from kdexplain.concepts.hypotheses import ROLE_LABELS
 from kdexplain.concepts.metrics import effective_images, region_means, usable_images
 from kdexplain.concepts.runs import RunEntropies
 from kdexplain.concepts.settings import ConceptSettings
+from kdexplain.vocabulary import COMPARED_ROLES
 
 __all__ = ["select_images"]
 
@@ -40,7 +41,7 @@ def select_images(run: RunEntropies, seed: int, settings: ConceptSettings
                               + " cell to compare")
                 why[i] = f"not effective: {detail} at epoch {int(epochs[j])}"
         usable[role], effective[role], reasons[role] = ok, eff, why
-    pair = [r for r in ("student", "baseline") if r in run.roles] or run.roles
+    pair = [r for r in COMPARED_ROLES if r in run.roles] or run.roles
     common = np.logical_and.reduce([usable[r] & effective[r] for r in pair])
     beyond = np.zeros_like(common)
     if settings.keep_effective is not None:

@@ -17,7 +17,7 @@ from pydantic import (
 
 from kdexplain.config.errors import ConfigError, format_errors
 from kdexplain.config.overrides import apply_overrides
-from kdexplain.vocabulary import ALL_ROLES, ARCHS, ROLES
+from kdexplain.vocabulary import ALL_ROLES, ARCHS, OPTIMIZERS, ROLES, SCHEDULES
 
 __all__ = [
     "CONCEPT_KEYS",
@@ -41,6 +41,8 @@ PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 9
 
 Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
 Role = Literal[ALL_ROLES]
+Optimizer = Literal[OPTIMIZERS]
+Schedule = Literal[SCHEDULES]
 
 
 class _Strict(BaseModel):
@@ -116,11 +118,11 @@ class ModelConfig(_Strict):
 class OptimOverrides(_Strict):
     """Per-role overrides of :class:`OptimConfig`; ``None`` keeps the shared value."""
 
-    name: Literal["sgd", "adam"] | None = None
+    name: Optimizer | None = None
     lr: float | None = Field(None, gt=0)
     momentum: float | None = Field(None, ge=0, lt=1)
     weight_decay: float | None = Field(None, ge=0)
-    schedule: Literal["loglinear", "constant", "cosine"] | None = None
+    schedule: Schedule | None = None
 
 
 class OptimConfig(_Strict):
@@ -134,13 +136,13 @@ class OptimConfig(_Strict):
     to 0, ``constant`` keeps it. ``amp`` and ``channels_last`` act on CUDA only.
     """
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Optimizer = "sgd"
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1, description="None: 2 x batch_size")
-    schedule: Literal["loglinear", "constant", "cosine"] = "loglinear"
+    schedule: Schedule = "loglinear"
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
     amp: bool = False
     channels_last: bool = False
