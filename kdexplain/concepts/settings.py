@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from kdexplain.concepts.metrics import DEFAULT_CONCEPT_THRESHOLD, DEFAULT_LATE_FRACTION
 
-__all__ = ["ConceptSettings"]
+__all__ = ["BOUND_KEYS", "ConceptSettings"]
+
+#: The keys of a setting's bounds in its field's metadata (pydantic's names: the experiment
+#: config's analysis section is built from these fields, bounds included).
+BOUND_KEYS: tuple[str, ...] = ("ge", "gt", "le", "lt")
+
+
+def _bounds(**limits: float) -> dict[str, Any]:
+    return {"metadata": limits}
+
+
+def _describe(limits: Mapping[str, float]) -> str:
+    """``{"gt": 0, "lt": 1}`` -> ``in (0, 1)``; ``{"ge": 2}`` -> ``>= 2``."""
+    low = ("[", limits["ge"]) if "ge" in limits else ("(", limits["gt"]) if "gt" in limits else None
+    high = ("]", limits["le"]) if "le" in limits else (")", limits["lt"]) if "lt" in limits else None
+    if low and high:
+        return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+    if low:
+        return f"{'>=' if low[0] == '[' else '>'} {low[1]}"
+    return f"{'<=' if high[0] == ']' else '<'} {high[1]}"
+
+
+@cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _within(value: float, limits: Mapping[str, float]) -> bool:
+    return (value >= limits.get("ge", -float("inf")) and value > limits.get("gt", -float("inf"))
+            and value <= limits.get("le", float("inf")) and value < limits.get("lt", float("inf")))
 
 
 @dataclass(frozen=True)
@@ -57,38 +87,31 @@ class ConceptSettings:
     concept_threshold: float = DEFAULT_CONCEPT_THRESHOLD
     baseline_entropy: Literal["pooled", "per_image"] = "pooled"
     select_effective: bool = False
-    keep_effective: int | None = None
-    late_fraction: float = DEFAULT_LATE_FRACTION
-    count_epoch: int | None = None
+    keep_effective: int | None = field(default=None, **_bounds(ge=1))
+    late_fraction: float = field(default=DEFAULT_LATE_FRACTION, **_bounds(ge=0, le=1))
+    count_epoch: int | None = field(default=None, **_bounds(ge=0))
     distance: Literal["step", "epoch"] = "step"
     peak_without_concepts: Literal["first", "exclude"] = "first"
     empty_rho: Literal["zero", "exclude"] = "zero"
-    alpha: float = 0.05
-    ci_level: float = 0.95
-    n_resamples: int = 2000
-    n_permutations: int = 5000
-    stats_seed: int = 0
+    alpha: float = field(default=0.05, **_bounds(gt=0, lt=1))
+    ci_level: float = field(default=0.95, **_bounds(gt=0, lt=1))
+    n_resamples: int = field(default=2000, **_bounds(ge=2))
+    n_permutations: int = field(default=5000, **_bounds(ge=1))
+    # NumPy's legacy generator takes seeds 0 .. 2**32 - 1
+    stats_seed: int = field(default=0, **_bounds(ge=0, le=2**32 - 1))
 
     def __post_init__(self) -> None:
-        choices = {"baseline_entropy": ("pooled", "per_image"), "distance": ("step", "epoch"),
-                   "peak_without_concepts": ("first", "exclude"),
-                   "empty_rho": ("zero", "exclude")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got "
-                                 f"{getattr(self, name)!r}")
-        if not 0 <= self.late_fraction <= 1:
-            raise ValueError(f"late_fraction must be in [0, 1], got {self.late_fraction}")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        if not 0 < self.ci_level < 1:
-            raise ValueError(f"ci_level must be in (0, 1), got {self.ci_level}")
-        if self.keep_effective is not None and (self.keep_effective < 1
-                                                or not self.select_effective):
+        hints = _type_hints(type(self))
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if get_origin(hints[f.name]) is Literal and value not in get_args(hints[f.name]):
+                raise ValueError(f"{f.name} must be one of {list(get_args(hints[f.name]))}, "
+                                 f"got {value!r}")
+            if f.metadata and value is not None and not _within(value, f.metadata):
+                raise ValueError(f"{f.name} must be {_describe(f.metadata)}, got {value}")
+        if self.keep_effective is not None and not self.select_effective:
             raise ValueError("keep_effective needs select_effective: true and must be >= 1, "
                              f"got {self.keep_effective}")
-        if self.n_resamples < 2 or self.n_permutations < 1:
-            raise ValueError("n_resamples must be >= 2 and n_permutations >= 1")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ConceptSettings:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
+from kdexplain.concepts.settings import BOUND_KEYS, ConceptSettings
 from kdexplain.config.errors import ConfigError, format_errors
 from kdexplain.config.overrides import apply_overrides
 from kdexplain.vocabulary import ALL_ROLES, ARCHS, OPTIMIZERS, ROLES, SCHEDULES
@@ -218,57 +221,66 @@ REPORT_ONLY_KEYS: tuple[str, ...] = (
     "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
     "ci_level", "n_resamples", "n_permutations", "stats_seed", "keep_effective")
 #: AnalysisConfig keys that are the settings of :class:`kdexplain.concepts.ConceptSettings`
-#: (what ``kdexplain report --set`` may change; tests/test_config.py checks the two agree).
-CONCEPT_KEYS: tuple[str, ...] = ("concept_threshold", "baseline_entropy", "select_effective",
-                                 *REPORT_ONLY_KEYS)
+#: (what ``kdexplain report --set`` may change): that class's fields, in its order.
+CONCEPT_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ConceptSettings))
 
 
-class AnalysisConfig(_Strict):
+class _AnalysisSection(_Strict):
     """How the sweep quantifies the run and how the report counts and tests concepts.
 
     The quantification: ``n_images`` drawn from ``split``, the ``models`` and ``checkpoints``,
     ``preset`` ... ``max_batch`` (docs/method.md section 3), ``mask_rule`` (how masks become
-    foreground cells). The concepts and statistics (docs/method.md section 4),
-    the fields of :class:`kdexplain.concepts.ConceptSettings`, documented there:
-    ``concept_threshold`` (b), ``baseline_entropy``, ``select_effective``, ``late_fraction``, ``count_epoch``, ``distance``, ``peak_without_concepts``, ``empty_rho``,
-    ``alpha``, ``ci_level``, ``n_resamples``, ``n_permutations``, ``stats_seed``
-    (:data:`REPORT_ONLY_KEYS` are read by the report alone).
+    foreground cells). The concepts and statistics (docs/method.md section 4): the fields of
+    :class:`kdexplain.concepts.ConceptSettings`, with its types, defaults, bounds and
+    documentation (:data:`CONCEPT_KEYS`; :data:`REPORT_ONLY_KEYS` are read by the report
+    alone).
     """
 
-    n_images: int = Field(30, ge=1, description="images analysed (drawn from split by the seed)")
-    split: str = "val"
-    models: list[Role] = Field(default_factory=lambda: list(ROLES))
-    checkpoints: Literal["all"] | list[int] = "all"
-    preset: Literal["default", "adam", "reference"] = "default"
-    steps: int | None = Field(None, ge=1)
-    samples: int | None = Field(None, ge=1)
-    grid: int = Field(16, ge=1)
-    entropy_weight: float | None = Field(None, gt=0)
-    feature_transform: Literal["relu", "identity"] = "relu"
-    concept_threshold: float = 0.2
-    baseline_entropy: Literal["pooled", "per_image"] = "pooled"
-    mask_rule: Literal["fraction", "nearest"] = "fraction"
-    select_effective: bool = False
-    keep_effective: int | None = Field(
-        None, ge=1, description="with select_effective: analyse only the first K images "
-                                "effective for S and B, in draw order (the original's "
-                                "pick_sample: 500 drawn, the first 50 kept)")
-    max_batch: int | None = Field(None, ge=1)
-    # report only (ConceptSettings; the same defaults, checked by tests/test_config.py)
-    late_fraction: float = Field(40 / 150, ge=0, le=1)
-    count_epoch: int | None = Field(None, ge=0)
-    distance: Literal["step", "epoch"] = "step"
-    peak_without_concepts: Literal["first", "exclude"] = "first"
-    empty_rho: Literal["zero", "exclude"] = "zero"
-    alpha: float = Field(0.05, gt=0, lt=1)
-    ci_level: float = Field(0.95, gt=0, lt=1)
-    n_resamples: int = Field(2000, ge=2)
-    n_permutations: int = Field(5000, ge=1)
-    stats_seed: Seed = 0
+    @model_validator(mode="after")
+    def _concepts_agree(self) -> _AnalysisSection:
+        ConceptSettings.from_mapping(self.concept_settings())  # the settings' own checks
+        return self
 
     def concept_settings(self) -> dict[str, Any]:
         """The :data:`CONCEPT_KEYS` of this section (``ConceptSettings.from_mapping`` reads it)."""
         return {k: getattr(self, k) for k in CONCEPT_KEYS}
+
+
+#: The quantification's keys of the analysis section; each is placed in the section (and in a
+#: saved config.yaml) after the key named by ``_PLACED_AFTER`` or, without one, before the
+#: concept settings.
+_QUANTIFY_FIELDS: dict[str, tuple[Any, Any]] = {
+    "n_images": (int, Field(30, ge=1, description="images analysed (drawn from split by the seed)")),
+    "split": (str, "val"),
+    "models": (list[Role], Field(default_factory=lambda: list(ROLES))),
+    "checkpoints": (Literal["all"] | list[int], "all"),
+    "preset": (Literal["default", "adam", "reference"], "default"),
+    "steps": (int | None, Field(None, ge=1)),
+    "samples": (int | None, Field(None, ge=1)),
+    "grid": (int, Field(16, ge=1)),
+    "entropy_weight": (float | None, Field(None, gt=0)),
+    "feature_transform": (Literal["relu", "identity"], "relu"),
+    "mask_rule": (Literal["fraction", "nearest"], "fraction"),
+    "max_batch": (int | None, Field(None, ge=1)),
+}
+_PLACED_AFTER = {"mask_rule": "baseline_entropy", "max_batch": "keep_effective"}
+
+
+def _analysis_fields() -> dict[str, tuple[Any, Any]]:
+    """The analysis section's fields, the concept settings' built from ConceptSettings."""
+    hints = get_type_hints(ConceptSettings)
+    concepts = {f.name: (hints[f.name], Field(f.default, **{k: v for k, v in f.metadata.items()
+                                                             if k in BOUND_KEYS}))
+                for f in dataclasses.fields(ConceptSettings)}
+    out = {k: v for k, v in _QUANTIFY_FIELDS.items() if k not in _PLACED_AFTER}
+    for name, spec in concepts.items():
+        out[name] = spec
+        out.update({k: _QUANTIFY_FIELDS[k] for k, after in _PLACED_AFTER.items() if after == name})
+    return out
+
+
+AnalysisConfig = create_model("AnalysisConfig", __base__=_AnalysisSection, __module__=__name__,
+                              __doc__=_AnalysisSection.__doc__, **_analysis_fields())
 
 
 class ExperimentConfig(_Strict):
