@@ -144,9 +144,9 @@ def test_spurious_background_ties_background_to_class():
 
 def test_augmentation_keeps_mask_and_box_consistent():
     torch.manual_seed(0)
-    ds = ScenesDataset("train", cache=False, augment=True, normalize=False, image_size=32,
-                       images_per_class=2, classes=["cat", "dog"])
-    plain = ScenesDataset("train", cache=False, normalize=False, image_size=32,
+    ds = ScenesDataset("train", cache=False, image={"augment": True, "normalize": False},
+                       image_size=32, images_per_class=2, classes=["cat", "dog"])
+    plain = ScenesDataset("train", cache=False, image={"normalize": False}, image_size=32,
                           images_per_class=2, classes=["cat", "dog"])
     for i in range(len(ds)):
         it = ds[i]

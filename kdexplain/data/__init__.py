@@ -11,8 +11,8 @@ from kdexplain.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".animals": ["ANIMAL_CLASSES"],
     ".base": [
-        "CorruptImageError", "CorruptImageWarning", "MaskedImageDataset", "RecordDataset",
-        "Skipped", "collate", "readable_items",
+        "CorruptImageError", "CorruptImageWarning", "ImageOptions", "MaskedImageDataset",
+        "RecordDataset", "Skipped", "collate", "readable_items",
     ],
     ".cub": ["CUBDataset"],
     ".folder": ["FolderDataset"],

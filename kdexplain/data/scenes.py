@@ -32,15 +32,16 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from kdexplain.data.animals import ANIMAL_CLASSES
-from kdexplain.data.base import MaskedImageDataset, RawSample
+from kdexplain.data.base import ImageOptions, MaskedImageDataset, RawSample
 from kdexplain.data.scene_paint import (
     BACKGROUND_FAMILIES,
     background,
@@ -382,8 +383,10 @@ class ScenesDataset(MaskedImageDataset):
         False: generate in memory and write no file.
     rebuild : bool
         Regenerate even if a cache file exists.
-    augment, transform, normalize
-        See :class:`kdexplain.data.transforms.JointPipeline`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``verify``: "none", there are no files
+        to check).
 
     Attributes
     ----------
@@ -397,17 +400,16 @@ class ScenesDataset(MaskedImageDataset):
     """
 
     name = "scenes"
+    image_defaults = ImageOptions(verify="none")
 
     def __init__(self, split: str = "train", root: str | Path | None = None,
                  image_size: int = 64, *, images_per_class: int = 100,
                  val_per_class: int | None = None, test_per_class: int | None = None,
                  seed: int = 0, spurious_background: float = 0.0,
                  classes: Sequence[str] | None = None, cache_dir: str | Path | None = None,
-                 cache: bool = True, rebuild: bool = False, augment: bool = False,
-                 transform: Callable | None = None, normalize: bool = True,
-                 show_progress: bool | None = None):
-        super().__init__(image_size, augment=augment, transform=transform, normalize=normalize,
-                         verify="none")
+                 cache: bool = True, rebuild: bool = False, show_progress: bool | None = None,
+                 image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if split not in SPLITS:
             raise ValueError(f"scenes has the splits {', '.join(SPLITS)}, not {split!r}")
         counts = _split_counts(images_per_class, val_per_class, test_per_class)
