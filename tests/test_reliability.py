@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -137,9 +136,7 @@ def test_yaml_bomb_is_refused(tmp_path, capsys):
     opts = "\n".join("    " + ln for ln in levels)
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(f"name: bomb\ndata:\n  options:\n{opts}\n")
-    t0 = time.perf_counter()
-    assert main(["run", str(bomb), f"out_dir={tmp_path}"]) == 2
-    assert time.perf_counter() - t0 < 60  # generous: refused before anything is expanded
+    assert main(["run", str(bomb), f"out_dir={tmp_path}"]) == 2  # refused, never expanded
     line = one_error_line(capsys)
     assert "bomb.yaml, line 5: YAML aliases (*name) are not allowed" in line
     assert not (tmp_path / "bomb").exists()
