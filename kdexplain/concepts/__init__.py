@@ -16,14 +16,14 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".drivers": ["DISTANCE_FORMS", "distance_drivers", "drivers_sentence"],
     ".hypotheses": ["HYPOTHESES", "METRICS", "ROLE_LABELS"],
     ".metrics": [
-        "DEFAULT_CONCEPT_THRESHOLD", "DEFAULT_LATE_FRACTION", "ModelConcepts",
+        "ModelConcepts",
         "background_entropy", "concept_cells", "count_concepts", "distance_spread",
         "effective_images", "foreground_ratio", "model_concepts", "peak_checkpoint",
         "peak_distance", "region_means", "stability", "usable_images",
     ],
     ".result": ["ConceptAnalysis"],
     ".runs": ["RunEntropies"],
-    ".settings": ["ConceptSettings"],
+    ".settings": ["DEFAULT_CONCEPT_THRESHOLD", "DEFAULT_LATE_FRACTION", "ConceptSettings"],
     ".stats": [
         "BootstrapCI", "PairedTest", "bootstrap_ci", "min_seed_p_value", "paired_bootstrap_ci",
         "paired_test", "seed_paired_test", "spread_test",

@@ -1,4 +1,8 @@
-"""How concepts are found and the hypotheses tested: :class:`ConceptSettings`."""
+"""How concepts are found and the hypotheses tested: :class:`ConceptSettings`.
+
+The standard library only: the experiment config builds its analysis section from it
+without loading NumPy.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from kdexplain.concepts.metrics import DEFAULT_CONCEPT_THRESHOLD, DEFAULT_LATE_FRACTION
+__all__ = ["BOUND_KEYS", "DEFAULT_CONCEPT_THRESHOLD", "DEFAULT_LATE_FRACTION", "ConceptSettings"]
 
-__all__ = ["BOUND_KEYS", "ConceptSettings"]
+#: ``b`` of docs/method.md section 4: a cell is a concept when ``H_bar - H_i > b``.
+DEFAULT_CONCEPT_THRESHOLD = 0.2
+#: The original selection looked at checkpoints with epoch >= 40 of 150 epochs.
+DEFAULT_LATE_FRACTION = 40 / 150
 
 #: The keys of a setting's bounds in its field's metadata (pydantic's names: the experiment
 #: config's analysis section is built from these fields, bounds included).
