@@ -49,6 +49,7 @@ def _args(sd, out, student=None, baseline=None, extra=()):
     return args + list(extra)
 
 
+@pytest.mark.slow
 def test_assembled_from_state_dicts_is_swept_and_reported(state_dicts, capsys):
     sd = state_dicts
     out = sd["tmp"] / "run"
@@ -125,6 +126,7 @@ def test_epoch_of_file():
         epoch_of_file("final.pt")
 
 
+@pytest.mark.slow
 def test_one_assembled_run_per_seed_makes_a_multi_seed_report(state_dicts):
     """Seeds: one assembled run per seed in <experiment>/seed_<s>; the report reads the
     experiment folder as it reads a multi-seed kdexplain experiment."""

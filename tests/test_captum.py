@@ -43,10 +43,13 @@ def test_visualize_and_captum_metrics_accept_it():
     pe = PerturbationEntropy(model, "3", grid=4, steps=5, samples=4)
     x = torch.randn(1, 3, 8, 8)
     attr = pe.attribute(x)
-    fig, _ = viz.visualize_image_attr(attr[0].permute(1, 2, 0).numpy(),
-                                      x[0].permute(1, 2, 0).numpy(), method="heat_map",
-                                      sign="all", use_pyplot=False)
-    assert fig is not None
+    fig, ax = viz.visualize_image_attr(attr[0].permute(1, 2, 0).numpy(),
+                                       x[0].permute(1, 2, 0).numpy(), method="heat_map",
+                                       sign="all", use_pyplot=False)
+    # Captum draws the channel sum of our map, scaled into [-1, 1]: the signs are ours
+    shown = np.asarray(ax.images[0].get_array())
+    assert fig.axes == [ax] and shown.shape == (8, 8) and ax.images[0].get_clim() == (-1, 1)
+    assert np.array_equal(np.sign(shown), np.sign(attr[0].sum(0).numpy()))
 
     def perturb(inputs):
         noise = torch.randn_like(inputs) * 0.01

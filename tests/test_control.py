@@ -33,6 +33,7 @@ def control_report(tmp_path_factory):
     return tmp / "runs" / "ctl", out
 
 
+@pytest.mark.slow
 def test_control_is_trained_swept_and_tested(control_report):
     base, out = control_report
     for s in (0, 1):
@@ -56,6 +57,7 @@ def test_control_is_trained_swept_and_tested(control_report):
     assert (hyp.loc[hyp["carries_verdict"], "n_pairs"] == 2).all()
 
 
+@pytest.mark.slow
 def test_fidelity_columns_and_files(control_report):
     base, out = control_report
     per_seed = pd.read_csv(out / "per_seed.csv")
@@ -83,7 +85,7 @@ def test_control_tests_by_hand():
     import numpy as np
 
     from kdexplain.concepts import ConceptSettings
-    from kdexplain.concepts.analysis import control_tests
+    from kdexplain.concepts.hypotheses import control_tests
 
     rows = []
     for seed in range(3):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.util
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +14,8 @@ from torch.utils.data import DataLoader
 
 from kdexplain.data import ANIMAL_CLASSES, ScenesDataset, build_dataset, denormalize
 from kdexplain.data.animals import (
+    DATA_FILE,
+    LABEL_FILE,
     NPZ_SHA256,
     animal_npz_path,
     load_animal_silhouettes,
@@ -144,9 +144,9 @@ def test_spurious_background_ties_background_to_class():
 
 def test_augmentation_keeps_mask_and_box_consistent():
     torch.manual_seed(0)
-    ds = ScenesDataset("train", cache=False, augment=True, normalize=False, image_size=32,
-                       images_per_class=2, classes=["cat", "dog"])
-    plain = ScenesDataset("train", cache=False, normalize=False, image_size=32,
+    ds = ScenesDataset("train", cache=False, image={"augment": True, "normalize": False},
+                       image_size=32, images_per_class=2, classes=["cat", "dog"])
+    plain = ScenesDataset("train", cache=False, image={"normalize": False}, image_size=32,
                           images_per_class=2, classes=["cat", "dog"])
     for i in range(len(ds)):
         it = ds[i]
@@ -201,18 +201,20 @@ def test_shipped_silhouettes_have_the_recorded_checksum():
     assert (animal_npz_path().parent / "LICENSE").read_text().startswith("MIT License")
 
 
-def test_shipped_npz_equals_the_animal_mnist_pickles(tmp_path):
-    spec = importlib.util.find_spec("animal_mnist")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the animal-mnist package is not installed (it is not a dependency)")
-    folder = Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+def test_pickles_in_the_animal_mnist_form_convert_to_the_shipped_arrays(tmp_path):
+    # the animal-mnist package is no dependency: its two gzipped pickles are written here in
+    # its form (uint8 images (n, 28, 28), int64 labels) from a slice of the shipped arrays
     images, labels = load_animal_silhouettes()
-    orig_images, orig_labels = read_animal_pickles(folder)
-    assert np.array_equal(orig_images, images) and orig_images.dtype == images.dtype
-    assert np.array_equal(orig_labels, labels)
-    out = write_animal_npz(folder, tmp_path / "a.npz")
+    part_images, part_labels = images[::250].copy(), labels[::250].copy()
+    for name, array in ((DATA_FILE, part_images), (LABEL_FILE, part_labels)):
+        with gzip.open(tmp_path / name, "wb") as f:
+            pickle.dump(array, f)
+    got_images, got_labels = read_animal_pickles(tmp_path)
+    assert np.array_equal(got_images, part_images) and got_images.dtype == np.uint8
+    assert np.array_equal(got_labels, part_labels) and sorted(set(got_labels.tolist())) == list(range(10))
+    out = write_animal_npz(tmp_path, tmp_path / "a.npz")
     with np.load(out, allow_pickle=False) as z:
-        assert np.array_equal(z["images"], images) and np.array_equal(z["labels"], labels)
+        assert np.array_equal(z["images"], part_images) and np.array_equal(z["labels"], part_labels)
 
 
 def test_pickle_reader_names_a_missing_file(tmp_path):

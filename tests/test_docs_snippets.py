@@ -56,7 +56,9 @@ def test_every_python_snippet_is_marked():
     assert not unmarked, f"Python blocks without a <!-- snippet: ... --> mark: {unmarked}"
 
 
-@pytest.mark.parametrize("where,mode,lang,code", MARKED, ids=[b[0] for b in MARKED])
+@pytest.mark.parametrize("where,mode,lang,code", [
+    pytest.param(*b, marks=pytest.mark.slow) if b[1] == "tiny" else b  # tiny: trains
+    for b in MARKED], ids=[b[0] for b in MARKED])
 def test_marked_snippet(where, mode, lang, code, tmp_path):
     assert lang == "python", f"{where}: only python snippets are marked"
     script = tmp_path / "snippet.py"

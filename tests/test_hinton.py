@@ -155,6 +155,7 @@ def tiny_workspace():
     return Workspace(_tiny_config(), data, cache_dir=None)
 
 
+@pytest.mark.slow
 def test_missing_class_bias_sweep_raises_class_3_accuracy(tiny_workspace):
     res = run_missing_class(tiny_workspace)
     r = res["per_seed"]["0"]["no_class"]
@@ -170,6 +171,7 @@ def test_missing_class_bias_sweep_raises_class_3_accuracy(tiny_workspace):
     assert r["rules"]["prior"]["bias"] > 0
 
 
+@pytest.mark.slow
 def test_all_analyses_write_pages_plots_json_and_index(tiny_workspace, tmp_path):
     results = run_analyses(list(ANALYSES), tiny_workspace.cfg, tmp_path,
                            workspace=tiny_workspace, command="pytest tiny run")

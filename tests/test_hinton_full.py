@@ -125,6 +125,7 @@ def test_paper_protocol_config():
         make_config(protocol="huge")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FASHION.is_file(), reason="Fashion-MNIST is not installed: "
                     "`apt-get install dataset-fashion-mnist` (Debian) puts it in "
                     "/usr/share/datasets/fashion-mnist")

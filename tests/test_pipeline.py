@@ -59,6 +59,7 @@ def _units(run: Path) -> dict[str, torch.Tensor]:
             for p in sorted((run / "sweep").glob("*/epoch_*.pt"))}
 
 
+@pytest.mark.slow
 def test_sweep_writes_every_unit_and_loads(trained_run, tmp_path):
     run = _copy_without_sweep(trained_run, tmp_path / "run")
     sweep(run)
@@ -72,6 +73,7 @@ def test_sweep_writes_every_unit_and_loads(trained_run, tmp_path):
     assert data.distance["student"][0] == 0 and (data.distance["student"][1:] > 0).all()
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_recomputing(trained_run, tmp_path, monkeypatch):
     full = _copy_without_sweep(trained_run, tmp_path / "full")
     sweep(full, checkpoints_per_call=2)
@@ -111,6 +113,7 @@ def test_interrupted_sweep_resumes_without_recomputing(trained_run, tmp_path, mo
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_sweep_refuses_other_settings(trained_run, tmp_path):
     run = _copy_without_sweep(trained_run, tmp_path / "run")
     sweep(run)
@@ -126,6 +129,7 @@ def test_sweep_refuses_other_settings(trained_run, tmp_path):
         sweep(run)
 
 
+@pytest.mark.slow
 def test_two_process_sweep_equals_single_process(trained_run, tmp_path):
     single = _copy_without_sweep(trained_run, tmp_path / "single")
     sharded = _copy_without_sweep(trained_run, tmp_path / "sharded")
@@ -143,6 +147,7 @@ def test_two_process_sweep_equals_single_process(trained_run, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 def test_report_command_writes_the_report(trained_run, tmp_path):
     run = _copy_without_sweep(trained_run, tmp_path / "run")
     assert main(["sweep", str(run)]) == 0
@@ -168,6 +173,7 @@ def test_report_on_a_folder_that_is_no_run(tmp_path, capsys):
     assert "is not a run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_end_to_end_through_the_cli(tmp_path):
     cfg = _write_config(tmp_path, name="e2e")
     out = tmp_path / "report"
@@ -178,6 +184,7 @@ def test_run_end_to_end_through_the_cli(tmp_path):
     assert main(["run", str(cfg), "--report-dir", str(out)]) == 0
 
 
+@pytest.mark.slow
 def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     import pandas as pd
 
@@ -296,6 +303,7 @@ def test_multi_seed_run_shares_one_teacher_quantified_once(tmp_path, capsys):
     assert (loc / "figures" / "quickstart_maps.png").is_file()
 
 
+@pytest.mark.slow
 def test_study_index_shows_each_verdict_over_b_and_under_each_estimator(tmp_path):
     import json
 

@@ -14,6 +14,9 @@ from kdexplain.models import load_model
 from kdexplain.record import Recorder, assemble_run
 from tests import plain_loop as plain
 
+#: every test here needs a finished training run or trains one
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

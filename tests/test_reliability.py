@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +64,7 @@ def finished(tmp_path_factory) -> Path:
 # ---- 1. no code from a loaded file ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_malicious_checkpoint_through_quantify(finished, tmp_path, capsys):
     marker = tmp_path / "pwned"
     mal = tmp_path / "mal.pt"
@@ -76,6 +76,7 @@ def test_malicious_checkpoint_through_quantify(finished, tmp_path, capsys):
     assert "mal.pt holds Python objects (os.makedirs" in line and "weights_only=True" in line
 
 
+@pytest.mark.slow
 def test_malicious_pretrained_teacher(finished, tmp_path, capsys):
     marker = tmp_path / "pwned"
     mal = tmp_path / "teacher.pth"
@@ -87,6 +88,7 @@ def test_malicious_pretrained_teacher(finished, tmp_path, capsys):
     assert not (tmp_path / "p").exists()  # validated before the run folder was written
 
 
+@pytest.mark.slow
 def test_malicious_run_checkpoint_under_sweep(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     shutil.rmtree(run / "sweep")
@@ -97,6 +99,7 @@ def test_malicious_run_checkpoint_under_sweep(finished, tmp_path, capsys):
     assert "epoch_0001.pt holds Python objects" in one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_malicious_last_pt_under_resume(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     marker = tmp_path / "pwned"
@@ -107,6 +110,7 @@ def test_malicious_last_pt_under_resume(finished, tmp_path, capsys):
     assert "last.pt holds Python objects" in one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_malicious_sweep_unit_under_report(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     marker = tmp_path / "pwned"
@@ -118,6 +122,7 @@ def test_malicious_sweep_unit_under_report(finished, tmp_path, capsys):
     assert "sweep unit" in line and "epoch_0000.pt holds Python objects" in line
 
 
+@pytest.mark.slow
 def test_checkpoints_hold_only_plain_data(finished):
     """Every file a run writes loads with weights_only=True (the RNG states included)."""
     files = [p for p in finished.rglob("*.pt")]
@@ -137,9 +142,7 @@ def test_yaml_bomb_is_refused(tmp_path, capsys):
     opts = "\n".join("    " + ln for ln in levels)
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(f"name: bomb\ndata:\n  options:\n{opts}\n")
-    t0 = time.perf_counter()
-    assert main(["run", str(bomb), f"out_dir={tmp_path}"]) == 2
-    assert time.perf_counter() - t0 < 60  # generous: refused before anything is expanded
+    assert main(["run", str(bomb), f"out_dir={tmp_path}"]) == 2  # refused, never expanded
     line = one_error_line(capsys)
     assert "bomb.yaml, line 5: YAML aliases (*name) are not allowed" in line
     assert not (tmp_path / "bomb").exists()
@@ -200,6 +203,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     ("baseline", "train", 0, "SIGINT", "before-save"),    # the same window, Ctrl-C
     ("teacher", "finetune", 1, "SIGKILL", "inside-save"),  # a kill during last.pt's write
 ])
+@pytest.mark.slow
 def test_real_signal_then_resume_equals_uninterrupted(uninterrupted, tmp_path, role, phase,
                                                       epoch, sig, where):
     driver = tmp_path / "driver.py"
@@ -232,6 +236,7 @@ def test_real_signal_then_resume_equals_uninterrupted(uninterrupted, tmp_path, r
 # ---- 4. one process per run folder ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_process_in_the_same_folder_is_refused(tmp_path, capsys):
     run = tmp_path / "busy"
     holder = subprocess.Popen(
@@ -264,6 +269,7 @@ def test_the_lock_is_reentrant_within_a_process(tmp_path):
 # ---- 5. a corrupt sweep unit or a half-written file ----------------------------------------
 
 
+@pytest.mark.slow
 def test_corrupt_sweep_unit_is_named_then_recomputed(finished, tmp_path, capsys, caplog):
     run = copy_run(finished, tmp_path)
     unit = run / "sweep" / "student" / "epoch_0001.pt"
@@ -284,6 +290,7 @@ def test_corrupt_sweep_unit_is_named_then_recomputed(finished, tmp_path, capsys,
     assert main(["report", str(run), "--out", str(tmp_path / "rep")]) == 0
 
 
+@pytest.mark.slow
 def test_broken_manifest_is_rewritten_by_the_sweep(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     (run / "sweep" / "manifest.json").write_text('{"units": [')
@@ -296,6 +303,7 @@ def test_broken_manifest_is_rewritten_by_the_sweep(finished, tmp_path, capsys):
 # ---- 6. a corrupt image is left out, never replaced ----------------------------------------
 
 
+@pytest.mark.slow
 def test_corrupt_jpeg_is_skipped_not_substituted(finished, tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -340,6 +348,7 @@ def test_a_failed_command_leaves_nothing_and_the_fix_proceeds(tmp_path, capsys):
     (["--entropy-weight", "-1"], "--entropy-weight (lambda_H) must be positive, got -1.0"),
     (["--steps", "0"], "--steps must be at least 1, got 0"),
 ])
+@pytest.mark.slow
 def test_quantify_bad_values(finished, tmp_path, capsys, args, expected):
     ckpt = finished / "student" / "checkpoints" / "epoch_0001.pt"
     rc = main(["quantify", "--checkpoint", str(ckpt), "--layer", "fc1", "--out",
@@ -349,6 +358,7 @@ def test_quantify_bad_values(finished, tmp_path, capsys, args, expected):
     assert not (tmp_path / "q").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_quantify_cuda_without_a_gpu(finished, tmp_path, capsys):
     ckpt = finished / "student" / "checkpoints" / "epoch_0001.pt"
@@ -357,6 +367,7 @@ def test_quantify_cuda_without_a_gpu(finished, tmp_path, capsys):
     assert "torch sees no CUDA GPU on this machine" in one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_quantify_out_that_is_a_file_fails_first(finished, tmp_path, capsys):
     target = tmp_path / "results.txt"
     target.write_text("keep me")
@@ -372,6 +383,7 @@ def test_quantify_out_that_is_a_file_fails_first(finished, tmp_path, capsys):
     (b"", "is empty"),
     (None, "is truncated or corrupt"),
 ])
+@pytest.mark.slow
 def test_unreadable_checkpoints(finished, tmp_path, capsys, content, expected):
     bad = tmp_path / "bad.pt"
     if content is None:
@@ -397,6 +409,7 @@ def test_any_garbage_is_a_clear_error(tmp_path):
             load_torch_file(bad, what="checkpoint")
 
 
+@pytest.mark.slow
 def test_last_pt_without_a_phase(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     state = torch.load(run / "baseline" / "last.pt", weights_only=True)
@@ -408,6 +421,7 @@ def test_last_pt_without_a_phase(finished, tmp_path, capsys):
     assert "last.pt is not a kdexplain resume point (missing phase)" in one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_sweep_checkpoints_per_call_must_be_positive(finished, tmp_path, capsys):
     run = copy_run(finished, tmp_path)
     assert main(["sweep", str(run), "--checkpoints-per-call", "-1"]) == 2

@@ -27,6 +27,9 @@ from kdexplain.cli import main
 from kdexplain.data.base import CorruptImageError, load_rgb
 from tests.reliability_common import FAST, TINY, copy_run, finished_run, one_error_line
 
+#: every test here needs a finished training run or trains one
+pytestmark = pytest.mark.slow
+
 ROLES = ("teacher", "student", "baseline")
 
 

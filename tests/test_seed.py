@@ -54,6 +54,7 @@ def test_deterministic_restores_the_switches_after_an_exception(caller_flags):
     assert _flags() == caller_flags
 
 
+@pytest.mark.slow
 def test_training_leaves_the_switches_as_it_found_them(caller_flags, tmp_path):
     from kdexplain.train import train_triplet
 

@@ -34,6 +34,7 @@ def test_unknown_shipped_name_lists_the_shipped_ones():
     assert str(resolve_weights("some/file.pt")) == "some/file.pt"
 
 
+@pytest.mark.slow
 def test_make_teacher_recreates_a_short_version(tmp_path):
     """The same code path as the shipped file, with tiny settings: pre-train, export, then a
     config loads the export as its teacher.pretrained and fine-tunes it."""

@@ -262,6 +262,7 @@ def test_weights_digest():
 # --------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_pipeline_tiny_end_to_end(tmp_path):
     cfg = make_config(
         classes=("bird", "elephant"), image_size=32, train_per_class=4, val_per_class=2,

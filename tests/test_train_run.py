@@ -46,6 +46,7 @@ def _rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_cli_run_directory_contract(tiny_run):
     run = tiny_run
     for name in ("config.yaml", "environment.json", "summary.json"):
@@ -87,6 +88,7 @@ def test_cli_run_directory_contract(tiny_run):
     assert [e for e, _ in list_checkpoints(run / "student", "phase2")] == [0, 1]
 
 
+@pytest.mark.slow
 def test_phase2_trains_only_the_layers_above_L(tiny_run):
     student = tiny_run / "student"
     _, end1 = load_checkpoint(list_checkpoints(student)[-1][1])
@@ -100,6 +102,7 @@ def test_phase2_trains_only_the_layers_above_L(tiny_run):
         assert same == (name in up), name
 
 
+@pytest.mark.slow
 def test_phase1_trains_only_up_to_L(tiny_run):
     student = tiny_run / "student"
     (_, first), *_, (_, last) = list_checkpoints(student)
@@ -110,6 +113,7 @@ def test_phase1_trains_only_up_to_L(tiny_run):
     assert not torch.equal(a["classifier.0.weight"], b["classifier.0.weight"])
 
 
+@pytest.mark.slow
 def test_student_and_baseline_start_from_the_same_weights(tiny_run):
     s = torch.load(list_checkpoints(tiny_run / "student")[0][1], weights_only=False)["model"]
     b = torch.load(list_checkpoints(tiny_run / "baseline")[0][1], weights_only=False)["model"]
@@ -154,6 +158,7 @@ def _compare_runs(a: Path, b: Path) -> None:
             assert ra == rb, (role, name)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     cfg = load_config(TINY, ["teacher.epochs=3", "checkpoints=[0,2]"])
     full = train_triplet(cfg, tmp_path / "full")
@@ -193,6 +198,7 @@ def test_resume_equals_uninterrupted_run(tmp_path, monkeypatch):
     _compare_runs(full, tmp_path / "resumed")
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_changed_config(tmp_path):
     cfg = load_config(TINY, ["teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=0",
                              "student.phase1_epochs=0", "student.phase2_epochs=0"])
@@ -206,6 +212,7 @@ def test_resume_refuses_a_changed_config(tmp_path):
         train_triplet(changed, run, resume=True)
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes(tmp_path):
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent)) or "torchrun"
     env = dict(os.environ, OMP_NUM_THREADS="1", KDEXPLAIN_PROGRESS="0")
@@ -262,6 +269,7 @@ def test_missing_pretrained_file(tmp_path, capsys):
     assert "no.pth does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_pretrained_teacher_from_file(tmp_path):
     # a teacher's weights from a state-dict file with another head size load, head fresh
     from kdexplain.models import build_model
@@ -277,6 +285,7 @@ def test_pretrained_teacher_from_file(tmp_path):
     assert ck["model"]["classifier.6.weight"].shape == (3, 16)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, capsys):
     args = ["train-triplet", str(TINY), f"out_dir={tmp_path}", "name=nan",
             "teacher.pretrain_epochs=0", "teacher.epochs=1", "baseline.epochs=2",
@@ -293,6 +302,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_checkpoints(tmp_path, capsy
     assert [e for e, _ in list_checkpoints(tmp_path / "nan" / "teacher")] == [0, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["soft", "logit_l2"])
 def test_logit_modes_have_one_phase(tmp_path, mode):
     cfg = load_config(TINY, [f"student.mode={mode}", "teacher.pretrain_epochs=0",
@@ -313,6 +323,7 @@ def test_logit_modes_have_one_phase(tmp_path, mode):
     assert all(not torch.equal(wa[k], wb[k]) for k in wa if k.endswith("weight"))
 
 
+@pytest.mark.slow
 def test_seeds_run_into_their_own_folders(tmp_path):
     from kdexplain.train import train_all_seeds
 

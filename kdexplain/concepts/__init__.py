@@ -11,22 +11,25 @@ This room imports only ``kdexplain.utils`` and ``kdexplain.data`` from the packa
 from kdexplain.lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".analysis": [
-        "HYPOTHESES", "METRICS", "ROLE_LABELS", "ROLES", "ConceptAnalysis", "ConceptSettings",
-        "RunEntropies", "analyze_concepts",
-    ],
+    ".analysis": ["analyze_concepts"],
     ".calibration": ["ThresholdCalibration", "calibrate_threshold", "concept_margins"],
     ".drivers": ["DISTANCE_FORMS", "distance_drivers", "drivers_sentence"],
+    ".hypotheses": ["HYPOTHESES", "METRICS", "ROLE_LABELS"],
     ".metrics": [
-        "DEFAULT_CONCEPT_THRESHOLD", "DEFAULT_LATE_FRACTION", "ModelConcepts",
+        "ModelConcepts",
         "background_entropy", "concept_cells", "count_concepts", "distance_spread",
         "effective_images", "foreground_ratio", "model_concepts", "peak_checkpoint",
         "peak_distance", "region_means", "stability", "usable_images",
     ],
+    ".result": ["ConceptAnalysis"],
+    ".runs": ["RunEntropies"],
+    ".settings": ["DEFAULT_CONCEPT_THRESHOLD", "DEFAULT_LATE_FRACTION", "ConceptSettings"],
     ".stats": [
-        "HOLDS", "INCONCLUSIVE", "NOT_HOLDS", "BootstrapCI", "PairedTest", "bootstrap_ci", "holm",
-        "hypothesis_verdict", "metric_verdict", "min_seed_p_value", "paired_bootstrap_ci",
+        "BootstrapCI", "PairedTest", "bootstrap_ci", "min_seed_p_value", "paired_bootstrap_ci",
         "paired_test", "seed_paired_test", "spread_test",
     ],
     ".threshold": ["DEFAULT_THRESHOLDS", "ThresholdCurve", "threshold_curve"],
+    ".verdicts": [
+        "HOLDS", "INCONCLUSIVE", "NOT_HOLDS", "holm", "hypothesis_verdict", "metric_verdict",
+    ],
 })

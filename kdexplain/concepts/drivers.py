@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from kdexplain.concepts.analysis import ConceptAnalysis
+from kdexplain.concepts.result import ConceptAnalysis
 from kdexplain.concepts.stats import paired_bootstrap_ci, paired_test, seed_paired_test
+from kdexplain.vocabulary import COMPARED_ROLES
 
 __all__ = ["DISTANCE_FORMS", "distance_drivers", "drivers_sentence"]
 
@@ -70,10 +71,10 @@ def distance_drivers(analysis: ConceptAnalysis) -> pd.DataFrame:
         Empty without S and B.
     """
     pi = analysis.per_image
-    if not {"student", "baseline"} <= set(pi["role"]):
+    if not set(COMPARED_ROLES) <= set(pi["role"]):
         return pd.DataFrame()
     last = {}
-    for role in ("student", "baseline"):
+    for role in COMPARED_ROLES:
         seed = next(s for s in analysis.seeds if role in analysis.models.get(s, {}))
         last[role] = float(analysis.models[seed][role].epochs[-1])
     df = _forms(pi, last)

@@ -22,9 +22,9 @@ from typing import Literal
 
 import numpy as np
 
+from kdexplain.concepts.settings import DEFAULT_CONCEPT_THRESHOLD
+
 __all__ = [
-    "DEFAULT_CONCEPT_THRESHOLD",
-    "DEFAULT_LATE_FRACTION",
     "ModelConcepts",
     "background_entropy",
     "concept_cells",
@@ -39,11 +39,6 @@ __all__ = [
     "stability",
     "usable_images",
 ]
-
-#: ``b`` of docs/method.md section 4: a cell is a concept when ``H_bar - H_i > b``.
-DEFAULT_CONCEPT_THRESHOLD = 0.2
-#: The original selection looked at checkpoints with epoch >= 40 of 150 epochs.
-DEFAULT_LATE_FRACTION = 40 / 150
 
 BaselineMode = Literal["pooled", "per_image"]
 

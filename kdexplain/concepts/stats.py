@@ -13,8 +13,8 @@
   several seeds: a within-run diagnostic).
 - :func:`spread_test`: a paired permutation test on the difference of spreads (standard
   deviations) over the images of one run, for ``D_std``.
-- :func:`metric_verdict` and :func:`hypothesis_verdict`: the decision rule (see
-  ``docs/metrics.md``).
+
+The decision rule that turns these tests into verdicts is :mod:`kdexplain.concepts.verdicts`.
 
 Every random draw comes from ``numpy.random.default_rng(seed)``: the same inputs and seed
 give the same numbers.
@@ -30,15 +30,9 @@ import numpy as np
 from scipy import stats as _st
 
 __all__ = [
-    "HOLDS",
-    "INCONCLUSIVE",
-    "NOT_HOLDS",
     "BootstrapCI",
     "PairedTest",
     "bootstrap_ci",
-    "holm",
-    "hypothesis_verdict",
-    "metric_verdict",
     "paired_bootstrap_ci",
     "min_seed_p_value",
     "paired_test",
@@ -46,12 +40,7 @@ __all__ = [
     "spread_test",
 ]
 
-HOLDS = "holds"
-NOT_HOLDS = "does not hold"
-INCONCLUSIVE = "inconclusive"
-
 Statistic = Literal["mean", "std", "var"]
-Direction = Literal["greater", "less"]
 Alternative = Literal["two-sided", "greater", "less"]
 
 
@@ -459,58 +448,3 @@ def seed_paired_test(s: np.ndarray, b: np.ndarray, *, n_permutations: int = 6553
     if alternative != "two-sided":
         name = f"{name}, one-sided ({alternative})"
     return PairedTest(name, n, n_nonzero, observed, p, median, d_z, kind, int(np.sign(observed)))
-
-
-# --------------------------------------------------------------------------- verdicts
-
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
-    p = np.asarray(p_values, dtype=np.float64)
-    out = np.full_like(p, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    if ok.size == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m = ok.size
-    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
-    out[order] = adjusted
-    return out
-
-
-def metric_verdict(p_value: float, sign: int, direction: Direction, alpha: float = 0.05) -> str:
-    """One metric's verdict at level ``alpha``.
-
-    ``"holds"`` when ``p < alpha`` and S differs from B in the hypothesised ``direction``
-    (``"greater"``: S > B, ``"less"``: S < B); ``"does not hold"`` when ``p < alpha`` the
-    other way; ``"inconclusive"`` otherwise (including no data).
-    """
-    if direction not in ("greater", "less"):
-        raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
-    if not np.isfinite(p_value) or p_value >= alpha or sign == 0:
-        return INCONCLUSIVE
-    wanted = 1 if direction == "greater" else -1
-    return HOLDS if sign == wanted else NOT_HOLDS
-
-
-def hypothesis_verdict(p_values: list[float], signs: list[int], directions: list[Direction],
-                       alpha: float = 0.05) -> str:
-    """The overall verdict of a hypothesis from its metrics' tests.
-
-    - ``"holds"``: every metric holds at ``alpha`` (an intersection-union test: requiring
-      all components to be significant keeps the level at ``alpha`` without correction).
-    - ``"does not hold"``: no metric holds, and at least one is significant in the opposite
-      direction after a Holm correction over the hypothesis's metrics.
-    - ``"inconclusive"``: anything else (nothing significant, or mixed evidence).
-    """
-    if not p_values:
-        return INCONCLUSIVE
-    raw = [metric_verdict(p, s, d, alpha) for p, s, d in zip(p_values, signs, directions, strict=True)]
-    if all(v == HOLDS for v in raw):
-        return HOLDS
-    if any(v == HOLDS for v in raw):
-        return INCONCLUSIVE
-    adjusted = holm(np.asarray(p_values, dtype=np.float64))
-    if any(metric_verdict(p, s, d, alpha) == NOT_HOLDS
-           for p, s, d in zip(adjusted, signs, directions, strict=True)):
-        return NOT_HOLDS
-    return INCONCLUSIVE

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from kdexplain.concepts.analysis import (
-    ConceptSettings,
-    RunEntropies,
-    analyze_concepts,
-)
+from kdexplain.concepts.analysis import analyze_concepts
+from kdexplain.concepts.runs import RunEntropies
+from kdexplain.concepts.settings import ConceptSettings
 
 __all__ = ["DEFAULT_THRESHOLDS", "ThresholdCurve", "threshold_curve"]
 
@@ -123,8 +121,8 @@ def robustness_from_tests(tests: pd.DataFrame, own_threshold: float, alpha: floa
                          ) -> pd.DataFrame:
     """:attr:`ThresholdCurve.robustness` from the curve's tests alone (``threshold_curve.csv``
     of a report): each hypothesis's verdict at each ``b`` by the same rule as the report's
-    (:func:`~kdexplain.concepts.stats.hypothesis_verdict`), then its distinct verdicts."""
-    from kdexplain.concepts.stats import hypothesis_verdict
+    (:func:`~kdexplain.concepts.verdicts.hypothesis_verdict`), then its distinct verdicts."""
+    from kdexplain.concepts.verdicts import hypothesis_verdict
 
     rows = []
     for (b, hyp), sub in tests.groupby(["b", "hypothesis"], sort=True):

@@ -11,17 +11,19 @@ from kdexplain.lazy import lazy_exports
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".animals": ["ANIMAL_CLASSES"],
     ".base": [
-        "CorruptImageError", "CorruptImageWarning", "MaskedImageDataset", "RecordDataset",
-        "Skipped", "collate", "readable_items",
+        "CorruptImageError", "CorruptImageWarning", "ImageOptions", "MaskedImageDataset",
+        "RecordDataset", "Skipped", "collate", "readable_items",
     ],
     ".cub": ["CUBDataset"],
     ".folder": ["FolderDataset"],
     ".grid": ["MASK_RULES", "cell_index", "center_mask", "mask_to_grid"],
     ".ilsvrc": ["ILSVRCDataset"],
     ".pets": ["PetsDataset"],
+    ".preloaded": ["PreloadedDataset", "collate_image_label"],
     ".preview": ["dataset_summary", "draw_preview", "format_summary"],
     ".registry": ["build_dataset", "dataset_names", "register_dataset"],
-    ".scenes": ["BACKGROUND_FAMILIES", "ScenesDataset", "build_scenes", "default_data_root"],
+    ".scene_paint": ["BACKGROUND_FAMILIES"],
+    ".scenes": ["ScenesDataset", "build_scenes", "default_data_root"],
     ".transforms": ["IMAGENET_MEAN", "IMAGENET_STD", "JointPipeline", "denormalize", "normalize"],
     ".voc": ["VOC_CLASSES", "VOCObjectsDataset"],
     ".digits": [

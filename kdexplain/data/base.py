@@ -23,10 +23,12 @@ of samples, leaving such files out with a warning that names them.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -193,6 +195,60 @@ def collate(items: Sequence[dict]) -> dict:
     return default_collate(list(items))
 
 
+@dataclass(frozen=True)
+class ImageOptions:
+    """How a dataset reads its files and turns a sample into tensors: the options every
+    dataset class shares (in a config they are plain keys of ``data.options``).
+
+    Attributes
+    ----------
+    crop_scale : float or None
+        Crop to ``crop_scale`` times the object box around its centre before resizing
+        (1.0 = tight, 1.2 = the paper's VOC / ILSVRC crops); None keeps the whole image.
+    keep_aspect : bool
+        Without ``augment``: resize the shorter side and crop the central square (True), or
+        squash the image to a square (False).
+    augment : bool
+        Random resized crop and horizontal flip instead of the plain resize (training only).
+    transform : callable or None
+        An extra ``torchvision.transforms.v2`` transform of image, mask and box together
+        (see :class:`~kdexplain.data.transforms.JointPipeline`).
+    normalize : bool
+        ImageNet mean/std (True) or values in [0, 1] (False).
+    verify : {"header", "full", "none"}
+        How files are checked when the dataset is built: every header, every file decoded,
+        or nothing.
+    """
+
+    crop_scale: float | None = None
+    keep_aspect: bool = False
+    augment: bool = False
+    transform: Callable | None = None
+    normalize: bool = True
+    verify: str = "header"
+
+    def __post_init__(self) -> None:
+        if self.verify not in VERIFY_MODES:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, "
+                             f"got {self.verify!r}")
+
+    def updated(self, image: ImageOptions | Mapping[str, Any] | None) -> ImageOptions:
+        """``image`` when it is an :class:`ImageOptions`; else these options with the
+        values of the mapping ``image`` (None: unchanged)."""
+        if isinstance(image, ImageOptions):
+            return image
+        values = dict(image or {})
+        unknown = sorted(set(values) - set(IMAGE_OPTION_NAMES))
+        if unknown:
+            raise ValueError(f"unknown image option(s) {', '.join(unknown)}; the image options "
+                             f"are {', '.join(IMAGE_OPTION_NAMES)}")
+        return dataclasses.replace(self, **values)
+
+
+#: The names of the :class:`ImageOptions` (keys of a config's ``data.options``).
+IMAGE_OPTION_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ImageOptions))
+
+
 class MaskedImageDataset(Dataset):
     """Base class: images with a foreground mask, an object box and a label.
 
@@ -201,28 +257,34 @@ class MaskedImageDataset(Dataset):
     :class:`RecordDataset`); this class applies the joint transforms and handles unreadable
     files.
 
+    Every dataset class takes ``image``: an :class:`ImageOptions`, or a mapping of some of
+    them applied over the class's :attr:`image_defaults` (e.g. ``{"augment": True}``).
+
     Attributes
     ----------
     num_classes : int
     class_names : list of str
     image_size : int
         Side of the square output images (pixels).
+    image : ImageOptions
+        The image options in use.
     skipped : list of Skipped
         Samples left out because a file could not be read (path and reason).
     """
 
     name: str = "dataset"
+    #: The image options of this dataset class where ``image`` does not set them.
+    image_defaults: ClassVar[ImageOptions] = ImageOptions()
 
-    def __init__(self, image_size: int, *, crop_scale: float | None = None,
-                 augment: bool = False, transform: Callable | None = None,
-                 normalize: bool = True, verify: str = "header", keep_aspect: bool = False):
-        if verify not in VERIFY_MODES:
-            raise ValueError(f"verify must be one of {', '.join(VERIFY_MODES)}, got {verify!r}")
+    def __init__(self, image_size: int, image: ImageOptions | Mapping[str, Any] | None = None):
+        self.image = self.image_defaults.updated(image)
         self.image_size = int(image_size)
-        self.pipeline = JointPipeline(self.image_size, crop_scale=crop_scale, augment=augment,
-                                      transform=transform, normalize=normalize,
-                                      keep_aspect=keep_aspect)
-        self.verify = verify
+        self.pipeline = JointPipeline(self.image_size, crop_scale=self.image.crop_scale,
+                                      augment=self.image.augment,
+                                      transform=self.image.transform,
+                                      normalize=self.image.normalize,
+                                      keep_aspect=self.image.keep_aspect)
+        self.verify = self.image.verify
         self.skipped: list[Skipped] = []
         self.class_names: list[str] = []
 
@@ -303,8 +365,9 @@ class RecordDataset(MaskedImageDataset):
     :meth:`labels` reads no image.
     """
 
-    def __init__(self, image_size: int, **kwargs) -> None:
-        super().__init__(image_size, **kwargs)
+    def __init__(self, image_size: int,
+                 image: ImageOptions | Mapping[str, Any] | None = None) -> None:
+        super().__init__(image_size, image)
         self._records: list = []
 
     def __len__(self) -> int:

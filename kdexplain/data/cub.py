@@ -22,15 +22,16 @@ deterministic ``val_fraction`` of ``trainval`` and ``train`` the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from kdexplain.data.annotations import expect_file, read_table, select_split
 from kdexplain.data.base import (
+    ImageOptions,
     RawSample,
     RecordDataset,
     check_mask_shape,
@@ -80,24 +81,21 @@ class CUBDataset(RecordDataset):
         Foreground from the segmentations archive (default) or the bounding box.
     mask_threshold : float
         Foreground = mask value >= this share of white (default 0.5).
-    crop_scale : float or None
-        Crop to this multiple of the bird's box (1.0 = tight); None = whole image.
     val_fraction, split_seed
         The validation hold-out of the official training list.
-    verify, augment, transform, normalize
-        See :class:`kdexplain.data.base.MaskedImageDataset`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``crop_scale``: a multiple of the bird's box,
+        1.0 = tight; None, the default, = whole image).
     """
 
     name = "cub"
 
     def __init__(self, split: str = "train", root: str | Path | None = None,
                  image_size: int = 224, *, masks: str = "segmentation",
-                 mask_threshold: float = 0.5, crop_scale: float | None = None,
-                 val_fraction: float = 0.1, split_seed: int = 0, verify: str = "header",
-                 augment: bool = False, transform: Callable | None = None,
-                 normalize: bool = True):
-        super().__init__(image_size, crop_scale=crop_scale, augment=augment,
-                         transform=transform, normalize=normalize, verify=verify)
+                 mask_threshold: float = 0.5, val_fraction: float = 0.1, split_seed: int = 0,
+                 image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if root is None:
             raise ValueError("cub needs root=<folder holding CUB_200_2011>. " + CUB_HOW)
         if masks not in MASK_SOURCES:

@@ -14,15 +14,16 @@ square of the grid) or ``"full"`` (the whole image).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from kdexplain.data.base import (
     IMAGE_EXTENSIONS,
+    ImageOptions,
     RawSample,
     RecordDataset,
     check_mask_shape,
@@ -80,26 +81,21 @@ class FolderDataset(RecordDataset):
         out of the items.
     grid, center_cells
         The grid of ``foreground="center"`` (default 16, cells 2..13).
-    crop_scale : float or None
-        Crop to a multiple of the mask's box first (only with masks).
-    keep_aspect : bool
-        True (default): resize the shorter side to ``image_size`` and crop the central square
-        (torchvision's ``Resize`` + ``CenterCrop``); False: squash to a square.
-    verify, augment, transform, normalize
-        See :class:`kdexplain.data.base.MaskedImageDataset`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``crop_scale`` only with masks: a multiple of the
+        mask's box; ``keep_aspect`` True by default: resize the shorter side to ``image_size``
+        and crop the central square, torchvision's ``Resize`` + ``CenterCrop``).
     """
 
     name = "folder"
+    image_defaults = ImageOptions(keep_aspect=True)
 
     def __init__(self, split: str | None = None, root: str | Path | None = None,
                  image_size: int = 224, *, mask_dir: str | Path | None = None,
                  mask_threshold: float = 0.5, foreground: str = "none", grid: int = 16,
-                 center_cells: tuple[int, int] = (2, 13), crop_scale: float | None = None,
-                 keep_aspect: bool = True, verify: str = "header", augment: bool = False,
-                 transform: Callable | None = None, normalize: bool = True):
-        super().__init__(image_size, crop_scale=crop_scale, augment=augment,
-                         transform=transform, normalize=normalize, verify=verify,
-                         keep_aspect=keep_aspect)
+                 center_cells: tuple[int, int] = (2, 13), image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if root is None:
             raise ValueError("folder needs root=<a folder of images>")
         root = Path(root)
@@ -109,7 +105,7 @@ class FolderDataset(RecordDataset):
         if foreground not in FOLDER_FOREGROUND:
             raise ValueError(f"foreground must be one of {', '.join(FOLDER_FOREGROUND)}, "
                              f"got {foreground!r}")
-        if mask_dir is None and crop_scale is not None:
+        if mask_dir is None and self.image.crop_scale is not None:
             raise ValueError("crop_scale needs masks (mask_dir) to know the object's box")
         self.root = root
         self.mask_dir = Path(mask_dir) if mask_dir is not None else None

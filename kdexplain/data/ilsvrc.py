@@ -21,14 +21,14 @@ object are left out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from kdexplain.data.annotations import expect_file, parse_voc_xml
-from kdexplain.data.base import RawSample, RecordDataset, load_rgb
+from kdexplain.data.base import ImageOptions, RawSample, RecordDataset, load_rgb
 from kdexplain.data.grid import center_mask
 
 ILSVRC_HOW = ("Download the ILSVRC images and bounding-box XML annotations from "
@@ -92,25 +92,24 @@ class ILSVRCDataset(RecordDataset):
     grid, center_cells
         The grid of ``foreground="center"`` and its first and last foreground cell
         (default 16 and (2, 13): the original's rows/cols 2-13).
-    crop_scale : float or None
-        Crop to this multiple of the object box (paper: 1.2); None = whole image.
     one_based : bool
         The XML boxes are 1-based (Pascal VOC) rather than 0-based (ILSVRC, default).
-    verify, augment, transform, normalize
-        See :class:`kdexplain.data.base.MaskedImageDataset`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``crop_scale``: a multiple of the object box,
+        1.2 by default as the paper; None = whole image).
     """
 
     name = "ilsvrc"
+    image_defaults = ImageOptions(crop_scale=1.2)
 
     def __init__(self, split: str = "train", root: str | Path | None = None,
                  image_size: int = 224, *, task: str | None = None,
                  classes: Sequence[str] | None = None, objects: str = "largest",
                  foreground: str = "box", grid: int = 16,
-                 center_cells: tuple[int, int] = (2, 13), crop_scale: float | None = 1.2,
-                 one_based: bool = False, verify: str = "header", augment: bool = False,
-                 transform: Callable | None = None, normalize: bool = True):
-        super().__init__(image_size, crop_scale=crop_scale, augment=augment,
-                         transform=transform, normalize=normalize, verify=verify)
+                 center_cells: tuple[int, int] = (2, 13), one_based: bool = False,
+                 image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if root is None:
             raise ValueError("ilsvrc needs root=<folder holding ILSVRC/Annotations>. "
                              + ILSVRC_HOW)

@@ -18,15 +18,16 @@ deterministic ``val_fraction`` of ``trainval`` and ``train`` the rest.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from kdexplain.data.annotations import expect_file, select_split
 from kdexplain.data.base import (
+    ImageOptions,
     RawSample,
     RecordDataset,
     check_mask_shape,
@@ -92,21 +93,18 @@ class PetsDataset(RecordDataset):
         Share of each class of ``trainval`` held out as ``val`` (default 0.1).
     split_seed : int
         Seed of the validation hold-out.
-    crop_scale : float or None
-        Crop to this multiple of the pet's box first; None (default) = whole image.
-    verify, augment, transform, normalize
-        See :class:`kdexplain.data.base.MaskedImageDataset`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``crop_scale``: a multiple of the pet's box;
+        None, the default, = whole image).
     """
 
     name = "pets"
 
     def __init__(self, split: str = "train", root: str | Path | None = None,
                  image_size: int = 224, *, border: str = "fg", val_fraction: float = 0.1,
-                 split_seed: int = 0, crop_scale: float | None = None, verify: str = "header",
-                 augment: bool = False, transform: Callable | None = None,
-                 normalize: bool = True):
-        super().__init__(image_size, crop_scale=crop_scale, augment=augment,
-                         transform=transform, normalize=normalize, verify=verify)
+                 split_seed: int = 0, image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if root is None:
             raise ValueError("pets needs root=<folder holding oxford-iiit-pet>. " + PETS_HOW)
         if border not in BORDER_RULES:

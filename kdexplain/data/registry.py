@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from kdexplain.data.base import IMAGE_OPTION_NAMES
 from kdexplain.utils.options import check_options
 
 # name -> "module:Class" (imported on first use, so that e.g. scenes does not pay for VOC)
@@ -55,8 +56,10 @@ def build_dataset(name: str = "scenes", split: str = "train", root: str | Path |
     image_size : int
         Side of the square output images (pixels).
     **options
-        Dataset-specific options (see each class), plus the common ``augment``,
-        ``transform``, ``normalize`` (ImageNet mean/std, default True).
+        Dataset-specific options (see each class), plus the image options every built-in
+        dataset shares (:class:`~kdexplain.data.base.ImageOptions`: ``crop_scale``,
+        ``keep_aspect``, ``augment``, ``transform``, ``normalize``, ``verify``), given as
+        plain keys as in a config's ``data.options``.
 
     Returns
     -------
@@ -81,6 +84,8 @@ def build_dataset(name: str = "scenes", split: str = "train", root: str | Path |
     if name != "scenes" and root is None:
         raise ValueError(f"the {name!r} dataset needs root=<folder of the data on your disk> "
                          f"(see docs/data.md for the expected layout)")
-    check_options(factory, options, f"dataset {name!r}", _OPTIONS_KEY,
-                  reserved=("split", "root", "image_size"))
-    return factory(split=split, root=root, image_size=image_size, **options)
+    own = {k: v for k, v in options.items() if k not in IMAGE_OPTION_NAMES}
+    check_options(factory, own, f"dataset {name!r}", _OPTIONS_KEY,
+                  reserved=("split", "root", "image_size", "image"), extra=IMAGE_OPTION_NAMES)
+    image = {k: v for k, v in options.items() if k in IMAGE_OPTION_NAMES}
+    return factory(split=split, root=root, image_size=image_size, image=image, **own)

@@ -32,31 +32,31 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
-from scipy import ndimage
 
-from kdexplain.data.animals import ANIMAL_CLASSES, load_animal_silhouettes
-from kdexplain.data.base import MaskedImageDataset, RawSample
+from kdexplain.data.animals import ANIMAL_CLASSES
+from kdexplain.data.base import ImageOptions, MaskedImageDataset, RawSample
+from kdexplain.data.scene_paint import (
+    BACKGROUND_FAMILIES,
+    background,
+    blob_mask,
+    colour_texture,
+    pixel_grid,
+    silhouettes,
+    warp,
+)
 from kdexplain.utils import atomic_write_bytes, derive_seed, progress
 
 GENERATOR_VERSION = 1
 SPLITS = ("train", "val", "test")
 # Per class, the animal-mnist silhouettes (in file order) each split draws from.
 SPLIT_POOLS = {"train": (0, 800), "val": (800, 900), "test": (900, 1000)}
-BACKGROUND_FAMILIES: tuple[str, ...] = (
-    "astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-    "retina", "motorcycle", "china", "flower", "camera",
-)
-TEXTURES: tuple[str, ...] = ("brick", "grass", "gravel", "stripes", "checker", "dots",
-                             "clouds", "rings")
-_REAL_TEXTURES = ("brick", "grass", "gravel")
 
 
 def default_data_root() -> Path:
@@ -119,185 +119,6 @@ class ScenesConfig:
                 f"seed{self.seed}-{self.digest()}.npz")
 
 
-# ----------------------------------------------------------------------------- resources
-
-@lru_cache(maxsize=1)
-def _photos() -> tuple[np.ndarray, ...]:
-    """The background photos, one per family, uint8 (h, w, 3), cut to their usable part."""
-    import skimage.data as skd
-    from sklearn.datasets import load_sample_images
-
-    samples = load_sample_images()
-    by_name = dict(zip([Path(f).stem for f in samples.filenames], samples.images, strict=True))
-    out = []
-    for name in BACKGROUND_FAMILIES:
-        if name == "motorcycle":
-            arr = skd.stereo_motorcycle()[0]
-        elif name in by_name:
-            arr = by_name[name]
-        else:
-            arr = getattr(skd, name)()
-        if name == "retina":  # a fundus photo: keep the inside of the eye, not the black frame
-            h, w = arr.shape[:2]
-            arr = arr[int(0.22 * h):int(0.78 * h), int(0.22 * w):int(0.78 * w)]
-        if arr.ndim == 2:
-            arr = np.repeat(arr[..., None], 3, axis=2)
-        out.append(np.ascontiguousarray(arr[..., :3], dtype=np.uint8))
-    return tuple(out)
-
-
-@lru_cache(maxsize=1)
-def _photo_images() -> tuple[Image.Image, ...]:
-    return tuple(Image.fromarray(a) for a in _photos())
-
-
-@lru_cache(maxsize=1)
-def _real_textures() -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """scikit-image's grey textures in [0, 1], at full and half resolution."""
-    import skimage.data as skd
-
-    out = {}
-    for name in _REAL_TEXTURES:
-        full = getattr(skd, name)().astype(np.float32) / 255.0
-        half = full.reshape(full.shape[0] // 2, 2, full.shape[1] // 2, 2).mean(axis=(1, 3))
-        out[name] = (full, half)
-    return out
-
-
-class _Silhouettes:
-    """Filled silhouette masks, shading and bounding boxes, computed once per silhouette."""
-
-    def __init__(self):
-        self.images, self.labels = load_animal_silhouettes()
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, tuple[float, float, float]]] = {}
-        self.by_class = [np.flatnonzero(self.labels == c) for c in range(len(ANIMAL_CLASSES))]
-
-    def get(self, idx: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-        """(filled mask float32 (28, 28), shade float32 (28, 28), (center row, col, extent))."""
-        hit = self._cache.get(idx)
-        if hit is None:
-            raw = self.images[idx]
-            filled = ndimage.binary_fill_holes(raw > 0)
-            rows, cols = np.nonzero(filled)
-            if rows.size == 0:  # pragma: no cover - no empty silhouette in the data
-                rows, cols = np.array([13, 14]), np.array([13, 14])
-            r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            geom = ((r0 + r1 - 1) / 2, (c0 + c1 - 1) / 2, float(max(r1 - r0, c1 - c0)))
-            hit = (filled.astype(np.float32), raw.astype(np.float32) / 255.0, geom)
-            self._cache[idx] = hit
-        return hit
-
-
-@lru_cache(maxsize=1)
-def _silhouettes() -> _Silhouettes:
-    return _Silhouettes()
-
-
-@lru_cache(maxsize=8)
-def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    rr, cc = np.mgrid[0:size, 0:size].astype(np.float32)
-    return rr, cc
-
-
-# ----------------------------------------------------------------------------- painting
-
-def _warp(src: Sequence[np.ndarray], geom: tuple[float, float, float], size: int,
-          center: tuple[float, float], extent: float, angle: float, flip: bool
-          ) -> list[np.ndarray]:
-    """Bilinear affine warp of 28x28 arrays into a (size, size) canvas.
-
-    The source's bounding box centre goes to ``center`` (row, col), its longer side
-    becomes ``extent`` pixels, rotated by ``angle`` radians and mirrored if ``flip``.
-    """
-    rr, cc = _pixel_grid(size)
-    scale = extent / geom[2]
-    dr, dc = rr - center[0], cc - center[1]
-    cos, sin = math.cos(angle), math.sin(angle)
-    # inverse map: output offset -> rotate back -> unscale -> unflip
-    sr = (cos * dr - sin * dc) / scale
-    sc = (sin * dr + cos * dc) / scale
-    if flip:
-        sc = -sc
-    coords = np.stack([sr + geom[0], sc + geom[1]])
-    return [ndimage.map_coordinates(a, coords, order=1, mode="constant", cval=0.0,
-                                    prefilter=False) for a in src]
-
-
-def _texture(rng: np.random.Generator, size: int, kind: str | None = None) -> np.ndarray:
-    """A grey texture in [0, 1], shape (size, size)."""
-    kind = kind or TEXTURES[rng.integers(len(TEXTURES))]
-    rr, cc = _pixel_grid(size)
-    if kind in _REAL_TEXTURES:
-        full, half = _real_textures()[kind]
-        base = full if rng.random() < 0.5 else half
-        h, w = base.shape
-        r0, c0 = rng.integers(h), rng.integers(w)
-        t = base.take(np.arange(r0, r0 + size) % h, axis=0).take(np.arange(c0, c0 + size) % w,
-                                                                  axis=1)
-        t = np.rot90(t, rng.integers(4))
-        lo, hi = np.percentile(t, (2, 98))
-        return np.clip((t - lo) / max(hi - lo, 1e-3), 0.0, 1.0)
-    phi = rng.uniform(0, math.pi)
-    u = (cc * math.cos(phi) + rr * math.sin(phi)) / size
-    v = (-cc * math.sin(phi) + rr * math.cos(phi)) / size
-    if kind == "stripes":
-        t = 0.5 + 0.5 * np.sin(2 * math.pi * rng.uniform(3, 9) * u + rng.uniform(0, 6.3))
-    elif kind == "checker":
-        k = rng.uniform(4, 10)
-        t = ((np.floor(u * k) + np.floor(v * k)) % 2).astype(np.float32)
-    elif kind == "dots":
-        f = rng.uniform(4, 9)
-        t = (np.sin(2 * math.pi * f * u) * np.sin(2 * math.pi * f * v) > 0.3).astype(np.float32)
-    elif kind == "rings":
-        r = np.hypot(rr - rng.uniform(0, size), cc - rng.uniform(0, size)) / size
-        t = 0.5 + 0.5 * np.sin(2 * math.pi * rng.uniform(4, 10) * r)
-    elif kind == "clouds":
-        k = int(rng.integers(3, 7))
-        low = rng.random((k, k)).astype(np.float32)
-        t = ndimage.zoom(low, size / k, order=1, mode="nearest", grid_mode=True)[:size, :size]
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-3)
-    else:  # pragma: no cover - TEXTURES is closed
-        raise ValueError(f"unknown texture {kind!r}")
-    grain = rng.normal(0.0, 0.06, size=(size, size)).astype(np.float32)
-    return np.clip(t.astype(np.float32) + grain, 0.0, 1.0)
-
-
-def _colour_texture(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A texture mapped between two random colours: float32 (size, size, 3) in [0, 1]."""
-    t = _texture(rng, size)
-    c1 = rng.random(3).astype(np.float32)
-    c2 = rng.random(3).astype(np.float32)
-    while np.linalg.norm(c1 - c2) < 0.45:
-        c2 = rng.random(3).astype(np.float32)
-    return c1 + (c2 - c1) * t[..., None]
-
-
-def _background(rng: np.random.Generator, family: int, size: int) -> np.ndarray:
-    """A random crop of a family's photo, resized to (size, size, 3), float32 in [0, 1]."""
-    im = _photo_images()[family]
-    w, h = im.size
-    side = rng.uniform(0.3, 0.75) * min(w, h)
-    x0, y0 = rng.uniform(0, w - side), rng.uniform(0, h - side)
-    crop = im.resize((size, size), Image.BILINEAR, box=(x0, y0, x0 + side, y0 + side))
-    arr = np.asarray(crop, dtype=np.float32) / 255.0
-    if rng.random() < 0.5:
-        arr = arr[:, ::-1]
-    return np.clip(arr * rng.uniform(0.8, 1.2), 0.0, 1.0)
-
-
-def _blob_mask(rng: np.random.Generator, size: int, center: tuple[float, float],
-               radius: float) -> np.ndarray:
-    """An irregular blob (a wobbly ellipse), bool (size, size)."""
-    rr, cc = _pixel_grid(size)
-    dr, dc = rr - center[0], cc - center[1]
-    a = rng.uniform(0, math.pi)
-    u = (dc * math.cos(a) + dr * math.sin(a)) / radius
-    v = (-dc * math.sin(a) + dr * math.cos(a)) / (radius * rng.uniform(0.45, 1.0))
-    theta = np.arctan2(v, u)
-    wobble = 1.0 + 0.25 * np.sin(int(rng.integers(2, 6)) * theta + rng.uniform(0, 6.3))
-    return np.hypot(u, v) <= wobble
-
-
 def render_scene(cfg: ScenesConfig, index: int, silhouette: int, class_pos: int
                  ) -> tuple[np.ndarray, np.ndarray, int]:
     """Paint image ``index`` of a split.
@@ -322,11 +143,11 @@ def render_scene(cfg: ScenesConfig, index: int, silhouette: int, class_pos: int
     """
     size = cfg.image_size
     rng = np.random.default_rng(derive_seed(cfg.seed, "scenes", cfg.split, index))
-    sil = _silhouettes()
+    sil = silhouettes()
     n_fam = len(BACKGROUND_FAMILIES)
     tied = rng.random() < cfg.spurious_background
     family = class_pos % n_fam if tied else int(rng.integers(n_fam))
-    canvas = _background(rng, family, size)
+    canvas = background(rng, family, size)
 
     # distractors behind the object: blobs and fragments of other animals, not foreground
     lo, hi = SPLIT_POOLS[cfg.split]
@@ -334,20 +155,20 @@ def render_scene(cfg: ScenesConfig, index: int, silhouette: int, class_pos: int
     for _ in range(int(rng.integers(1, 4))):
         centre = (rng.uniform(0.05, 0.95) * size, rng.uniform(0.05, 0.95) * size)
         if rng.random() < 0.5:
-            shape = _blob_mask(rng, size, centre, rng.uniform(0.06, 0.15) * size)
+            shape = blob_mask(rng, size, centre, rng.uniform(0.06, 0.15) * size)
             shade = None
         else:
             other = int(rng.choice([c for c in range(len(ANIMAL_CLASSES)) if c != own]))
             idx = int(sil.by_class[other][rng.integers(lo, hi)])
             filled, shade_src, geom = sil.get(idx)
-            cut, shade = _warp([filled, shade_src], geom, size, centre,
+            cut, shade = warp([filled, shade_src], geom, size, centre,
                                rng.uniform(0.25, 0.45) * size, rng.uniform(-math.pi, math.pi),
                                bool(rng.random() < 0.5))
-            rr, cc = _pixel_grid(size)
+            rr, cc = pixel_grid(size)
             a = rng.uniform(0, 2 * math.pi)  # keep one side of a line through the centre
             side = (cc - centre[1]) * math.cos(a) + (rr - centre[0]) * math.sin(a)
             shape = (cut > 0.5) & (side > rng.uniform(-0.05, 0.1) * size)
-        paint = _colour_texture(rng, size)
+        paint = colour_texture(rng, size)
         if shade is not None:
             paint = paint * (0.4 + 0.6 * shade[..., None])
         canvas[shape] = paint[shape]
@@ -357,10 +178,10 @@ def render_scene(cfg: ScenesConfig, index: int, silhouette: int, class_pos: int
     extent = rng.uniform(0.55, 0.85) * size
     slack = max(0.0, (size - extent) / 2) * 0.9
     centre = (size / 2 + rng.uniform(-slack, slack), size / 2 + rng.uniform(-slack, slack))
-    cover, shade = _warp([filled, shade_src], geom, size, centre, extent,
+    cover, shade = warp([filled, shade_src], geom, size, centre, extent,
                          math.radians(rng.uniform(-20, 20)), bool(rng.random() < 0.5))
     mask = cover > 0.5
-    paint = _colour_texture(rng, size) * (0.35 + 0.65 * shade[..., None])
+    paint = colour_texture(rng, size) * (0.35 + 0.65 * shade[..., None])
     canvas[mask] = paint[mask]
     image = np.clip(np.rint(canvas * 255.0), 0, 255).astype(np.uint8)
     return image, mask, family
@@ -376,7 +197,7 @@ def split_silhouettes(cfg: ScenesConfig) -> tuple[np.ndarray, np.ndarray]:
     silhouettes : int64 ndarray (N,)
         Index into the animal-mnist arrays.
     """
-    sil = _silhouettes()
+    sil = silhouettes()
     lo, hi = SPLIT_POOLS[cfg.split]
     n_cls = len(cfg.classes)
     labels = np.arange(cfg.num_images, dtype=np.int64) % n_cls
@@ -438,9 +259,9 @@ def generate_split(cfg: ScenesConfig, show_progress: bool | None = None,
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as pool:
-            for part, (a, b) in zip(pool.map(_render_range, *zip(*[
-                    (cfg, a, b, sils, labels) for a, b in bounds])), bounds):
-                parts.append(part)
+            futures = [pool.submit(_render_range, cfg, a, b, sils, labels) for a, b in bounds]
+            for future, (a, b) in zip(futures, bounds, strict=True):
+                parts.append(future.result())
                 bar.update(b - a)
     else:
         for a, b in bounds:
@@ -562,8 +383,10 @@ class ScenesDataset(MaskedImageDataset):
         False: generate in memory and write no file.
     rebuild : bool
         Regenerate even if a cache file exists.
-    augment, transform, normalize
-        See :class:`kdexplain.data.transforms.JointPipeline`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``verify``: "none", there are no files
+        to check).
 
     Attributes
     ----------
@@ -577,17 +400,16 @@ class ScenesDataset(MaskedImageDataset):
     """
 
     name = "scenes"
+    image_defaults = ImageOptions(verify="none")
 
     def __init__(self, split: str = "train", root: str | Path | None = None,
                  image_size: int = 64, *, images_per_class: int = 100,
                  val_per_class: int | None = None, test_per_class: int | None = None,
                  seed: int = 0, spurious_background: float = 0.0,
                  classes: Sequence[str] | None = None, cache_dir: str | Path | None = None,
-                 cache: bool = True, rebuild: bool = False, augment: bool = False,
-                 transform: Callable | None = None, normalize: bool = True,
-                 show_progress: bool | None = None):
-        super().__init__(image_size, augment=augment, transform=transform, normalize=normalize,
-                         verify="none")
+                 cache: bool = True, rebuild: bool = False, show_progress: bool | None = None,
+                 image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if split not in SPLITS:
             raise ValueError(f"scenes has the splits {', '.join(SPLITS)}, not {split!r}")
         counts = _split_counts(images_per_class, val_per_class, test_per_class)

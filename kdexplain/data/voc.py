@@ -19,15 +19,16 @@ Layout (``torchvision.datasets.VOCSegmentation``, ``download=False``)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from kdexplain.data.annotations import expect_file, parse_voc_xml
 from kdexplain.data.base import (
+    ImageOptions,
     RawSample,
     RecordDataset,
     check_mask_shape,
@@ -80,27 +81,26 @@ class VOCObjectsDataset(RecordDataset):
         Side of the square output (the paper: 224).
     year : str
         ``"2012"`` (other years with segmentations work the same way).
-    crop_scale : float or None
-        Crop to this multiple of the object box (paper: 1.2); None = whole image.
     include_difficult : bool
         Also use objects marked ``difficult``.
     classes : sequence of str or None
         Keep only objects of these VOC classes (labels follow this order); None = all 20.
     min_box_size : int
         Skip objects whose box is smaller than this many pixels on a side.
-    verify, augment, transform, normalize
-        See :class:`kdexplain.data.base.MaskedImageDataset`.
+    image : ImageOptions or mapping, optional
+        The image options (crop, aspect, augmentation, normalisation, file checks; see
+        :class:`~kdexplain.data.base.ImageOptions`), over :attr:`image_defaults` (``crop_scale``: a multiple of the object box,
+        1.2 by default as the paper; None = whole image).
     """
 
     name = "voc"
+    image_defaults = ImageOptions(crop_scale=1.2)
 
     def __init__(self, split: str = "train", root: str | Path | None = None,
-                 image_size: int = 224, *, year: str = "2012", crop_scale: float | None = 1.2,
-                 include_difficult: bool = False, classes: Sequence[str] | None = None,
-                 min_box_size: int = 0, verify: str = "header", augment: bool = False,
-                 transform: Callable | None = None, normalize: bool = True):
-        super().__init__(image_size, crop_scale=crop_scale, augment=augment,
-                         transform=transform, normalize=normalize, verify=verify)
+                 image_size: int = 224, *, year: str = "2012", include_difficult: bool = False,
+                 classes: Sequence[str] | None = None, min_box_size: int = 0,
+                 image: ImageOptions | Mapping[str, Any] | None = None):
+        super().__init__(image_size, image)
         if root is None:
             raise ValueError("voc needs root=<folder holding VOCdevkit/VOC2012>. " + VOC_HOW)
         if split not in ("train", "val", "trainval"):

@@ -19,7 +19,7 @@ from kdexplain.pipeline.study_index import write_variants_index
 from kdexplain.pipeline.sweeps import sweep
 from kdexplain.train.fidelity import FIDELITY_COLUMNS, read_fidelity
 from kdexplain.utils import check_writable_folder, folder_lock
-from kdexplain.vocabulary import ALL_ROLES
+from kdexplain.vocabulary import ALL_ROLES, COMPARED_ROLES
 
 log = logging.getLogger("kdexplain.pipeline")
 
@@ -46,7 +46,7 @@ def make_report(run_dirs: Sequence[str | Path], out: str | Path, *, title: str |
         inputs = report_inputs(run_dirs, config)
         run_dirs, config, shared = inputs.run_dirs, inputs.config, inputs.shared
         analysis = inputs.analyse()
-        curve = threshold_curve(inputs.runs, inputs.settings) if {"student", "baseline"} <= set(
+        curve = threshold_curve(inputs.runs, inputs.settings) if set(COMPARED_ROLES) <= set(
             analysis.roles) else None
         out = Path(out)
         reproduce = [command] if command else [

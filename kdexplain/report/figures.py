@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from kdexplain.concepts import ROLE_LABELS, ConceptAnalysis, RunEntropies, ThresholdCurve
 from kdexplain.report.tables import METRIC_HEADERS
 from kdexplain.utils.render import entropy_colorbar, format_number, save_png, show_entropy
-from kdexplain.vocabulary import ROLES
+from kdexplain.vocabulary import COMPARED_ROLES, ROLES
 
 __all__ = [
     "ROLE_COLOURS",
@@ -202,7 +202,7 @@ def _band(analysis: ConceptAnalysis, role: str, seed: int, what: str
 
 
 def plot_concepts_vs_distance(analysis: ConceptAnalysis, path: str | Path, *,
-                              roles: tuple[str, ...] = ("student", "baseline"),
+                              roles: tuple[str, ...] = COMPARED_ROLES,
                               title: str = "") -> Path:
     """``N_fg`` and ``N_bg`` against the weight distance ``d`` over training.
 
@@ -240,7 +240,7 @@ def plot_concepts_vs_distance(analysis: ConceptAnalysis, path: str | Path, *,
 
 
 def plot_peak_distance(analysis: ConceptAnalysis, path: str | Path, *,
-                       roles: tuple[str, ...] = ("student", "baseline"),
+                       roles: tuple[str, ...] = COMPARED_ROLES,
                        title: str = "") -> Path:
     """Distribution over images of ``d(m^)``, the weight distance at the ``N_fg`` peak.
 

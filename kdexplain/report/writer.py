@@ -37,6 +37,7 @@ from kdexplain.utils.io import atomic_write_text, jsonable, remove_stale_tempora
 from kdexplain.utils.lock import folder_lock
 from kdexplain.utils.render import format_number, format_p, markdown_table
 from kdexplain.utils.runinfo import git_revision
+from kdexplain.vocabulary import COMPARED_ROLES
 
 __all__ = ["verdict_sentences", "write_report"]
 
@@ -384,7 +385,7 @@ def _figures(analysis: ConceptAnalysis, fig_dir: Path, images: np.ndarray | None
     figures = [(heat, "Entropy of every cell for T, S and B at the checkpoint of "
                       "hypothesis 1 (first seed), one shared colour scale; the foreground "
                       "is outlined in cyan and concept cells carry a white dot.")]
-    if {"student", "baseline"} & set(analysis.roles):
+    if set(COMPARED_ROLES) & set(analysis.roles):
         figures.append((plot_concepts_vs_distance(analysis, fig_dir / "concepts_vs_distance.png"),
                         "Foreground and background concepts per image against the weight "
                         "distance over training (mean, band: ± one standard deviation over "

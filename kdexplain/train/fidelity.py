@@ -75,9 +75,9 @@ def fidelity(teacher_logits: torch.Tensor, logits: torch.Tensor, labels: torch.T
 def predict_logits(model: nn.Module, dataset, device: torch.device | str = "cpu",
                    batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     """The logits (N, C) of ``model`` in evaluation mode over ``dataset`` (a
-    :class:`~kdexplain.train.loop.PreloadedDataset` or any dataset of dicts with ``image``
+    :class:`~kdexplain.data.PreloadedDataset` or any dataset of dicts with ``image``
     (3, H, W) and ``label``), and the labels (N,)."""
-    from kdexplain.train.loop import PreloadedDataset
+    from kdexplain.data.preloaded import PreloadedDataset
 
     if isinstance(dataset, PreloadedDataset):
         images, labels = dataset.images, dataset.labels

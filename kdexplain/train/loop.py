@@ -12,8 +12,8 @@ the shuffling of epoch ``e`` depends only on (seed, model, phase, e) and the gen
 restored.
 
 The training step never waits for the device: losses, accuracies and weight-step norms
-stay on the device and are read every :data:`CHECK_EVERY` steps (to catch a non-finite
-loss early) and at the end of the epoch.
+stay on the device and are read every :data:`~kdexplain.train.epoch.CHECK_EVERY` steps
+(to catch a non-finite loss early) and at the end of the epoch.
 """
 
 from __future__ import annotations
@@ -23,21 +23,22 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
-from kdexplain.config import OptimConfig
+from kdexplain.data.preloaded import collate_image_label
 from kdexplain.models import build_model
 from kdexplain.train.checkpoints import capture_rng, checkpoint_path, restore_rng
 from kdexplain.train.distributed import DistContext, scaled_lr, state_checksum
+from kdexplain.train.epoch import train_epoch
 from kdexplain.train.features import TruncatedModel, check_feature_shapes, upstream_parameters
-from kdexplain.train.objectives import OBJECTIVES, Objective, make_objective
+from kdexplain.train.objectives import make_objective
 from kdexplain.train.optim import build_optimizer, build_scheduler
+from kdexplain.train.phase import Phase, PhaseRun
 from kdexplain.train.records import ModelRecords
 from kdexplain.train.trajectory import WeightTrajectory
 from kdexplain.utils import (
@@ -48,176 +49,9 @@ from kdexplain.utils import (
     seed_everything,
 )
 
-__all__ = ["CHECK_EVERY", "ModelTrainer", "NonFiniteLossError", "Phase", "PreloadedDataset",
-           "collate_image_label"]
+__all__ = ["ModelTrainer"]
 
 log = logging.getLogger("kdexplain.train")
-
-#: Steps between two checks for a non-finite loss (each check reads one flag from the device).
-CHECK_EVERY = 25
-
-
-class NonFiniteLossError(ValueError):
-    """The training loss became NaN or infinite; the checkpoints written before stay intact."""
-
-
-def collate_image_label(items: list[dict] | tuple[torch.Tensor, torch.Tensor]
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack dataset items (dicts with ``image`` (3, H, W) and ``label``) into
-    ``images (B, 3, H, W)`` and ``labels (B,)`` (long). A batch that is already stacked
-    (from :meth:`PreloadedDataset.__getitems__`) passes through."""
-    if isinstance(items, tuple):
-        return items
-    images = torch.stack([it["image"] for it in items])
-    labels = torch.as_tensor([int(it["label"]) for it in items], dtype=torch.long)
-    return images, labels
-
-
-class PreloadedDataset(Dataset):
-    """A dataset's images and labels, read once and held as two tensors.
-
-    ``images`` (N, 3, H, W) float, ``labels`` (N,) long. ``DataLoader`` fetches whole
-    batches through :meth:`__getitems__` (one indexing operation instead of N item reads
-    and a stack), which on a CPU makes an epoch of a small dataset several times faster.
-    Only valid for datasets whose items are the same at every read (no random augmentation).
-
-    Parameters
-    ----------
-    dataset : Dataset
-        Items are dicts with ``image`` and ``label``.
-    desc : str
-        Progress-bar label.
-    """
-
-    def __init__(self, dataset: Dataset, desc: str = "preload") -> None:
-        from kdexplain.data.base import readable_items  # the data room, only when preloading
-
-        # corrupt files are left out (with a warning naming them), never replaced
-        items = readable_items(dataset, progress(range(len(dataset)), desc=desc, unit="img",
-                                                 leave=False))
-        if not items:
-            raise ValueError(f"none of the {len(dataset)} images of {desc!r} can be read")
-        self.images = torch.stack([it["image"] for it in items])
-        self.labels = torch.as_tensor([int(it["label"]) for it in items], dtype=torch.long)
-        self.num_classes = getattr(dataset, "num_classes", int(self.labels.max()) + 1)
-        self.class_names = list(getattr(dataset, "class_names", []))
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> dict:
-        return {"image": self.images[i], "label": int(self.labels[i])}
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[idx], self.labels[idx]
-
-
-@dataclass
-class Phase:
-    """One training phase of a model.
-
-    Attributes
-    ----------
-    name : str
-        ``pretrain``, ``finetune``, ``train``, ``phase1`` or ``phase2``.
-    epochs : int
-        Epochs of the phase (0: only the epoch-0 state is recorded).
-    objective : str
-        ``ce`` (cross-entropy on labels), ``feature`` (MSE to the teacher's feature at the
-        layer), ``soft`` (Hinton's loss), ``logit_l2`` (L2 on zero-meaned logits).
-    train_set, val_set : Dataset
-        Items as ``kdexplain.data`` yields them (dicts with ``image`` and ``label``).
-    num_classes : int
-        The head size during this phase.
-    optim : OptimConfig
-        Optimiser settings of the phase (role overrides applied).
-    keep : set of int
-        Epochs whose checkpoints are kept (the last epoch is added).
-    subdir : str or None
-        ``None``: checkpoints go to ``checkpoints/`` (the analysed phase); else to
-        ``checkpoints/<subdir>/``.
-    tracked : bool
-        Record the weight trajectory of the analysed layer during this phase.
-    freeze : {"none", "above", "upstream"}
-        ``above``: train only the parameters the layer's output depends on (phase 1);
-        ``upstream``: freeze those and train the rest (phase 2).
-    prepare : callable, optional
-        ``model -> model`` applied when the phase starts fresh (e.g. a new head).
-    """
-
-    name: str
-    epochs: int
-    objective: str
-    train_set: Dataset
-    val_set: Dataset | None
-    num_classes: int
-    optim: OptimConfig
-    keep: set[int] = field(default_factory=set)
-    subdir: str | None = None
-    tracked: bool = False
-    freeze: str = "none"
-    prepare: Callable[[nn.Module], nn.Module] | None = None
-
-    def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; one of {OBJECTIVES}")
-        if self.freeze not in ("none", "above", "upstream"):
-            raise ValueError(f"unknown freeze {self.freeze!r}")
-        self.keep = {e for e in self.keep if 0 <= e <= self.epochs} | {0, self.epochs}
-
-
-@dataclass
-class _Epoch:
-    loss: float
-    acc: float | None
-    images: int
-    seconds: float
-
-
-@dataclass
-class _PhaseRun:
-    """The state of one phase while it trains (what its helpers share)."""
-
-    phase: Phase
-    model: nn.Module
-    net: nn.Module                 # the trained network (truncated at L for a feature loss)
-    teacher_fn: nn.Module | None   # the frozen teacher, truncated likewise
-    objective: Objective
-    ddp: nn.Module                 # ``net``, wrapped in DistributedDataParallel under torchrun
-    params: list[nn.Parameter]
-    flags: dict[str, bool]         # requires_grad before the phase (restored by close)
-    frozen_modules: list[nn.Module]
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler
-    autocast: Callable[[], Any]
-    traj: WeightTrajectory | None
-    sampler: DistributedSampler
-    train_loader: DataLoader
-    val_loader: DataLoader | None
-    dist_rows: list[dict] = field(default_factory=list)
-    timing: dict = field(default_factory=lambda: {"train_images": 0, "train_seconds": 0.0,
-                                                  "seconds": 0.0})
-
-    @property
-    def fields(self) -> tuple[list[str], list[str]]:
-        """Column names of ``trajectory.csv`` and ``weight_distance.csv``."""
-        return self.traj.fieldnames() if self.traj is not None else ([], [])
-
-    def set_train_mode(self) -> None:
-        self.model.train()
-        for m in self.frozen_modules:
-            m.eval()
-
-    def close(self) -> None:
-        """Remove the truncation hooks and restore every parameter's ``requires_grad``."""
-        for m in (self.net, self.teacher_fn):
-            if isinstance(m, TruncatedModel):
-                m.remove()
-        for n, p in self.model.named_parameters():
-            p.requires_grad_(self.flags[n])
-
 
 class ModelTrainer:
     """Train one model (a role of the triplet) through its phases.
@@ -241,14 +75,14 @@ class ModelTrainer:
         Further resolved module paths whose trajectory is recorded.
     teacher : nn.Module, optional
         The trained teacher (objectives ``feature``, ``soft``, ``logit_l2``).
-    temperature, soft_weight : float
-        For ``soft``.
+    temperature, soft_weight : float, optional
+        For ``soft`` (required there; from the config's ``student`` section).
     """
 
     def __init__(self, role: str, model_dir: Path, phases: list[Phase], ctx: DistContext,
                  seed: int, arch: str, model_kwargs: dict, layer: str,
                  track_layers: list[str] | None = None, teacher: nn.Module | None = None,
-                 temperature: float = 4.0, soft_weight: float = 0.9) -> None:
+                 temperature: float | None = None, soft_weight: float | None = None) -> None:
         if not phases:
             raise ValueError(f"{role}: no phase to train")
         self.role = role
@@ -261,8 +95,8 @@ class ModelTrainer:
         self.layer = layer
         self.track_layers = [t for t in (track_layers or []) if t != layer]
         self.teacher = teacher
-        self.temperature = float(temperature)
-        self.soft_weight = float(soft_weight)
+        self.temperature = None if temperature is None else float(temperature)
+        self.soft_weight = None if soft_weight is None else float(soft_weight)
         self.records = ModelRecords(self.dir, [p.name for p in phases])
         tracked = [p.name for p in phases if p.tracked]
         self.tracked_phase = tracked[0] if tracked else None
@@ -373,7 +207,7 @@ class ModelTrainer:
                 if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm))
                 and all(not p.requires_grad for p in m.parameters())]
 
-    def _setup_phase(self, model: nn.Module, phase: Phase) -> _PhaseRun:
+    def _setup_phase(self, model: nn.Module, phase: Phase) -> PhaseRun:
         """Everything one phase needs: networks, objective, optimiser, loaders, trajectory."""
         ctx, dev = self.ctx, self.ctx.device
         use_cuda = dev.type == "cuda"
@@ -409,7 +243,7 @@ class ModelTrainer:
         autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp else nullcontext
         traj = WeightTrajectory(model, [self.layer] + self.track_layers) if phase.tracked else None
         sampler, train_loader, val_loader = self._loaders(phase, use_cuda)
-        return _PhaseRun(phase=phase, model=model, net=net, teacher_fn=teacher_fn,
+        return PhaseRun(phase=phase, model=model, net=net, teacher_fn=teacher_fn,
                          objective=objective, ddp=ctx.wrap(net), params=params, flags=flags,
                          frozen_modules=frozen_modules, optimizer=optimizer,
                          scheduler=scheduler, scaler=scaler, autocast=autocast, traj=traj,
@@ -434,7 +268,7 @@ class ModelTrainer:
         return sampler, train_loader, val_loader
 
     @torch.no_grad()
-    def _evaluate(self, st: _PhaseRun) -> tuple[float | None, float | None]:
+    def _evaluate(self, st: PhaseRun) -> tuple[float | None, float | None]:
         """Validation loss and accuracy (None where undefined) over every process's shard."""
         if st.val_loader is None:
             return None, None
@@ -458,7 +292,7 @@ class ModelTrainer:
         acc = float(tot[1]) / n if st.objective.has_accuracy else None
         return float(tot[0]) / n, acc
 
-    def _start_phase(self, st: _PhaseRun) -> tuple[int, int]:
+    def _start_phase(self, st: PhaseRun) -> tuple[int, int]:
         """Record epoch 0 (the state before any step of the phase)."""
         seed_everything(derive_seed(self.seed, self.role, st.phase.name, "rank", self.ctx.rank))
         t0 = time.perf_counter()
@@ -473,7 +307,7 @@ class ModelTrainer:
         self._end_epoch(st, 0, 0, row, [st.traj.initial_row()] if st.traj else [])
         return 1, 0
 
-    def _continue_phase(self, st: _PhaseRun, state: dict) -> tuple[int, int]:
+    def _continue_phase(self, st: PhaseRun, state: dict) -> tuple[int, int]:
         """Restore optimiser, scheduler, scaler, trajectory and generators from ``state``."""
         ctx = self.ctx
         st.optimizer.load_state_dict(state["optimizer"])
@@ -495,7 +329,7 @@ class ModelTrainer:
         st.timing = dict(state.get("timing") or st.timing)
         return int(state["epoch"]) + 1, int(state["global_step"])
 
-    def _train_epochs(self, st: _PhaseRun, first_epoch: int, global_step: int) -> None:
+    def _train_epochs(self, st: PhaseRun, first_epoch: int, global_step: int) -> None:
         phase = st.phase
         bar = progress(total=phase.epochs, initial=first_epoch - 1, unit="epoch",
                        desc=f"{self.role} {phase.name}", enable=None if self.ctx.is_main else False)
@@ -505,7 +339,7 @@ class ModelTrainer:
                 lr_now = st.optimizer.param_groups[0]["lr"]
                 st.set_train_mode()
                 st.sampler.set_epoch(epoch)
-                ep = self._train_epoch(st, epoch, global_step)
+                ep = train_epoch(st, self.ctx, self.role, epoch, global_step, self.last_path)
                 first_step = global_step + 1
                 global_step += len(st.train_loader)
                 st.scheduler.step()
@@ -532,81 +366,7 @@ class ModelTrainer:
             bar.close()
 
     # ---------------------------------------------------------------------------------------
-    def _train_epoch(self, st: _PhaseRun, epoch: int, global_step: int) -> _Epoch:
-        """One pass over the training shard; losses stay on the device (checked every
-        :data:`CHECK_EVERY` steps)."""
-        ctx, dev = self.ctx, self.ctx.device
-        phase, opt_cfg, loader = st.phase, st.phase.optim, st.train_loader
-        optimizer, scaler, traj = st.optimizer, st.scaler, st.traj
-        use_cuda = dev.type == "cuda"
-        t0 = time.perf_counter()
-        losses: list[torch.Tensor] = []
-        stats = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
-        checked = 0
-        n_global = len(loader.sampler) * ctx.world_size
-        bar = progress(total=n_global, desc=f"{self.role} {phase.name} {epoch}/{phase.epochs}",
-                       unit="img", leave=False, enable=None if ctx.is_main else False)
-        try:
-            for i, (x, y) in enumerate(loader):
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if opt_cfg.channels_last and use_cuda:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with st.autocast():
-                    loss, z = st.objective(st.ddp, st.teacher_fn, x, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if opt_cfg.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(st.params, opt_cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                if traj is not None:
-                    traj.step()
-                loss = loss.detach()
-                losses.append(loss)
-                stats[0] += loss.double() * len(y)
-                if z is not None:
-                    stats[1] += (z.detach().argmax(1) == y).sum()
-                stats[2] += len(y)
-                bar.update(len(y) * ctx.world_size)
-                if (i + 1) % CHECK_EVERY == 0:
-                    self._check_finite(losses, checked, phase, epoch, global_step)
-                    checked = len(losses)
-                    bar.set_postfix(loss=f"{float(losses[-1]):.4g}", refresh=False)
-            self._check_finite(losses, checked, phase, epoch, global_step)
-        finally:
-            bar.close()
-        ctx.all_sum(stats)
-        n = max(float(stats[2]), 1.0)
-        acc = float(stats[1]) / n if st.objective.has_accuracy else None
-        return _Epoch(loss=float(stats[0]) / n, acc=acc, images=int(stats[2]),
-                      seconds=time.perf_counter() - t0)
-
-    def _check_finite(self, losses: list[torch.Tensor], start: int, phase: Phase, epoch: int,
-                      global_step: int) -> None:
-        if start >= len(losses):
-            bad_local = torch.zeros((), device=self.ctx.device)
-            recent = None
-        else:
-            recent = torch.stack(losses[start:])
-            bad_local = (~torch.isfinite(recent)).any().float()
-        if float(self.ctx.all_max(bad_local.clone())) == 0:
-            return
-        step = None
-        if recent is not None and bool(bad_local):
-            idx = int(torch.nonzero(~torch.isfinite(recent))[0, 0])
-            step = start + idx + 1
-        where = (f"step {step} of the epoch (global step {global_step + step})" if step
-                 else "a step on another process")
-        kept = sorted(e for e in phase.keep if e < epoch)
-        raise NonFiniteLossError(
-            f"{self.role}: the {phase.name} loss became non-finite (NaN or inf) in epoch "
-            f"{epoch}, {where}. Training stopped; the checkpoints written before "
-            f"(epochs {kept} of this phase, and {self.last_path}) are intact. Lower the "
-            "learning rate (optim.lr), or set optim.grad_clip, then run again with --resume.")
-
-    # ---------------------------------------------------------------------------------------
-    def _end_epoch(self, st: _PhaseRun, epoch: int, global_step: int, row: dict,
+    def _end_epoch(self, st: PhaseRun, epoch: int, global_step: int, row: dict,
                    traj_rows: list[dict]) -> None:
         """Records, then the checkpoint(s) of an epoch's end (``last.pt`` last)."""
         model, phase, traj, timing = st.model, st.phase, st.traj, st.timing

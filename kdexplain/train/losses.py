@@ -48,9 +48,11 @@ def soft_target_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
                       labels: torch.Tensor | None, temperature: float,
-                      soft_weight: float = 0.9) -> torch.Tensor:
+                      soft_weight: float) -> torch.Tensor:
     """``a * T^2 * KL(q_T(v) || q_T(z)) + (1 - a) * CE(y, q_1(z))``.
 
+    ``temperature`` is T and ``soft_weight`` is a, with no default here: an experiment
+    takes them from its config (``student.temperature``, ``student.soft_weight``).
     ``labels=None`` (a transfer set without labels) uses the soft term alone.
     """
     if not 0.0 <= soft_weight <= 1.0:

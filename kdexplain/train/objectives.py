@@ -92,7 +92,7 @@ class SoftTarget(Objective):
 
     name = "soft"
 
-    def __init__(self, temperature: float = 4.0, soft_weight: float = 0.9) -> None:
+    def __init__(self, temperature: float, soft_weight: float) -> None:
         self.temperature = float(temperature)
         self.soft_weight = float(soft_weight)
 
@@ -115,10 +115,16 @@ _CLASSES: dict[str, type[Objective]] = {c.name: c for c in (CrossEntropy, Featur
 OBJECTIVES: tuple[str, ...] = tuple(_CLASSES)
 
 
-def make_objective(name: str, temperature: float = 4.0, soft_weight: float = 0.9) -> Objective:
-    """The objective called ``name`` (one of :data:`OBJECTIVES`)."""
+def make_objective(name: str, temperature: float | None = None,
+                   soft_weight: float | None = None) -> Objective:
+    """The objective called ``name`` (one of :data:`OBJECTIVES`); ``soft`` needs
+    ``temperature`` and ``soft_weight`` (the config's ``student.temperature`` and
+    ``student.soft_weight``, where their defaults are defined)."""
     if name not in _CLASSES:
         raise ValueError(f"unknown objective {name!r}; one of {', '.join(OBJECTIVES)}")
     if name == "soft":
+        if temperature is None or soft_weight is None:
+            raise ValueError("the soft objective needs temperature and soft_weight "
+                             "(student.temperature, student.soft_weight)")
         return SoftTarget(temperature, soft_weight)
     return _CLASSES[name]()

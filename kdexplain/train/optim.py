@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import torch
 
 from kdexplain.config import OptimConfig
+from kdexplain.vocabulary import OPTIMIZERS, SCHEDULES
 
 __all__ = ["LrFactor", "build_optimizer", "build_scheduler"]
 
@@ -24,8 +25,8 @@ class LrFactor:
     """The multiplier of the base rate at epoch ``i`` (a picklable callable for ``LambdaLR``)."""
 
     def __init__(self, schedule: str, epochs: int) -> None:
-        if schedule not in ("loglinear", "cosine", "constant"):
-            raise ValueError(f"unknown schedule {schedule!r}; choose loglinear, cosine or constant")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose {', '.join(SCHEDULES)}")
         self.schedule = schedule
         self.epochs = int(epochs)
 
@@ -48,7 +49,7 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"unknown optimiser {cfg.name!r}; choose sgd or adam")
+    raise ValueError(f"unknown optimiser {cfg.name!r}; choose {', '.join(OPTIMIZERS)}")
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, schedule: str,

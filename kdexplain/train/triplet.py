@@ -35,9 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,33 +43,38 @@ import torch
 from torch import nn
 
 from kdexplain.config import (
-    ConfigError,
     ExperimentConfig,
-    dump_config,
-    flatten_config,
-    key_under,
-    parse_config,
-    read_yaml,
 )
-from kdexplain.models import build_model, load_model, load_state_dict, resolve_layer_name
+from kdexplain.models import build_model, load_model, load_state_dict
 from kdexplain.train.distributed import DistContext
-from kdexplain.train.features import upstream_parameters
-from kdexplain.train.loop import ModelTrainer, Phase, PreloadedDataset
+from kdexplain.train.loop import ModelTrainer
+from kdexplain.train.phase import Phase
+from kdexplain.train.run_folder import (
+    finish_run,
+    model_summary,
+    start_run,
+    summary_head,
+    write_run_info,
+)
+from kdexplain.train.setup import (
+    RunSetup,
+    build_run_dataset,
+    check_pretrained,
+    count_classes,
+    kept_epochs,
+    setup_run,
+    transfer_body,
+)
 from kdexplain.utils import (
-    atomic_write_text,
     derive_seed,
     deterministic,
-    environment_info,
     folder_lock,
     read_json,
-    remove_stale_temporaries,
-    seed_everything,
     write_json,
 )
-from kdexplain.vocabulary import ALL_ROLES, ROLES
 from kdexplain.weights import resolve_weights
 
-__all__ = ["ROLES", "SHARED_TEACHER", "format_summary", "run_dir_for", "shared_teacher_dir",
+__all__ = ["SHARED_TEACHER", "run_dir_for", "shared_teacher_dir",
            "shared_teacher_of", "train_all_seeds", "train_teacher", "train_triplet"]
 
 log = logging.getLogger("kdexplain.train")
@@ -81,11 +84,6 @@ SHARED_TEACHER = "shared_teacher"
 #: File in a seed's run directory that points to the shared teacher's run.
 TEACHER_LINK = "teacher.json"
 
-#: Config keys that may change between an interrupted run and its resumption.
-_RESUME_FREE = ("name", "out_dir", "device", "seeds", "analysis", "optim.num_workers",
-                "optim.eval_batch_size")
-
-
 def run_dir_for(config: ExperimentConfig, seed: int | None = None) -> Path:
     """Where a run of ``config`` goes: ``out_dir/name``, or ``out_dir/name/seed_<s>`` for one
     seed of a multi-seed config (``seeds`` set)."""
@@ -93,59 +91,6 @@ def run_dir_for(config: ExperimentConfig, seed: int | None = None) -> Path:
     if config.seeds:
         return base / f"seed_{config.seed if seed is None else seed}"
     return base
-
-
-def _config_changes(old: dict, new: dict, free: tuple[str, ...] = ()) -> list[str]:
-    a, b = flatten_config(old), flatten_config(new)
-    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and not key_under(k, _RESUME_FREE + free)]
-
-
-def _build_dataset(name: str, split: str, root: str | None, image_size: int,
-                   options: dict[str, Any], preload: bool = False):
-    from kdexplain.data import build_dataset  # the data room (lower): imported when needed
-
-    ds = build_dataset(name, split=split, root=root, image_size=image_size, **options)
-    if preload and len(ds) > 0:
-        ds = PreloadedDataset(ds, desc=f"reading {name} {split}")
-    return ds
-
-
-def _num_classes(ds, what: str) -> int:
-    n = int(getattr(ds, "num_classes", 0))
-    if n < 2:
-        raise ValueError(f"{what} has {n} class(es); classification needs at least 2. Check the "
-                         "dataset's root and options (e.g. the class list)")
-    if len(ds) == 0:
-        raise ValueError(f"{what} holds no images; check the dataset's root and options")
-    return n
-
-
-def _head_name(model: nn.Module) -> str:
-    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise ValueError(f"{type(model).__name__} has no linear head to re-initialise")
-    return linears[-1]
-
-
-def _transfer(model: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
-    """Load ``state`` into ``model`` except its head (which keeps its fresh initialisation)."""
-    head = _head_name(model)
-    own = model.state_dict()
-    body = {k: v for k, v in state.items() if not k.startswith(head + ".")}
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in body.items()
-           if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if not k.startswith(head + ".") and k not in body]
-    unexpected = [k for k in body if k not in own]
-    if bad or missing or unexpected:
-        raise ValueError(f"{what} does not fit the architecture: shape mismatches {bad[:5]}, "
-                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
-    model.load_state_dict(body, strict=False)
-    return model
-
-
-def _keep(config: ExperimentConfig, epochs: int) -> set[int]:
-    return {e for e in config.checkpoints if e <= epochs}
 
 
 def shared_teacher_dir(config: ExperimentConfig, run_dir: str | Path | None = None) -> Path:
@@ -220,131 +165,16 @@ def train_teacher(config: ExperimentConfig, run_dir: str | Path, resume: bool = 
 
 def _train_teacher_only(config: ExperimentConfig, run_dir: Path, resume: bool,
                         ctx: DistContext, t_start: float) -> Path:
-    started = _start(config, run_dir, resume, ctx, free=("student", "baseline"))
-    setup = _setup(config, ctx)
-    _check_pretrained(config, setup.num_classes)
-    _write_run_info(config, run_dir, started, ctx)
-    summary = _summary_head(config, run_dir, ctx, setup)
+    started = start_run(config, run_dir, resume, ctx, free=("student", "baseline"))
+    setup = setup_run(config, ctx)
+    check_pretrained(config, setup.num_classes)
+    write_run_info(config, run_dir, started, ctx)
+    summary = summary_head(config, run_dir, ctx, setup)
     summary["teacher_only"] = True
     teacher, summary["models"]["teacher"] = _train_teacher(config, run_dir, setup, resume)
     _write_fidelity(run_dir, ["teacher"], teacher, setup.val_set, ctx)
-    _finish(summary, run_dir, ctx, t_start)
+    finish_run(summary, run_dir, ctx, t_start)
     return run_dir
-
-
-@dataclass
-class _Setup:
-    """What every model of a run needs: the data, the analysed layer, the initialiser."""
-
-    train_set: Any
-    val_set: Any
-    num_classes: int
-    layer: str
-    has_above: bool
-    common: dict[str, Any]
-    init: Callable[..., nn.Module]
-
-
-def _start(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext,
-           free: tuple[str, ...] = ()) -> bool:
-    """Check whether ``run_dir`` may be (re)used, then seed; returns whether it holds
-    finished work (a model's ``last.pt``) to continue.
-
-    A folder with finished work needs ``resume`` and the same config; a folder without (only
-    the ``config.yaml`` of a command that failed before its first epoch) is simply reused.
-    Nothing is written here: :func:`_write_run_info` does that once everything is validated.
-    """
-    cfg_path = run_dir / "config.yaml"
-    started = any((run_dir / r / "last.pt").is_file() for r in ALL_ROLES)
-    if started and not resume:
-        raise ValueError(f"{run_dir} already holds a run: pass --resume to continue it, or "
-                         "choose another name (name=... or --run-dir)")
-    if started and cfg_path.is_file():
-        # through the current schema, so keys added since then compare as their defaults
-        old = parse_config(read_yaml(cfg_path.read_text(encoding="utf-8"), str(cfg_path)),
-                           str(cfg_path))
-        changes = _config_changes(old.model_dump(mode="json"), config.model_dump(mode="json"),
-                                  free)
-        if changes:
-            raise ConfigError(f"cannot resume {run_dir} with a different config; changed: "
-                              + "; ".join(changes))
-    seed_everything(config.seed)
-    return started
-
-
-def _check_pretrained(config: ExperimentConfig, num_classes: int) -> None:
-    """A ``teacher.pretrained`` weights file exists and fits the architecture (checked before
-    the run folder is written, so a wrong file leaves nothing behind)."""
-    t, m = config.teacher, config.model
-    if t.pretrained is None or t.pretrained == "torchvision":
-        return
-    path = resolve_weights(t.pretrained)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
-    with torch.random.fork_rng():  # building the probe must not move the run's generators
-        _transfer(build_model(m.arch, num_classes, **m.kwargs), load_state_dict(path), str(path))
-
-
-def _write_run_info(config: ExperimentConfig, run_dir: Path, started: bool,
-                    ctx: DistContext) -> None:
-    """``config.yaml`` and ``environment.json`` (appended to when the run resumes), written
-    by rank 0 once every process has validated the config."""
-    ctx.barrier()
-    if not ctx.is_main:
-        return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for p in remove_stale_temporaries(run_dir):
-        log.info("removed %s, left by an interrupted save", p)
-    atomic_write_text(run_dir / "config.yaml", dump_config(config))
-    env = environment_info()
-    env["world_size"] = ctx.world_size
-    env["device"] = str(ctx.device)
-    env_path = run_dir / "environment.json"
-    if started and env_path.is_file():
-        first = read_json(env_path)
-        first.setdefault("resumed", []).append(env)
-        env = first
-    write_json(env_path, env)
-
-
-def _setup(config: ExperimentConfig, ctx: DistContext) -> _Setup:
-    """Build the target data and check the layer (before any training)."""
-    d = config.data
-    train_set = _build_dataset(d.name, d.train_split, d.root, d.image_size, d.options, d.preload)
-    val_set = _build_dataset(d.name, d.val_split, d.root, d.image_size, d.options, d.preload)
-    num_classes = _num_classes(train_set, f"dataset {d.name!r} ({d.train_split})")
-    m = config.model
-    probe = build_model(m.arch, num_classes, **m.kwargs)
-    layer = resolve_layer_name(probe, m.layer, m.arch)
-    track = [resolve_layer_name(probe, t, m.arch) for t in m.track_layers]
-    upstream = set(upstream_parameters(probe, layer, d.image_size))
-    has_above = any(n not in upstream for n, _ in probe.named_parameters())
-    del probe
-
-    def init(key: str, classes: int = num_classes) -> nn.Module:
-        torch.manual_seed(derive_seed(config.seed, "init", key))
-        return build_model(m.arch, classes, **m.kwargs)
-
-    common = {"ctx": ctx, "seed": config.seed, "arch": m.arch, "model_kwargs": m.kwargs,
-              "layer": layer, "track_layers": track}
-    return _Setup(train_set, val_set, num_classes, layer, has_above, common, init)
-
-
-def _summary_head(config: ExperimentConfig, run_dir: Path, ctx: DistContext, s: _Setup
-                  ) -> dict[str, Any]:
-    m = config.model
-    return {"run_dir": str(run_dir), "name": config.name, "seed": config.seed,
-            "world_size": ctx.world_size, "device": str(ctx.device), "layer": s.layer,
-            "arch": m.arch, "num_classes": s.num_classes, "models": {}}
-
-
-def _finish(summary: dict[str, Any], run_dir: Path, ctx: DistContext, t_start: float) -> None:
-    summary["ranks_identical"] = all(v.get("ranks_identical") is not False
-                                     for v in summary["models"].values())
-    summary["seconds_this_session"] = time.perf_counter() - t_start
-    if ctx.is_main:
-        write_json(run_dir / "summary.json", summary)
-    ctx.barrier()
 
 
 def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistContext,
@@ -353,12 +183,12 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
     if teacher_run is not None and not (teacher_run / "teacher" / "last.pt").is_file():
         raise FileNotFoundError(f"the shared teacher {teacher_run} is not trained (no "
                                 "teacher/last.pt); train it first with train_teacher")
-    started = _start(config, run_dir, resume, ctx)
-    setup = _setup(config, ctx)
+    started = start_run(config, run_dir, resume, ctx)
+    setup = setup_run(config, ctx)
     if teacher_run is None:
-        _check_pretrained(config, setup.num_classes)
-    _write_run_info(config, run_dir, started, ctx)
-    summary = _summary_head(config, run_dir, ctx, setup)
+        check_pretrained(config, setup.num_classes)
+    write_run_info(config, run_dir, started, ctx)
+    summary = summary_head(config, run_dir, ctx, setup)
     if teacher_run is None:
         teacher, summary["models"]["teacher"] = _train_teacher(config, run_dir, setup, resume)
     else:
@@ -371,11 +201,11 @@ def _train(config: ExperimentConfig, run_dir: Path, resume: bool, ctx: DistConte
             write_json(run_dir / TEACHER_LINK, link)
     summary["models"].update(_train_pair(config, run_dir, setup, teacher, resume))
     _write_fidelity(run_dir, list(summary["models"]), teacher, setup.val_set, ctx)
-    _finish(summary, run_dir, ctx, t_start)
+    finish_run(summary, run_dir, ctx, t_start)
     return run_dir
 
 
-def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: bool
+def _train_teacher(config: ExperimentConfig, run_dir: Path, s: RunSetup, resume: bool
                    ) -> tuple[nn.Module, dict[str, Any]]:
     """Pre-train (or load) and fine-tune the teacher; returns it and its summary."""
     d, m, t = config.data, config.model, config.teacher
@@ -385,22 +215,22 @@ def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: b
     if t.pretrained is None and t.pretrain_epochs > 0:
         src = d.source
         size = src.image_size or d.image_size
-        src_train = _build_dataset(src.name, src.split, src.root, size, src.options, src.preload)
-        src_val = (_build_dataset(src.name, src.val_split, src.root, size, src.options,
+        src_train = build_run_dataset(src.name, src.split, src.root, size, src.options, src.preload)
+        src_val = (build_run_dataset(src.name, src.val_split, src.root, size, src.options,
                                   src.preload)
                    if src.val_split else None)
-        src_classes = _num_classes(src_train, f"source dataset {src.name!r} ({src.split})")
+        src_classes = count_classes(src_train, f"source dataset {src.name!r} ({src.split})")
 
         def new_head(model: nn.Module) -> nn.Module:
             fresh = init("teacher-head")
-            return _transfer(fresh, {k: v.cpu() for k, v in model.state_dict().items()},
+            return transfer_body(fresh, {k: v.cpu() for k, v in model.state_dict().items()},
                              "the pre-trained teacher")
 
         phases.append(Phase("pretrain", t.pretrain_epochs, "ce", src_train, src_val, src_classes,
                             t_optim.merged(t.pretrain_optim), keep={t.pretrain_epochs},
                             subdir="pretrain"))
         phases.append(Phase("finetune", t.epochs, "ce", s.train_set, s.val_set, num_classes,
-                            t_optim, keep=_keep(config, t.epochs), tracked=True,
+                            t_optim, keep=kept_epochs(config, t.epochs), tracked=True,
                             prepare=new_head))
         teacher_init = lambda: init("teacher", src_classes)  # noqa: E731
     else:
@@ -408,7 +238,7 @@ def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: b
             log.warning("teacher: no pretrained weights and no pre-training: the teacher is "
                         "trained from scratch on the target, like the baseline")
         phases.append(Phase("finetune", t.epochs, "ce", s.train_set, s.val_set, num_classes,
-                            t_optim, keep=_keep(config, t.epochs), tracked=True))
+                            t_optim, keep=kept_epochs(config, t.epochs), tracked=True))
 
         def teacher_init() -> nn.Module:
             if t.pretrained is None:
@@ -422,14 +252,14 @@ def _train_teacher(config: ExperimentConfig, run_dir: Path, s: _Setup, resume: b
             path = resolve_weights(t.pretrained)
             if not path.is_file():
                 raise FileNotFoundError(f"teacher.pretrained: weights file {path} does not exist")
-            return _transfer(init("teacher-head"), load_state_dict(path), str(path))
+            return transfer_body(init("teacher-head"), load_state_dict(path), str(path))
 
     trainer = ModelTrainer("teacher", run_dir / "teacher", phases, **s.common)
     teacher = trainer.run(teacher_init, resume=resume)
-    return teacher, _model_summary(trainer)
+    return teacher, model_summary(trainer)
 
 
-def _train_pair(config: ExperimentConfig, run_dir: Path, s: _Setup, teacher: nn.Module,
+def _train_pair(config: ExperimentConfig, run_dir: Path, s: RunSetup, teacher: nn.Module,
                 resume: bool) -> dict[str, Any]:
     """Train the baseline and the student of one seed; returns their summaries."""
     out: dict[str, Any] = {}
@@ -439,27 +269,27 @@ def _train_pair(config: ExperimentConfig, run_dir: Path, s: _Setup, teacher: nn.
     baseline_trainer = ModelTrainer(
         "baseline", run_dir / "baseline",
         [Phase("train", b.epochs, "ce", train_set, val_set, num_classes,
-               config.optim.merged(b.optim), keep=_keep(config, b.epochs), tracked=True)],
+               config.optim.merged(b.optim), keep=kept_epochs(config, b.epochs), tracked=True)],
         **s.common)
     baseline_trainer.run(lambda: init(base_key), resume=resume)
-    out["baseline"] = _model_summary(baseline_trainer)
+    out["baseline"] = model_summary(baseline_trainer)
 
     st = config.student
     s_optim = config.optim.merged(st.optim)
     student_key = "scratch" if st.same_init_as_baseline else "student"
     if st.mode == "feature":
         phases = [Phase("phase1", st.phase1_epochs, "feature", train_set, val_set, num_classes,
-                        s_optim, keep=_keep(config, st.phase1_epochs), tracked=True,
+                        s_optim, keep=kept_epochs(config, st.phase1_epochs), tracked=True,
                         freeze="above")]
         if st.phase2_epochs > 0 and s.has_above:
             phases.append(Phase("phase2", st.phase2_epochs, "ce", train_set, val_set,
-                                num_classes, s_optim, keep=_keep(config, st.phase2_epochs),
+                                num_classes, s_optim, keep=kept_epochs(config, st.phase2_epochs),
                                 subdir="phase2", freeze="upstream"))
         elif not s.has_above:
             log.info("student: layer %s is the last layer, so there is no phase 2", s.layer)
     else:
         phases = [Phase("phase1", st.phase1_epochs, st.mode, train_set, val_set, num_classes,
-                        s_optim, keep=_keep(config, st.phase1_epochs), tracked=True)]
+                        s_optim, keep=kept_epochs(config, st.phase1_epochs), tracked=True)]
     distillers = [("student", teacher)]
     if st.control:
         # the random-teacher control: the same procedure from the teacher's architecture at
@@ -472,7 +302,7 @@ def _train_pair(config: ExperimentConfig, run_dir: Path, s: _Setup, teacher: nn.
                                temperature=st.temperature, soft_weight=st.soft_weight,
                                **s.common)
         trainer.run(lambda: init(student_key), resume=resume)
-        out[role] = _model_summary(trainer)
+        out[role] = model_summary(trainer)
     return out
 
 
@@ -498,26 +328,6 @@ def _write_fidelity(run_dir: Path, roles: list[str], teacher: nn.Module, val_set
                     "ece_bins": ECE_BINS, "split": "val"})
 
 
-def _model_summary(trainer: ModelTrainer) -> dict[str, Any]:
-    from kdexplain.train.checkpoints import list_checkpoints
-
-    d = trainer.dir
-    final = trainer.history[-1] if trainer.history else {}
-    out: dict[str, Any] = {
-        "final_val_acc": final.get("val_acc"),
-        "final_val_loss": final.get("val_loss"),
-        "phases": trainer.history,
-        "ranks_identical": trainer.ranks_identical,
-        "last": str(d / "last.pt"),
-    }
-    if trainer.ctx.is_main:
-        out["checkpoints"] = [str(p) for _, p in list_checkpoints(d)]
-        for p in trainer.phases:
-            if p.subdir:
-                out[f"checkpoints_{p.subdir}"] = [str(q) for _, q in list_checkpoints(d, p.subdir)]
-    return out
-
-
 def train_all_seeds(config: ExperimentConfig, run_dir: str | Path | None = None,
                     resume: bool = False) -> list[Path]:
     """Train the triplet once per seed of ``config.run_seeds()``.
@@ -541,25 +351,3 @@ def train_all_seeds(config: ExperimentConfig, run_dir: str | Path | None = None,
     return out
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """A readable table of a run's ``summary.json``: one row per model and phase."""
-    from tabulate import tabulate
-
-    rows = []
-    for role in ALL_ROLES:
-        info = summary.get("models", {}).get(role)
-        if not info:
-            continue
-        for ph in info.get("phases", []):
-            acc = ph.get("val_acc")
-            loss = ph.get("val_loss")
-            ips = ph.get("images_per_second")
-            rows.append([role, ph["phase"], ph["epochs"],
-                         "-" if acc is None else f"{100 * acc:.1f}%",
-                         "-" if loss is None else f"{loss:.4g}",
-                         "-" if ips is None else f"{ips:,.0f}",
-                         f"{ph.get('seconds', 0.0):.1f}"])
-    head = ["model", "phase", "epochs", "val acc", "val loss", "train img/s", "seconds"]
-    text = tabulate(rows, headers=head, tablefmt="simple")
-    return f"run {summary.get('run_dir')} (layer {summary.get('layer')}, seed {summary.get('seed')}, " \
-           f"{summary.get('world_size')} process(es) on {summary.get('device')})\n{text}"

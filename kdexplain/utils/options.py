@@ -11,7 +11,7 @@ __all__ = ["check_options"]
 
 
 def check_options(factory: Callable[..., Any], options: Mapping[str, Any], what: str,
-                  key: str, reserved: tuple[str, ...] = ()) -> None:
+                  key: str, reserved: tuple[str, ...] = (), extra: tuple[str, ...] = ()) -> None:
     """Raise a clear ``ValueError`` when ``options`` holds a name ``factory`` does not take.
 
     Parameters
@@ -26,12 +26,15 @@ def check_options(factory: Callable[..., Any], options: Mapping[str, Any], what:
         Where the user wrote them (``"data.options"``, ``"model.kwargs"``).
     reserved : tuple of str
         Parameters passed by the caller itself (not options the user may set).
+    extra : tuple of str
+        Further valid option names, taken by the caller itself (listed in the message).
     """
     params = inspect.signature(factory).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     valid = [n for n, p in params.items() if n not in ("self", *reserved)
              and p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    valid += [n for n in extra if n not in valid]
     unknown = [k for k in options if k not in valid]
     if not unknown:
         return

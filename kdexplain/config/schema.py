@@ -1,31 +1,26 @@
-"""The experiment config: one YAML file describes a whole experiment.
-
-A config names the dataset, the architecture and the distilled layer, how the teacher,
-the student and the baseline are trained (docs/method.md section 2), which epochs are kept as
-checkpoints, and how the sweep analyses them (docs/method.md sections 3-4). It is validated on load:
-an unknown key or a value outside the allowed choices is an error that names the key and
-what is allowed.
-
-Load with :func:`load_config`; override single values from the command line with
-``key.sub=value`` (the value is parsed as YAML, so ``optim.lr=0.01``,
-``checkpoints=[0,1,2]``, ``teacher.pretrained=null`` all work)::
-
-    cfg = load_config("configs/quickstart.yaml", ["optim.lr=0.02", "student.mode=soft"])
-
-Every run saves the resolved config (:func:`dump_config`) as ``config.yaml``.
-"""
+"""The experiment config's schema: one pydantic model per section (docs/method.md section 2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from kdexplain.vocabulary import ALL_ROLES, ARCHS, ROLES
+from kdexplain.concepts.settings import BOUND_KEYS, ConceptSettings
+from kdexplain.config.errors import ConfigError, format_errors
+from kdexplain.config.overrides import apply_overrides
+from kdexplain.vocabulary import ALL_ROLES, ARCHS, OPTIMIZERS, ROLES, SCHEDULES
 
 __all__ = [
     "CONCEPT_KEYS",
@@ -33,7 +28,6 @@ __all__ = [
     "REPORT_ONLY_KEYS",
     "AnalysisConfig",
     "BaselineConfig",
-    "ConfigError",
     "DataConfig",
     "ExperimentConfig",
     "ModelConfig",
@@ -42,16 +36,7 @@ __all__ = [
     "SourceDataConfig",
     "StudentConfig",
     "TeacherConfig",
-    "flatten_config",
-    "key_under",
-    "apply_overrides",
-    "config_description",
-    "dump_config",
-    "find_run_config",
-    "load_config",
     "parse_config",
-    "resolve_config",
-    "shipped_configs",
 ]
 
 #: Checkpoint epochs of the original protocol (docs/method.md section 2).
@@ -59,10 +44,8 @@ PAPER_CHECKPOINTS: tuple[int, ...] = (0, 2, 5, 10, 15, 20, 25, 30, 40, 50, 70, 9
 
 Arch = Literal[ARCHS]  # Literal[("a", "b")] is Literal["a", "b"]
 Role = Literal[ALL_ROLES]
-
-
-class ConfigError(ValueError):
-    """An invalid experiment config; the message names the bad keys and the allowed values."""
+Optimizer = Literal[OPTIMIZERS]
+Schedule = Literal[SCHEDULES]
 
 
 class _Strict(BaseModel):
@@ -138,11 +121,11 @@ class ModelConfig(_Strict):
 class OptimOverrides(_Strict):
     """Per-role overrides of :class:`OptimConfig`; ``None`` keeps the shared value."""
 
-    name: Literal["sgd", "adam"] | None = None
+    name: Optimizer | None = None
     lr: float | None = Field(None, gt=0)
     momentum: float | None = Field(None, ge=0, lt=1)
     weight_decay: float | None = Field(None, ge=0)
-    schedule: Literal["loglinear", "constant", "cosine"] | None = None
+    schedule: Schedule | None = None
 
 
 class OptimConfig(_Strict):
@@ -156,13 +139,13 @@ class OptimConfig(_Strict):
     to 0, ``constant`` keeps it. ``amp`` and ``channels_last`` act on CUDA only.
     """
 
-    name: Literal["sgd", "adam"] = "sgd"
+    name: Optimizer = "sgd"
     lr: float = Field(0.01, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int | None = Field(None, ge=1, description="None: 2 x batch_size")
-    schedule: Literal["loglinear", "constant", "cosine"] = "loglinear"
+    schedule: Schedule = "loglinear"
     lr_scaling: Literal["linear", "sqrt", "none"] = "linear"
     amp: bool = False
     channels_last: bool = False
@@ -238,57 +221,66 @@ REPORT_ONLY_KEYS: tuple[str, ...] = (
     "late_fraction", "count_epoch", "distance", "peak_without_concepts", "empty_rho", "alpha",
     "ci_level", "n_resamples", "n_permutations", "stats_seed", "keep_effective")
 #: AnalysisConfig keys that are the settings of :class:`kdexplain.concepts.ConceptSettings`
-#: (what ``kdexplain report --set`` may change; tests/test_config.py checks the two agree).
-CONCEPT_KEYS: tuple[str, ...] = ("concept_threshold", "baseline_entropy", "select_effective",
-                                 *REPORT_ONLY_KEYS)
+#: (what ``kdexplain report --set`` may change): that class's fields, in its order.
+CONCEPT_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(ConceptSettings))
 
 
-class AnalysisConfig(_Strict):
+class _AnalysisSection(_Strict):
     """How the sweep quantifies the run and how the report counts and tests concepts.
 
     The quantification: ``n_images`` drawn from ``split``, the ``models`` and ``checkpoints``,
     ``preset`` ... ``max_batch`` (docs/method.md section 3), ``mask_rule`` (how masks become
-    foreground cells). The concepts and statistics (docs/method.md section 4),
-    the fields of :class:`kdexplain.concepts.ConceptSettings`, documented there:
-    ``concept_threshold`` (b), ``baseline_entropy``, ``select_effective``, ``late_fraction``, ``count_epoch``, ``distance``, ``peak_without_concepts``, ``empty_rho``,
-    ``alpha``, ``ci_level``, ``n_resamples``, ``n_permutations``, ``stats_seed``
-    (:data:`REPORT_ONLY_KEYS` are read by the report alone).
+    foreground cells). The concepts and statistics (docs/method.md section 4): the fields of
+    :class:`kdexplain.concepts.ConceptSettings`, with its types, defaults, bounds and
+    documentation (:data:`CONCEPT_KEYS`; :data:`REPORT_ONLY_KEYS` are read by the report
+    alone).
     """
 
-    n_images: int = Field(30, ge=1, description="images analysed (drawn from split by the seed)")
-    split: str = "val"
-    models: list[Role] = Field(default_factory=lambda: list(ROLES))
-    checkpoints: Literal["all"] | list[int] = "all"
-    preset: Literal["default", "paper", "adam", "reference"] = "default"
-    steps: int | None = Field(None, ge=1)
-    samples: int | None = Field(None, ge=1)
-    grid: int = Field(16, ge=1)
-    entropy_weight: float | None = Field(None, gt=0)
-    feature_transform: Literal["relu", "identity"] = "relu"
-    concept_threshold: float = 0.2
-    baseline_entropy: Literal["pooled", "per_image"] = "pooled"
-    mask_rule: Literal["fraction", "nearest"] = "fraction"
-    select_effective: bool = False
-    keep_effective: int | None = Field(
-        None, ge=1, description="with select_effective: analyse only the first K images "
-                                "effective for S and B, in draw order (the original's "
-                                "pick_sample: 500 drawn, the first 50 kept)")
-    max_batch: int | None = Field(None, ge=1)
-    # report only (ConceptSettings; the same defaults, checked by tests/test_config.py)
-    late_fraction: float = Field(40 / 150, ge=0, le=1)
-    count_epoch: int | None = Field(None, ge=0)
-    distance: Literal["step", "epoch"] = "step"
-    peak_without_concepts: Literal["first", "exclude"] = "first"
-    empty_rho: Literal["zero", "exclude"] = "zero"
-    alpha: float = Field(0.05, gt=0, lt=1)
-    ci_level: float = Field(0.95, gt=0, lt=1)
-    n_resamples: int = Field(2000, ge=2)
-    n_permutations: int = Field(5000, ge=1)
-    stats_seed: Seed = 0
+    @model_validator(mode="after")
+    def _concepts_agree(self) -> _AnalysisSection:
+        ConceptSettings.from_mapping(self.concept_settings())  # the settings' own checks
+        return self
 
     def concept_settings(self) -> dict[str, Any]:
         """The :data:`CONCEPT_KEYS` of this section (``ConceptSettings.from_mapping`` reads it)."""
         return {k: getattr(self, k) for k in CONCEPT_KEYS}
+
+
+#: The quantification's keys of the analysis section; each is placed in the section (and in a
+#: saved config.yaml) after the key named by ``_PLACED_AFTER`` or, without one, before the
+#: concept settings.
+_QUANTIFY_FIELDS: dict[str, tuple[Any, Any]] = {
+    "n_images": (int, Field(30, ge=1, description="images analysed (drawn from split by the seed)")),
+    "split": (str, "val"),
+    "models": (list[Role], Field(default_factory=lambda: list(ROLES))),
+    "checkpoints": (Literal["all"] | list[int], "all"),
+    "preset": (Literal["default", "paper", "adam", "reference"], "default"),
+    "steps": (int | None, Field(None, ge=1)),
+    "samples": (int | None, Field(None, ge=1)),
+    "grid": (int, Field(16, ge=1)),
+    "entropy_weight": (float | None, Field(None, gt=0)),
+    "feature_transform": (Literal["relu", "identity"], "relu"),
+    "mask_rule": (Literal["fraction", "nearest"], "fraction"),
+    "max_batch": (int | None, Field(None, ge=1)),
+}
+_PLACED_AFTER = {"mask_rule": "baseline_entropy", "max_batch": "keep_effective"}
+
+
+def _analysis_fields() -> dict[str, tuple[Any, Any]]:
+    """The analysis section's fields, the concept settings' built from ConceptSettings."""
+    hints = get_type_hints(ConceptSettings)
+    concepts = {f.name: (hints[f.name], Field(f.default, **{k: v for k, v in f.metadata.items()
+                                                             if k in BOUND_KEYS}))
+                for f in dataclasses.fields(ConceptSettings)}
+    out = {k: v for k, v in _QUANTIFY_FIELDS.items() if k not in _PLACED_AFTER}
+    for name, spec in concepts.items():
+        out[name] = spec
+        out.update({k: _QUANTIFY_FIELDS[k] for k, after in _PLACED_AFTER.items() if after == name})
+    return out
+
+
+AnalysisConfig = create_model("AnalysisConfig", __base__=_AnalysisSection, __module__=__name__,
+                              __doc__=_AnalysisSection.__doc__, **_analysis_fields())
 
 
 class ExperimentConfig(_Strict):
@@ -401,146 +393,6 @@ class ExperimentConfig(_Strict):
         return self.model_copy(update={"seed": int(seed), "seeds": None}, deep=True)
 
 
-# ---------------------------------------------------------------------------------------
-# loading, overrides, errors
-
-
-def _allowed_keys(model: type[BaseModel], loc: Sequence[Any]) -> list[str] | None:
-    """Field names of the sub-model that ``loc`` (without its last element) points into."""
-    cls: Any = model
-    for part in loc[:-1]:
-        if not isinstance(part, str) or not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-            return None
-        field = cls.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        subs = [a for a in getattr(ann, "__args__", (ann,))
-                if isinstance(a, type) and issubclass(a, BaseModel)]
-        cls = subs[0] if subs else None
-    if isinstance(cls, type) and issubclass(cls, BaseModel):
-        return list(cls.model_fields)
-    return None
-
-
-def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
-    for e in err.errors():
-        loc = [p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(ExperimentConfig, loc)
-            msg = "unknown key"
-            if allowed:
-                msg += "; allowed keys here: " + ", ".join(allowed)
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] == "literal_error":
-                expected = (e.get("ctx") or {}).get("expected")
-                msg = f"got {e.get('input')!r}; allowed values: {expected}"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
-
-
-#: The largest config file read (bytes): a config is a page of settings, not data.
-MAX_CONFIG_BYTES = 1 << 20
-
-
-class YamlAliasError(ConfigError):
-    """A YAML document uses an alias (``*name``), which kdexplain configs refuse."""
-
-
-#: The deepest nesting of lists and mappings a config may have (a config has 4 levels; a
-#: file of 100,000 ``[`` would exhaust Python's recursion).
-MAX_YAML_DEPTH = 32
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` without aliases (``*name``): a few lines of nested aliases (a
-    "billion laughs" document) expand into gigabytes, and a config never needs them. The
-    nesting depth is capped at :data:`MAX_YAML_DEPTH`."""
-
-    _depth = 0
-
-    def compose_node(self, parent, index):  # noqa: D401 - PyYAML's hook
-        # an alias of a defined anchor is what expands; an undefined one is PyYAML's error
-        if self.check_event(yaml.AliasEvent) and self.peek_event().anchor in self.anchors:
-            mark = self.peek_event().start_mark
-            raise YamlAliasError(
-                f"{mark.name}, line {mark.line + 1}: YAML aliases (*name) are not allowed in "
-                "kdexplain configs (nested aliases can expand a small file into gigabytes); "
-                "write the value out in full")
-        if self._depth >= MAX_YAML_DEPTH:
-            mark = self.peek_event().start_mark
-            raise ConfigError(f"{mark.name}, line {mark.line + 1}: lists and mappings nested "
-                              f"deeper than {MAX_YAML_DEPTH} levels; a config is a page of "
-                              "settings")
-        self._depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def read_yaml(text: str, source: str = "<string>") -> Any:
-    """Parse YAML text safely: plain data only, no aliases, at most :data:`MAX_CONFIG_BYTES`.
-
-    Raises
-    ------
-    ConfigError
-        Invalid YAML, an alias, or a document over the size limit; the message names
-        ``source``.
-    """
-    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a "
-                          "page of settings, not data")
-    loader = _NoAliasLoader(text)
-    loader.name = source
-    try:
-        return loader.get_single_data()
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config {source} is not valid YAML: {e}") from None
-    finally:
-        loader.dispose()
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return read_yaml(text, "override")
-    except YamlAliasError:
-        raise
-    except ConfigError:  # not YAML: the value is the plain string
-        return text
-
-
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` overrides to a raw config mapping (in place; returned).
-
-    Values are parsed as YAML (``0.1`` -> float, ``[0,1]`` -> list, ``null`` -> None,
-    ``a b`` -> string). Intermediate mappings are created as needed; whether a key exists
-    is checked by the validation that follows.
-    """
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form key.sub=value "
-                              "(e.g. optim.lr=0.01)")
-        key, value = item.split("=", 1)
-        parts = key.strip().split(".")
-        if not all(parts):
-            raise ConfigError(f"override {item!r}: empty key part in {key!r}")
-        node = raw
-        for i, part in enumerate(parts[:-1]):
-            nxt = node.get(part)
-            if nxt is None:
-                nxt = node[part] = {}
-            elif not isinstance(nxt, dict):
-                raise ConfigError(f"override {item!r}: {'.'.join(parts[:i + 1])} is a value, "
-                                  "not a section")
-            node = nxt
-        node[parts[-1]] = _parse_value(value)
-    return raw
-
-
 def parse_config(raw: dict[str, Any] | None, source: str = "<dict>") -> ExperimentConfig:
     """Validate a raw mapping into an :class:`ExperimentConfig` (errors as :class:`ConfigError`)."""
     if raw is None:
@@ -550,110 +402,4 @@ def parse_config(raw: dict[str, Any] | None, source: str = "<dict>") -> Experime
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
-
-
-def shipped_configs() -> dict[str, Path]:
-    """The configs that ship with the package, ``{name: path}`` (sorted by name).
-
-    They are package data (``kdexplain/configs``, a link to the repository's ``configs/``),
-    so a name works from any folder, in a clone or from an installed wheel.
-    """
-    from importlib.resources import files
-
-    folder = Path(str(files("kdexplain") / "configs"))
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
-
-
-def config_description(path: str | Path) -> str:
-    """A config's one-line description: the first line of its leading comment, up to the
-    end of its first sentence or clause, without a closing parenthesis ('' without one)."""
-    first = Path(path).read_text(encoding="utf-8").splitlines()[:1]
-    if not first or not first[0].startswith("#"):
-        return ""
-    text = re.split(r"(?<=[^.])\.\s+(?=[A-Z`])|;\s", first[0].lstrip("#").strip())[0]
-    text = re.sub(r"\s*\([^)]*\)\.?$", "", text.rstrip(",;: ."))
-    return text.rstrip(",;: .")
-
-
-def resolve_config(path: str | Path) -> Path:
-    """The YAML file of ``path``: an existing file, else a shipped config's name
-    (``quickstart`` or ``quickstart.yaml``).
-
-    Raises
-    ------
-    FileNotFoundError
-        Neither: the message lists the shipped configs.
-    """
-    path = Path(path)
-    if path.is_file():
-        return path
-    shipped = shipped_configs()
-    if len(path.parts) == 1 and path.suffix in ("", ".yaml") and path.stem in shipped:
-        return shipped[path.stem]
-    hint = f" Shipped configs (give the name): {', '.join(shipped)}." if shipped else ""
-    raise FileNotFoundError(f"config file {path} does not exist.{hint}")
-
-
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read, override and validate an experiment config.
-
-    Parameters
-    ----------
-    path : str or Path
-        A YAML file, or the name of a shipped config (``quickstart``; see
-        :func:`shipped_configs`).
-    overrides : list of str
-        ``key.sub=value`` items applied before validation (see :func:`apply_overrides`).
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist (the message lists the shipped configs).
-    ConfigError
-        Invalid YAML, an unknown key, or a bad value: the message names each bad key and
-        the allowed keys or values.
-    """
-    path = resolve_config(path)
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"config {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
-                          "is a page of settings, not data")
-    raw = read_yaml(path.read_text(encoding="utf-8"), str(path))
-    if raw is None:
-        raise ConfigError(f"config {path} is empty; an experiment needs its settings (start from "
-                          "configs/quickstart.yaml or configs/tiny.yaml)")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config {path} must be a mapping of sections, got {type(raw).__name__}")
-    return parse_config(apply_overrides(raw, overrides), str(path))
-
-
-def find_run_config(checkpoint: str | Path) -> Path | None:
-    """The ``config.yaml`` of the run a checkpoint file belongs to, or None.
-
-    kdexplain writes ``RUN/<role>/checkpoints[/<phase>]/epoch_XXXX.pt`` and ``RUN/<role>/last.pt``,
-    with the run's resolved config at ``RUN/config.yaml``.
-    """
-    for parent in list(Path(checkpoint).resolve().parents)[:4]:
-        if (parent / "config.yaml").is_file():
-            return parent / "config.yaml"
-    return None
-
-
-def dump_config(config: ExperimentConfig) -> str:
-    """The resolved config as YAML text (every field, defaults included)."""
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
-
-
-def flatten_config(d: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config mapping as ``{"section.key": value}`` (leaves only)."""
-    if isinstance(d, dict):
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            out.update(flatten_config(v, f"{prefix}{k}."))
-        return out
-    return {prefix[:-1]: d}
-
-
-def key_under(key: str, prefixes: Sequence[str]) -> bool:
-    """Whether a flattened key is one of ``prefixes`` or lies inside one of them."""
-    return any(key == p or key.startswith(p + ".") for p in prefixes)
+        raise ConfigError(format_errors(e, source, ExperimentConfig)) from None
