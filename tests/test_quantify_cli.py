@@ -78,7 +78,7 @@ def test_bad_layer_and_preset_are_refused_before_the_first_progress_line(tmp_pat
     for extra, message in ((["--layer", "fc9"], "layer 'fc9' does not exist"),
                            (["--layer", "fc1", "--preset", "newton"], "unknown preset 'newton'"),
                            (["--layer", "fc1", "--feature-transform", "tanh"],
-                            "feature_transform must be one of")):
+                            "--feature-transform must be one of")):
         assert main([*base, *extra]) == 2
         out, err = capsys.readouterr()
         assert "quantifying" not in out and message in err and err.startswith("error: ")

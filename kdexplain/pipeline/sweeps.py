@@ -332,10 +332,10 @@ def _check_checkpoint_meta(path: Path, role: str, layer: str, cfg: ExperimentCon
                              "not belong to this run: retrain it (delete it and run again) or "
                              "fix config.yaml")
         if f"d_step@{layer}" not in weight_distances(_model_dir(path, role)).columns:
-            raise ValueError(f"checkpoint {path} was trained with layer {said!r} and did not "
-                             f"track {configured!r} ({layer}), so its weight distance at "
-                             f"{configured!r} is unknown: train it with model.track_layers "
-                             f"including {configured!r}")
+            raise ValueError(f"checkpoint {path} was trained for layer {said!r}, but the run's "
+                             f"config analyses model.layer = {configured!r} ({layer}), whose "
+                             "weight distance that training did not record: retrain it with "
+                             f"model.track_layers including {configured!r}")
     said = meta.get("role") if isinstance(meta, dict) else None
     if said is not None and said != role:
         raise ValueError(f"checkpoint {path} is a {said}'s, but lies in the {role}'s folder; it "
