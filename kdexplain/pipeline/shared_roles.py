@@ -84,7 +84,10 @@ def role_recipe(config: ExperimentConfig, role: str, teacher_sha256: str | None 
 
 
 def _finished(model_dir: Path) -> bool:
-    return (model_dir / "last.pt").is_file() and (model_dir / "weight_distance.csv").is_file()
+    """A model folder whose run has finished (its run folder's ``summary.json`` is written
+    when every model of the run is trained)."""
+    return ((model_dir / "last.pt").is_file() and (model_dir / "weight_distance.csv").is_file()
+            and (model_dir.parent / "summary.json").is_file())
 
 
 def _copy_tree(src: Path, dst: Path) -> None:
@@ -117,7 +120,8 @@ def adopt_finished_roles(config: ExperimentConfig, base: Path,
         mine = config.for_seed(seed)
         for role in SHARED_ROLES:
             target = base / f"seed_{seed}" / role
-            if _finished(target) or (role == CONTROL and not config.student.control):
+            # a folder this variant has begun itself is resumed, never overwritten
+            if target.exists() or (role == CONTROL and not config.student.control):
                 continue
             for other_cfg, other_base in earlier:
                 source = other_base / f"seed_{seed}" / role
@@ -145,7 +149,7 @@ def _adopt_teacher(config: ExperimentConfig, base: Path,
     from kdexplain.train.triplet import SHARED_TEACHER
 
     target = base / SHARED_TEACHER / "teacher"
-    if _finished(target):
+    if target.exists():
         return []
     recipe = role_recipe(config.for_seed(config.seed), "teacher")
     for other_cfg, other_base in earlier:
