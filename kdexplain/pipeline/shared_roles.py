@@ -116,6 +116,13 @@ def adopt_finished_roles(config: ExperimentConfig, base: Path,
     adopted: list[str] = []
     if not config.teacher.per_seed:
         adopted += _adopt_teacher(config, base, earlier)
+    hashes: dict[tuple[Path, int], str | None] = {}  # each teacher file is hashed once
+
+    def teacher_sha(folder: Path, seed: int) -> str | None:
+        if (folder, seed) not in hashes:
+            hashes[folder, seed] = _teacher_sha(folder, seed)
+        return hashes[folder, seed]
+
     for seed in config.run_seeds():
         mine = config.for_seed(seed)
         for role in SHARED_ROLES:
@@ -123,15 +130,16 @@ def adopt_finished_roles(config: ExperimentConfig, base: Path,
             # a folder this variant has begun itself is resumed, never overwritten
             if target.exists() or (role == CONTROL and not config.student.control):
                 continue
+            recipe = role_recipe(mine, role,
+                                 teacher_sha(base, seed) if role == "student" else None)
+            if recipe is None:
+                continue
             for other_cfg, other_base in earlier:
                 source = other_base / f"seed_{seed}" / role
                 if not _finished(source):
                     continue
-                other = other_cfg.for_seed(seed)
-                t_mine = _teacher_sha(base, seed) if role == "student" else None
-                t_other = _teacher_sha(other_base, seed) if role == "student" else None
-                recipe = role_recipe(mine, role, t_mine)
-                if recipe is None or recipe != role_recipe(other, role, t_other):
+                t_other = teacher_sha(other_base, seed) if role == "student" else None
+                if recipe != role_recipe(other_cfg.for_seed(seed), role, t_other):
                     continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 _copy_tree(source, target)
