@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from kdexplain.config import load_config
-from kdexplain.utils import deterministic, seed_everything
+from kdexplain.utils import deterministic, flush_denormals, seed_everything
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
 
@@ -65,3 +65,17 @@ def test_training_leaves_the_switches_as_it_found_them(caller_flags, tmp_path):
     with pytest.raises(ValueError, match="already holds a run"):  # raised inside training
         train_triplet(cfg, run)
     assert _flags() == caller_flags
+
+
+def test_flush_denormals_zeroes_denormals_in_the_block_and_stops_after():
+    tiny = torch.tensor([1e-39], dtype=torch.float32)  # a float32 denormal
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot flush denormals")
+    torch.set_flush_denormal(False)
+    assert (tiny * 1.0).item() != 0.0
+    with flush_denormals():
+        assert (tiny * 1.0).item() == 0.0
+    assert (tiny * 1.0).item() != 0.0
+    with pytest.raises(KeyError), flush_denormals():
+        raise KeyError("boom")
+    assert (tiny * 1.0).item() != 0.0

@@ -43,6 +43,7 @@ from kdexplain.train.triplet import shared_teacher_of
 from kdexplain.utils import (
     UnreadableFileError,
     atomic_torch_save,
+    flush_denormals,
     folder_lock,
     load_torch_file,
     progress,
@@ -208,7 +209,7 @@ def sweep(run_dir: str | Path, *, device: str | None = None, checkpoints_per_cal
     # under torchrun this joins the process group (gloo on CPU, nccl on CUDA)
     ctx = DistContext.setup(device or cfg.device)
     try:
-        with folder_lock(run_dir) if ctx.is_main else nullcontext():
+        with folder_lock(run_dir) if ctx.is_main else nullcontext(), flush_denormals():
             return _sweep(run_dir, cfg, ctx, checkpoints_per_call, show_progress)
     finally:
         ctx.close()

@@ -68,6 +68,7 @@ from kdexplain.train.setup import (
 from kdexplain.utils import (
     derive_seed,
     deterministic,
+    flush_denormals,
     folder_lock,
     read_json,
     write_json,
@@ -137,7 +138,7 @@ def train_triplet(config: ExperimentConfig, run_dir: str | Path | None = None,
     try:
         # one process at a time in a run folder (under torchrun: rank 0 holds it)
         with (folder_lock(run_dir) if ctx.is_main else nullcontext(),
-              deterministic(config.deterministic)):
+              deterministic(config.deterministic), flush_denormals()):
             return _train(config, run_dir, resume, ctx, None if teacher_run is None
                           else Path(teacher_run))
     finally:
@@ -157,7 +158,7 @@ def train_teacher(config: ExperimentConfig, run_dir: str | Path, resume: bool = 
     try:
         t_start = time.perf_counter()
         with (folder_lock(run_dir) if ctx.is_main else nullcontext(),
-              deterministic(config.deterministic)):
+              deterministic(config.deterministic), flush_denormals()):
             return _train_teacher_only(config, run_dir, resume, ctx, t_start)
     finally:
         ctx.close()

@@ -14,5 +14,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".lock": ["FolderLockedError", "folder_lock"],
     ".progressbar": ["progress"],
     ".runinfo": ["environment_info", "git_revision"],
-    ".seed": ["derive_seed", "deterministic", "seed_everything"],
+    ".seed": ["derive_seed", "deterministic", "flush_denormals", "seed_everything"],
 })

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-__all__ = ["derive_seed", "deterministic", "seed_everything"]
+__all__ = ["derive_seed", "deterministic", "flush_denormals", "seed_everything"]
 
 
 def seed_everything(seed: int) -> None:
@@ -66,6 +66,25 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
     finally:
         algorithms, warn_only, cudnn.deterministic, cudnn.benchmark = saved
         torch.use_deterministic_algorithms(algorithms, warn_only=warn_only)
+
+
+@contextmanager
+def flush_denormals(enabled: bool = True) -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU for the block; back to torch's default after.
+
+    As a network trains with weight decay, some weights, activations and gradients sink into
+    the denormal range (below 1.2e-38 in float32), where x86 CPUs compute many times slower:
+    a step of the shipped teacher after 6 epochs took 2.7x longer than with flushing (one
+    thread; its epochs had gone from 53 s to 176 s on 2 cores). Flushing them to zero changes no result that a
+    float32 network can tell apart and keeps every epoch at full speed. Runs are reproducible
+    because every training and sweep sets the same switch. torch has no getter for it: on
+    exit the switch goes back to torch's default (off). A no-op where the CPU lacks it.
+    """
+    try:
+        torch.set_flush_denormal(enabled)
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def derive_seed(seed: int, *keys: object) -> int:
