@@ -10,11 +10,16 @@ Files written into the output folder (atomically):
 - ``per_image_<layer>.png``: per-image ``N_bg``, ``N_bg_shared``, ``fg_ratio`` and
   ``H_bg - H_fg`` of both networks, paired by image;
 - ``config.yaml`` (the validation's settings), ``experiment_<run>.yaml`` (the kdexplain
-  config of one trained network), ``environment.json``.
+  config of one trained network), ``environment.json``, ``run.json`` (the command, its date
+  and timings: what the page says about the run, :class:`RunRecord`).
+
+The page and the seed-level tables can be rebuilt from the saved tables without training or
+quantifying again: :func:`analyses.spurious.render.render_report`.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,7 +47,7 @@ from kdexplain.utils.render import (
     show_entropy,
 )
 
-__all__ = ["write_report"]
+__all__ = ["RunRecord", "write_page", "write_report"]
 
 #: What a reader sees for each metric (the CSV columns keep the names on the left).
 METRIC_TEXT = {
@@ -435,18 +440,16 @@ def answer_lines(res: ValidationResults) -> list[str]:
     return lines
 
 
-def _control_lines(res: ValidationResults) -> list[str]:
+def _control_lines(res: ValidationResults, record: RunRecord) -> list[str]:
     cfg = res.cfg
     if 0 not in cfg.quantified_epochs():
         return []
-    same = [res.digests.get((s, "neutral", 0)) == res.digests.get((s, "spurious", 0))
-            for s in cfg.seeds]
     comp = res.comparison[res.comparison.epoch == 0]
     zero = bool(len(comp)) and bool(np.allclose(comp["diff"].to_numpy(dtype=float), 0.0))
     lines = ["## Control: epoch 0", ""]
     lines.append(
         "Both networks of a seed start from the same weights "
-        + ("(checked: equal weight digests for every seed)" if all(same)
+        + ("(checked: equal weight digests for every seed)" if record.same_initial_weights
            else "(NOT the case here: the digests differ)")
         + ", so at epoch 0 they are one network; the pipeline computes it once. "
         + ("Every difference at epoch 0 is exactly 0, as it must be." if zero else
@@ -462,11 +465,14 @@ def _control_lines(res: ValidationResults) -> list[str]:
     return lines
 
 
-def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -> list[str]:
+def _run_lines(res: ValidationResults, record: RunRecord, env: dict, exp_name: str,
+               rendered_by: str | None = None) -> list[str]:
     """The title, what the report asks, and what was run (command, data, networks, statistics)."""
     cfg = res.cfg
-    total = sum(res.timings.values())
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rendered = ([f"- this page, [comparison.csv](comparison.csv) and [within_run.csv](within_run.csv) "
+                 f"were rebuilt from [per_image.csv](per_image.csv) and [accuracy.csv](accuracy.csv) "
+                 f"(no training, no quantification) by `{rendered_by}`; the figures and the "
+                 "tables they were rebuilt from are the run's"] if rendered_by else [])
     return [
         "# Spurious background: does the concept measure see a network rely on it?",
         "",
@@ -482,14 +488,14 @@ def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -
         "## What was run",
         "",
         "```bash",
-        command,
+        record.command,
         "```",
         "",
-        f"- mode `{cfg.mode}`, {now}, {total:.0f} s in all ("
-        + ", ".join(f"{k} {v:.0f} s" for k, v in res.timings.items()) + ")"
-        + (f" -- {len(res.reused)} trained network(s) and {res.cached_units} quantification(s) "
+        f"- mode `{cfg.mode}`, {record.generated_utc}, {record.total_s:.0f} s in all ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in record.timings.items()) + ")"
+        + (f" -- {record.reused} trained network(s) and {record.cached_units} quantification(s) "
            "were found in the work folder and reused, so these times are not those of a run "
-           "from scratch" if res.reused or res.cached_units else "") + "; "
+           "from scratch" if record.reused or record.cached_units else "") + "; "
         f"torch {env.get('packages', {}).get('torch', '?')}, {env.get('torch_threads', '?')} thread(s), device {cfg.device}, git {env.get('git_revision', '?')}",
         f"- data: `scenes`, classes {', '.join(cfg.classes)} (class c tied to photo family c), "
         f"{cfg.image_size} px, {cfg.train_per_class} training / {cfg.val_per_class} validation "
@@ -526,6 +532,7 @@ def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -
         "them.",
         "- settings: [config.yaml](config.yaml); the kdexplain config of one network: "
         f"[experiment_{exp_name}.yaml](experiment_{exp_name}.yaml)",
+        *rendered,
         "",
     ]
 
@@ -623,9 +630,89 @@ def _definition_lines(exp_name: str, figures: list[Path]) -> list[str]:
         "",
         "Files: " + ", ".join(f"[{p}]({p})" for p in [
             "accuracy.csv", "comparison.csv", "within_run.csv", "per_image.csv", "config.yaml",
-            f"experiment_{exp_name}.yaml", "environment.json"] + [f.name for f in figures]),
+            f"experiment_{exp_name}.yaml", "environment.json", "run.json"]
+            + [f.name for f in figures]),
         "",
     ]
+
+
+@dataclass
+class RunRecord:
+    """What the page says about the run that produced the tables, saved as ``run.json``.
+
+    Attributes
+    ----------
+    command : str
+        The command line of the run.
+    generated_utc : str
+        When the run ended, e.g. ``"2026-12-06 00:55 UTC"``.
+    timings : dict step -> seconds
+    total_s : float
+        Seconds in all.
+    reused : int
+        Trained networks found finished in the work folder.
+    cached_units : int
+        Quantifications read from the cache.
+    same_initial_weights : bool
+        Whether the two networks of every seed had equal weight digests at epoch 0.
+    """
+
+    command: str
+    generated_utc: str
+    timings: dict
+    total_s: float
+    reused: int
+    cached_units: int
+    same_initial_weights: bool
+
+    @classmethod
+    def of(cls, res: ValidationResults, command: str) -> RunRecord:
+        """The record of a run that just finished (now, its timings and digests)."""
+        same = all(res.digests.get((s, "neutral", 0)) == res.digests.get((s, "spurious", 0))
+                   for s in res.cfg.seeds)
+        return cls(command, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                   dict(res.timings), float(sum(res.timings.values())), len(res.reused),
+                   int(res.cached_units), bool(same))
+
+    def to_dict(self) -> dict:
+        """JSON form; the timings as ``[step, seconds]`` pairs, which keep their order."""
+        return {**asdict(self), "timings": [[k, float(v)] for k, v in self.timings.items()]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "timings": {str(k): float(v) for k, v in d["timings"]}})
+
+
+def write_page(res: ValidationResults, out: Path, record: RunRecord, env: dict,
+               figures: list[Path], rendered_by: str | None = None) -> Path:
+    """Write ``index.md`` and ``run.json`` into ``out`` from the results and the run's record.
+
+    Parameters
+    ----------
+    res : ValidationResults
+        Only ``cfg``, ``accuracy``, ``per_image`` and ``comparison`` are read.
+    out : Path
+    record : RunRecord
+    env : dict
+        The run's ``environment.json``.
+    figures : list of Path
+        ``heatmaps.png``, then one ``per_image_<layer>.png`` per layer.
+    rendered_by : str, optional
+        The command that rebuilt the page from the saved tables (named on the page).
+
+    Returns
+    -------
+    Path of ``index.md``.
+    """
+    exp_name = condition_name("spurious", res.cfg.seeds[0])
+    write_json(out / "run.json", record.to_dict())
+    lines = [*_run_lines(res, record, env, exp_name, rendered_by), "## Answer", "",
+             *answer_lines(res), *_table_lines(res), *_control_lines(res, record),
+             *_figure_lines(res, figures), *_definition_lines(exp_name, figures)]
+    index = out / "index.md"
+    atomic_write_text(index, "\n".join(lines))
+    return index
 
 
 def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -> Path:
@@ -666,9 +753,4 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         figures.append(plot_per_image(res, out / f"per_image_{layer}.png", layer=layer,
                                       epoch=final))
 
-    lines = [*_run_lines(res, command, env, exp_name), "## Answer", "", *answer_lines(res),
-             *_table_lines(res), *_control_lines(res), *_figure_lines(res, figures),
-             *_definition_lines(exp_name, figures)]
-    index = out / "index.md"
-    atomic_write_text(index, "\n".join(lines))
-    return index
+    return write_page(res, out, RunRecord.of(res, command), env, figures)
