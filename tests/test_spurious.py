@@ -31,6 +31,7 @@ from analyses.spurious.metrics import border_cells, shared_counts
 from analyses.spurious.pipeline import config_differences
 from analyses.spurious.render import load_config, record_from_page, render_report
 from analyses.spurious.report import RunRecord
+from kdexplain.concepts import HOLDS, INCONCLUSIVE, NOT_HOLDS, metric_verdict
 from kdexplain.models import build_model
 
 # --------------------------------------------------------------------------- helpers
@@ -127,12 +128,22 @@ def test_image_metrics_no_signal_image_is_left_out():
 
 
 def test_verdict_rule():
-    assert verdict(0.01, +1, +1, [1, 1]) == "shows the effect"
-    assert verdict(0.01, +1, +1, [1, -1]) == "no clear difference"  # a seed disagrees
-    assert verdict(0.01, +1, +1, [1, 0]) == "shows the effect"
-    assert verdict(0.01, -1, +1, [-1, -1]) == "opposite"
-    assert verdict(0.2, +1, +1, [1, 1]) == "no clear difference"
-    assert verdict(float("nan"), +1, +1, [1]) == "no clear difference"
+    """The core's words and rule, plus: a seed pointing the other way spoils a "holds"."""
+    assert verdict(0.01, +1, +1, [1, 1]) == HOLDS == "holds"
+    assert verdict(0.01, +1, +1, [1, -1]) == INCONCLUSIVE == "inconclusive"  # a seed disagrees
+    assert verdict(0.01, +1, +1, [1, 0]) == HOLDS
+    assert verdict(0.01, -1, +1, [-1, -1]) == NOT_HOLDS == "does not hold"
+    assert verdict(0.01, -1, -1, [-1, 1]) == INCONCLUSIVE  # expected fall, one seed rose
+    assert verdict(0.01, +1, -1, [1, -1]) == NOT_HOLDS  # the extra rule touches only "holds"
+    assert verdict(0.2, +1, +1, [1, 1]) == INCONCLUSIVE
+    assert verdict(float("nan"), +1, +1, [1]) == INCONCLUSIVE
+    with pytest.raises(ValueError, match="expected"):
+        verdict(0.01, +1, 0, [1])
+    # the same answer as the core's rule wherever no seed disagrees
+    for p, sign, expected in [(0.01, 1, 1), (0.01, -1, 1), (0.01, 1, -1), (0.3, 1, 1),
+                              (0.01, 0, 1)]:
+        direction = "greater" if expected > 0 else "less"
+        assert verdict(p, sign, expected, [sign]) == metric_verdict(p, sign, direction)
 
 
 def _per_image(diffs: dict[str, float], n: int = 12, seeds=tuple(range(8)), epoch: int = 5):
@@ -175,14 +186,14 @@ def test_compare_conditions_differences_and_verdicts():
     assert row.p_holm == pytest.approx(3 * 2 / 256)
     # d_z = mean / sd over seeds of 3.1 (1 + 0.1 s): 1.35 / (0.1 sd(0..7))
     assert row.effect_size == pytest.approx(1.35 / (0.1 * np.std(np.arange(8), ddof=1)))
-    assert row.verdict == "shows the effect" and row.expected == "+"
+    assert row.verdict == HOLDS and row.expected == "+"
     # fg_ratio rose although it should fall: significant the other way
-    assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == "opposite"
+    assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == NOT_HOLDS
     assert EXPECTED["fg_ratio"] == -1
     # unchanged metrics and the identical epoch-0 pairs: no effect, p = 1
     zero = comp[comp.epoch == 0]
     assert (zero["diff"] == 0).all() and (zero.p_value == 1.0).all()
-    assert (zero.verdict == "no clear difference").all()
+    assert (zero.verdict == INCONCLUSIVE).all()
     # Holm: adjusted p-values are never below the raw ones
     assert (comp.p_holm >= comp.p_value - 1e-12).all()
 
@@ -192,7 +203,7 @@ def test_two_seeds_give_no_verdict_however_many_images():
     comp = compare_conditions(_per_image({"N_bg": 2.0}, n=40, seeds=(0, 1)), n_resamples=100)
     row = comp[comp.metric == "N_bg"].iloc[0]
     assert row.n_pairs == 2 and row.p_value == pytest.approx(0.5)
-    assert row.verdict == "no clear difference"
+    assert row.verdict == INCONCLUSIVE
     # within each run the two networks do differ: the diagnostics say so, per seed
     within = within_run_tests(_per_image({"N_bg": 2.0}, n=12, seeds=(0, 1)))
     w = within[within.metric == "N_bg"]

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from analyses.spurious.config import CONDITIONS, condition_name, experiment_config
 from analyses.spurious.metrics import METRICS
 from analyses.spurious.pipeline import SET_ORDER, ValidationResults
-from kdexplain.concepts import min_seed_p_value
+from kdexplain.concepts import HOLDS, INCONCLUSIVE, NOT_HOLDS, min_seed_p_value
 from kdexplain.config import dump_config
 from kdexplain.data import denormalize
 from kdexplain.report.figures import outline_foreground, upsample_nearest
@@ -98,7 +98,7 @@ def comparison_markdown(comp: pd.DataFrame) -> str:
             METRIC_TEXT[r.metric], r.group, r.expected, format_number(r.neutral), format_number(r.spurious),
             f"{format_number(r.diff)} [{format_number(r.diff_ci_low)}, {format_number(r.diff_ci_high)}]", r.per_seed_diff,
             str(r.n_pairs), format_p(r.p_value), format_p(r.p_holm), format_number(r.effect_size, 2),
-            f"**{r.verdict}**" if r.verdict != "no clear difference" else r.verdict,
+            f"**{r.verdict}**" if r.verdict != INCONCLUSIVE else r.verdict,
         ])
     return markdown_table(pd.DataFrame(rows, columns=head), "lll" + "r" * 8 + "l")
 
@@ -320,27 +320,28 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
     comp = res.comparison
     final = cfg.epochs
     lines = []
-    nbg = _sets_where(comp, layer, final, "N_bg", "shows the effect")
-    nbg_opp = _sets_where(comp, layer, final, "N_bg", "opposite")
-    ratio = _sets_where(comp, layer, final, "fg_ratio", "shows the effect")
-    nfg = _sets_where(comp, layer, final, "N_fg", "shows the effect")
-    gap = _sets_where(comp, layer, final, "bg_minus_fg", "shows the effect")
+    nbg = _sets_where(comp, layer, final, "N_bg", HOLDS)
+    nbg_opp = _sets_where(comp, layer, final, "N_bg", NOT_HOLDS)
+    ratio = _sets_where(comp, layer, final, "fg_ratio", HOLDS)
+    nfg = _sets_where(comp, layer, final, "N_fg", HOLDS)
+    gap = _sets_where(comp, layer, final, "bg_minus_fg", HOLDS)
     lines.append(f"**Answer for layer {layer} (final epoch {final}).**")
     lines.append("")
     if nbg:
-        lines.append(f"- **`N_bg` shows the effect** on {_on(nbg)}: the spurious network "
+        lines.append(f"- **`N_bg` holds** on {_on(nbg)}: the spurious network "
                      "has more background concepts.")
     else:
         lines.append(
-            "- **`N_bg` does not show the effect**: the spurious network does not have "
+            "- **`N_bg` holds on neither image set**: the spurious network does not have "
             "significantly more background concepts"
-            + (f"; on {_on(nbg_opp)} it has significantly *fewer*" if nbg_opp else "")
+            + (f"; on {_on(nbg_opp)} it has significantly *fewer* (*does not hold*)"
+               if nbg_opp else "")
             + ". Counted the docs/method.md section 4 way, the expected ground truth is not recovered.")
     if ratio:
-        lines.append(f"- **`fg_ratio` shows the effect** on {_on(ratio)}: a lower "
+        lines.append(f"- **`fg_ratio` holds** on {_on(ratio)}: a lower "
                      "foreground share for the spurious network.")
     else:
-        lines.append("- **`fg_ratio` does not show the effect** on either image set.")
+        lines.append("- **`fg_ratio` holds on neither image set**.")
     if nfg or gap:
         parts = []
         if nfg:
@@ -357,7 +358,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
             hb_n = _mean_h_bar(res, layer, name, final, "neutral")
             hb_s = _mean_h_bar(res, layer, name, final, "spurious")
             r = _row(comp, layer, name, final, "N_bg_shared")
-            moved = name in _sets_where(comp, layer, final, "H_bg", "shows the effect")
+            moved = name in _sets_where(comp, layer, final, "H_bg", HOLDS)
             lines.append(
                 f"- The threshold, {name} images: `H_bar`, the spurious network's own mean "
                 f"background entropy, is {format_number(hb_s)} nats against {format_number(hb_n)} for the "
@@ -374,7 +375,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
             + "; ".join(_brief(r) for r in near)
             + ". On the far background (`N_bg_far`) "
             + "; ".join(_brief(r) for r in far) + ".")
-        near_opp = _sets_where(comp, layer, final, "N_bg_near", "opposite")
+        near_opp = _sets_where(comp, layer, final, "N_bg_near", NOT_HOLDS)
         if near_opp:
             lines.append(
                 f"- On {_on(near_opp)}, the neutral network has significantly more "
@@ -382,7 +383,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
                 "`N_bg` counts for a network that reads the object is the object's own "
                 "outline, which lowers the contrast `N_bg` is meant to draw.")
         moved = [m for m in ("N_bg_shared", "H_bg", "fg_ratio")
-                 if _sets_where(comp, layer, final, m, "shows the effect")]
+                 if _sets_where(comp, layer, final, m, HOLDS)]
         lines.append(
             "- Reading: a concept is a cell at least b = "
             f"{cfg.concept_threshold} nats below `H_bar`, and `H_bar` is each network's "
@@ -398,9 +399,9 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
     discussed = ("N_bg", "N_bg_near") if not nbg else ("N_bg",)
     opposite = [(m, n) for m in METRICS for n in SET_ORDER
                 if m not in discussed and (r := _row(comp, layer, n, final, m)) is not None
-                and r["verdict"] == "opposite"]
+                and r["verdict"] == NOT_HOLDS]
     if opposite:
-        lines.append("- Other metrics significant in the unexpected direction: "
+        lines.append("- Other metrics that do not hold (significant in the unexpected direction): "
                      + "; ".join(f"`{m}` on {n} images" for m, n in opposite) + ".")
     lines.append("")
     lines.append(f"<details><summary>Every metric at layer {layer}, in words</summary>")
@@ -416,7 +417,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
 
 
 def answer_lines(res: ValidationResults) -> list[str]:
-    """The plain answer: which measures show the effect, on which images, at which layer.
+    """The plain answer: which metrics hold, on which images, at which layer.
 
     Every statement is derived from the comparison table and the accuracies of ``res``.
     """
@@ -525,8 +526,11 @@ def _run_lines(res: ValidationResults, record: RunRecord, env: dict, exp_name: s
         f"{format_p(min_seed_p_value(len(cfg.seeds)))}), Holm-corrected within each kind of "
         "metric (docs/method.md section 4 counts, entropies, diagnostics) of one layer, image set and epoch; "
         "effect size Cohen's d_z over seeds; 95% bootstrap interval resampling seeds, then "
-        "images. A verdict *shows the effect* needs Holm p < 0.05 in the expected direction "
-        "and no seed pointing the other way. The images of one seed are not independent "
+        "images. Each metric's claim is its expected sign, and its verdict is the core's "
+        "(`kdexplain.concepts.metric_verdict`, docs/method.md section 5.3) with one rule more: "
+        "*holds* needs Holm p < 0.05 in the expected direction and no seed pointing the other "
+        "way (else *inconclusive*); *does not hold*: Holm p < 0.05 the other way; "
+        "*inconclusive* otherwise. The images of one seed are not independent "
         "evidence about the training condition: their Wilcoxon tests, one per seed, are "
         "within-run diagnostics in [within_run.csv](within_run.csv), and no verdict rests on "
         "them.",
