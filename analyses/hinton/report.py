@@ -142,6 +142,42 @@ def write_page(out_dir: str | Path, result: dict, body: str) -> Path:
     return atomic_write_text(out_dir / f"{name}.md", text)
 
 
+def render_page(out_dir: str | Path, result: dict, *, paper: str, body: str,
+                where: str | None = None, setup: str | None = None,
+                setup_title: str = "Our setup", figures: Sequence[Path] = ()) -> list[Path]:
+    """Write a page whose body opens as every page's does, and return it with its figures.
+
+    The body is: **Paper (where).** what the paper says; **Our setup.** how we test it (the
+    title may differ, e.g. ``"Setup"``; none where ``setup`` is None); then the page's own
+    sections. :func:`write_page` adds the title, the paper line and the "how this page was
+    made" section.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    result : dict
+        The analysis's result (its ``name``, ``title`` and ``meta`` are read).
+    paper, body : str
+        Markdown; surrounding blank lines are dropped.
+    where : str, optional
+        Where in the paper, e.g. ``"section 3"``.
+    setup : str, optional
+    setup_title : str
+    figures : sequence of Path
+        The figures already written, listed after the page.
+
+    Returns
+    -------
+    list of Path
+        The page, then ``figures``.
+    """
+    head = [f"**Paper{f' ({where})' if where else ''}.** {paper.strip()}"]
+    if setup is not None:
+        head.append(f"**{setup_title}.** {setup.strip()}")
+    page = write_page(out_dir, result, "\n\n".join([*head, body.strip()]))
+    return [page, *figures]
+
+
 def write_index(out_dir: str | Path, order: Sequence[str],
                 summaries: Mapping[str, Callable[[dict], list[dict]]] | None = None) -> Path:
     """``index.md``: the headlines table, then one entry per analysis page in ``out_dir``.
