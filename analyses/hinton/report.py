@@ -122,7 +122,7 @@ def setup_section(result: dict) -> str:
         "<details><summary>Full configuration</summary>",
         "",
         "```json",
-        json.dumps(meta["config"], indent=2),
+        json.dumps(meta["config"], indent=2, sort_keys=True),  # as <name>.json keeps it
         "```",
         "",
         "</details>",
