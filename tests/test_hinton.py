@@ -187,10 +187,36 @@ def test_all_analyses_write_pages_plots_json_and_index(tiny_workspace, tmp_path)
     assert index.count("](") == len(ANALYSES)
     dist = results["distillation"]["per_seed"]["0"]
     assert 0 <= dist["teacher"] <= 400 and len(dist["sweep"]["narrow"]["distilled"]) == 2
-    # pages can be rebuilt from the JSON alone
+    # every page opens alike: title, the paper line, then what the paper says
+    for name in ("temperature", "gradient", "distillation", "missing_class", "weighting",
+                 "consistent", "ensemble"):
+        paragraphs = (tmp_path / f"{name}.md").read_text().split("\n\n")
+        assert paragraphs[0].startswith("# ") and paragraphs[1].startswith("Reproducing ")
+        assert paragraphs[2].startswith("**Paper")
+    # pages can be rebuilt from the JSON alone, the same bytes
+    before = (tmp_path / "weighting.md").read_text()
     (tmp_path / "weighting.md").unlink()
     render_only(["weighting"], tmp_path)
-    assert (tmp_path / "weighting.md").is_file()
+    assert (tmp_path / "weighting.md").read_text() == before
+
+
+def test_render_page_opens_with_the_paper_then_the_setup(tmp_path):
+    from analyses.hinton.report import render_page
+    result = {"name": "toy", "title": "A toy page", "meta": {
+        "command": "python -m analyses.hinton toy", "config": {"mode": "quick", "seeds": [0, 1]},
+        "wall_s": 3.0, "split_note": "toy split", "environment": {}}}
+    figure = tmp_path / "toy.png"
+    paths = render_page(tmp_path, result, where="section 9", paper="\nWhat it says.\n",
+                        setup_title="Setup", setup="How we test it.", body="\n## Numbers\n",
+                        figures=[figure])
+    assert paths == [tmp_path / "toy.md", figure]
+    text = (tmp_path / "toy.md").read_text()
+    assert text.startswith("# A toy page\n\nReproducing ")
+    assert ("do not edit by hand.\n\n**Paper (section 9).** What it says.\n\n"
+            "**Setup.** How we test it.\n\n## Numbers\n\n## How this page was made") in text
+    assert json.loads((tmp_path / "toy.json").read_text())["name"] == "toy"
+    bare = render_page(tmp_path, result, paper="Only this.", body="Rest.")
+    assert "not edit by hand.\n\n**Paper.** Only this.\n\nRest.\n\n## How" in bare[0].read_text()
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

@@ -18,6 +18,7 @@ from kdexplain.utils.render import (
     markdown_table,
     save_png,
     show_entropy,
+    text_table,
 )
 
 
@@ -64,6 +65,35 @@ def test_markdown_table_of_a_2x2_frame():
     assert markdown_table(frame).splitlines()[1] == "|:--------------------|:--------|"
     with pytest.raises(ValueError, match="one of l, r, c per column"):
         markdown_table(frame, align="l")
+
+
+def test_text_table_of_a_2x2_frame():
+    frame = pd.DataFrame({"metric": ["foreground concepts", "p"], "value": ["0.500", "12"]})
+    assert text_table(frame, align="lr") == (
+        "metric                 value\n"
+        "-------------------  -------\n"
+        "foreground concepts    0.500\n"
+        "p                         12")
+    with pytest.raises(ValueError, match="one of l, r, c per column"):
+        text_table(frame, align="lrr")
+
+
+def test_format_summary_one_row_per_model_and_phase():
+    from kdexplain.train import format_summary
+    summary = {"run_dir": "runs/x", "layer": "fc1", "seed": 0, "world_size": 1,
+               "device": "cpu", "models": {
+                   "teacher": {"phases": [{"phase": "main", "epochs": 8, "val_acc": 0.9123,
+                                           "val_loss": 0.31234, "images_per_second": 12345.6,
+                                           "seconds": 101.25}]},
+                   "student": {"phases": [{"phase": "main", "epochs": 10, "val_acc": None,
+                                           "val_loss": None, "images_per_second": None,
+                                           "seconds": 5.0}]}}}
+    assert format_summary(summary).splitlines() == [
+        "run runs/x (layer fc1, seed 0, 1 process(es) on cpu)",
+        "model    phase      epochs    val acc    val loss    train img/s    seconds",
+        "-------  -------  --------  ---------  ----------  -------------  ---------",
+        "teacher  main            8      91.2%      0.3123         12,346      101.2",
+        "student  main           10          -           -              -        5.0"]
 
 
 def test_save_png_writes_a_png(tmp_path):

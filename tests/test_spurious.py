@@ -29,6 +29,9 @@ from analyses.spurious import (
 from analyses.spurious.config import SpuriousConfig
 from analyses.spurious.metrics import border_cells, shared_counts
 from analyses.spurious.pipeline import config_differences
+from analyses.spurious.render import load_config, record_from_page, render_report
+from analyses.spurious.report import RunRecord
+from kdexplain.concepts import HOLDS, INCONCLUSIVE, NOT_HOLDS, metric_verdict
 from kdexplain.models import build_model
 
 # --------------------------------------------------------------------------- helpers
@@ -125,12 +128,22 @@ def test_image_metrics_no_signal_image_is_left_out():
 
 
 def test_verdict_rule():
-    assert verdict(0.01, +1, +1, [1, 1]) == "shows the effect"
-    assert verdict(0.01, +1, +1, [1, -1]) == "no clear difference"  # a seed disagrees
-    assert verdict(0.01, +1, +1, [1, 0]) == "shows the effect"
-    assert verdict(0.01, -1, +1, [-1, -1]) == "opposite"
-    assert verdict(0.2, +1, +1, [1, 1]) == "no clear difference"
-    assert verdict(float("nan"), +1, +1, [1]) == "no clear difference"
+    """The core's words and rule, plus: a seed pointing the other way spoils a "holds"."""
+    assert verdict(0.01, +1, +1, [1, 1]) == HOLDS == "holds"
+    assert verdict(0.01, +1, +1, [1, -1]) == INCONCLUSIVE == "inconclusive"  # a seed disagrees
+    assert verdict(0.01, +1, +1, [1, 0]) == HOLDS
+    assert verdict(0.01, -1, +1, [-1, -1]) == NOT_HOLDS == "does not hold"
+    assert verdict(0.01, -1, -1, [-1, 1]) == INCONCLUSIVE  # expected fall, one seed rose
+    assert verdict(0.01, +1, -1, [1, -1]) == NOT_HOLDS  # the extra rule touches only "holds"
+    assert verdict(0.2, +1, +1, [1, 1]) == INCONCLUSIVE
+    assert verdict(float("nan"), +1, +1, [1]) == INCONCLUSIVE
+    with pytest.raises(ValueError, match="expected"):
+        verdict(0.01, +1, 0, [1])
+    # the same answer as the core's rule wherever no seed disagrees
+    for p, sign, expected in [(0.01, 1, 1), (0.01, -1, 1), (0.01, 1, -1), (0.3, 1, 1),
+                              (0.01, 0, 1)]:
+        direction = "greater" if expected > 0 else "less"
+        assert verdict(p, sign, expected, [sign]) == metric_verdict(p, sign, direction)
 
 
 def _per_image(diffs: dict[str, float], n: int = 12, seeds=tuple(range(8)), epoch: int = 5):
@@ -173,14 +186,14 @@ def test_compare_conditions_differences_and_verdicts():
     assert row.p_holm == pytest.approx(3 * 2 / 256)
     # d_z = mean / sd over seeds of 3.1 (1 + 0.1 s): 1.35 / (0.1 sd(0..7))
     assert row.effect_size == pytest.approx(1.35 / (0.1 * np.std(np.arange(8), ddof=1)))
-    assert row.verdict == "shows the effect" and row.expected == "+"
+    assert row.verdict == HOLDS and row.expected == "+"
     # fg_ratio rose although it should fall: significant the other way
-    assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == "opposite"
+    assert comp[(comp.epoch == 5) & (comp.metric == "fg_ratio")].verdict.iloc[0] == NOT_HOLDS
     assert EXPECTED["fg_ratio"] == -1
     # unchanged metrics and the identical epoch-0 pairs: no effect, p = 1
     zero = comp[comp.epoch == 0]
     assert (zero["diff"] == 0).all() and (zero.p_value == 1.0).all()
-    assert (zero.verdict == "no clear difference").all()
+    assert (zero.verdict == INCONCLUSIVE).all()
     # Holm: adjusted p-values are never below the raw ones
     assert (comp.p_holm >= comp.p_value - 1e-12).all()
 
@@ -190,7 +203,7 @@ def test_two_seeds_give_no_verdict_however_many_images():
     comp = compare_conditions(_per_image({"N_bg": 2.0}, n=40, seeds=(0, 1)), n_resamples=100)
     row = comp[comp.metric == "N_bg"].iloc[0]
     assert row.n_pairs == 2 and row.p_value == pytest.approx(0.5)
-    assert row.verdict == "no clear difference"
+    assert row.verdict == INCONCLUSIVE
     # within each run the two networks do differ: the diagnostics say so, per seed
     within = within_run_tests(_per_image({"N_bg": 2.0}, n=12, seeds=(0, 1)))
     w = within[within.metric == "N_bg"]
@@ -259,6 +272,61 @@ def test_weights_digest():
     assert weights_digest(a) != weights_digest(b)
 
 
+# --------------------------------------------------------------------------- rebuilding a page
+
+LEGACY_PAGE = """# Spurious background
+
+## What was run
+
+```bash
+python -m analyses.spurious --layers conv --out reports/spurious/conv
+```
+
+- mode `default`, 2026-12-06 01:00 UTC, 51 s in all (test images 0 s, training 1 s, \
+accuracy 4 s, quantification 45 s, metrics and tests 1 s) -- 16 trained network(s) and \
+0 quantification(s) were found in the work folder and reused, so these times are not those \
+of a run from scratch; torch 2.14.1
+- ...
+
+Both networks of a seed start from the same weights (checked: equal weight digests for \
+every seed), so ...
+"""
+
+
+def test_record_from_page_reads_the_run_section():
+    record = record_from_page(LEGACY_PAGE)
+    assert record == RunRecord(
+        command="python -m analyses.spurious --layers conv --out reports/spurious/conv",
+        generated_utc="2026-12-06 01:00 UTC",
+        timings={"test images": 0.0, "training": 1.0, "accuracy": 4.0,
+                 "quantification": 45.0, "metrics and tests": 1.0},
+        total_s=51.0, reused=16, cached_units=0, same_initial_weights=True)
+    assert RunRecord.from_dict(record.to_dict()) == record
+    assert not record_from_page(LEGACY_PAGE.replace("(checked: equal", "(")).same_initial_weights
+    with pytest.raises(ValueError, match="What was run"):
+        record_from_page("# a page without its run section")
+
+
+def test_load_config_round_trip_and_unknown_keys(tmp_path):
+    import yaml
+    cfg = make_config(seeds=(3, 4), layers=("conv",))
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    assert load_config(path) == cfg
+    path.write_text(yaml.safe_dump({**cfg.to_dict(), "images": 3}))
+    with pytest.raises(ValueError, match="images"):
+        load_config(path)
+
+
+def test_render_only_errors(tmp_path, capsys):
+    from analyses.spurious.__main__ import cli
+    assert cli(["--render-only", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "per_image.csv" in err
+    assert cli(["--render-only", "--seeds", "0,1", "--out", str(tmp_path)]) == 2
+    assert "drop --seeds" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- end to end
 
 
@@ -312,6 +380,19 @@ def test_pipeline_tiny_end_to_end(tmp_path):
         own = d.groupby("condition")["H_bar"].mean()
         assert np.allclose(d["H_bar_shared"], own.mean())
     assert (pi.N_bg_near + pi.N_bg_far == pi.N_bg).all()
+
+    # the page and the seed-level tables rebuilt from the saved tables: the same bytes, but
+    # for the line that names the rebuild
+    report = tmp_path / "report"
+    before = {n: (report / n).read_text() for n in ("index.md", "comparison.csv",
+                                                      "within_run.csv", "run.json")}
+    render_report(report, command="python -m analyses.spurious --render-only")
+    for name in ("comparison.csv", "within_run.csv", "run.json"):
+        assert (report / name).read_text() == before[name]
+    rebuilt = (report / "index.md").read_text().splitlines()
+    named = [line for line in rebuilt if "--render-only" in line]
+    assert len(named) == 1 and "rebuilt from [per_image.csv]" in named[0]
+    assert [line for line in rebuilt if line not in named] == before["index.md"].splitlines()
 
     # a second run reuses every trained network and every quantification
     again = run_validation(cfg, tmp_path / "work", show_progress=False)

@@ -222,12 +222,13 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     """Write ``consistent.md`` from a :func:`run` result."""
     st = seed_level(result)
     mix = result["consistent_mixup"]
-    body = f"""
-**Paper (section 3).** The small net distilled from the regularised teacher at T = 20 on
+    paper = f"""
+The small net distilled from the regularised teacher at T = 20 on
 the (unjittered) training images closed {PAPER_GAP_CLOSED:.0%} of the gap between the small
 net on labels (146 errors) and the teacher (67): (146 - 74) / (146 - 67).
-
-**Consistent teaching (Beyer et al., CVPR 2022).** The student and the teacher see the same
+"""
+    setup = f"""
+The student and the teacher see the same
 view of every image: a random shift ({_view_text(result)}),
 drawn afresh for every image in every epoch{f', mixed with mixup (Beta({mix:g}, {mix:g}))' if mix else ''};
 the teacher (eval mode, no dropout) labels that view, so the transfer set is as large as
@@ -236,7 +237,8 @@ T = {result['consistent_temperature']:g}, a = {result['consistent_soft_weight']:
 longer schedule, {result['consistent_epochs']} epochs against the paper protocol's
 {result['student_epochs']}. Same 2x{result['width']} student, same initialisation per seed
 as the net on labels (paired).
-
+"""
+    body = f"""
 ## Test errors
 
 {_table(result)}
@@ -254,4 +256,6 @@ p < {ALPHA:g} (distilled better than on labels); the stricter test of "more than
 {chr(10).join(_criterion_lines(result, st))}
 {limits_text(result, st)}
 """
-    return [rp.write_page(out_dir, result, body)]
+    return rp.render_page(out_dir, result, where="section 3", paper=paper,
+                          setup_title="Consistent teaching (Beyer et al., CVPR 2022)",
+                          setup=setup, body=body)

@@ -186,16 +186,17 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
 
     path, table_rows, reading = _sweep_figure(result, out_dir, t_r)
     paths = [path]
-    body = f"""
-**Paper (section 3).** Teacher: two hidden layers of 1200 ReLUs, strongly regularised with
+    paper = """
+Teacher: two hidden layers of 1200 ReLUs, strongly regularised with
 dropout and weight constraints, inputs jittered by up to two pixels: 67 test errors.
 Small net, two layers of 800, no regularisation: 146 errors. The same small net
 "regularized solely by adding the additional task of matching the soft targets produced by
 the large net at a temperature of 20": 74 errors. With 300 or more units per layer all
 temperatures above 8 gave fairly similar results; with 30 units per layer, temperatures
 of 2.5 to 4 worked significantly better than higher or lower ones.
-
-**Our setup.** Fully connected ReLU nets on flattened 28x28 images, Adam with a linearly
+"""
+    setup = f"""
+Fully connected ReLU nets on flattened 28x28 images, Adam with a linearly
 decaying learning rate (configuration below). Teacher: input dropout
 {tc['input_dropout']:g}, hidden dropout {tc['hidden_dropout']:g}, random shifts of up to
 {tc['jitter']} pixel(s) (drawn afresh for every image in every epoch), {tc['epochs']}
@@ -204,7 +205,8 @@ uses the same {_n_train_text(result)} training images as its transfer set (not j
 `a * T^2 * KL(q_T(teacher) || q_T(student)) + (1 - a) * CE(labels)`, a =
 {result['soft_weight']:g} (kdexplain's `distillation_loss`). Same initialisation for the
 label-trained and distilled students of a seed (paired comparison).
-
+"""
+    body = f"""
 {_scale_note(result)}
 
 ## Headline numbers
@@ -239,8 +241,8 @@ the same nets trained on labels only:
 **Reading.**
 {chr(10).join(reading)}
 """
-    paths.insert(0, rp.write_page(out_dir, result, body))
-    return paths
+    return rp.render_page(out_dir, result, where="section 3", paper=paper, setup=setup,
+                          body=body, figures=paths)
 
 
 def _sweep_figure(result: dict, out_dir: Path, t_r: np.ndarray

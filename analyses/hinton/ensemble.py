@@ -145,14 +145,15 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     rows = [[names[key], rp.fmt_ms(v, 2, 100, "%"), rp.scaled_10k(float(v.mean()))]
             for key, v in r.items()]
     per = ", ".join("undefined" if not np.isfinite(x) else f"{x:.0%}" for x in k["per_seed"])
-    body = f"""
-**Paper (section 4, speech recognition).** Ten models of one architecture trained from
+    paper = f"""
+Ten models of one architecture trained from
 different initialisations; the ensemble's frame accuracy was {PAPER_ACCURACY['ensemble']}%
 against {PAPER_ACCURACY['single']}% for one model, and a single model of the same size
 distilled from the ensemble reached {PAPER_ACCURACY['distilled']}%: it kept
 {PAPER_KEPT:.0%} of the ensemble's gain.
-
-**Our setup.** Per seed, {result['size']} small nets 2x{result['width']} trained on labels
+"""
+    setup = f"""
+Per seed, {result['size']} small nets 2x{result['width']} trained on labels
 ({result['epochs']} epochs; member 0 is the label-trained net of the distillation analysis,
 the others differ only in initialisation and batch order). The ensemble averages their
 logits (the normalised geometric mean of their probabilities), which is both its prediction
@@ -160,7 +161,8 @@ and its soft targets. One more 2x{result['width']} net, initialised as member 0,
 distilled from the ensemble on the same {result['n_train']} training images at
 T = {result['temperature']:g} with soft weight a = {result['soft_weight']:g}. A new
 ensemble is drawn for every seed, so the seed is the unit.
-
+"""
+    body = f"""
 ## Test errors
 
 {markdown_table(pd.DataFrame(rows, columns=["net", "test error", "scaled to 10 000"]))}
@@ -177,4 +179,5 @@ Criterion, fixed before the run: at least {KEPT_TARGET:.0%} of the gain kept wit
 sign-flip p < {ALPHA:g} (distilled better than one net): **{'met' if k['met'] else 'not met'}**.
 {limits_text(result, k)}
 """
-    return [rp.write_page(out_dir, result, body)]
+    return rp.render_page(out_dir, result, where="section 4, speech recognition", paper=paper,
+                          setup=setup, body=body)

@@ -176,19 +176,21 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
         rows.append([f"{t:g}", rp.fmt_ms(zm[:, j], 4), rp.fmt_ms(raw[:, j], 4),
                      f"{g2[:, j].mean():.3g}", f"{g1[:, j].mean():.3g}"])
     slope = np.polyfit(np.log(temps[-4:]), np.log(zm.mean(0)[-4:]), 1)[0]
-    body = f"""
-**Paper (section 2.1).** "In the high temperature limit, distillation is equivalent to
+    paper = """
+"In the high temperature limit, distillation is equivalent to
 minimizing 1/2 (z_i - v_i)^2, provided the logits are zero-meaned separately for each
 transfer case." And: "the magnitudes of the gradients produced by the soft targets scale as
 1/T^2 [so] it is important to multiply them by T^2 when using both hard and soft targets."
-
-**Setup.** z = test-set logits of the small net trained on labels (2x{result['student_hidden']}), v = the
+"""
+    setup = f"""
+z = test-set logits of the small net trained on labels (2x{result['student_hidden']}), v = the
 teacher's test-set logits ({result['num_examples']} images per seed). g_T is the
 per-example gradient of kdexplain's `soft_target_loss` (T^2-scaled) taken by autograd;
 (z - v)/N that of `logit_l2_loss`, with N = number of classes. Zero-meaned: both logit
 vectors centred per example first; raw: the logits as the nets output them (their means
 differ by {rp.fmt_ms(_arr(result, 'mean_gap'), 2)} on average per example).
-
+"""
+    body = f"""
 {markdown_table(pd.DataFrame(rows, columns=["T", "rel. diff., zero-meaned", "rel. diff., raw",
               "mean norm of g_T (with T^2)", "without T^2"]))}
 
@@ -208,5 +210,5 @@ which is why soft and hard terms need the T^2 to keep their relative weight when
 At small T (T = {temps[0]:g}) the logits (spread {_arr(result, 'logit_std').mean():.1f}) are
 not small relative to T and the gradient is far from logit regression.
 """
-    paths.insert(0, rp.write_page(out_dir, result, body))
-    return paths
+    return rp.render_page(out_dir, result, where="section 2.1", paper=paper,
+                          setup_title="Setup", setup=setup, body=body, figures=paths)

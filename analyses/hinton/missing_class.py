@@ -299,15 +299,16 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     sizes = (int(_get(result, "no_class", "transfer_size")[0]),
              int(_get(result, "only_kept", "transfer_size")[0]))
     h = result["holdout_per_class"]
-    body = f"""
-**Paper (section 3).** "When the transfer set did not contain any examples of the digit 3,
+    paper = """
+"When the transfer set did not contain any examples of the digit 3,
 the distilled model made 206 test errors of which 133 are on the 1010 threes in the test
 set. Most of the errors are caused by the fact that the learned bias for the 3 class is
 much too low. If this bias is increased by 3.5 (which optimizes overall performance on the
 test set), the distilled model makes 109 errors of which 14 are on 3s." With a transfer
 set of only 7s and 8s: 47.3% test error; lowering the biases of 7 and 8 by 7.6 gives 13.2%.
-
-**Our setup.** The teacher of analysis 3 (trained on every training image, with labels).
+"""
+    setup = f"""
+The teacher of analysis 3 (trained on every training image, with labels).
 Students 2x{result['student_hidden']}, distilled at T = {result['distill_temperature']:g} with
 a = {result['soft_weight']:g} (the hard labels of the transfer images are used too, as in
 analysis 3). The last {h} training images of each class are held out of every transfer set;
@@ -318,7 +319,8 @@ optimiser steps as the first). The bias is added to the logit(s) at test time; t
 runs from {biases[0]:g} to {biases[-1]:g} in steps of {biases[1] - biases[0]:.3g}. Our test
 split has {n} images ({tot:.0f} {mc!r}s); rates and counts are given, and rates scaled to
 10 000 images.
-
+"""
+    body = f"""
 ## Transfer set without {mc!r}
 
 {markdown_table(pd.DataFrame(t1, columns=["quantity", "paper", "ours: rate", f"ours: count / {n}", "ours scaled to 10 000"]))}
@@ -341,8 +343,8 @@ test errors compared with the test-set optimum):
 **Reading.**
 {_reading(result, mc, tot, c0, cb, eb)}
 """
-    paths.insert(0, rp.write_page(out_dir, result, body))
-    return paths
+    return rp.render_page(out_dir, result, where="section 3", paper=paper, setup=setup,
+                          body=body, figures=paths)
 
 
 def _bias_figure(result: dict, out_dir: Path) -> Path:

@@ -122,7 +122,7 @@ def setup_section(result: dict) -> str:
         "<details><summary>Full configuration</summary>",
         "",
         "```json",
-        json.dumps(meta["config"], indent=2),
+        json.dumps(meta["config"], indent=2, sort_keys=True),  # as <name>.json keeps it
         "```",
         "",
         "</details>",
@@ -140,6 +140,42 @@ def write_page(out_dir: str | Path, result: dict, body: str) -> Path:
     atomic_write_text(out_dir / f"{name}.json",
                       json.dumps(jsonable(result), indent=1, sort_keys=True, allow_nan=False) + "\n")
     return atomic_write_text(out_dir / f"{name}.md", text)
+
+
+def render_page(out_dir: str | Path, result: dict, *, paper: str, body: str,
+                where: str | None = None, setup: str | None = None,
+                setup_title: str = "Our setup", figures: Sequence[Path] = ()) -> list[Path]:
+    """Write a page whose body opens as every page's does, and return it with its figures.
+
+    The body is: **Paper (where).** what the paper says; **Our setup.** how we test it (the
+    title may differ, e.g. ``"Setup"``; none where ``setup`` is None); then the page's own
+    sections. :func:`write_page` adds the title, the paper line and the "how this page was
+    made" section.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+    result : dict
+        The analysis's result (its ``name``, ``title`` and ``meta`` are read).
+    paper, body : str
+        Markdown; surrounding blank lines are dropped.
+    where : str, optional
+        Where in the paper, e.g. ``"section 3"``.
+    setup : str, optional
+    setup_title : str
+    figures : sequence of Path
+        The figures already written, listed after the page.
+
+    Returns
+    -------
+    list of Path
+        The page, then ``figures``.
+    """
+    head = [f"**Paper{f' ({where})' if where else ''}.** {paper.strip()}"]
+    if setup is not None:
+        head.append(f"**{setup_title}.** {setup.strip()}")
+    page = write_page(out_dir, result, "\n\n".join([*head, body.strip()]))
+    return [page, *figures]
 
 
 def write_index(out_dir: str | Path, order: Sequence[str],

@@ -151,13 +151,14 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     med = [result["per_seed"][s]["median_wrong_prob_t1"] for s in seeds]
     err = [result["per_seed"][s]["test_error_rate"] for s in seeds]
 
-    body = f"""
-**Paper.** "Using a higher value for T produces a softer probability distribution over
+    paper = """
+"Using a higher value for T produces a softer probability distribution over
 classes." At T = 1 a trained net gives wrong classes tiny probabilities (a 2 might get
 1e-6 of being a 3 and 1e-9 of being a 7); these ratios carry much information about
 similarity, but have very little influence on a cross-entropy at T = 1. Raising T
 exposes them.
-
+"""
+    body = f"""
 ## Hand-picked logits
 
 Logits (0, ln 2, ln 4): at T = 1 the softmax is exactly (1, 2, 4)/7 = (0.1429, 0.2857,
@@ -193,8 +194,7 @@ Mean over the test images of the entropy of q_T(teacher) (nats), its exponential
 
 **Reading.** {_reading(ent_t, ents, maxp, result['log_num_classes'], len(names))}
 """
-    paths.insert(0, rp.write_page(out_dir, result, body))
-    return paths
+    return rp.render_page(out_dir, result, paper=paper, body=body, figures=paths)
 
 
 def _softmax_figure(result: dict, out_dir: Path) -> Path:

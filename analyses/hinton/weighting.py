@@ -124,18 +124,20 @@ def render(result: dict, out_dir: str | Path) -> list[Path]:
     high = [mean[a].min() for a in soft_ws if ws[a] >= 0.5]
     low_best = min(low) if low else float("nan")
     high_best = min(high) if high else float("nan")
-    body = f"""
-**Paper (section 2).** The student's objective is a weighted average of the soft-target
+    paper = """
+The student's objective is a weighted average of the soft-target
 cross-entropy (at temperature T, multiplied by T^2) and the hard-label cross-entropy (at
 T = 1); "the best results were generally obtained by using a considerably lower weight on
 the second objective function."
-
-**Our setup.** Student 2x{result['student_hidden']} distilled from the teacher of analysis 3
+"""
+    setup = f"""
+Student 2x{result['student_hidden']} distilled from the teacher of analysis 3
 on the whole training split, loss `a * T^2 * KL(q_T(teacher) || q_T(student)) +
 (1 - a) * CE(labels)` (kdexplain's `distillation_loss`), for every hard-label weight
 `1 - a` and temperature below; weight 1 is plain training on labels. Teacher test error
 {rp.fmt_ms(teacher, 2, 100, '%')}.
-
+"""
+    body = f"""
 Test error (mean ± std over seeds):
 
 {markdown_table(pd.DataFrame(rows, columns=["hard weight 1 - a"] + [f"T = {t:g}" for t in ts]))}
@@ -146,8 +148,8 @@ Test error (mean ± std over seeds):
 ({mean[i, j]:.2f}%). Cells within one typical seed std ({std:.2f} points) of it:
 {', '.join(f'(1 - a = {w:g}, T = {t:g})' for w, t in close)}. {_verdict(low_best, high_best, std)}.
 """
-    paths.insert(0, rp.write_page(out_dir, result, body))
-    return paths
+    return rp.render_page(out_dir, result, where="section 2", paper=paper, setup=setup,
+                          body=body, figures=paths)
 
 
 def _verdict(low: float, high: float, std: float) -> str:

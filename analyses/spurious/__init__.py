@@ -27,5 +27,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
         "ValidationResults", "accuracy_table", "final_checkpoints", "per_image_table",
         "quantify_runs", "run_validation", "train_networks", "weights_digest",
     ],
-    ".report": ["write_report"],
+    ".render": ["load_config", "record_from_page", "render_report"],
+    ".report": ["RunRecord", "write_page", "write_report"],
 })

@@ -13,6 +13,7 @@ import typer
 
 from analyses.spurious.config import make_config
 from analyses.spurious.pipeline import log, run_validation
+from analyses.spurious.render import render_report
 from analyses.spurious.report import write_report
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -47,9 +48,26 @@ def main(
                                             "(default runs/spurious/<mode>)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default: torch's "
                                           "choice, e.g. OMP_NUM_THREADS)"),
+    render_only: bool = typer.Option(False, "--render-only", help="rebuild index.md, "
+                                     "comparison.csv and within_run.csv from the tables in "
+                                     "--out, train and quantify nothing"),
 ) -> None:
     """Train a network with and without the background tied to the class, count its
     visual concepts on the same images, and report whether the measure sees the reliance."""
+    command = "python -m analyses.spurious" + "".join(
+        " " + shlex.quote(a) for a in sys.argv[1:])
+    if render_only:
+        given = [name for name, v in (("--seeds", seeds), ("--layers", layers), ("--p", p),
+                                      ("--n-images", n_images), ("--epochs", epochs),
+                                      ("--analysed-epochs", analysed_epochs),
+                                      ("--samples", samples), ("--device", device),
+                                      ("--work-dir", work_dir)) if v is not None]
+        if given:
+            raise ValueError(f"--render-only rebuilds a report from its saved tables and "
+                             f"settings; drop {', '.join(given)}")
+        out = out or (Path("reports/spurious") if not quick else Path("runs/spurious/quick/report"))
+        log(f"report rebuilt: {render_report(out, command=command)}")
+        return
     overrides: dict = {}
     if seeds is not None:
         overrides["seeds"] = _ints(seeds, "--seeds")
@@ -74,8 +92,6 @@ def main(
     mode = cfg.mode
     out = out or (Path("reports/spurious") if not quick else Path("runs/spurious/quick/report"))
     work_dir = work_dir or Path("runs/spurious") / mode
-    command = "python -m analyses.spurious" + "".join(
-        " " + shlex.quote(a) for a in sys.argv[1:])
     t0 = time.perf_counter()
     results = run_validation(cfg, work_dir)
     index = write_report(results, out, command=command)

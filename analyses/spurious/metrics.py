@@ -31,11 +31,14 @@ import pandas as pd
 from scipy import ndimage
 
 from kdexplain.concepts import (
+    HOLDS,
+    INCONCLUSIVE,
     background_entropy,
     concept_cells,
     count_concepts,
     foreground_ratio,
     holm,
+    metric_verdict,
     min_seed_p_value,
     paired_bootstrap_ci,
     paired_test,
@@ -108,8 +111,6 @@ def shared_counts(entropy: np.ndarray, foreground: np.ndarray, h_bar: np.ndarray
     ok = np.isfinite(entropy).all(axis=(1, 2)) & np.isfinite(h_bar)
     return np.where(ok, n_fg, np.nan), np.where(ok, n_bg, np.nan)
 
-SHOWS, OPPOSITE, UNCLEAR = "shows the effect", "opposite", "no clear difference"
-
 
 def image_metrics(entropy: np.ndarray, foreground: np.ndarray, *,
                   concept_threshold: float = 0.2, baseline_entropy: str = "pooled",
@@ -172,17 +173,31 @@ def image_metrics(entropy: np.ndarray, foreground: np.ndarray, *,
 
 def verdict(p_adjusted: float, sign: int, expected: int, seed_signs: list[int],
             alpha: float = 0.05) -> str:
-    """Whether one metric shows the expected effect.
+    """One metric's verdict on its expected sign of ``spurious - neutral``, in the core's words.
 
-    ``shows the effect``: significant at the seed level (``p_adjusted < alpha``), in the
-    expected direction, and no seed's mean difference points the other way. ``opposite``:
-    significant the other way. Otherwise ``no clear difference``.
+    :func:`kdexplain.concepts.metric_verdict` (docs/method.md section 5.3) with one rule more:
+    ``"holds"`` (``p_adjusted < alpha`` in the expected direction) becomes ``"inconclusive"``
+    when some seed's mean difference points the other way. ``"does not hold"``: significant
+    the other way; ``"inconclusive"`` otherwise.
+
+    Parameters
+    ----------
+    p_adjusted : float
+        Holm-adjusted p-value of the seed-level test.
+    sign : int
+        Sign of the mean difference ``spurious - neutral`` (-1, 0, +1).
+    expected : {+1, -1}
+        The sign expected if the measure sees the reliance on the background (:data:`EXPECTED`).
+    seed_signs : list of int
+        Sign of each seed's mean difference.
+    alpha : float
     """
-    if not np.isfinite(p_adjusted) or p_adjusted >= alpha or sign == 0:
-        return UNCLEAR
-    if sign == expected:
-        return SHOWS if all(s != -expected for s in seed_signs) else UNCLEAR
-    return OPPOSITE
+    if expected not in (1, -1):
+        raise ValueError(f"expected must be +1 or -1, got {expected!r}")
+    out = metric_verdict(p_adjusted, sign, "greater" if expected > 0 else "less", alpha)
+    if out == HOLDS and any(s == -expected for s in seed_signs):
+        return INCONCLUSIVE
+    return out
 
 
 def _paired_wide(per_image: pd.DataFrame):

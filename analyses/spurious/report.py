@@ -10,11 +10,16 @@ Files written into the output folder (atomically):
 - ``per_image_<layer>.png``: per-image ``N_bg``, ``N_bg_shared``, ``fg_ratio`` and
   ``H_bg - H_fg`` of both networks, paired by image;
 - ``config.yaml`` (the validation's settings), ``experiment_<run>.yaml`` (the kdexplain
-  config of one trained network), ``environment.json``.
+  config of one trained network), ``environment.json``, ``run.json`` (the command, its date
+  and timings: what the page says about the run, :class:`RunRecord`).
+
+The page and the seed-level tables can be rebuilt from the saved tables without training or
+quantifying again: :func:`analyses.spurious.render.render_report`.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +32,7 @@ from matplotlib.figure import Figure
 from analyses.spurious.config import CONDITIONS, condition_name, experiment_config
 from analyses.spurious.metrics import METRICS
 from analyses.spurious.pipeline import SET_ORDER, ValidationResults
-from kdexplain.concepts import min_seed_p_value
+from kdexplain.concepts import HOLDS, INCONCLUSIVE, NOT_HOLDS, min_seed_p_value
 from kdexplain.config import dump_config
 from kdexplain.data import denormalize
 from kdexplain.report.figures import outline_foreground, upsample_nearest
@@ -42,7 +47,7 @@ from kdexplain.utils.render import (
     show_entropy,
 )
 
-__all__ = ["write_report"]
+__all__ = ["RunRecord", "write_page", "write_report"]
 
 #: What a reader sees for each metric (the CSV columns keep the names on the left).
 METRIC_TEXT = {
@@ -93,7 +98,7 @@ def comparison_markdown(comp: pd.DataFrame) -> str:
             METRIC_TEXT[r.metric], r.group, r.expected, format_number(r.neutral), format_number(r.spurious),
             f"{format_number(r.diff)} [{format_number(r.diff_ci_low)}, {format_number(r.diff_ci_high)}]", r.per_seed_diff,
             str(r.n_pairs), format_p(r.p_value), format_p(r.p_holm), format_number(r.effect_size, 2),
-            f"**{r.verdict}**" if r.verdict != "no clear difference" else r.verdict,
+            f"**{r.verdict}**" if r.verdict != INCONCLUSIVE else r.verdict,
         ])
     return markdown_table(pd.DataFrame(rows, columns=head), "lll" + "r" * 8 + "l")
 
@@ -315,27 +320,28 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
     comp = res.comparison
     final = cfg.epochs
     lines = []
-    nbg = _sets_where(comp, layer, final, "N_bg", "shows the effect")
-    nbg_opp = _sets_where(comp, layer, final, "N_bg", "opposite")
-    ratio = _sets_where(comp, layer, final, "fg_ratio", "shows the effect")
-    nfg = _sets_where(comp, layer, final, "N_fg", "shows the effect")
-    gap = _sets_where(comp, layer, final, "bg_minus_fg", "shows the effect")
+    nbg = _sets_where(comp, layer, final, "N_bg", HOLDS)
+    nbg_opp = _sets_where(comp, layer, final, "N_bg", NOT_HOLDS)
+    ratio = _sets_where(comp, layer, final, "fg_ratio", HOLDS)
+    nfg = _sets_where(comp, layer, final, "N_fg", HOLDS)
+    gap = _sets_where(comp, layer, final, "bg_minus_fg", HOLDS)
     lines.append(f"**Answer for layer {layer} (final epoch {final}).**")
     lines.append("")
     if nbg:
-        lines.append(f"- **`N_bg` shows the effect** on {_on(nbg)}: the spurious network "
+        lines.append(f"- **`N_bg` holds** on {_on(nbg)}: the spurious network "
                      "has more background concepts.")
     else:
         lines.append(
-            "- **`N_bg` does not show the effect**: the spurious network does not have "
+            "- **`N_bg` holds on neither image set**: the spurious network does not have "
             "significantly more background concepts"
-            + (f"; on {_on(nbg_opp)} it has significantly *fewer*" if nbg_opp else "")
+            + (f"; on {_on(nbg_opp)} it has significantly *fewer* (*does not hold*)"
+               if nbg_opp else "")
             + ". Counted the docs/method.md section 4 way, the expected ground truth is not recovered.")
     if ratio:
-        lines.append(f"- **`fg_ratio` shows the effect** on {_on(ratio)}: a lower "
+        lines.append(f"- **`fg_ratio` holds** on {_on(ratio)}: a lower "
                      "foreground share for the spurious network.")
     else:
-        lines.append("- **`fg_ratio` does not show the effect** on either image set.")
+        lines.append("- **`fg_ratio` holds on neither image set**.")
     if nfg or gap:
         parts = []
         if nfg:
@@ -352,7 +358,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
             hb_n = _mean_h_bar(res, layer, name, final, "neutral")
             hb_s = _mean_h_bar(res, layer, name, final, "spurious")
             r = _row(comp, layer, name, final, "N_bg_shared")
-            moved = name in _sets_where(comp, layer, final, "H_bg", "shows the effect")
+            moved = name in _sets_where(comp, layer, final, "H_bg", HOLDS)
             lines.append(
                 f"- The threshold, {name} images: `H_bar`, the spurious network's own mean "
                 f"background entropy, is {format_number(hb_s)} nats against {format_number(hb_n)} for the "
@@ -369,7 +375,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
             + "; ".join(_brief(r) for r in near)
             + ". On the far background (`N_bg_far`) "
             + "; ".join(_brief(r) for r in far) + ".")
-        near_opp = _sets_where(comp, layer, final, "N_bg_near", "opposite")
+        near_opp = _sets_where(comp, layer, final, "N_bg_near", NOT_HOLDS)
         if near_opp:
             lines.append(
                 f"- On {_on(near_opp)}, the neutral network has significantly more "
@@ -377,7 +383,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
                 "`N_bg` counts for a network that reads the object is the object's own "
                 "outline, which lowers the contrast `N_bg` is meant to draw.")
         moved = [m for m in ("N_bg_shared", "H_bg", "fg_ratio")
-                 if _sets_where(comp, layer, final, m, "shows the effect")]
+                 if _sets_where(comp, layer, final, m, HOLDS)]
         lines.append(
             "- Reading: a concept is a cell at least b = "
             f"{cfg.concept_threshold} nats below `H_bar`, and `H_bar` is each network's "
@@ -393,9 +399,9 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
     discussed = ("N_bg", "N_bg_near") if not nbg else ("N_bg",)
     opposite = [(m, n) for m in METRICS for n in SET_ORDER
                 if m not in discussed and (r := _row(comp, layer, n, final, m)) is not None
-                and r["verdict"] == "opposite"]
+                and r["verdict"] == NOT_HOLDS]
     if opposite:
-        lines.append("- Other metrics significant in the unexpected direction: "
+        lines.append("- Other metrics that do not hold (significant in the unexpected direction): "
                      + "; ".join(f"`{m}` on {n} images" for m, n in opposite) + ".")
     lines.append("")
     lines.append(f"<details><summary>Every metric at layer {layer}, in words</summary>")
@@ -411,7 +417,7 @@ def _layer_answer_lines(res: ValidationResults, layer: str) -> list[str]:
 
 
 def answer_lines(res: ValidationResults) -> list[str]:
-    """The plain answer: which measures show the effect, on which images, at which layer.
+    """The plain answer: which metrics hold, on which images, at which layer.
 
     Every statement is derived from the comparison table and the accuracies of ``res``.
     """
@@ -435,18 +441,16 @@ def answer_lines(res: ValidationResults) -> list[str]:
     return lines
 
 
-def _control_lines(res: ValidationResults) -> list[str]:
+def _control_lines(res: ValidationResults, record: RunRecord) -> list[str]:
     cfg = res.cfg
     if 0 not in cfg.quantified_epochs():
         return []
-    same = [res.digests.get((s, "neutral", 0)) == res.digests.get((s, "spurious", 0))
-            for s in cfg.seeds]
     comp = res.comparison[res.comparison.epoch == 0]
     zero = bool(len(comp)) and bool(np.allclose(comp["diff"].to_numpy(dtype=float), 0.0))
     lines = ["## Control: epoch 0", ""]
     lines.append(
         "Both networks of a seed start from the same weights "
-        + ("(checked: equal weight digests for every seed)" if all(same)
+        + ("(checked: equal weight digests for every seed)" if record.same_initial_weights
            else "(NOT the case here: the digests differ)")
         + ", so at epoch 0 they are one network; the pipeline computes it once. "
         + ("Every difference at epoch 0 is exactly 0, as it must be." if zero else
@@ -462,11 +466,14 @@ def _control_lines(res: ValidationResults) -> list[str]:
     return lines
 
 
-def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -> list[str]:
+def _run_lines(res: ValidationResults, record: RunRecord, env: dict, exp_name: str,
+               rendered_by: str | None = None) -> list[str]:
     """The title, what the report asks, and what was run (command, data, networks, statistics)."""
     cfg = res.cfg
-    total = sum(res.timings.values())
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rendered = ([f"- this page, [comparison.csv](comparison.csv) and [within_run.csv](within_run.csv) "
+                 f"were rebuilt from [per_image.csv](per_image.csv) and [accuracy.csv](accuracy.csv) "
+                 f"(no training, no quantification) by `{rendered_by}`; the figures and the "
+                 "tables they were rebuilt from are the run's"] if rendered_by else [])
     return [
         "# Spurious background: does the concept measure see a network rely on it?",
         "",
@@ -482,14 +489,14 @@ def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -
         "## What was run",
         "",
         "```bash",
-        command,
+        record.command,
         "```",
         "",
-        f"- mode `{cfg.mode}`, {now}, {total:.0f} s in all ("
-        + ", ".join(f"{k} {v:.0f} s" for k, v in res.timings.items()) + ")"
-        + (f" -- {len(res.reused)} trained network(s) and {res.cached_units} quantification(s) "
+        f"- mode `{cfg.mode}`, {record.generated_utc}, {record.total_s:.0f} s in all ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in record.timings.items()) + ")"
+        + (f" -- {record.reused} trained network(s) and {record.cached_units} quantification(s) "
            "were found in the work folder and reused, so these times are not those of a run "
-           "from scratch" if res.reused or res.cached_units else "") + "; "
+           "from scratch" if record.reused or record.cached_units else "") + "; "
         f"torch {env.get('packages', {}).get('torch', '?')}, {env.get('torch_threads', '?')} thread(s), device {cfg.device}, git {env.get('git_revision', '?')}",
         f"- data: `scenes`, classes {', '.join(cfg.classes)} (class c tied to photo family c), "
         f"{cfg.image_size} px, {cfg.train_per_class} training / {cfg.val_per_class} validation "
@@ -519,13 +526,17 @@ def _run_lines(res: ValidationResults, command: str, env: dict, exp_name: str) -
         f"{format_p(min_seed_p_value(len(cfg.seeds)))}), Holm-corrected within each kind of "
         "metric (docs/method.md section 4 counts, entropies, diagnostics) of one layer, image set and epoch; "
         "effect size Cohen's d_z over seeds; 95% bootstrap interval resampling seeds, then "
-        "images. A verdict *shows the effect* needs Holm p < 0.05 in the expected direction "
-        "and no seed pointing the other way. The images of one seed are not independent "
+        "images. Each metric's claim is its expected sign, and its verdict is the core's "
+        "(`kdexplain.concepts.metric_verdict`, docs/method.md section 5.3) with one rule more: "
+        "*holds* needs Holm p < 0.05 in the expected direction and no seed pointing the other "
+        "way (else *inconclusive*); *does not hold*: Holm p < 0.05 the other way; "
+        "*inconclusive* otherwise. The images of one seed are not independent "
         "evidence about the training condition: their Wilcoxon tests, one per seed, are "
         "within-run diagnostics in [within_run.csv](within_run.csv), and no verdict rests on "
         "them.",
         "- settings: [config.yaml](config.yaml); the kdexplain config of one network: "
         f"[experiment_{exp_name}.yaml](experiment_{exp_name}.yaml)",
+        *rendered,
         "",
     ]
 
@@ -623,9 +634,89 @@ def _definition_lines(exp_name: str, figures: list[Path]) -> list[str]:
         "",
         "Files: " + ", ".join(f"[{p}]({p})" for p in [
             "accuracy.csv", "comparison.csv", "within_run.csv", "per_image.csv", "config.yaml",
-            f"experiment_{exp_name}.yaml", "environment.json"] + [f.name for f in figures]),
+            f"experiment_{exp_name}.yaml", "environment.json", "run.json"]
+            + [f.name for f in figures]),
         "",
     ]
+
+
+@dataclass
+class RunRecord:
+    """What the page says about the run that produced the tables, saved as ``run.json``.
+
+    Attributes
+    ----------
+    command : str
+        The command line of the run.
+    generated_utc : str
+        When the run ended, e.g. ``"2026-12-06 00:55 UTC"``.
+    timings : dict step -> seconds
+    total_s : float
+        Seconds in all.
+    reused : int
+        Trained networks found finished in the work folder.
+    cached_units : int
+        Quantifications read from the cache.
+    same_initial_weights : bool
+        Whether the two networks of every seed had equal weight digests at epoch 0.
+    """
+
+    command: str
+    generated_utc: str
+    timings: dict
+    total_s: float
+    reused: int
+    cached_units: int
+    same_initial_weights: bool
+
+    @classmethod
+    def of(cls, res: ValidationResults, command: str) -> RunRecord:
+        """The record of a run that just finished (now, its timings and digests)."""
+        same = all(res.digests.get((s, "neutral", 0)) == res.digests.get((s, "spurious", 0))
+                   for s in res.cfg.seeds)
+        return cls(command, datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                   dict(res.timings), float(sum(res.timings.values())), len(res.reused),
+                   int(res.cached_units), bool(same))
+
+    def to_dict(self) -> dict:
+        """JSON form; the timings as ``[step, seconds]`` pairs, which keep their order."""
+        return {**asdict(self), "timings": [[k, float(v)] for k, v in self.timings.items()]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> RunRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{**d, "timings": {str(k): float(v) for k, v in d["timings"]}})
+
+
+def write_page(res: ValidationResults, out: Path, record: RunRecord, env: dict,
+               figures: list[Path], rendered_by: str | None = None) -> Path:
+    """Write ``index.md`` and ``run.json`` into ``out`` from the results and the run's record.
+
+    Parameters
+    ----------
+    res : ValidationResults
+        Only ``cfg``, ``accuracy``, ``per_image`` and ``comparison`` are read.
+    out : Path
+    record : RunRecord
+    env : dict
+        The run's ``environment.json``.
+    figures : list of Path
+        ``heatmaps.png``, then one ``per_image_<layer>.png`` per layer.
+    rendered_by : str, optional
+        The command that rebuilt the page from the saved tables (named on the page).
+
+    Returns
+    -------
+    Path of ``index.md``.
+    """
+    exp_name = condition_name("spurious", res.cfg.seeds[0])
+    write_json(out / "run.json", record.to_dict())
+    lines = [*_run_lines(res, record, env, exp_name, rendered_by), "## Answer", "",
+             *answer_lines(res), *_table_lines(res), *_control_lines(res, record),
+             *_figure_lines(res, figures), *_definition_lines(exp_name, figures)]
+    index = out / "index.md"
+    atomic_write_text(index, "\n".join(lines))
+    return index
 
 
 def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -> Path:
@@ -666,9 +757,4 @@ def write_report(res: ValidationResults, out_dir: str | Path, *, command: str) -
         figures.append(plot_per_image(res, out / f"per_image_{layer}.png", layer=layer,
                                       epoch=final))
 
-    lines = [*_run_lines(res, command, env, exp_name), "## Answer", "", *answer_lines(res),
-             *_table_lines(res), *_control_lines(res), *_figure_lines(res, figures),
-             *_definition_lines(exp_name, figures)]
-    index = out / "index.md"
-    atomic_write_text(index, "\n".join(lines))
-    return index
+    return write_page(res, out, RunRecord.of(res, command), env, figures)

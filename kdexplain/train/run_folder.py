@@ -28,6 +28,7 @@ from kdexplain.utils import (
     seed_everything,
     write_json,
 )
+from kdexplain.utils.render import text_table
 from kdexplain.vocabulary import ALL_ROLES
 
 __all__ = ["finish_run", "format_summary", "model_summary", "start_run", "summary_head",
@@ -135,7 +136,7 @@ def model_summary(trainer: ModelTrainer) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """A readable table of a run's ``summary.json``: one row per model and phase."""
-    from tabulate import tabulate
+    import pandas as pd  # only here: importing the training loop does not load pandas
 
     rows = []
     for role in ALL_ROLES:
@@ -152,6 +153,6 @@ def format_summary(summary: dict[str, Any]) -> str:
                          "-" if ips is None else f"{ips:,.0f}",
                          f"{ph.get('seconds', 0.0):.1f}"])
     head = ["model", "phase", "epochs", "val acc", "val loss", "train img/s", "seconds"]
-    text = tabulate(rows, headers=head, tablefmt="simple")
+    text = text_table(pd.DataFrame(rows, columns=head), "llrrrrr")
     return f"run {summary.get('run_dir')} (layer {summary.get('layer')}, seed {summary.get('seed')}, " \
            f"{summary.get('world_size')} process(es) on {summary.get('device')})\n{text}"

@@ -6,8 +6,9 @@ the dataset preview and the analyses under ``analyses/`` print and draw alike:
 - :func:`format_number`, :func:`format_p`, :func:`format_percent`, :func:`format_pm`,
   :func:`format_interval`:
   numbers as text (NaN prints as ``"n/a"``);
-- :func:`markdown_table`: a DataFrame as a Markdown table (pandas ``to_markdown``, which
-  uses ``tabulate``);
+- :func:`markdown_table`, :func:`text_table`: a DataFrame as a Markdown table or as a
+  plain-text one for a terminal (both through pandas ``to_markdown``, whose tables come
+  from the ``tabulate`` package, a dependency for that alone);
 - :func:`save_png`: a figure to a PNG file, written atomically;
 - :data:`ENTROPY_CMAP`, :func:`show_entropy`, :func:`entropy_colorbar`: the one colour map
   of every entropy grid, and its colour bar labelled in words.
@@ -45,6 +46,7 @@ __all__ = [
     "markdown_table",
     "save_png",
     "show_entropy",
+    "text_table",
 ]
 
 #: Colour map of every entropy grid: inverted magma, so low entropy (a cell whose
@@ -133,6 +135,17 @@ def format_interval(low: float, high: float, value: float, spread: float) -> str
     return f"[{low:.{dec}f}, {high:.{dec}f}]"
 
 
+def _column_align(frame: pd.DataFrame, align: str | None) -> Sequence[str] | None:
+    """``align`` (one of l, r, c per column) as tabulate's column alignment."""
+    names = {"l": "left", "r": "right", "c": "center"}
+    if align is None:
+        return None
+    if len(align) != frame.shape[1] or set(align) - set(names):
+        raise ValueError(f"align needs one of l, r, c per column ({frame.shape[1]} "
+                         f"columns: {list(frame.columns)}), got {align!r}")
+    return [names[a] for a in align]
+
+
 def markdown_table(frame: pd.DataFrame, align: str | None = None) -> str:
     """A DataFrame as a Markdown (pipe) table; the index is left out.
 
@@ -147,16 +160,21 @@ def markdown_table(frame: pd.DataFrame, align: str | None = None) -> str:
         One letter per column, ``l`` (left), ``r`` (right) or ``c`` (centre); default all
         left.
     """
-    names = {"l": "left", "r": "right", "c": "center"}
-    if align is not None:
-        if len(align) != frame.shape[1] or set(align) - set(names):
-            raise ValueError(f"align needs one of l, r, c per column ({frame.shape[1]} "
-                             f"columns: {list(frame.columns)}), got {align!r}")
-        colalign: Sequence[str] | None = [names[a] for a in align]
-    else:
-        colalign = None
     return frame.to_markdown(index=False, tablefmt="pipe", disable_numparse=True,
-                             colalign=colalign)
+                             colalign=_column_align(frame, align))
+
+
+def text_table(frame: pd.DataFrame, align: str | None = None) -> str:
+    """A DataFrame as a plain-text table for a terminal: headers, a dashed rule, the rows.
+
+    The same cells and ``align`` as :func:`markdown_table`, without the pipes::
+
+        model    phase      val acc
+        -------  -------  ---------
+        teacher  main         91.2%
+    """
+    return frame.to_markdown(index=False, tablefmt="simple", disable_numparse=True,
+                             colalign=_column_align(frame, align))
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120,
