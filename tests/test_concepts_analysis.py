@@ -193,6 +193,7 @@ def test_seed_level_test_golden_p_values():
     assert row5["p_value"] == pytest.approx(0.0625) and row5["n_pairs"] == 5
 
 
+@pytest.mark.slow
 def test_single_seed_wording_says_two_networks_only(tmp_path):
     from kdexplain.report import write_report
 
