@@ -15,6 +15,7 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_dry_run_of_tiny_counts_epochs_and_units_and_writes_nothing(tmp_path, monkeypatch,
                                                                      capsys):
     monkeypatch.chdir(tmp_path)  # the shipped config by name, from a folder without configs/

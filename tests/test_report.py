@@ -250,6 +250,7 @@ def _text_outside_canvas(fig) -> list[str]:
     return bad + [t.get_text() for t in texts if outside(t.get_window_extent(renderer))]
 
 
+@pytest.mark.slow
 def test_every_figure_keeps_its_text_inside_the_canvas(tmp_path, monkeypatch):
     """Each figure the package makes (report, quantify heatmap, data preview) is checked
     just before it is saved: no label, title or tick text is cut off at the edge."""

@@ -59,6 +59,7 @@ def test_recipe_ignores_the_layer_only_where_training_does(tmp_path):
     assert not layer_bound(feature, "baseline")
 
 
+@pytest.mark.slow
 def test_a_study_trains_layer_free_networks_once(tmp_path, capsys):
     variants = {"c": ["model.layer=conv", "model.track_layers=[fc1]"],
                 "f": ["model.layer=fc1", "model.track_layers=[conv]"],
@@ -88,6 +89,7 @@ def test_a_study_trains_layer_free_networks_once(tmp_path, capsys):
         assert (tmp_path / "rep" / variant / "per_seed.csv").is_file()
 
 
+@pytest.mark.slow
 def test_a_copied_network_without_the_layers_distance_is_refused(tmp_path, capsys):
     variants = {"c": ["model.layer=conv"], "f": ["model.layer=fc1"]}
     path = _config(tmp_path, variants=variants, seeds=[0])

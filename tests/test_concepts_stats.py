@@ -1,4 +1,4 @@
-"""Bootstrap intervals, the paired tests and the verdict rule on constructed data."""
+"""kdexplain.concepts.stats: bootstrap intervals and the paired tests on constructed data."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from kdexplain.concepts import (
     INCONCLUSIVE,
     NOT_HOLDS,
     bootstrap_ci,
-    holm,
-    hypothesis_verdict,
     metric_verdict,
     min_seed_p_value,
     paired_bootstrap_ci,
@@ -134,28 +132,6 @@ def test_spread_test_detects_a_smaller_spread():
     assert metric_verdict(t.p_value, t.sign, "less") == HOLDS
     again = spread_test(s, b, n_permutations=2000, seed=0)  # deterministic
     assert (again.p_value, again.statistic) == (t.p_value, t.statistic)
-
-
-def test_holm():
-    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03])), [0.03, 0.06, 0.06])
-    out = holm(np.array([0.2, np.nan, 0.9]))
-    assert np.isnan(out[1]) and out[0] == pytest.approx(0.4) and out[2] == pytest.approx(0.9)
-
-
-def test_hypothesis_verdict_rule():
-    g, le = "greater", "less"
-    assert hypothesis_verdict([0.01, 0.02], [1, -1], [g, le]) == HOLDS
-    # one metric holds, the other not significant: inconclusive (intersection-union)
-    assert hypothesis_verdict([0.01, 0.5], [1, 1], [g, le]) == INCONCLUSIVE
-    # none holds, one strongly the other way (survives Holm): does not hold
-    assert hypothesis_verdict([0.001, 0.5], [-1, 1], [g, le]) == NOT_HOLDS
-    # the other way but not after Holm (0.04 * 2 = 0.08): inconclusive
-    assert hypothesis_verdict([0.04, 0.5], [-1, 1], [g, le]) == INCONCLUSIVE
-    # mixed evidence: one holds, one significant the other way
-    assert hypothesis_verdict([0.001, 0.001], [1, 1], [g, le]) == INCONCLUSIVE
-    assert hypothesis_verdict([], [], []) == INCONCLUSIVE
-    with pytest.raises(ValueError):
-        metric_verdict(0.01, 1, "bigger")
 
 
 # --------------------------------------------------------------------------- seeds as the unit
