@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -45,3 +46,16 @@ def _seeded():
     np.random.seed(0)
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> Path:
+    """The tiny pipeline config (tests/pipeline_common.py) trained once through the CLI, for
+    the sweep and report tests (each copies it before it changes anything)."""
+    from kdexplain.cli import main
+    from tests.pipeline_common import write_config as _write_config
+
+    tmp = tmp_path_factory.mktemp("pipe")
+    cfg = _write_config(tmp)
+    assert main(["train-triplet", str(cfg), "--quiet"]) == 0
+    return tmp / "runs" / "tinypipe"
