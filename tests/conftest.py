@@ -59,3 +59,21 @@ def trained_run(tmp_path_factory) -> Path:
     cfg = _write_config(tmp)
     assert main(["train-triplet", str(cfg), "--quiet"]) == 0
     return tmp / "runs" / "tinypipe"
+
+
+@pytest.fixture(scope="session")
+def report(tmp_path_factory):
+    """The tiny analysis of tests/report_common.py written once as a report, for the writer,
+    table and figure tests: ``(analysis, out_dir, paths)``."""
+    import numpy as np
+
+    from kdexplain.report import write_report
+    from tests.report_common import N
+    from tests.report_common import tiny_analysis as _analysis
+
+    out = tmp_path_factory.mktemp("report")
+    a = _analysis()
+    images = np.random.default_rng(1).random((N, 3, 32, 32))
+    paths = write_report(a, out, images=images, config={"name": "tiny", "seed": 0},
+                         title="Tiny report", reproduce=["kdexplain run configs/tiny.yaml"])
+    return a, out, paths
