@@ -77,3 +77,15 @@ def report(tmp_path_factory):
     paths = write_report(a, out, images=images, config={"name": "tiny", "seed": 0},
                          title="Tiny report", reproduce=["kdexplain run configs/tiny.yaml"])
     return a, out, paths
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny config trained once through the CLI (every epoch kept)."""
+    from kdexplain.cli import main
+    from tests.train_common import TINY
+
+    out = tmp_path_factory.mktemp("runs")
+    rc = main(["train-triplet", str(TINY), f"out_dir={out}", "name=e2e", "-q"])
+    assert rc == 0
+    return out / "e2e"
