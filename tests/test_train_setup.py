@@ -3,6 +3,7 @@ teacher's file are checked before anything is written; a teacher with another he
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from kdexplain.cli import main
