@@ -1,4 +1,6 @@
-"""Test-wide settings: built datasets go to a temporary folder, never into the repository."""
+"""Test-wide settings: built datasets go to a temporary folder, never into the repository;
+the inputs that cost seconds to make (a trained tiny run, a written report) are made once
+per session and shared by the files that read them (each copies a run before changing it)."""
 
 from __future__ import annotations
 
