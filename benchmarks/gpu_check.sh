@@ -22,7 +22,7 @@ else
   echo "no CUDA device: running the script's steps on the CPU (a check of the script only)"
 fi
 # the tests that exercise a CUDA device (they skip without one)
-python -m pytest -q -k "cuda or stacked or chunk" tests/test_quantify.py tests/test_quantify_parts.py tests/test_reliability.py
+python -m pytest -q -k "cuda or stacked or chunk" tests/test_quantification_engine.py tests/test_quantification_chunking.py tests/test_quantify_parts.py tests/test_reliability.py
 out=reports/performance_gpu.md
 [[ "$device" == cpu ]] && out=$(mktemp --suffix=.md)
 python benchmarks/write_performance_report.py --device "$device" "${quick[@]}" --out "$out"

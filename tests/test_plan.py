@@ -48,7 +48,7 @@ def test_dry_run_refuses_what_the_run_would_fail_on(tmp_path, monkeypatch, capsy
 @pytest.mark.slow
 def test_dry_run_of_the_paper_config_on_a_fabricated_cub(tmp_path, capsys):
     sys.path.insert(0, str(Path(__file__).parent))
-    from test_data_real import make_cub
+    from data_common import make_cub
 
     root = make_cub(tmp_path / "cub")
     config = Path(__file__).parents[1] / "configs" / "vgg16_cub.yaml"

@@ -9,7 +9,8 @@ import torch
 
 from kdexplain import quantify
 from kdexplain.quantification.result import ENTROPY_OFFSET
-from tests.test_quantify import W_, C, G, H, _linear_model
+from tests.quantify_common import W_, C, G, H
+from tests.quantify_common import linear_with_closed_form as _linear_model
 
 
 def reference_path(a: torch.Tensor, lam: float = 7.0, lr: float = 1e-4, steps: int = 80,

@@ -118,3 +118,12 @@ def test_save_png_closes_a_pyplot_figure(tmp_path):
     fig, _ = plt.subplots()
     save_png(fig, tmp_path / "p.png", dpi=30)
     assert not plt.fignum_exists(fig.number)
+
+
+def test_format_pm():
+    assert format_pm(12.34, 2.13) == "12.3 ± 2.1"
+    assert format_pm(0.5648, 0.0531) == "0.565 ± 0.053"
+    assert format_pm(153.0, 21.0) == "153 ± 21"
+    assert format_pm(3.0, float("nan")) == "3.00"
+    assert format_pm(float("nan"), 1.0) == "n/a"
+    assert format_pm(5.0, 0.0) == "5.00 ± 0.00"

@@ -1,4 +1,5 @@
-"""The perturbation engine against its closed form, the original algorithm, and its contract."""
+"""The perturbation engine (kdexplain/quantification/engine.py) against its closed form, the
+original algorithm, and its contract."""
 
 from __future__ import annotations
 
@@ -10,26 +11,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from kdexplain.models import LayerNotFoundError, build_model
-from kdexplain.quantification import LayerFeature, image_key, quantify
+from kdexplain.quantification import image_key, quantify
 from kdexplain.quantification.engine import NOISE_BLOCK
 from kdexplain.utils.seed import derive_seed
-
-C, H, W_, G = 3, 16, 16, 4
-
-
-def _linear_model(dim: int = 32, seed: int = 0) -> tuple[nn.Module, torch.Tensor]:
-    """phi(x) = W x with cell-dependent column norms; returns the model and c_i per cell."""
-    gen = torch.Generator().manual_seed(seed)
-    weight = torch.randn(dim, C * H * W_, generator=gen)
-    scale = torch.rand(G, G, generator=gen) * 3 + 0.2
-    up = scale.repeat_interleave(H // G, 0).repeat_interleave(W_ // G, 1)
-    weight = weight * up.flatten().repeat(C)[None]
-    model = nn.Sequential(nn.Flatten(), nn.Linear(C * H * W_, dim, bias=False))
-    model[1].weight.data = weight
-    cell = (torch.arange(G * G).reshape(G, G).repeat_interleave(H // G, 0)
-            .repeat_interleave(W_ // G, 1).flatten().repeat(C))
-    c = torch.zeros(G * G).index_add_(0, cell, (weight**2).sum(0))
-    return model, c.reshape(G, G)
+from tests.quantify_common import W_, C, G, H
+from tests.quantify_common import linear_with_closed_form as _linear_model
+from tests.quantify_common import tiny_cnn as _tiny_cnn
 
 
 def closed_form_sigma(c: torch.Tensor, lam: float, sigma0: float) -> torch.Tensor:
@@ -153,12 +140,6 @@ def sequential_reference(model, image, layer_module, key, *, seed=0, grid=G, lam
         handle.remove()
 
 
-def _tiny_cnn(seed=0):
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(4 * 8 * 8, 10)).eval()
-
-
 @pytest.mark.parametrize("target", [-2.8, -3.1, -2.0])
 def test_reference_preset_matches_sequential_original(target):
     # -2.8: the original's threshold; -3.1: reached before step 59 (the run stops there);
@@ -205,25 +186,6 @@ def test_memory_formats_agree():
     torch.testing.assert_close(runs["contiguous"].d0, runs["channels_last"].d0, rtol=1e-5, atol=0)
     with pytest.raises(ValueError, match="memory_format"):
         quantify(model, x, "4", grid=G, steps=1, memory_format="nhwc")
-
-
-def test_default_chunk_from_activation_footprint():
-    from kdexplain.quantification.engine import (
-        CPU_CHUNK_BYTES,
-        MAX_DEFAULT_ROWS,
-        activation_bytes_per_row,
-        default_max_batch,
-    )
-    model = _tiny_cnn()
-    x = torch.randn(2, C, H, W_)
-    with LayerFeature(model, "4") as phi:
-        per_row = activation_bytes_per_row(phi, model, x)
-    # conv (4 x 16 x 16) + ReLU (same) + pool (4 x 8 x 8) + flatten (256) floats, stopped at "4"
-    assert per_row == 4 * (1024 + 1024 + 256 + 256)
-    assert default_max_batch("cpu", CPU_CHUNK_BYTES // 10) == 10
-    assert default_max_batch("cpu", 10 * CPU_CHUNK_BYTES) == 1
-    assert default_max_batch("cpu", 1) == MAX_DEFAULT_ROWS
-    assert default_max_batch("cuda", per_row) == MAX_DEFAULT_ROWS
 
 
 def test_several_checkpoints_in_one_call_equal_separate_calls():
@@ -322,28 +284,3 @@ def test_the_same_model_object_twice():
     x = torch.randn(1, C, H, W_)
     res = quantify([model, model], x, "4", grid=G, steps=4, samples=4)
     torch.testing.assert_close(res.sigma[0], res.sigma[1])
-
-
-def test_settings_object_and_overrides():
-    from kdexplain.quantification.settings import resolve_settings
-
-    s = resolve_settings("reference", entropy_weight_step=30, entropy_weight_factor=2.0)
-    assert (s.entropy_weight_step, s.entropy_weight_factor) == (30, 2.0)
-    assert resolve_settings("reference").entropy_weight_step == 59
-    assert resolve_settings(s, steps=7) == resolve_settings("reference", steps=7,
-                                                            entropy_weight_step=30,
-                                                            entropy_weight_factor=2.0)
-    with pytest.raises(TypeError, match=r"unknown quantify setting\(s\) lambda_rule_step; the "
-                                        r"settings are preset, optimizer, steps"):
-        resolve_settings("reference", lambda_rule_step=30)
-    with pytest.raises(TypeError, match="give a preset or settings, not both"):
-        resolve_settings(s, preset="adam")
-    model = _tiny_cnn()
-    x = torch.randn(1, C, H, W_)
-    with pytest.raises(TypeError, match="unknown quantify setting.*stepz"):
-        quantify(model, x, "4", grid=G, stepz=3)
-    given = quantify(model, x, "4", grid=G, settings=resolve_settings("adam", steps=3),
-                     samples=4)
-    named = quantify(model, x, "4", grid=G, preset="adam", steps=3, samples=4)
-    assert given.settings == named.settings and given.settings["samples"] == 4
-    torch.testing.assert_close(given.sigma, named.sigma)
