@@ -40,5 +40,5 @@ def copy_without_sweep(run: Path, dest: Path) -> Path:
 
 def units(run: Path) -> dict[str, torch.Tensor]:
     """Each sweep unit's sigma grid, by its path under ``run``."""
-    return {str(p.relative_to(run)): torch.load(p, weights_only=False)["sigma"]
+    return {str(p.relative_to(run)): torch.load(p, weights_only=True)["sigma"]
             for p in sorted((run / "sweep").glob("*/epoch_*.pt"))}

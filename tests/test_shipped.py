@@ -53,7 +53,7 @@ def test_make_teacher_recreates_a_short_version(tmp_path):
     cfg = load_config("configs/tiny.yaml", [f"teacher.pretrained={pt}", "teacher.pretrain_epochs=0",
                                             f"out_dir={tmp_path}"])
     run = train_teacher(cfg, tmp_path / "finetuned")
-    first = torch.load(run / "teacher" / "checkpoints" / "epoch_0000.pt", weights_only=False)
+    first = torch.load(run / "teacher" / "checkpoints" / "epoch_0000.pt", weights_only=True)
     body = {k: v for k, v in state.items() if not k.startswith("classifier.6")}
     for k, v in body.items():
         assert torch.equal(first["model"][k], v), k

@@ -38,8 +38,8 @@ def test_phase2_trains_only_the_layers_above_L(tiny_run):
 def test_phase1_trains_only_up_to_L(tiny_run):
     student = tiny_run / "student"
     (_, first), *_, (_, last) = list_checkpoints(student)
-    a = torch.load(first, weights_only=False)["model"]
-    b = torch.load(last, weights_only=False)["model"]
+    a = torch.load(first, weights_only=True)["model"]
+    b = torch.load(last, weights_only=True)["model"]
     for name in ("classifier.3.weight", "classifier.6.weight"):
         assert torch.equal(a[name], b[name])
     assert not torch.equal(a["classifier.0.weight"], b["classifier.0.weight"])
@@ -65,8 +65,8 @@ def _compare_runs(a: Path, b: Path) -> None:
         files_b = sorted(p.relative_to(b) for p in (b / role).rglob("*.pt"))
         assert files_a == files_b
         for rel in files_a:
-            ca = torch.load(a / rel, weights_only=False)
-            cb = torch.load(b / rel, weights_only=False)
+            ca = torch.load(a / rel, weights_only=True)
+            cb = torch.load(b / rel, weights_only=True)
             for part in ("model", "optimizer", "scheduler", "trajectory", "weight_distance",
                          "epoch", "global_step", "phase"):
                 fa, fb = _state_tensors(ca[part]), _state_tensors(cb[part])

@@ -51,7 +51,7 @@ def test_cli_run_directory_contract(tiny_run):
         by_step = {int(r["step"]): float(r["path_length"]) for r in traj}
         assert dist["d_step"].tolist() == pytest.approx([by_step[s] for s in (0, 3, 6)])
         # d_epoch recomputed from the kept checkpoints (every epoch is kept here)
-        weights = [torch.load(p, weights_only=False)["model"]["classifier.0.weight"]
+        weights = [torch.load(p, weights_only=True)["model"]["classifier.0.weight"]
                    for _, p in ckpts]
         d_epoch = path_length(weights)
         assert dist["d_epoch"].tolist() == pytest.approx(d_epoch, rel=1e-5)
@@ -64,8 +64,8 @@ def test_cli_run_directory_contract(tiny_run):
 
 @pytest.mark.slow
 def test_student_and_baseline_start_from_the_same_weights(tiny_run):
-    s = torch.load(list_checkpoints(tiny_run / "student")[0][1], weights_only=False)["model"]
-    b = torch.load(list_checkpoints(tiny_run / "baseline")[0][1], weights_only=False)["model"]
+    s = torch.load(list_checkpoints(tiny_run / "student")[0][1], weights_only=True)["model"]
+    b = torch.load(list_checkpoints(tiny_run / "baseline")[0][1], weights_only=True)["model"]
     assert all(torch.equal(s[k], b[k]) for k in s)
 
 
@@ -86,7 +86,7 @@ def test_logit_modes_have_one_phase(tmp_path, mode):
                              "weight_step_norm@classifier.3", "path_length@classifier.3"]
     # every layer of the network trains in these modes
     (_, a), (_, b) = list_checkpoints(student)
-    wa, wb = (torch.load(p, weights_only=False)["model"] for p in (a, b))
+    wa, wb = (torch.load(p, weights_only=True)["model"] for p in (a, b))
     assert all(not torch.equal(wa[k], wb[k]) for k in wa if k.endswith("weight"))
 
 
@@ -99,8 +99,8 @@ def test_seeds_run_into_their_own_folders(tmp_path):
                              "student.phase2_epochs=0", f"out_dir={tmp_path}"])
     runs = train_all_seeds(cfg)
     assert runs == [tmp_path / "tiny" / "seed_3", tmp_path / "tiny" / "seed_4"]
-    a = torch.load(list_checkpoints(runs[0] / "baseline")[0][1], weights_only=False)
-    b = torch.load(list_checkpoints(runs[1] / "baseline")[0][1], weights_only=False)
+    a = torch.load(list_checkpoints(runs[0] / "baseline")[0][1], weights_only=True)
+    b = torch.load(list_checkpoints(runs[1] / "baseline")[0][1], weights_only=True)
     assert a["seed"] == 3 and b["seed"] == 4
     assert not torch.equal(a["model"]["features.0.weight"], b["model"]["features.0.weight"])
     assert load_config(runs[1] / "config.yaml").seed == 4
