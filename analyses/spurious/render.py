@@ -18,12 +18,12 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from analyses.spurious.config import SpuriousConfig
 from analyses.spurious.metrics import compare_conditions, within_run_tests
 from analyses.spurious.pipeline import ValidationResults
 from analyses.spurious.report import RunRecord, write_page
+from kdexplain.config import read_yaml
 from kdexplain.utils import atomic_write_text, read_json
 
 __all__ = ["load_config", "record_from_page", "render_report"]
@@ -41,7 +41,7 @@ _MODE_LINE = re.compile(
 
 def load_config(path: Path) -> SpuriousConfig:
     """The validation's settings from its ``config.yaml``."""
-    d = yaml.safe_load(path.read_text(encoding="utf-8"))
+    d = read_yaml(path.read_text(encoding="utf-8"), str(path))
     if not isinstance(d, dict):
         raise ValueError(f"{path} does not hold the validation's settings (a mapping)")
     known = set(SpuriousConfig.__dataclass_fields__)
