@@ -63,3 +63,36 @@ def test_stop_past_target_keeps_the_iterate_the_reference_rule_keeps():
     assert (fast.steps_run <= fast.selected_step + 2).all(), (fast.steps_run, fast.selected_step)
     assert fast.steps_run.sum() < full.steps_run.sum()
     assert math.isclose(fast.settings["samples"], 16)
+
+
+def test_control_variate_is_exact_on_a_linear_feature():
+    # on a linear feature the linearisation is the feature: the control variate leaves no
+    # sampling noise, so one sample per step follows the noise-free path of the reference's
+    # rule, whatever the noise seed (D0 as well: sigma0^2 sum_i c_i / dim exactly)
+    model, c = _linear_model(dim=16, seed=6)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(4))
+    runs = [quantify(model, x, "1", grid=G, preset="paper", feature_transform="identity",
+                     samples=1, d0_samples=1, control_variate=True, seed=s) for s in (0, 1)]
+    expected, step = reference_path(c / (0.01**2 * c.sum()))
+    for res in runs:
+        assert torch.allclose(res.sigma, expected.expand_as(res.sigma), rtol=1e-4)
+        assert (res.selected_step == step).all()
+        assert torch.allclose(res.d0, torch.full_like(res.d0, 0.01**2 * float(c.sum()) / 16),
+                              rtol=1e-4)
+
+
+def test_control_variate_exact_sensitivities_match_the_jacobian():
+    # c_i = sum over the cell's pixels and channels of ||J[:, p]||^2, from one input gradient
+    # per feature dimension, whatever the chunk of rows
+    from contextlib import ExitStack
+
+    from kdexplain.quantification.distortion import Distortion
+
+    model, c = _linear_model(dim=16, seed=7)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(5))
+    with ExitStack() as stack:
+        dist = Distortion([model], "1", None, x, lambda f: f, torch.contiguous_format, stack)
+        dist.compute_clean(8)
+        for rows in (3, 16, 64):
+            got = dist.exact_sensitivity(G, rows)
+            assert torch.allclose(got, c.expand_as(got), rtol=1e-5), rows

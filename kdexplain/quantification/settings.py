@@ -93,6 +93,12 @@ class QuantifySettings:
         entropy exceeds the target. The original runs on (to step 60 or 80), but while the
         mean entropy rises, as it does on its descent path, the later iterates lie farther
         from the target and are never kept, so the kept iterate is the same.
+    control_variate : bool
+        Subtract from every sampled distortion its linearisation at the clean image
+        (``mean_d (J v)_d^2`` for the sample's perturbation ``v``, a forward-mode product)
+        and add back that linearisation's exact expectation ``sum_i sigma_i^2 c_i / dim``
+        (``c_i`` from one vector-Jacobian product per feature dimension). Unbiased; the
+        sampling noise that is left is the nonlinear part's. For narrow features.
     """
 
     preset: str = "default"
@@ -117,6 +123,7 @@ class QuantifySettings:
     entropy_weight_factor: float = 1.5
     target_entropy: float | None = None
     stop_past_target: bool = False
+    control_variate: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
