@@ -96,3 +96,33 @@ def test_control_variate_exact_sensitivities_match_the_jacobian():
         for rows in (3, 16, 64):
             got = dist.exact_sensitivity(G, rows)
             assert torch.allclose(got, c.expand_as(got), rtol=1e-5), rows
+
+
+def test_control_variate_gradient_is_that_of_the_linearisation():
+    # the control variate's gradient in sigma comes from one vector-Jacobian product at the
+    # clean image; it equals differentiating the forward-mode product itself (possible for
+    # ReLU and max-pool)
+    from contextlib import ExitStack
+
+    from kdexplain.quantification.distortion import Distortion
+    from tests.quantify_common import tiny_cnn
+
+    model = tiny_cnn(seed=3)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(6))
+    eps = torch.randn(5, C, H, W_, generator=torch.Generator().manual_seed(7))
+    sigma = (0.01 + 0.02 * torch.rand(2, G, G, generator=torch.Generator().manual_seed(8)))
+    sigma.requires_grad_(True)
+    rows = [(0, 0, 3), (1, 0, 2)]
+    with ExitStack() as stack:
+        dist = Distortion([model], "4", None, x, torch.relu, torch.contiguous_format, stack)
+        dist.compute_clean(8)
+        got = dist.linear_rows(0, {0: sigma[0], 1: sigma[1]}, rows, [eps[:3], eps[3:]])
+        (g_got,) = torch.autograd.grad(got.sum(), sigma)
+        up = torch.nn.functional.interpolate(sigma[:, None], size=(H, W_), mode="nearest")
+        v = torch.cat([up[0:1].expand(3, -1, -1, -1), up[1:2].expand(2, -1, -1, -1)]) * eps
+        xs = torch.cat([x[0:1].expand(3, -1, -1, -1), x[1:2].expand(2, -1, -1, -1)])
+        _, jv = torch.func.jvp(lambda z: dist.feature(0, z), (xs,), (v,))
+        want = jv.pow(2).flatten(1).mean(1)
+        (g_want,) = torch.autograd.grad(want.sum(), sigma)
+    assert torch.allclose(got, want, rtol=1e-5)
+    assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-9)

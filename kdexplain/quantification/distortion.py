@@ -205,9 +205,21 @@ class Distortion:
         eps = torch.cat(list(noise)) if len(noise) > 1 else noise[0]
         v = torch.repeat_interleave(up, counts, 0)[:, None] * eps
         x = self.x[idx].contiguous(memory_format=self.layout)
-        _, jv = torch.func.jvp(lambda z: self.feature(k, z),
-                               (x,), (v.contiguous(memory_format=self.layout),))
-        return jv.pow(2).flatten(1).mean(1)
+        with torch.no_grad():
+            _, jv = torch.func.jvp(lambda z: self.feature(k, z),
+                                   (x,), (v.detach().contiguous(memory_format=self.layout),))
+        value = jv.pow(2).flatten(1).mean(1)
+        if not v.requires_grad:
+            return value
+        # d value / d v = (2 / dim) J^T J v: one vector-Jacobian product at the clean image
+        # (differentiating through the forward-mode product instead would need second
+        # derivatives, which some activations lack). value + g.v - g.v.detach() has the value
+        # and the gradient in sigma.
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.feature(k, xg), xg, jv * (2.0 / jv[0].numel()))
+        gv = (g * v).flatten(1).sum(1)
+        return value + gv - gv.detach()
 
     @torch.no_grad()
     def exact_sensitivity(self, grid: int, max_rows: int) -> torch.Tensor:

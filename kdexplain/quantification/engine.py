@@ -109,7 +109,7 @@ def quantify(
     **overrides
         :class:`QuantifySettings` fields that replace those of ``settings`` (``None`` values
         are ignored): ``preset`` (without ``settings``: ``"default"``, the linearised closed
-        form then Newton steps of 16 samples until ``result.precision`` <= 0.06, 250
+        form then Newton steps of 16 samples until ``result.precision`` <= 0.045, 250
         sample-passes on a wide feature; ``"adam"``, Adam on log sigma with a convergence
         stop; ``"paper"``, the reference's rule with 16 samples per step, each unit stopped
         once its mean entropy passes -2.8, about 640 sample-passes; ``"reference"``, the
