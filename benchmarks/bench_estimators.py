@@ -48,6 +48,7 @@ import torch
 from kdexplain.concepts.calibration import concept_margins
 from kdexplain.data import build_dataset, mask_to_grid
 from kdexplain.models import build_model
+from kdexplain.models.features import LayerFeature
 from kdexplain.quantification import quantify
 
 THRESHOLD = 0.2
@@ -117,15 +118,36 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(rho.median())
 
 
+#: The reference's noise seeds: apart from the other presets' (0, 1), whose ``D0`` and first
+#: samples would otherwise be the reference's own draws.
+REFERENCE_SEEDS = (10, 11)
+
+
 def run(case: Case, preset: str, seed: int, **kw):
+    """One quantification of the case; ``preset`` may end in ``+cv`` (the linear control
+    variate on)."""
+    if preset.endswith("+cv"):
+        preset, kw = preset[:-3], {**kw, "control_variate": True}
     t = time.perf_counter()
     r = quantify(case.model, case.images, case.layer, grid=case.grid, preset=preset, seed=seed,
                  **kw)
     return r, (time.perf_counter() - t) / len(case.images)
 
 
-def passes(r) -> float:
-    return float((r.steps_run.float() * r.settings["samples"]).mean()) + r.settings["probes"]
+def feature_dim(case: Case) -> int:
+    """The analysed layer's output size for one image."""
+    with torch.no_grad(), LayerFeature(case.model, case.layer) as phi:
+        return phi(case.images[:1]).numel()
+
+
+def passes(r, dim: int) -> float:
+    """Sample-passes per image: steps x samples plus the start's probes; with the control
+    variate, each sample also takes a forward-mode product and its backward (counted as one
+    more pass), and the exact sensitivities one input-gradient per feature dimension."""
+    per_sample = 2 if r.settings.get("control_variate") else 1
+    extra = dim if r.settings.get("control_variate") else 0
+    return (float((r.steps_run.float() * r.settings["samples"]).mean()) * per_sample
+            + r.settings["probes"] + extra)
 
 
 def distance(sigma: torch.Tensor, opt: torch.Tensor) -> torch.Tensor:
@@ -137,8 +159,10 @@ def measure(case: Case, presets: list[str], long_steps: int) -> list[str]:
     """The table's rows of one case."""
     opt, _ = run(case, "default", 9, probes=64, steps=long_steps, samples=64, start_weight=0.0,
                  d0_samples=512, min_steps=long_steps)
-    results = {p: [run(case, p, s) for s in (0, 1)] for p in presets}
+    results = {p: [run(case, p, s) for s in (REFERENCE_SEEDS if p == "reference" else (0, 1))]
+               for p in presets}
     ref = results.get("reference")
+    dim = feature_dim(case)
     rows = []
     for p, ((r0, t0), (r1, t1)) in results.items():
         c0, c1 = concepts(r0.entropy, case.foreground), concepts(r1.entropy, case.foreground)
@@ -146,12 +170,15 @@ def measure(case: Case, presets: list[str], long_steps: int) -> list[str]:
         prec = r0.precision.nanmedian()
         if ref is None or p == "reference":
             vs_ref = "-"
-        else:
-            cr = concepts(ref[0][0].entropy, case.foreground)
-            vs_ref = f"{jaccard(c0, cr):.2f} / {spearman(r0.entropy, ref[0][0].entropy):.2f}"
+        else:  # both seeds against both of the reference's: the mean of the four
+            pairs = [(r, rr) for r in (r0, r1) for rr, _ in ref]
+            jac = np.mean([jaccard(concepts(r.entropy, case.foreground),
+                                   concepts(rr.entropy, case.foreground)) for r, rr in pairs])
+            rho = np.mean([spearman(r.entropy, rr.entropy) for r, rr in pairs])
+            vs_ref = f"{jac:.2f} / {rho:.2f}"
         rows.append(f"| {case.name} | {p} | {jaccard(c0, c1):.2f} ({int(c0.sum())} cells) | "
                     f"{vs_ref} | {d.median():.3f} (max {d.max():.3f}) | "
-                    f"{'-' if prec.isnan() else f'{prec:.3f}'} | {passes(r0):.0f} | "
+                    f"{'-' if prec.isnan() else f'{prec:.3f}'} | {passes(r0, dim):.0f} | "
                     f"{(t0 + t1) / 2:.1f} |")
         print(rows[-1], flush=True)
     return rows
@@ -180,7 +207,9 @@ def _command(argv: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=4, help="images per case")
-    ap.add_argument("--presets", nargs="+", default=["default", "paper", "adam", "reference"])
+    ap.add_argument("--presets", nargs="+", default=["default", "paper", "paper+cv", "adam",
+                                                     "reference"],
+                    help="presets to compare; NAME+cv: with the linear control variate")
     ap.add_argument("--long-steps", type=int, default=100,
                     help="steps of 64 samples of the run that stands for the optimum")
     ap.add_argument("--cases", nargs="+", type=int, default=None,
@@ -202,7 +231,8 @@ def main() -> None:
     head = [f"{n} images per case; b = {THRESHOLD}; sigma* from {long_steps} x 64 samples. "
             "Columns: self-agreement = Jaccard of concept cells between noise seeds 0 and 1 "
             "(and seed 0's concept cells); vs reference = Jaccard with the reference's concept "
-            "cells / entropy rank correlation; distance to the optimum = median over images "
+            f"cells / entropy rank correlation, the mean over the preset's seeds 0 and 1 "
+            f"against the reference's seeds {REFERENCE_SEEDS[0]} and {REFERENCE_SEEDS[1]}; distance to the optimum = median over images "
             "of the median over cells of |sigma / sigma* - 1|; precision = the result's own "
             "median standard error of log sigma; sample-passes and seconds per image.\n",
             "| case | preset | self-agreement | vs reference (Jaccard / Spearman) | "

@@ -105,3 +105,19 @@ def test_two_process_sweep_equals_single_process(trained_run, tmp_path):
     assert len(a) == 9 and a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_the_fingerprint_holds_the_preset_as_resolved(monkeypatch):
+    # a kdexplain whose preset means something else (another precision, say) must not add
+    # its units to a sweep made by another: the fingerprint carries the resolved settings
+    from dataclasses import replace
+
+    from kdexplain.config import AnalysisConfig
+    from kdexplain.pipeline import sweeps
+    from kdexplain.quantification import settings as qs
+
+    a = AnalysisConfig()
+    before = sweeps._fingerprint(a, "features.9", 0)
+    assert sweeps._fingerprint(a, "features.9", 0) == before
+    monkeypatch.setitem(qs.PRESETS, "default", replace(qs.PRESETS["default"], precision=0.05))
+    assert sweeps._fingerprint(a, "features.9", 0) != before

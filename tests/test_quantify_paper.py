@@ -63,3 +63,66 @@ def test_stop_past_target_keeps_the_iterate_the_reference_rule_keeps():
     assert (fast.steps_run <= fast.selected_step + 2).all(), (fast.steps_run, fast.selected_step)
     assert fast.steps_run.sum() < full.steps_run.sum()
     assert math.isclose(fast.settings["samples"], 16)
+
+
+def test_control_variate_is_exact_on_a_linear_feature():
+    # on a linear feature the linearisation is the feature: the control variate leaves no
+    # sampling noise, so one sample per step follows the noise-free path of the reference's
+    # rule, whatever the noise seed (D0 as well: sigma0^2 sum_i c_i / dim exactly)
+    model, c = _linear_model(dim=16, seed=6)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(4))
+    runs = [quantify(model, x, "1", grid=G, preset="paper", feature_transform="identity",
+                     samples=1, d0_samples=1, control_variate=True, seed=s) for s in (0, 1)]
+    expected, step = reference_path(c / (0.01**2 * c.sum()))
+    for res in runs:
+        assert torch.allclose(res.sigma, expected.expand_as(res.sigma), rtol=1e-4)
+        assert (res.selected_step == step).all()
+        assert torch.allclose(res.d0, torch.full_like(res.d0, 0.01**2 * float(c.sum()) / 16),
+                              rtol=1e-4)
+
+
+def test_control_variate_exact_sensitivities_match_the_jacobian():
+    # c_i = sum over the cell's pixels and channels of ||J[:, p]||^2, from one input gradient
+    # per feature dimension, whatever the chunk of rows
+    from contextlib import ExitStack
+
+    from kdexplain.quantification.distortion import Distortion
+
+    model, c = _linear_model(dim=16, seed=7)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(5))
+    with ExitStack() as stack:
+        dist = Distortion([model], "1", None, x, lambda f: f, torch.contiguous_format, stack)
+        dist.compute_clean(8)
+        for rows in (3, 16, 64):
+            got = dist.exact_sensitivity(G, rows)
+            assert torch.allclose(got, c.expand_as(got), rtol=1e-5), rows
+
+
+def test_control_variate_gradient_is_that_of_the_linearisation():
+    # the control variate's gradient in sigma comes from one vector-Jacobian product at the
+    # clean image; it equals differentiating the forward-mode product itself (possible for
+    # ReLU and max-pool)
+    from contextlib import ExitStack
+
+    from kdexplain.quantification.distortion import Distortion
+    from tests.quantify_common import tiny_cnn
+
+    model = tiny_cnn(seed=3)
+    x = torch.randn(2, C, H, W_, generator=torch.Generator().manual_seed(6))
+    eps = torch.randn(5, C, H, W_, generator=torch.Generator().manual_seed(7))
+    sigma = (0.01 + 0.02 * torch.rand(2, G, G, generator=torch.Generator().manual_seed(8)))
+    sigma.requires_grad_(True)
+    rows = [(0, 0, 3), (1, 0, 2)]
+    with ExitStack() as stack:
+        dist = Distortion([model], "4", None, x, torch.relu, torch.contiguous_format, stack)
+        dist.compute_clean(8)
+        got = dist.linear_rows(0, {0: sigma[0], 1: sigma[1]}, rows, [eps[:3], eps[3:]])
+        (g_got,) = torch.autograd.grad(got.sum(), sigma)
+        up = torch.nn.functional.interpolate(sigma[:, None], size=(H, W_), mode="nearest")
+        v = torch.cat([up[0:1].expand(3, -1, -1, -1), up[1:2].expand(2, -1, -1, -1)]) * eps
+        xs = torch.cat([x[0:1].expand(3, -1, -1, -1), x[1:2].expand(2, -1, -1, -1)])
+        _, jv = torch.func.jvp(lambda z: dist.feature(0, z), (xs,), (v,))
+        want = jv.pow(2).flatten(1).mean(1)
+        (g_want,) = torch.autograd.grad(want.sum(), sigma)
+    assert torch.allclose(got, want, rtol=1e-5)
+    assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-9)

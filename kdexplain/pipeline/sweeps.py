@@ -37,7 +37,7 @@ from kdexplain.data import build_dataset, mask_to_grid, readable_items
 from kdexplain.models import load_model, resolve_layer_name
 from kdexplain.pipeline.binding import binding_problem, file_sha256, tensor_sha256
 from kdexplain.pipeline.shared_roles import layer_bound
-from kdexplain.quantification import quantify
+from kdexplain.quantification import quantify, resolve_settings
 from kdexplain.train import DistContext, list_checkpoints, weight_distances
 from kdexplain.train.triplet import shared_teacher_of
 from kdexplain.utils import (
@@ -125,9 +125,15 @@ def unit_path(sweep_dir: Path, role: str, epoch: int) -> Path:
 
 def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
     """The settings that shape the sweep's grids: the concept settings (read by the report
-    alone) are left out, so that changing them never makes the sweep refuse to run."""
+    alone) are left out, so that changing them never makes the sweep refuse to run. The
+    preset enters with every resolved setting, so that a kdexplain whose preset means
+    something else refuses to add its units to a sweep made by another."""
     settings = analysis.model_dump(mode="json", exclude=set(CONCEPT_KEYS))
-    blob = json.dumps({"analysis": settings, "layer": layer, "seed": seed}, sort_keys=True)
+    estimator = resolve_settings(analysis.preset, steps=analysis.steps, samples=analysis.samples,
+                                 entropy_weight=analysis.entropy_weight,
+                                 feature_transform=analysis.feature_transform).to_dict()
+    blob = json.dumps({"analysis": settings, "estimator": estimator, "layer": layer,
+                       "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -306,8 +312,9 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
 
 
 def _other_settings(sweep_dir: Path, old: str | None, new: str) -> str:
-    return (f"{sweep_dir} holds a sweep made with other analysis settings (fingerprint {old} "
-            f"!= {new}); delete that folder or copy the run to analyse it with new settings")
+    return (f"{sweep_dir} holds a sweep made with other analysis settings or another version of "
+            f"the estimator (fingerprint {old} != {new}); delete that folder or copy the run "
+            "to analyse it with new settings")
 
 
 def _analysed_layer(cfg: ExperimentConfig, first_checkpoint: Path) -> str:

@@ -60,6 +60,8 @@ class Distortion:
             self.feats.append(by_id[id(m)])
         self.layer = self.feats[0].layer
         self.f0: list[torch.Tensor] = []
+        #: ``(K, B, g, g)`` exact per-cell sensitivities when the linear control variate is on.
+        self.sensitivities: torch.Tensor | None = None
         self._stacked = _stacked_forward(models, self.feats[0]) if stacked else None
 
     @property
@@ -187,6 +189,69 @@ class Distortion:
                 c[k].index_add_(0, idx, energy)
         return c / n
 
+    def linear_rows(self, k: int, sigma_of: dict[int, torch.Tensor], rows: Sequence[Row],
+                    noise: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The control variate of :meth:`rows`: ``mean_d (J_k v)_d^2`` per row, with
+        ``v = up(sigma) * eps`` the row's perturbation and ``J_k`` the Jacobian of the
+        (transformed) feature at the clean image (one forward-mode product per row).
+        Differentiable in sigma; its expectation is :meth:`linear_expectation`'s.
+        """
+        dev = self.x.device
+        H, W = self.x.shape[-2:]
+        imgs = [b for b, _, _ in rows]
+        counts = torch.tensor([s1 - s0 for _, s0, s1 in rows], device=dev)
+        idx = torch.repeat_interleave(torch.tensor(imgs, device=dev), counts)
+        up = upsample_grid(torch.stack([sigma_of[b] for b in imgs]), (H, W))
+        eps = torch.cat(list(noise)) if len(noise) > 1 else noise[0]
+        v = torch.repeat_interleave(up, counts, 0)[:, None] * eps
+        x = self.x[idx].contiguous(memory_format=self.layout)
+        with torch.no_grad():
+            _, jv = torch.func.jvp(lambda z: self.feature(k, z),
+                                   (x,), (v.detach().contiguous(memory_format=self.layout),))
+        value = jv.pow(2).flatten(1).mean(1)
+        if not v.requires_grad:
+            return value
+        # d value / d v = (2 / dim) J^T J v: one vector-Jacobian product at the clean image
+        # (differentiating through the forward-mode product instead would need second
+        # derivatives, which some activations lack). value + g.v - g.v.detach() has the value
+        # and the gradient in sigma.
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (g,) = torch.autograd.grad(self.feature(k, xg), xg, jv * (2.0 / jv[0].numel()))
+        gv = (g * v).flatten(1).sum(1)
+        return value + gv - gv.detach()
+
+    @torch.no_grad()
+    def exact_sensitivity(self, grid: int, max_rows: int) -> torch.Tensor:
+        """Per-cell sensitivities ``c_i = sum_{p in cell i} ||J[:, p]||^2`` of the
+        (transformed) feature at the clean images, exactly: one vector-Jacobian product per
+        feature dimension (``dim`` rows per image and checkpoint). ``(K, B, g, g)``.
+        """
+        K, (B, _, H, W) = self.checkpoints, self.x.shape
+        dev = self.x.device
+        ah, aw = _cell_matrix(grid, H, dev), _cell_matrix(grid, W, dev)
+        dim = self.f0[0][0].numel()
+        c = torch.zeros(K, B, grid, grid, device=dev)
+        step = max(1, min(dim, max_rows))
+        for k in range(K):
+            for b in range(B):
+                for d0 in range(0, dim, step):
+                    d1 = min(dim, d0 + step)
+                    xt = self.x[b:b + 1].expand(d1 - d0, -1, -1, -1).clone().requires_grad_(True)
+                    with torch.enable_grad():
+                        f = self.feature(k, xt).flatten(1)
+                        basis = torch.zeros_like(f)
+                        basis[torch.arange(d1 - d0), torch.arange(d0, d1)] = 1.0
+                        (g,) = torch.autograd.grad(f, xt, basis)
+                    c[k, b] += (ah @ g.pow(2).sum(1) @ aw.T).sum(0)
+        return c
+
+    @staticmethod
+    def linear_expectation(sigma: torch.Tensor, c: torch.Tensor, dim: int) -> torch.Tensor:
+        """``E mean_d (J v)_d^2 = sum_i sigma_i^2 c_i / dim`` (docs/method.md section 3.3),
+        over the last two dimensions (the grid)."""
+        return (sigma.pow(2) * c).sum((-2, -1)) / dim
+
     @torch.no_grad()
     def normaliser(self, streams: NoiseStreams, sigma_init: float, grid: int, n0: int,
                    max_rows: int) -> torch.Tensor:
@@ -212,8 +277,12 @@ class Distortion:
                 keep = [i for i, r in enumerate(chunk) if units is None or units[k, r[0]]]
                 if not keep:
                     continue
-                idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, [chunk[i] for i in keep],
-                                    [noise[i] for i in keep])
+                rows, eps = [chunk[i] for i in keep], [noise[i] for i in keep]
+                idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, rows, eps)
+                if self.sensitivities is not None:  # the linear control variate
+                    sq = (sq - self.linear_rows(k, {b: sig0 for b, _, _ in chunk}, rows, eps)
+                          + self.linear_expectation(sig0, self.sensitivities[k, idx],
+                                                    self.f0[k][0].numel()))
                 s1[k].index_add_(0, idx, sq)
                 s2[k].index_add_(0, idx, sq * sq)
         return s1, s2

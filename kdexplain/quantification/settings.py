@@ -93,6 +93,12 @@ class QuantifySettings:
         entropy exceeds the target. The original runs on (to step 60 or 80), but while the
         mean entropy rises, as it does on its descent path, the later iterates lie farther
         from the target and are never kept, so the kept iterate is the same.
+    control_variate : bool
+        Subtract from every sampled distortion its linearisation at the clean image
+        (``mean_d (J v)_d^2`` for the sample's perturbation ``v``, a forward-mode product)
+        and add back that linearisation's exact expectation ``sum_i sigma_i^2 c_i / dim``
+        (``c_i`` from one vector-Jacobian product per feature dimension). Unbiased; the
+        sampling noise that is left is the nonlinear part's. For narrow features.
     """
 
     preset: str = "default"
@@ -117,6 +123,7 @@ class QuantifySettings:
     entropy_weight_factor: float = 1.5
     target_entropy: float | None = None
     stop_past_target: bool = False
+    control_variate: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,10 +131,11 @@ class QuantifySettings:
 
 PRESETS: dict[str, QuantifySettings] = {
     # A closed-form start (10 probes), then stochastic Newton steps of 16 samples until the
-    # median standard error of log sigma is <= 0.06 (sigma within about 4 % of the optimum in
-    # half of the cells): 15 steps (250 sample-passes) on a wide feature, up to 100 (1,610)
-    # on a narrow one; benchmarks/bench_estimators.py (reports/performance.md) measures it.
-    "default": QuantifySettings(steps=100, precision=0.06),
+    # median standard error of log sigma is <= 0.045 (sigma within about 3 % of the optimum in
+    # half of the cells; at 0.06 kdnet's fc1 landed 4.7-5.4 % from it): 15 steps (250
+    # sample-passes) on a wide feature, about 500 on kdnet's fc1, 1,500 on a 7-logit
+    # classifier, at most 150 steps (2,410); benchmarks/bench_estimators.py measures it.
+    "default": QuantifySettings(steps=150, precision=0.045),
     # The original's descent path and kept iterate (the reference preset's rule) with 16
     # samples per step instead of 96, stopped once the target entropy is passed (about 40
     # steps, 640 sample-passes instead of 5,760-7,680); docs/method.md section 3.4.
