@@ -116,12 +116,26 @@ def hypothesis_verdicts(report: Path) -> dict[int, str]:
     return {int(v["hypothesis"]): str(v["verdict"]) for v in summary["verdicts"]}
 
 
+def study_variants(study: Path) -> list[str]:
+    """The variants of a study folder: its ``index.json``'s, else (reports written one by one
+    with ``kdexplain report``) the subfolders that hold a ``summary.json``."""
+    index = study / "index.json"
+    if index.is_file():
+        return list(json.loads(index.read_text(encoding="utf-8"))["variants"])
+    found = sorted(p.name for p in study.iterdir() if (p / "summary.json").is_file()) \
+        if study.is_dir() else []
+    if not found:
+        raise SystemExit(f"error: {study} is no study report: it has no index.json and no "
+                         "subfolder with a summary.json")
+    return found
+
+
 def compare_studies(new: Path, old: Path, labels: tuple[str, str], out_dir: Path,
                     command: str) -> int:
     """Compare every variant of two studies; write the pages and ``verdicts.csv``.
 
     Returns the number of hypothesis verdicts that differ."""
-    variants = json.loads((old / "index.json").read_text(encoding="utf-8"))["variants"]
+    variants = study_variants(old)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for variant in variants:
