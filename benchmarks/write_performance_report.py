@@ -19,16 +19,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: (title, script, whether it takes ``--device``)
 BENCHMARKS = [
-    ("Knowledge quantification (issue 2)", "benchmarks/bench_quantify.py"),
+    ("Knowledge quantification (issue 2)", "benchmarks/bench_quantify.py", True),
+    ("The estimators side by side (issue 24)", "benchmarks/bench_estimators.py", False),
 ]
 #: Written by hand-run commands it documents itself (see the file).
 SEE_ALSO = ("Triplet training throughput (issue 4): [performance_training.md](performance_training.md), "
-            "written from `benchmarks/bench_train.py`. The estimators side by side (issue 24: "
-            "self-agreement, agreement with the reference, distance to the optimum, cost per "
-            "preset): [performance_estimators.md](performance_estimators.md), written by "
-            "`python benchmarks/bench_estimators.py --out reports/performance_estimators.md`; "
-            "cheap routes to the reference's own answer: "
+            "written from `benchmarks/bench_train.py`. Cheap routes to the reference's own answer: "
             "[performance_reference_path.md](performance_reference_path.md), written by "
             "`python benchmarks/bench_reference_path.py > reports/performance_reference_path.md`.")
 
@@ -77,13 +75,14 @@ def main() -> None:
         "Each section is the verbatim output of the named script.\n",
         SEE_ALSO + "\n",
     ]
-    for title, script in BENCHMARKS:
+    for title, script, takes_device in BENCHMARKS:
         if not (ROOT / script).is_file():
             continue
-        cmd = [sys.executable, script, *extra]
+        flags = extra if takes_device else (["--quick"] if args.quick else [])
+        cmd = [sys.executable, script, *flags]
         print(f"running {' '.join(cmd)}", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        parts.append(f"\n## {title}\n\nCommand: `{' '.join(['python', script, *extra])}`\n")
+        parts.append(f"\n## {title}\n\nCommand: `{' '.join(['python', script, *flags])}`\n")
         if proc.returncode != 0:
             parts.append(f"\nFAILED (exit {proc.returncode}):\n\n```\n{proc.stderr[-3000:]}\n```\n")
             continue
