@@ -98,7 +98,10 @@ class QuantifySettings:
         (``mean_d (J v)_d^2`` for the sample's perturbation ``v``, a forward-mode product)
         and add back that linearisation's exact expectation ``sum_i sigma_i^2 c_i / dim``
         (``c_i`` from one vector-Jacobian product per feature dimension). Unbiased; the
-        sampling noise that is left is the nonlinear part's. For narrow features.
+        sampling noise that is left is the nonlinear part's. For narrow features: it costs
+        ``dim`` input gradients per image and checkpoint, about twice a plain sample's
+        time, and a chunk of rows about twice the memory (lower ``max_batch`` on a GPU
+        that runs short); the checkpoints then run one after another, never stacked.
     """
 
     preset: str = "default"
