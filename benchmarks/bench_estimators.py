@@ -25,7 +25,9 @@ Usage::
 
     python benchmarks/bench_estimators.py [--images 4] [--presets default paper adam reference]
     python benchmarks/bench_estimators.py --quick      # a smoke run (minutes)
-    python benchmarks/bench_estimators.py --images 2 --out reports/performance_estimators.md
+    python benchmarks/bench_estimators.py --images 2 --out scratch/estimators.md
+
+benchmarks/write_performance_report.py runs it (4 images) into reports/performance.md.
 
 Prints a markdown table (and with ``--out`` writes it as a page with the command, the
 machine and the date); asserts nothing.
