@@ -141,7 +141,8 @@ def render_variants_index(out: str | Path) -> Path:
     lines = [f"# {title}", "", *header]
     lines += [
         "Where each verdict comes from: the report's column is the default preset (250 "
-        "sample-passes per image and checkpoint) at the config's b on all the report's "
+        "sample-passes per image and checkpoint on a wide feature, more on a narrow one "
+        "until its precision is reached) at the config's b on all the report's "
         "images; \"over b\" lists the verdicts the report's own tests give at b = 0.1, "
         "0.15, ..., 0.4 (fragile: more than one). The \"subset\" columns, where a variant "
         "has a `calibration/` (`kdexplain calibrate`), repeat the tests on a subset of the "
