@@ -115,8 +115,25 @@ class Distortion:
         idx : LongTensor (R,)
             The image of each row.
         sq : Tensor (R,)
-            The per-row distortion.
+            The per-row distortion; with :attr:`sensitivities` set, minus its linearisation
+            plus that linearisation's expectation (the control variate,
+            :meth:`linear_rows`).
         """
+        idx, up, eps = self._perturbation(sigma_of, rows, noise)
+        xt = torch.addcmul(self.x[idx], up, eps)
+        sq = (self.feature(k, xt) - self.f0[k][idx]).pow(2).flatten(1).mean(1)
+        if self.sensitivities is not None:
+            sigma = torch.stack([sigma_of[int(b)] for b in idx.tolist()])
+            sq = (sq - self.linear_rows(k, idx, up * eps)
+                  + self.linear_expectation(sigma, self.sensitivities[k, idx],
+                                            self.f0[k][0].numel()))
+        return idx, sq
+
+    def _perturbation(self, sigma_of: dict[int, torch.Tensor], rows: Sequence[Row],
+                      noise: Sequence[torch.Tensor]
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The image of each row ``(R,)``, its upsampled sigma ``(R, 1, H, W)`` and its noise
+        ``(R, C, H, W)``: the perturbation of a row is ``up * eps``."""
         dev = self.x.device
         H, W = self.x.shape[-2:]
         imgs = [b for b, _, _ in rows]
@@ -124,9 +141,7 @@ class Distortion:
         idx = torch.repeat_interleave(torch.tensor(imgs, device=dev), counts)
         up = upsample_grid(torch.stack([sigma_of[b] for b in imgs]), (H, W))  # (entries, H, W)
         eps = torch.cat(list(noise)) if len(noise) > 1 else noise[0]  # (R, C, H, W)
-        xt = torch.addcmul(self.x[idx], torch.repeat_interleave(up, counts, 0)[:, None], eps)
-        sq = (self.feature(k, xt) - self.f0[k][idx]).pow(2).flatten(1).mean(1)
-        return idx, sq
+        return idx, torch.repeat_interleave(up, counts, 0)[:, None], eps
 
     def rows_stacked(self, sigma: torch.Tensor, rows: Sequence[Row],
                      noise: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,21 +204,13 @@ class Distortion:
                 c[k].index_add_(0, idx, energy)
         return c / n
 
-    def linear_rows(self, k: int, sigma_of: dict[int, torch.Tensor], rows: Sequence[Row],
-                    noise: Sequence[torch.Tensor]) -> torch.Tensor:
-        """The control variate of :meth:`rows`: ``mean_d (J_k v)_d^2`` per row, with
-        ``v = up(sigma) * eps`` the row's perturbation and ``J_k`` the Jacobian of the
-        (transformed) feature at the clean image (one forward-mode product per row).
-        Differentiable in sigma; its expectation is :meth:`linear_expectation`'s.
+    def linear_rows(self, k: int, idx: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The control variate of :meth:`rows`: ``mean_d (J_k v)_d^2`` per row, with ``v``
+        ``(R, C, H, W)`` the row's perturbation ``up(sigma) * eps``, ``idx`` ``(R,)`` its
+        image and ``J_k`` the Jacobian of the (transformed) feature at that clean image
+        (one forward-mode product per row). Differentiable in sigma through ``v``; its
+        expectation is :meth:`linear_expectation`'s.
         """
-        dev = self.x.device
-        H, W = self.x.shape[-2:]
-        imgs = [b for b, _, _ in rows]
-        counts = torch.tensor([s1 - s0 for _, s0, s1 in rows], device=dev)
-        idx = torch.repeat_interleave(torch.tensor(imgs, device=dev), counts)
-        up = upsample_grid(torch.stack([sigma_of[b] for b in imgs]), (H, W))
-        eps = torch.cat(list(noise)) if len(noise) > 1 else noise[0]
-        v = torch.repeat_interleave(up, counts, 0)[:, None] * eps
         x = self.x[idx].contiguous(memory_format=self.layout)
         with torch.no_grad():
             _, jv = torch.func.jvp(lambda z: self.feature(k, z),
@@ -277,12 +284,8 @@ class Distortion:
                 keep = [i for i, r in enumerate(chunk) if units is None or units[k, r[0]]]
                 if not keep:
                     continue
-                rows, eps = [chunk[i] for i in keep], [noise[i] for i in keep]
-                idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, rows, eps)
-                if self.sensitivities is not None:  # the linear control variate
-                    sq = (sq - self.linear_rows(k, {b: sig0 for b, _, _ in chunk}, rows, eps)
-                          + self.linear_expectation(sig0, self.sensitivities[k, idx],
-                                                    self.f0[k][0].numel()))
+                idx, sq = self.rows(k, {b: sig0 for b, _, _ in chunk}, [chunk[i] for i in keep],
+                                    [noise[i] for i in keep])
                 s1[k].index_add_(0, idx, sq)
                 s2[k].index_add_(0, idx, sq * sq)
         return s1, s2

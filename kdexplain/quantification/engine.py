@@ -308,12 +308,8 @@ def _step(t: int, dist: Distortion, opt: SigmaOptimizer, streams: NoiseStreams,
                     continue
                 rows = [chunk[i] for i in keep]
                 sig_k = opt.sigma()[k]
-                sig_of = {b: sig_k[b] for b, _, _ in rows}
-                idx, sq = dist.rows(k, sig_of, rows, [noise[i] for i in keep])
-                if dist.sensitivities is not None:  # the linear control variate
-                    sq = (sq - dist.linear_rows(k, sig_of, rows, [noise[i] for i in keep])
-                          + dist.linear_expectation(sig_k[idx], dist.sensitivities[k, idx],
-                                                    dist.f0[k][0].numel()))
+                idx, sq = dist.rows(k, {b: sig_k[b] for b, _, _ in rows}, rows,
+                                    [noise[i] for i in keep])
                 (sq / (S * d0[k, idx])).sum().backward()
                 with torch.no_grad():
                     d_sum[k].index_add_(0, idx, sq.detach())
