@@ -129,12 +129,17 @@ def _fingerprint(analysis: AnalysisConfig, layer: str, seed: int) -> str:
     preset enters with every resolved setting, so that a kdexplain whose preset means
     something else refuses to add its units to a sweep made by another."""
     settings = analysis.model_dump(mode="json", exclude=set(CONCEPT_KEYS))
-    estimator = resolve_settings(analysis.preset, steps=analysis.steps, samples=analysis.samples,
-                                 entropy_weight=analysis.entropy_weight,
-                                 feature_transform=analysis.feature_transform).to_dict()
+    preset, overrides = _estimator(analysis)
+    estimator = resolve_settings(preset, **overrides).to_dict()
     blob = json.dumps({"analysis": settings, "estimator": estimator, "layer": layer,
                        "seed": seed}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _estimator(a: AnalysisConfig) -> tuple[str, dict]:
+    """The preset and overrides the sweep gives ``quantify`` (and its fingerprint resolves)."""
+    return a.preset, {"steps": a.steps, "samples": a.samples, "entropy_weight": a.entropy_weight,
+                      "feature_transform": a.feature_transform}
 
 
 def select_images(n_available: int, n: int, seed: int) -> list[int]:
@@ -289,10 +294,10 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
     bar.update(0)
     for group in groups:
         models = [load_model(p) for _, _, p in group]
-        res = quantify(models, data["images"], layer, grid=a.grid, preset=a.preset,
-                       steps=a.steps, samples=a.samples, entropy_weight=a.entropy_weight,
-                       feature_transform=a.feature_transform, seed=cfg.seed, device=device,
-                       max_batch=a.max_batch, image_keys=data["keys"])
+        preset, overrides = _estimator(a)
+        res = quantify(models, data["images"], layer, grid=a.grid, preset=preset, **overrides,
+                       seed=cfg.seed, device=device, max_batch=a.max_batch,
+                       image_keys=data["keys"])
         for k, (role, epoch, path) in enumerate(group):
             atomic_torch_save({
                 "role": role, "epoch": epoch, "checkpoint": str(path.relative_to(run_dir)),
@@ -312,9 +317,8 @@ def _sweep(run_dir: Path, cfg: ExperimentConfig, ctx: DistContext, checkpoints_p
 
 
 def _other_settings(sweep_dir: Path, old: str | None, new: str) -> str:
-    return (f"{sweep_dir} holds a sweep made with other analysis settings or another version of "
-            f"the estimator (fingerprint {old} != {new}); delete that folder or copy the run "
-            "to analyse it with new settings")
+    return (f"{sweep_dir} holds a sweep made with other analysis settings or estimator (fingerprint "
+            f"{old} != {new}); delete that folder or copy the run to analyse it with new settings")
 
 
 def _analysed_layer(cfg: ExperimentConfig, first_checkpoint: Path) -> str:
