@@ -12,7 +12,8 @@ For each case (a model, a layer, its images) and each preset, from the same imag
   preset's optimiser (64 probes, ``--long-steps`` x 64 samples, no weight on the start,
   D0 from 512 samples, another seed);
 * **precision**: the median over images of the result's own estimate (``precision``, the
-  median standard error of log sigma; the default preset only);
+  median standard error of log sigma: around the optimum for `default`, around the
+  noise-free descent path for `paper` and `reference`);
 * **sample-passes** per image (steps x samples + probes; D0's forward-only samples apart)
   and **seconds** per image (one thread, wall clock, the mean of the two seeds).
 
@@ -236,7 +237,9 @@ def main() -> None:
             f"cells / entropy rank correlation, the mean over the preset's seeds 0 and 1 "
             f"against the reference's seeds {REFERENCE_SEEDS[0]} and {REFERENCE_SEEDS[1]}; distance to the optimum = median over images "
             "of the median over cells of |sigma / sigma* - 1|; precision = the result's own "
-            "median standard error of log sigma; sample-passes and seconds per image.\n",
+            "median standard error of log sigma (around the optimum for default, around the "
+            "noise-free descent path for paper and reference); sample-passes and seconds per "
+            "image.\n",
             "| case | preset | self-agreement | vs reference (Jaccard / Spearman) | "
             "distance to the optimum | precision | sample-passes | s per image |",
             "|---|---|---|---|---|---|---|---|"]

@@ -126,3 +126,24 @@ def test_control_variate_gradient_is_that_of_the_linearisation():
         (g_want,) = torch.autograd.grad(want.sum(), sigma)
     assert torch.allclose(got, want, rtol=1e-5)
     assert torch.allclose(g_got, g_want, rtol=1e-4, atol=1e-9)
+
+
+def test_paper_preset_reports_the_path_noise_of_its_kept_iterate():
+    # on a linear feature the path's only randomness is the sampling noise of its gradients:
+    # the reported standard error of log sigma matches the spread of the kept log sigma over
+    # noise seeds (median over cells of the ratio within 30 %), and more samples per step
+    # report proportionally less (16 -> 64 samples: half)
+    model, _ = _linear_model(dim=8, seed=7)
+    x = torch.randn(1, C, H, W_, generator=torch.Generator().manual_seed(4))
+    runs = [quantify(model, x, "1", grid=G, preset="paper", feature_transform="identity",
+                     seed=s, d0_samples=4096) for s in range(24)]
+    log_sigma = torch.stack([r.sigma.log() for r in runs])  # (seeds, 1, g, g)
+    spread = log_sigma.std(0)
+    reported = torch.stack([r.log_sigma_se for r in runs]).mean(0)
+    assert torch.isfinite(reported).all() and (reported > 0).all()
+    ratio = float((reported / spread).median())
+    assert 0.7 <= ratio <= 1.3, ratio
+    more = quantify(model, x, "1", grid=G, preset="paper", feature_transform="identity",
+                    seed=0, d0_samples=4096, samples=64)
+    assert 0.4 <= float((more.log_sigma_se / reported).median()) <= 0.6
+    assert torch.allclose(runs[0].precision, runs[0].log_sigma_se.flatten(1).median(1).values)

@@ -62,6 +62,10 @@ class Distortion:
         self.f0: list[torch.Tensor] = []
         #: ``(K, B, g, g)`` exact per-cell sensitivities when the linear control variate is on.
         self.sensitivities: torch.Tensor | None = None
+        #: Keep each row's upsampled sigma of the last :meth:`rows` / :meth:`rows_stacked`
+        #: call, with its gradient after a backward pass (:meth:`row_gradients`).
+        self.track_rows = False
+        self._rows_up: torch.Tensor | None = None
         self._stacked = _stacked_forward(models, self.feats[0]) if stacked else None
 
     @property
@@ -120,6 +124,7 @@ class Distortion:
             :meth:`linear_rows`).
         """
         idx, up, eps = self._perturbation(sigma_of, rows, noise)
+        self._track(up)
         xt = torch.addcmul(self.x[idx], up, eps)
         sq = (self.feature(k, xt) - self.f0[k][idx]).pow(2).flatten(1).mean(1)
         if self.sensitivities is not None:
@@ -128,6 +133,20 @@ class Distortion:
                   + self.linear_expectation(sigma, self.sensitivities[k, idx],
                                             self.f0[k][0].numel()))
         return idx, sq
+
+    def _track(self, up: torch.Tensor) -> None:
+        if self.track_rows and up.requires_grad:
+            up.retain_grad()
+            self._rows_up = up
+
+    def row_gradients(self, grid: int) -> torch.Tensor:
+        """After the backward pass of the last :meth:`rows` (or :meth:`rows_stacked`) call
+        with :attr:`track_rows` on: each row's gradient in its cells' sigma, ``(R, g, g)``
+        (``(K, R, g, g)`` stacked), of what was differentiated."""
+        g = self._rows_up.grad
+        H, W = g.shape[-2:]
+        cells = g.sum(-3).unflatten(-2, (grid, H // grid)).unflatten(-1, (grid, W // grid))
+        return cells.sum((-3, -1))
 
     def _perturbation(self, sigma_of: dict[int, torch.Tensor], rows: Sequence[Row],
                       noise: Sequence[torch.Tensor]
@@ -167,6 +186,7 @@ class Distortion:
         up = upsample_grid(sigma[:, imgs].flatten(0, 1), (H, W)).unflatten(0, (len(sigma), -1))
         eps = torch.cat(list(noise)) if len(noise) > 1 else noise[0]  # (R, C, H, W)
         up = torch.repeat_interleave(up, counts, 1)[:, :, None]  # (K, R, 1, H, W)
+        self._track(up)
         xt = torch.addcmul(self.x[idx][None], up, eps[None])  # (K, R, C, H, W)
         feat = self.transform(self._stacked(xt, self.layout))
         f0 = torch.stack(self.f0)[:, idx]

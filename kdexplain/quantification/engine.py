@@ -245,7 +245,9 @@ def _optimise(dist: Distortion, settings: QuantifySettings, streams: NoiseStream
     opt.d0_log_se = d0_log_se
     if opt.needs_sensitivity:
         _closed_form_start(opt, dist, keys, seed, d0, settings, grid, sizer.size)
-    traces = Traces(settings.steps, K, B, grid, keep_sigma=settings.target_entropy is not None)
+    keep = settings.target_entropy is not None
+    traces = Traces(settings.steps, K, B, grid, keep_sigma=keep,
+                    keep_noise=keep and opt.tracks_noise)
     active = ~no_signal
     for t in bar:
         if not bool(active.any()):
@@ -290,6 +292,12 @@ def _step(t: int, dist: Distortion, opt: SigmaOptimizer, streams: NoiseStreams,
     opt.zero_grad()
     K, B = d0.shape
     d_sum = torch.zeros(K, B, device=d0.device)
+    # the sampling noise of the step's gradient, for optimisers that report it: the sums of
+    # each sample's gradient (of its distortion / D0 in the cells' sigma) and of its square
+    track = dist.track_rows = opt.tracks_noise
+    g1 = torch.zeros_like(opt.theta) if track else None
+    g2 = torch.zeros_like(opt.theta) if track else None
+    grid = opt.theta.shape[-1]
     images = active.any(0).nonzero().flatten().tolist()
     for chunk in row_chunks(images, S, iter(lambda: sizer.size, 0)):
         with sizer.timed() as timer:
@@ -301,6 +309,10 @@ def _step(t: int, dist: Distortion, opt: SigmaOptimizer, streams: NoiseStreams,
                 (sq / (S * d0[:, idx])).sum().backward()
                 with torch.no_grad():
                     d_sum.index_add_(1, idx, sq.detach())
+                    if track:
+                        G = dist.row_gradients(grid) * S  # (K, R, g, g)
+                        g1.index_add_(1, idx, G)
+                        g2.index_add_(1, idx, G * G)
                 continue
             for k in range(K):
                 keep = [i for i, r in enumerate(chunk) if active[k, r[0]]]
@@ -313,11 +325,17 @@ def _step(t: int, dist: Distortion, opt: SigmaOptimizer, streams: NoiseStreams,
                 (sq / (S * d0[k, idx])).sum().backward()
                 with torch.no_grad():
                     d_sum[k].index_add_(0, idx, sq.detach())
+                    if track:
+                        G = dist.row_gradients(grid) * S  # (R, g, g)
+                        g1[k].index_add_(0, idx, G)
+                        g2[k].index_add_(0, idx, G * G)
     # the entropy term, for the active units only
     (-(opt.lam * active * mean_entropy(opt.sigma())).sum()).backward()
     with torch.no_grad():
         distortion = d_sum / S / torch.where(active, d0, torch.ones_like(d0))
         traces.record(t, active, distortion, opt.lam, mean_h)
+        if track:
+            opt.record_noise(t, g1, g2, S, active, traces)
     return opt.step(t, active, traces)
 
 

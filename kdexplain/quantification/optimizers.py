@@ -36,12 +36,15 @@ __all__ = ["AdamLog", "NewtonLog", "SGDClamp", "SigmaOptimizer", "Traces", "buil
 class Traces:
     """Per-step records: objective, ``D/D0`` and mean entropy per unit ``(T, K, B)`` (CPU)."""
 
-    def __init__(self, steps: int, K: int, B: int, grid: int, keep_sigma: bool) -> None:
+    def __init__(self, steps: int, K: int, B: int, grid: int, keep_sigma: bool,
+                 keep_noise: bool = False) -> None:
         self.loss = torch.full((steps, K, B), float("nan"))
         self.distortion = torch.full((steps, K, B), float("nan"))
         self.entropy = torch.full((steps, K, B), float("nan"))
         self.steps_run = torch.zeros(K, B, dtype=torch.long)
         self.sigma = torch.empty((steps, K, B, grid, grid)) if keep_sigma else None
+        #: per recorded iterate, the variance its sampled steps gave each cell's sigma
+        self.path_var = torch.empty((steps, K, B, grid, grid)) if keep_noise else None
 
     @torch.no_grad()
     def record(self, t: int, active: torch.Tensor, dist: torch.Tensor, lam: torch.Tensor,
@@ -76,6 +79,13 @@ class SigmaOptimizer:
 
     #: Whether :meth:`start` wants the per-cell sensitivities (a closed-form start).
     needs_sensitivity = False
+    #: Whether the engine passes each step's gradient noise to :meth:`record_noise`.
+    tracks_noise = False
+
+    def record_noise(self, t: int, g1: torch.Tensor, g2: torch.Tensor, S: int,
+                     active: torch.Tensor, traces: Traces) -> None:
+        """Step t's per-sample gradients in the cells' sigma: their sum ``g1`` and sum of
+        squares ``g2`` over the ``S`` samples, ``(K, B, g, g)``."""
 
     def to_theta(self, sigma: float) -> float:
         """The parameter of a sigma value."""
@@ -157,11 +167,55 @@ class SigmaOptimizer:
 class SGDClamp(SigmaOptimizer):
     """Plain SGD on raw sigma, clamped to ``settings.clamp`` before every step (original)."""
 
+    #: The path's sampling noise, propagated along the path to first order: a step adds
+    #: ``lr^2`` times the variance of its mean gradient to each cell's sigma, and shrinks
+    #: what the earlier steps left by ``(1 - lr h)^2``, ``h`` the objective's curvature in
+    #: the cell's sigma (the entropy term's ``lambda_H / (n sigma^2)`` exactly, the
+    #: distortion's as that of a quadratic, its mean gradient over sigma): a path pulled
+    #: off course is pulled back. D0's error, which moves every cell's path alike, is left
+    #: out. :meth:`log_sigma_se` gives its standard error over sigma.
+    tracks_noise = True
+
     def __init__(self, settings: QuantifySettings, shape: tuple[int, int, int, int],
                  device: torch.device) -> None:
         super().__init__(settings, shape, device)
         self.lo, self.hi = settings.clamp
         self.opt = torch.optim.SGD([self.theta], lr=settings.lr)
+        self.path_var = torch.zeros(shape, device=device)
+        self._kept_se: torch.Tensor | None = None
+
+    @torch.no_grad()
+    def record_noise(self, t: int, g1: torch.Tensor, g2: torch.Tensor, S: int,
+                     active: torch.Tensor, traces: Traces) -> None:
+        if traces.path_var is not None:  # what the iterate recorded at step t carries
+            traces.path_var[t] = self.path_var.cpu()
+        if S > 1:
+            var = ((g2 - g1 * g1 / S) / (S - 1)).clamp(min=0) / S  # of the step's mean
+        else:
+            var = torch.full_like(g1, float("nan"))
+        sigma = self.theta.detach()
+        n = sigma.shape[-1] * sigma.shape[-2]
+        curvature = (g1 / S).clamp(min=0) / sigma + self.lam[..., None, None] / (n * sigma**2)
+        moved = (1 - self.s.lr * curvature) ** 2 * self.path_var + self.s.lr ** 2 * var
+        self.path_var = torch.where(active[..., None, None], moved, self.path_var)
+
+    @torch.no_grad()
+    def kept(self, traces: Traces) -> tuple[torch.Tensor, torch.Tensor]:
+        sigma, selected = super().kept(traces)
+        if traces.path_var is not None:
+            idx = selected[None, ..., None, None].expand(1, *traces.path_var.shape[1:])
+            var = torch.gather(traces.path_var, 0, idx)[0]
+        else:
+            var = self.path_var.cpu()
+        self._kept_se = var.sqrt() / sigma.clamp(min=1e-30)
+        return sigma, selected
+
+    def log_sigma_se(self) -> torch.Tensor:
+        """The standard error of each cell's kept log sigma from the path's sampling noise
+        (``(K, B, g, g)``, CPU; see :attr:`tracks_noise`)."""
+        if self._kept_se is None:
+            return super().log_sigma_se()
+        return self._kept_se.clone()
 
     def to_theta(self, sigma: float) -> float:
         return sigma

@@ -55,10 +55,12 @@ class QuantifyResult:
     settings : dict
         The resolved :class:`QuantifySettings`.
     log_sigma_se : Tensor ([K,] B, grid, grid) or None
-        The estimated standard error of each cell's log sigma (sampling noise of the
-        kept iterate; ``sigma`` lies within about ``0.67 * se`` of the optimum in half of
-        the cells). NaN where the preset does not estimate it (``adam``, ``reference``) and
-        for ``no_signal`` images; None in results saved before 0.3.
+        The estimated standard error of each cell's log sigma from the sampling noise of
+        the kept iterate: for ``default``, around the optimum (``sigma`` lies within about
+        ``0.67 * se`` of it in half of the cells); for ``paper`` and ``reference``, around
+        the noise-free descent path (its sampled gradients' variance carried along the path,
+        docs/method.md section 3.4). NaN where the preset does not estimate it (``adam``)
+        and for ``no_signal`` images; None in results saved before 0.3.
     """
 
     sigma: torch.Tensor
