@@ -118,11 +118,13 @@ def main() -> None:
                 between = (a.var(ddof=1) + b.var(ddof=1)) / 2
                 unshared = (a - b).var(ddof=1) / 2
                 image = (ia + ib) / 2
-                corr = np.corrcoef(a, b)[0, 1]
+                spread = a.std() > 0 and b.std() > 0  # else no ratio and no correlation
+                ratio = f"{image / between:.2f}" if spread else "-"
+                corr = f"{np.corrcoef(a, b)[0, 1]:+.2f}" if spread else "-"
                 lines.append(
                     f"| {v} | {hyp.number} | {metric} | {a.mean():+.3g} / {b.mean():+.3g} | "
-                    f"{between:.3g} | {unshared:.3g} | {image:.3g} | {image / between:.2f} | "
-                    f"{corr:+.2f} | {ps[0][metric]:.3g} / {ps[1][metric]:.3g} |")
+                    f"{between:.3g} | {unshared:.3g} | {image:.3g} | {ratio} | {corr} | "
+                    f"{ps[0][metric]:.3g} / {ps[1][metric]:.3g} |")
     print("\n".join(lines))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
