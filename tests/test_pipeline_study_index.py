@@ -28,6 +28,7 @@ def test_study_index_shows_each_verdict_over_b_and_under_each_estimator(tmp_path
     assert meta["variants"] == {"fc": ["model.layer=fc1"],
                                 "soft": ["model.layer=fc1", "student.mode=soft"]}
     assert set(meta["seconds"]) == {"fc", "soft"} and meta["n_seeds"] == 2
+    assert meta["preset"] == "default"
     index = (out / "index.md").read_text()
     assert "| hypothesis | report: default preset, b = 0.2 | over b = 0.1 ... 0.4 |" in index
     assert re.search(r"\| 1 \| \*\*[a-z ]+\*\* \| (fragile|stable) \(", index)
@@ -55,6 +56,12 @@ def test_study_index_shows_each_verdict_over_b_and_under_each_estimator(tmp_path
     assert again.startswith("# kdexplain study: st\n\nVariants of one experiment, each a "
                             "report of its own.\n\n- Wall time of this session: 12.3 min")
     assert "subset: reference, b = 0.2" in again
+    # the preset the study ran (recorded in index.json) names the report's column
+    meta.update(preset="paper")
+    (out / "index.json").write_text(json.dumps(meta))
+    index = render_variants_index(out).read_text()
+    assert "| hypothesis | report: paper preset, b = 0.2 |" in index
+    assert "the report's column is the paper preset (the reference's descent path" in index
     # without index.json the folder is no study's report folder (0.2 rebuilt it from index.md)
     (out / "index.json").unlink()
     with pytest.raises(FileNotFoundError, match="holds no index.json"):

@@ -4,7 +4,7 @@
 the variants' overrides, the wall time, the machine, the command) and renders
 ``<report>/index.md`` from it and from what lies in each variant's folder:
 
-- the report's verdicts (the default preset at the config's ``b``, all the report's images);
+- the report's verdicts (the config's preset at its ``b``, all the report's images);
 - how each moves over ``b`` = 0.1 ... 0.4 (``threshold_curve.csv``: fragile or stable);
 - when ``kdexplain calibrate`` has written ``<variant>/calibration/calibration.json``, the
   verdicts on its subset under the reference preset at ``b``, the default at ``b`` and the
@@ -30,6 +30,15 @@ log = logging.getLogger("kdexplain.pipeline")
 
 INDEX_JSON = "index.json"
 
+#: What each preset spends per image and checkpoint (docs/method.md section 3.4).
+PRESET_COST = {
+    "default": "250 sample-passes per image and checkpoint on a wide feature, more on a "
+               "narrow one until its precision is reached",
+    "paper": "the reference's descent path and kept iterate with 16 samples per step, "
+             "about 640 sample-passes per image and checkpoint; b = 0.2 is the paper's",
+    "reference": "the original optimisation, 5,760 sample-passes per image and checkpoint",
+}
+
 
 def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[str, float]],
                          seconds: float, command: str | None) -> Path:
@@ -46,7 +55,8 @@ def write_variants_index(cfg: ExperimentConfig, out: Path, done: Sequence[tuple[
         "variants": {v: list(cfg.variants[v]) for v, _ in done},
         "seconds": {v: s for v, s in done}, "total_seconds": seconds,
         "machine": machine, "command": command,
-        "concept_threshold": cfg.analysis.concept_threshold, "alpha": cfg.analysis.alpha})
+        "concept_threshold": cfg.analysis.concept_threshold, "alpha": cfg.analysis.alpha,
+        "preset": cfg.analysis.preset})
     render_variants_index(out)
     return out
 
@@ -67,7 +77,7 @@ def _calibration(folder: Path) -> dict | None:
 
 
 def _variant_section(out: Path, name: str, overrides: Sequence[str], b: float,
-                     alpha: float) -> list[str]:
+                     alpha: float, preset: str) -> list[str]:
     from kdexplain.pipeline.calibrate import ESTIMATORS
     from kdexplain.utils.render import format_number
 
@@ -80,7 +90,7 @@ def _variant_section(out: Path, name: str, overrides: Sequence[str], b: float,
     if cal is not None:
         under = {(v["estimator"], int(v["hypothesis"])): v["verdict"]
                  for v in cal.get("verdicts", [])}
-    header = ["hypothesis", f"report: default preset, b = {format_number(b)}",
+    header = ["hypothesis", f"report: {preset} preset, b = {format_number(b)}",
               "over b = 0.1 ... 0.4"]
     if cal is not None:
         c = cal["calibration"]
@@ -126,6 +136,7 @@ def render_variants_index(out: str | Path) -> Path:
                                 "of a config with variants (kdexplain run writes one)")
     meta = read_json(out / INDEX_JSON)
     b, alpha = float(meta["concept_threshold"]), float(meta["alpha"])
+    preset = meta.get("preset", "default")  # older indexes: the default
     if "header" in meta:  # an index.json that holds its header lines as they are
         title, header = meta["title"], meta["header"]
     else:
@@ -140,10 +151,9 @@ def render_variants_index(out: str | Path) -> Path:
             f"- Machine: {meta['machine']}.", ""]
     lines = [f"# {title}", "", *header]
     lines += [
-        "Where each verdict comes from: the report's column is the default preset (250 "
-        "sample-passes per image and checkpoint on a wide feature, more on a narrow one "
-        "until its precision is reached) at the config's b on all the report's "
-        "images; \"over b\" lists the verdicts the report's own tests give at b = 0.1, "
+        f"Where each verdict comes from: the report's column is the {preset} preset "
+        f"({PRESET_COST.get(preset, 'docs/method.md section 3.4')}) at the config's b on "
+        "all the report's images; \"over b\" lists the verdicts the report's own tests give at b = 0.1, "
         "0.15, ..., 0.4 (fragile: more than one). The \"subset\" columns, where a variant "
         "has a `calibration/` (`kdexplain calibrate`), repeat the tests on a subset of the "
         "images under the reference preset (the original optimisation, for which b = 0.2 "
@@ -152,7 +162,7 @@ def render_variants_index(out: str | Path) -> Path:
         "the threshold, not on distillation alone.", ""]
     for name, overrides in meta["variants"].items():
         if (out / name / "summary.json").is_file():
-            lines += _variant_section(out, name, overrides, b, alpha)
+            lines += _variant_section(out, name, overrides, b, alpha, preset)
     if meta.get("command"):
         lines += ["## How to reproduce", "", "```bash", meta["command"], "```"]
     atomic_write_text(out / "index.md", "\n".join(lines).rstrip() + "\n")
