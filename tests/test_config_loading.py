@@ -89,5 +89,7 @@ def test_study_and_quickstart_configs_load_with_their_variants():
         ("conv", "feature"), ("conv", "soft"), ("fc1", "feature"), ("fc1", "soft")}
     one = variants["fc1-soft"]
     assert one.name == "fc1-soft" and one.out_dir.endswith("study") and one.variants is None
-    assert one.analysis.keep_effective == 20 and one.analysis.select_effective
+    # every effective image of those drawn, under the preset of the paper's concept cells
+    assert one.analysis.keep_effective is None and one.analysis.select_effective
+    assert one.analysis.preset == "paper" and one.analysis.samples is None
     assert not study.teacher.per_seed
