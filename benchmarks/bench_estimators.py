@@ -245,13 +245,21 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|"]
     print("\n".join(head), flush=True)
     lines += head
-    all_cases = cases(n, args.quick)
-    for i in args.cases if args.cases is not None else range(len(all_cases)):
-        lines += measure(all_cases[i], args.presets, long_steps)
-    if args.out:
-        lines.append(f"\nLoad average at the end: "
-                     f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())}.")
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    for case in selected(cases(n, args.quick), args.cases):
+        lines += measure(case, args.presets, long_steps)
+    write_page(lines, args.out)
+
+
+def selected(all_cases: list[Case], which: list[int] | None) -> list[Case]:
+    """The cases that ``--cases`` names (all without it)."""
+    return all_cases if which is None else [all_cases[i] for i in which]
+
+
+def write_page(lines: list[str], out: str | None) -> None:
+    """With ``--out``: the page's lines and the load average at the end, to ``out``."""
+    if out:
+        end = f"\nLoad average at the end: {' / '.join(f'{v:.1f}' for v in os.getloadavg())}."
+        Path(out).write_text("\n".join([*lines, end]) + "\n")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ Prints a markdown table; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,7 +42,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_estimators import REFERENCE_SEEDS, _command, cases, machine, run  # noqa: E402
+from bench_estimators import REFERENCE_SEEDS, _command, cases, machine, run, selected, write_page  # noqa: E402
 
 from kdexplain.models.features import LayerFeature  # noqa: E402
 from kdexplain.quantification.result import upsample_grid  # noqa: E402
@@ -142,13 +141,9 @@ def main() -> None:
         "with the control variate | over the budget |",
         "|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
-    all_cases = cases(args.images, False)
-    for i in args.cases if args.cases is not None else range(len(all_cases)):
-        lines.append(measure(all_cases[i], args.samples, args.chunk))
-    if args.out:
-        lines.append(f"\nLoad average at the end: "
-                     f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())}.")
-        Path(args.out).write_text("\n".join(lines) + "\n")
+    for case in selected(cases(args.images, False), args.cases):
+        lines.append(measure(case, args.samples, args.chunk))
+    write_page(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Prints a markdown table; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_estimators import _command, cases, machine, run  # noqa: E402
+from bench_estimators import _command, cases, machine, run, selected, write_page  # noqa: E402
 
 
 def measure(case, preset: str, n_seeds: int) -> str:
@@ -61,14 +60,10 @@ def main() -> None:
         "| case | preset | seeds | reported | observed | ratio |",
         "|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
-    all_cases = cases(args.images, False)
-    for i in args.cases if args.cases is not None else range(len(all_cases)):
+    for case in selected(cases(args.images, False), args.cases):
         for preset, n in zip(("paper", "reference"), args.seeds, strict=True):
-            lines.append(measure(all_cases[i], preset, n))
-    if args.out:
-        lines.append(f"\nLoad average at the end: "
-                     f"{' / '.join(f'{v:.1f}' for v in os.getloadavg())}.")
-        Path(args.out).write_text("\n".join(lines) + "\n")
+            lines.append(measure(case, preset, n))
+    write_page(lines, args.out)
 
 
 if __name__ == "__main__":
