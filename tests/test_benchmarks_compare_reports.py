@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_reports.py"
+from tests.benchmarks_common import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("compare_reports", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_reports")
 
 
 def test_study_variants_from_the_index_or_the_report_folders(tmp_path):

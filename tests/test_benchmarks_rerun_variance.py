@@ -3,7 +3,6 @@ hand-computed values."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,14 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "rerun_variance.py"
+from tests.benchmarks_common import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("rerun_variance", _PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("rerun_variance")
 
 
 def _study(root: Path, diffs: list[float]) -> Path:
